@@ -1,0 +1,27 @@
+"""Errors a user can act on: each message is one line that names the fix.
+
+The CLI prints them without a traceback; library callers can catch ``IklZooError``.
+"""
+
+from __future__ import annotations
+
+
+class IklZooError(Exception):
+    """Base class: a problem with the user's input or environment, not a bug."""
+
+
+class UnknownModelError(IklZooError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(IklZooError):
+    """A checkpoint that cannot be used: HTML instead of weights, truncated, wrong shapes or classes."""
+
+
+class ChecksumMismatchError(CheckpointError):
+    pass
+
+
+class DatasetNotFoundError(IklZooError):
+    pass

@@ -1,0 +1,1 @@
+"""Clean and AutoAttack robust accuracy, RobustBench-exact, chunked, resumable and sharded."""

@@ -1,0 +1,1 @@
+"""Leaderboard tables, result records and plots."""

@@ -1,0 +1,1 @@
+"""IKL-AT training."""

@@ -1,0 +1,244 @@
+"""Network definitions whose state_dict keys match RobustBench's checkpoints one for one.
+
+Attribute names are dictated by the published checkpoints (TRADES' ``WideResNet``, DeepMind's
+``DMWideResNet`` and the CIFAR ResNet that ships with AutoAttack); the code around them is ours.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2471, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+
+
+def _blocks_per_group(depth: int) -> int:
+    if (depth - 4) % 6 != 0 or depth < 10:
+        raise ValueError(f"WideResNet depth must be 6n+4 with n >= 1 (e.g. 10, 16, 28, 34), got {depth}")
+    return (depth - 4) // 6
+
+
+# --------------------------------------------------------------------------------------------------
+# WRN-34-10 as TRADES and RobustBench define it: ReLU, pre-activation, inputs in [0, 1].
+# --------------------------------------------------------------------------------------------------
+
+
+class TradesBlock(nn.Module):
+    """Pre-activation basic block; a 1x1 ``convShortcut`` where the width changes."""
+
+    def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
+        self.equalInOut = in_planes == out_planes
+        self.convShortcut = (
+            None if self.equalInOut else nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activated = self.relu1(self.bn1(x))
+        out = self.conv2(self.relu2(self.bn2(self.conv1(activated))))
+        # A width change routes the shortcut through the activated input, as TRADES does.
+        shortcut = x if self.convShortcut is None else self.convShortcut(activated)
+        return shortcut + out
+
+
+class TradesBlockGroup(nn.Module):
+    def __init__(self, num_blocks: int, in_planes: int, out_planes: int, stride: int) -> None:
+        super().__init__()
+        self.layer = nn.Sequential(
+            *(
+                TradesBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
+                for i in range(num_blocks)
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+class WideResNet(nn.Module):
+    """TRADES WideResNet (``sub_block1=False``): the WRN-34-10 of IKL-AT, TRADES and most AT papers."""
+
+    def __init__(self, depth: int = 34, widen_factor: int = 10, num_classes: int = 10) -> None:
+        super().__init__()
+        num_blocks = _blocks_per_group(depth)
+        channels = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+        self.conv1 = nn.Conv2d(3, channels[0], 3, stride=1, padding=1, bias=False)
+        self.block1 = TradesBlockGroup(num_blocks, channels[0], channels[1], 1)
+        self.block2 = TradesBlockGroup(num_blocks, channels[1], channels[2], 2)
+        self.block3 = TradesBlockGroup(num_blocks, channels[2], channels[3], 2)
+        self.bn1 = nn.BatchNorm2d(channels[3])
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(channels[3], num_classes)
+        self.nChannels = channels[3]
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+                nn.init.normal_(module.weight, 0.0, (2.0 / fan_out) ** 0.5)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block3(self.block2(self.block1(self.conv1(x))))
+        out = self.relu(self.bn1(out))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.fc(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# WRN-28-10 as DeepMind and RobustBench define it: SiLU, explicit "SAME" padding, normalisation inside.
+# --------------------------------------------------------------------------------------------------
+
+
+class DMBlock(nn.Module):
+    def __init__(
+        self, in_planes: int, out_planes: int, stride: int, activation: type[nn.Module], bn_momentum: float
+    ) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"unsupported stride {stride}")
+        self.batchnorm_0 = nn.BatchNorm2d(in_planes, momentum=bn_momentum)
+        self.relu_0 = activation()
+        self.conv_0 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=0, bias=False)
+        self.batchnorm_1 = nn.BatchNorm2d(out_planes, momentum=bn_momentum)
+        self.relu_1 = activation()
+        self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
+        self.has_shortcut = in_planes != out_planes
+        self.shortcut = (
+            nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False) if self.has_shortcut else None
+        )
+        # TensorFlow's "SAME" padding: symmetric at stride 1, bottom/right only at stride 2.
+        self._same_padding = (1, 1, 1, 1) if stride == 1 else (0, 1, 0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activated = self.relu_0(self.batchnorm_0(x))
+        out = self.conv_0(F.pad(activated, self._same_padding))
+        out = self.conv_1(self.relu_1(self.batchnorm_1(out)))
+        shortcut = self.shortcut(activated) if self.shortcut is not None else x
+        return shortcut + out
+
+
+class DMBlockGroup(nn.Module):
+    def __init__(
+        self,
+        num_blocks: int,
+        in_planes: int,
+        out_planes: int,
+        stride: int,
+        activation: type[nn.Module],
+        bn_momentum: float,
+    ) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            *(
+                DMBlock(
+                    in_planes if i == 0 else out_planes,
+                    out_planes,
+                    stride if i == 0 else 1,
+                    activation,
+                    bn_momentum,
+                )
+                for i in range(num_blocks)
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class DMWideResNet(nn.Module):
+    """DeepMind's WideResNet: the WRN-28-10 (SiLU) that IKL-AT trains with generated data."""
+
+    def __init__(
+        self,
+        depth: int = 28,
+        width: int = 10,
+        num_classes: int = 10,
+        *,
+        activation: type[nn.Module] = nn.SiLU,
+        mean: tuple[float, ...] = CIFAR10_MEAN,
+        std: tuple[float, ...] = CIFAR10_STD,
+        bn_momentum: float = 0.01,
+    ) -> None:
+        super().__init__()
+        num_blocks = _blocks_per_group(depth)
+        channels = [16, 16 * width, 32 * width, 64 * width]
+        # Not persistent: RobustBench's checkpoints do not carry the normalisation constants.
+        self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(3, 1, 1), persistent=False)
+        self.init_conv = nn.Conv2d(3, channels[0], 3, stride=1, padding=1, bias=False)
+        self.layer = nn.Sequential(
+            DMBlockGroup(num_blocks, channels[0], channels[1], 1, activation, bn_momentum),
+            DMBlockGroup(num_blocks, channels[1], channels[2], 2, activation, bn_momentum),
+            DMBlockGroup(num_blocks, channels[2], channels[3], 2, activation, bn_momentum),
+        )
+        self.batchnorm = nn.BatchNorm2d(channels[3], momentum=bn_momentum)
+        self.relu = activation()
+        self.logits = nn.Linear(channels[3], num_classes)
+        self.num_channels = channels[3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.init_conv((x - self.mean) / self.std)
+        out = self.relu(self.batchnorm(self.layer(out)))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.logits(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# The CIFAR ResNet-18 whose plainly trained checkpoint ships with pyautoattack (demo model).
+# --------------------------------------------------------------------------------------------------
+
+
+class ResNetBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet for 32x32 inputs (3x3 stem, no max-pool), inputs in [0, 1], no normalisation."""
+
+    def __init__(self, blocks_per_stage: tuple[int, ...] = (2, 2, 2, 2), num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        in_planes = 64
+        for stage, (planes, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage), start=1):
+            first_stride = 1 if stage == 1 else 2
+            blocks = []
+            for i in range(num_blocks):
+                blocks.append(ResNetBlock(in_planes, planes, first_stride if i == 0 else 1))
+                in_planes = planes
+            setattr(self, f"layer{stage}", nn.Sequential(*blocks))
+        self.linear = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
