@@ -1,0 +1,136 @@
+import pickle
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.datasets import CIFAR10, CIFAR100
+from torchvision.transforms import ToTensor
+
+from ikl_zoo.data import (
+    MARKER_FILENAME,
+    cifar_dataset,
+    foolbox_sample,
+    load_test_examples,
+    write_cifar_dir,
+    write_sample_data_dir,
+)
+from ikl_zoo.errors import DatasetNotFoundError
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory) -> Path:
+    return write_sample_data_dir(tmp_path_factory.mktemp("sample"))
+
+
+def _random_split(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, n_classes, n)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "first_labels"), [("cifar10", [3, 8, 8, 0, 6]), ("cifar100", [49, 33, 72, 51, 71])]
+)
+def test_foolbox_sample_is_the_real_test_images_in_order(dataset, first_labels):
+    images, labels = foolbox_sample(dataset)
+    assert images.shape == (20, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.tolist()[:5] == first_labels  # CIFAR test labels 0-4
+    assert len({image.tobytes() for image in images}) == 20
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_sample_dir_reads_back_as_torchvision_dataset(sample_dir, dataset):
+    test_set = cifar_dataset(dataset, data_dir=sample_dir, train=False, download=False)
+    assert isinstance(test_set, CIFAR100 if dataset == "cifar100" else CIFAR10)
+    assert len(test_set) == 20
+    assert len(test_set.classes) == (100 if dataset == "cifar100" else 10)
+    images, labels = foolbox_sample(dataset)
+    image, label = test_set[7]
+    assert isinstance(image, Image.Image)
+    assert np.array_equal(np.asarray(image), images[7]) and label == labels[7]
+
+
+def test_load_test_examples_is_robustbench_protocol(sample_dir):
+    x, y = load_test_examples("cifar10", data_dir=sample_dir, n_examples=12)
+    assert x.shape == (12, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    images, labels = foolbox_sample("cifar10")
+    expected = torch.stack([ToTensor()(Image.fromarray(image)) for image in images[:12]])
+    assert torch.equal(x, expected)
+    assert y.tolist() == labels[:12].tolist()
+    x_all, _ = load_test_examples("cifar10", data_dir=sample_dir)
+    assert len(x_all) == 20 and torch.equal(x_all[:12], x)
+
+
+def test_more_examples_than_available_names_the_fix(sample_dir):
+    with pytest.raises(DatasetNotFoundError, match="--n-examples 20"):
+        load_test_examples("cifar10", data_dir=sample_dir, n_examples=10000)
+
+
+def test_sample_dir_has_no_training_split(sample_dir):
+    with pytest.raises(DatasetNotFoundError, match="without the training split"):
+        cifar_dataset("cifar10", data_dir=sample_dir, train=True)
+
+
+@pytest.mark.parametrize(("dataset", "files"), [
+    ("cifar10", ["data_batch_1", "data_batch_5", "test_batch", "batches.meta"]),
+    ("cifar100", ["train", "test", "meta"]),
+])
+def test_write_cifar_dir_round_trips_train_and_test(tmp_path, dataset, files):
+    n_classes = 100 if dataset == "cifar100" else 10
+    train, test = _random_split(23, n_classes, 0), _random_split(7, n_classes, 1)
+    root = write_cifar_dir(tmp_path, dataset=dataset, train=train, test=test)
+    folder = root / (CIFAR100 if dataset == "cifar100" else CIFAR10).base_folder
+    assert all((folder / name).is_file() for name in files)
+    for split, (images, labels) in ((True, train), (False, test)):
+        loaded = cifar_dataset(dataset, data_dir=root, train=split, transform=ToTensor())
+        assert np.array_equal(loaded.data, images) and loaded.targets == labels.tolist()
+        image, label = loaded[3]
+        assert torch.equal(image, ToTensor()(Image.fromarray(images[3]))) and label == labels[3]
+
+
+def test_unmarked_dir_keeps_torchvision_md5_check(tmp_path):
+    write_cifar_dir(tmp_path, dataset="cifar10", train=_random_split(10, 10, 0), test=_random_split(5, 10, 1))
+    (tmp_path / "cifar-10-batches-py" / MARKER_FILENAME).unlink()
+    with pytest.raises(DatasetNotFoundError, match="does not match torchvision's md5 sums"):
+        cifar_dataset("cifar10", data_dir=tmp_path, train=False, download=False)
+
+
+def test_missing_data_says_where_to_put_it(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as error:
+        cifar_dataset("cifar100", data_dir=tmp_path, train=False, download=False)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "cifar-100-python/ (train, test, meta" in message and str(tmp_path) in message
+    assert "ikl-zoo sample-data --out" in message
+
+
+def test_failed_download_is_one_clear_line(tmp_path, monkeypatch):
+    def unreachable(self):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(CIFAR10, "download", unreachable)
+    expected = "download failed: .*Name or service not known.*cifar-10-batches-py/"
+    with pytest.raises(DatasetNotFoundError, match=expected):
+        cifar_dataset("cifar10", data_dir=tmp_path, train=False, download=True)
+
+
+def test_marked_dir_never_unpickles_code(tmp_path):
+    root = write_cifar_dir(tmp_path, dataset="cifar10", test=_random_split(4, 10, 0))
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    (root / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({"data": Payload(), "labels": []}))
+    expected = "not a readable CIFAR batch.*builtins.print.*write the folder again"
+    with pytest.raises(DatasetNotFoundError, match=expected):
+        cifar_dataset("cifar10", data_dir=root, train=False)
+
+
+def test_write_cifar_dir_rejects_bad_arrays(tmp_path):
+    with pytest.raises(ValueError, match="uint8"):
+        write_cifar_dir(tmp_path, dataset="cifar10", test=(np.zeros((2, 32, 32, 3), np.float32), [0, 1]))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\]"):
+        write_cifar_dir(tmp_path, dataset="cifar10", test=(np.zeros((2, 32, 32, 3), np.uint8), [0, 10]))
