@@ -25,3 +25,11 @@ class ChecksumMismatchError(CheckpointError):
 
 class DatasetNotFoundError(IklZooError):
     pass
+
+
+class DownloadError(IklZooError):
+    """Weights that could not be fetched from any host (Hub, Google Drive) nor found in a cache."""
+
+
+class PublishError(IklZooError):
+    """A zoo folder that cannot be pushed, or a Hub that refused the upload."""

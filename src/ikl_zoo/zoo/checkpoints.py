@@ -79,10 +79,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             f"{path} is an HTML page, not weights (Google Drive quota?): download the checkpoint again in a "
             "browser or later, or pass --checkpoint with a good copy"
         )
-    if _looks_like_safetensors(head):
-        tensors = _load_safetensors(path)
-    else:
-        tensors = _unwrap(_torch_load(path), path)
+    tensors = _load_safetensors(path) if _looks_like_safetensors(head) else _unwrap(_torch_load(path), path)
     return _strip_prefix(tensors)
 
 
@@ -91,13 +88,19 @@ def read_zoo_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     folder = Path(folder)
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
-        raise CheckpointError(f"{folder} is not a zoo folder: {CONFIG_NAME} is missing (make one with `ikl-zoo convert`)")
+        raise CheckpointError(
+            f"{folder} is not a zoo folder: {CONFIG_NAME} is missing (make one with `ikl-zoo convert`)"
+        )
     try:
         config = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{config_path} is not valid JSON ({error}); rewrite it with `ikl-zoo convert`") from None
+        raise CheckpointError(
+            f"{config_path} is not valid JSON ({error}); rewrite it with `ikl-zoo convert`"
+        ) from None
     if not isinstance(config, dict) or not isinstance(config.get("architecture"), dict):
-        raise CheckpointError(f"{config_path} has no \"architecture\" object; rewrite it with `ikl-zoo convert`")
+        raise CheckpointError(
+            f"{config_path} has no \"architecture\" object; rewrite it with `ikl-zoo convert`"
+        )
     return config
 
 
@@ -111,11 +114,18 @@ def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dic
     if config.get("sha256"):
         verify_sha256(
             weights, config["sha256"],
-            fix=f"{weights} is corrupt or was changed after {CONFIG_NAME} was written: convert or download it again",
+            fix=f"{weights} is corrupt or changed after {CONFIG_NAME} was written: convert or fetch it again",
         )
     if not _looks_like_safetensors(_read_head(weights)):
-        raise CheckpointError(f"{weights} is not a safetensors file; rewrite the folder with `ikl-zoo convert`")
+        raise CheckpointError(
+            f"{weights} is not a safetensors file; rewrite the folder with `ikl-zoo convert`"
+        )
     return config, _load_safetensors(weights)
+
+
+def is_html_file(path: str | os.PathLike[str]) -> bool:
+    """Whether a file is a web page (what Google Drive returns past its download quota)."""
+    return _looks_like_html(_read_head(Path(path)))
 
 
 def _read_head(path: Path, size: int = 1024) -> bytes:
@@ -141,7 +151,8 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(
-            f"{path} is a truncated or corrupt safetensors file ({_first_line(error)}): download or convert it again"
+            f"{path} is a truncated or corrupt safetensors file ({_first_line(error)}): "
+            "download or convert it again"
         ) from None
 
 
@@ -154,9 +165,13 @@ def _torch_load(path: Path) -> Any:
                 f"{path} holds Python objects besides tensors, which ikl-zoo refuses to unpickle; save "
                 "model.state_dict() instead, or convert it once in a trusted environment"
             ) from None
-        raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(error)}): download it again") from None
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({_first_line(error)}): download it again"
+        ) from None
     except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as error:
-        raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(error)}): download it again") from None
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({_first_line(error)}): download it again"
+        ) from None
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -168,7 +183,9 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             break
         obj = obj[wrapper]
     if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointError(f"{path} holds no state_dict (found {type(obj).__name__}); save model.state_dict()")
+        raise CheckpointError(
+            f"{path} holds no state_dict (found {type(obj).__name__}); save model.state_dict()"
+        )
     not_tensors = [key for key, value in obj.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         raise CheckpointError(
@@ -212,7 +229,9 @@ def model_from_config(config: Mapping[str, Any]) -> nn.Module:
 
     arch = config.get("architecture", config)
     if not isinstance(arch, Mapping) or "architecture_class" not in arch:
-        raise CheckpointError('config has no "architecture_class"; expected a zoo config.json or a registry config')
+        raise CheckpointError(
+            'config has no "architecture_class"; expected a zoo config.json or a registry config'
+        )
     kwargs = {key: value for key, value in arch.items() if key != "architecture_class"}
     name = arch["architecture_class"]
     builders = {"WideResNet": architectures.WideResNet, "DMWideResNet": architectures.DMWideResNet,
@@ -222,7 +241,9 @@ def model_from_config(config: Mapping[str, Any]) -> nn.Module:
     if isinstance(kwargs.get("activation"), str):
         activation = getattr(nn, kwargs["activation"], None)
         if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
-            raise CheckpointError(f"unknown activation {kwargs['activation']!r} in config (expected e.g. SiLU, ReLU)")
+            raise CheckpointError(
+                f"unknown activation {kwargs['activation']!r} in config (expected e.g. SiLU, ReLU)"
+            )
         kwargs["activation"] = activation
     for key in ("mean", "std", "blocks_per_stage"):
         if isinstance(kwargs.get(key), list):
@@ -268,7 +289,9 @@ def save_zoo_folder(
     clashing = sorted(set(extra) & {*core, "ikl_zoo_version", "sha256"})
     if clashing:
         raise ValueError(f"extra may not replace the config keys {clashing}")
-    state = model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module) else model_or_state_dict
+    state = model_or_state_dict
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
     tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
     _check_fits_architecture(tensors, core)
 
@@ -301,7 +324,9 @@ def _check_fits_architecture(tensors: Mapping[str, torch.Tensor], core: Mapping[
         skeleton = model_from_config(core["architecture"])
     problem = state_dict_mismatch(skeleton, tensors)
     if problem:
-        raise CheckpointError(f"weights do not fit {core['architecture'].get('architecture_class')}: {problem}")
+        raise CheckpointError(
+            f"weights do not fit {core['architecture'].get('architecture_class')}: {problem}"
+        )
 
 
 def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> str | None:

@@ -64,7 +64,10 @@ def load_model(
     if entry is not None:
         model = entry.create()
         name, model_dataset = entry.model_id, entry.dataset
-        source = Path(checkpoint) if checkpoint is not None else pretrained_weights_path(entry, revision=revision)
+        if checkpoint is not None:
+            source = Path(checkpoint)
+        else:
+            source = pretrained_weights_path(entry, revision=revision)
         state = read_state_dict(source)
     else:
         folder = Path(model_id)
@@ -97,7 +100,9 @@ def load_state_dict_strict(
         )
     problem = state_dict_mismatch(model, state)
     if problem:
-        raise CheckpointError(f"{source} does not fit {model_name}: {problem}; is it a checkpoint of this model?")
+        raise CheckpointError(
+            f"{source} does not fit {model_name}: {problem}; is it a checkpoint of this model?"
+        )
     model.load_state_dict(state, strict=True)
 
 
@@ -148,7 +153,8 @@ def package_file_path(entry: ModelEntry) -> Path:
     path = Path(next(iter(found.submodule_search_locations))) / relative
     if not path.is_file():
         raise CheckpointError(
-            f"{path} is missing from the installed {package}: reinstall it (pip install --force-reinstall {package})"
+            f"{path} is missing from the installed {package}: "
+            f"reinstall it (pip install --force-reinstall {package})"
         )
     if entry.pretrained.package_file_sha256:
         verify_sha256(

@@ -1,0 +1,45 @@
+"""The registry as a table: what ``ikl-zoo list`` prints and what documentation can embed."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pandas as pd
+
+from ikl_zoo.zoo.registry import ModelEntry, list_models
+
+COLUMNS = ("dataset", "id", "architecture", "threat", "clean %", "AutoAttack %", "note")
+
+
+def threat_label(entry: ModelEntry) -> str:
+    """``"Linf 8/255"``: eps as the fraction papers write."""
+    return f"{entry.threat_model} {Fraction(entry.eps).limit_denominator(1000)}"
+
+
+def models_table(*, dataset: str | None = None) -> pd.DataFrame:
+    """One row per registered model with its published clean and AutoAttack accuracy (percent).
+
+    Models without published figures (the demo model) have missing values there, and their note says
+    that they are not IKL-AT.
+    """
+    rows = []
+    for entry in list_models(dataset=dataset):
+        note = entry.note if entry.is_ikl_at else (entry.note or "demo only: not IKL-AT")
+        rows.append({
+            "dataset": entry.dataset,
+            "id": entry.model_id,
+            "architecture": entry.architecture,
+            "threat": threat_label(entry),
+            "clean %": entry.published.clean_acc if entry.published else None,
+            "AutoAttack %": entry.published.autoattack_acc if entry.published else None,
+            "note": note,
+        })
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def format_models_table(table: pd.DataFrame, *, tablefmt: str = "github") -> str:
+    """The table as text; missing figures show as ``-``."""
+    from tabulate import tabulate
+
+    cells = table.astype(object).where(table.notna(), None)
+    return tabulate(cells, headers="keys", tablefmt=tablefmt, showindex=False, missingval="-", floatfmt=".2f")
