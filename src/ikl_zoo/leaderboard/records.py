@@ -1,0 +1,341 @@
+"""Result records: one JSON file per (model, dataset, threat model) under ``leaderboard/``.
+
+A record is RobustBench's ``model_info`` object (so it reads like an entry of the live leaderboard, with
+the measured accuracies as strings in percent) plus an ``ikl_zoo`` section (measurement, provenance).
+Records are what the board, the cards and the submissions read; ``ikl-zoo eval --record`` writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ikl_zoo.atomic import write_json_atomic
+from ikl_zoo.leaderboard.reference import (
+    IKL_PAPER_TITLE,
+    LeaderboardError,
+    check_board,
+    format_eps,
+    is_ikl_at,
+    reference_entry,
+    robustbench_name,
+)
+
+if TYPE_CHECKING:
+    from ikl_zoo.evaluate.result import EvalResult
+
+RECORD_FORMAT = 1
+DEFAULT_ROOT = "leaderboard"
+MODEL_INFO_KEYS = (
+    "link",
+    "name",
+    "authors",
+    "additional_data",
+    "number_forward_passes",
+    "dataset",
+    "venue",
+    "architecture",
+    "eps",
+    "clean_acc",
+    "reported",
+    "autoattack_acc",
+    "external",
+    "footnote",
+    "unreliable",
+)
+"""RobustBench's ``model_info`` fields, in the order its own files use."""
+METADATA_KEYS = (
+    "link",
+    "name",
+    "authors",
+    "additional_data",
+    "number_forward_passes",
+    "venue",
+    "architecture",
+    "footnote",
+)
+"""Descriptive fields a user may edit by hand in a record; a new measurement keeps their edits."""
+
+
+class RecordConflictError(LeaderboardError):
+    """A new measurement would silently replace a stronger or different one."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """An evaluation's figures and provenance without the per-example flags: what a record keeps."""
+
+    model_id: str
+    dataset: str
+    threat_model: str
+    eps: float
+    version: str
+    attacks: tuple[str, ...]
+    n_examples: int
+    seed: int | None
+    clean_acc: float
+    """Fraction in [0, 1]."""
+    robust_acc: float
+    """Fraction in [0, 1]."""
+    per_attack: dict[str, float] = field(default_factory=dict)
+    batch_size: int | None = None
+    chunk_size: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    model_passes: dict[str, int] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_result(cls, result: EvalResult | Measurement) -> Measurement:
+        if isinstance(result, Measurement):
+            return result
+        return cls.from_dict(result.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["attacks"] = tuple(values.get("attacks") or ())
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attacks"] = list(self.attacks)
+        return data
+
+    @property
+    def board_id(self) -> str:
+        return robustbench_name(self.model_id)
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What RobustBench says about a model beyond its accuracies; blank for models it does not list."""
+
+    link: str = ""
+    paper_title: str = ""
+    authors: str = ""
+    additional_data: bool | None = None
+    number_forward_passes: int = 1
+    venue: str = ""
+    architecture: str = ""
+    footnote: str = ""
+    reported: float | None = None
+    """Robust accuracy (percent) the paper reported."""
+    is_ikl_at: bool = False
+    published: dict[str, Any] | None = None
+    """Published ``clean_acc``/``autoattack_acc`` (percent), ``external`` when given, and their ``source``."""
+
+
+@dataclass(frozen=True)
+class Record:
+    path: Path
+    model_info: dict[str, Any]
+    measurement: Measurement
+    is_ikl_at: bool
+    published: dict[str, Any] | None
+    recorded_at: str
+
+
+def model_metadata(
+    model_id: str, *, dataset: str, threat_model: str, published: dict | None = None
+) -> ModelMetadata:
+    """RobustBench's published row when it lists the model, else what ikl-zoo's registry knows."""
+    row = reference_entry(model_id, dataset=dataset, threat_model=threat_model)
+    if row is not None:
+        figures = {
+            "clean_acc": row["clean_acc"],
+            "autoattack_acc": row["autoattack_acc"],
+            "source": "RobustBench leaderboard",
+        }
+        if row["external"] is not None:
+            figures["external"] = row["external"]
+        return ModelMetadata(
+            link=row["link"],
+            paper_title=row["paper_title"],
+            authors=row["authors"],
+            additional_data=row["additional_data"],
+            number_forward_passes=row["number_forward_passes"],
+            venue=row["venue"],
+            architecture=row["architecture"],
+            footnote=row["footnote"] or "",
+            reported=row["reported"],
+            is_ikl_at=row["ikl_at"],
+            published=figures,
+        )
+    entry = _registry_entry(model_id, dataset)
+    if entry is None:
+        return ModelMetadata(is_ikl_at=is_ikl_at(model_id), published=published)
+    if entry.published is not None and published is None:
+        published = {
+            "clean_acc": entry.published.clean_acc,
+            "autoattack_acc": entry.published.autoattack_acc,
+            "source": entry.published.source,
+        }
+    paper = entry.is_ikl_at
+    return ModelMetadata(
+        link="https://arxiv.org/abs/2305.13948" if paper else "",
+        paper_title=IKL_PAPER_TITLE if paper else "",
+        authors="Jiequan Cui, Zhuotao Tian, Zhisheng Zhong, Xiaojuan Qi, Bei Yu, Hanwang Zhang"
+        if paper
+        else "",
+        additional_data=entry.additional_data,
+        venue="NeurIPS 2024" if paper else "",
+        architecture=entry.architecture,
+        footnote=entry.note if paper else "",
+        is_ikl_at=entry.is_ikl_at,
+        published=published,
+    )
+
+
+def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) -> dict[str, Any]:
+    """The ``model_info`` object RobustBench would hold for this measurement, in its order and spelling."""
+    robust = _percent_text(measurement.robust_acc)
+    info: dict[str, Any] = {
+        "link": metadata.link,
+        "name": metadata.paper_title,
+        "authors": metadata.authors,
+        "additional_data": metadata.additional_data,
+        "number_forward_passes": metadata.number_forward_passes,
+        "dataset": measurement.dataset,
+        "venue": metadata.venue,
+        "architecture": metadata.architecture,
+        "eps": format_eps(measurement.eps, measurement.threat_model),
+        "clean_acc": _percent_text(measurement.clean_acc),
+        "reported": f"{metadata.reported:.2f}" if metadata.reported is not None else robust,
+        "autoattack_acc": robust,
+    }
+    if metadata.footnote:
+        info["footnote"] = metadata.footnote
+    info["unreliable"] = False
+    return info
+
+
+def record_path(
+    model_id: str, *, dataset: str, threat_model: str, root: str | os.PathLike[str] = DEFAULT_ROOT
+) -> Path:
+    """``<root>/<dataset>/<threat_model>/<RobustBench id>.json`` as in RobustBench's ``model_info/``."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", robustbench_name(model_id))
+    return Path(root) / dataset / threat_model / f"{stem}.json"
+
+
+def write_record(
+    result: EvalResult | Measurement, *, root: str | os.PathLike[str] = DEFAULT_ROOT, overwrite: bool = False
+) -> Path:
+    """Add or update the record of the result's (model, dataset, threat model), atomically.
+
+    An existing record is replaced by a measurement on at least as many examples under the same eps and
+    AutoAttack version; anything else raises ``RecordConflictError`` unless ``overwrite``. Hand edits to the
+    descriptive fields (paper, venue, footnote, ...) of an existing record are kept.
+    """
+    measurement = Measurement.from_result(result)
+    check_board(measurement.dataset, measurement.threat_model)
+    path = record_path(
+        measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model, root=root
+    )
+    metadata = model_metadata(
+        measurement.model_id,
+        dataset=measurement.dataset,
+        threat_model=measurement.threat_model,
+        published=getattr(result, "published", None),
+    )
+    info = robustbench_model_info(measurement, metadata)
+    if path.exists():
+        existing = read_record(path)
+        if not overwrite:
+            _check_replaceable(existing.measurement, measurement, path)
+        for key in METADATA_KEYS:
+            if existing.model_info.get(key) not in (None, ""):
+                info[key] = existing.model_info[key]
+    info["ikl_zoo"] = {
+        "record_format": RECORD_FORMAT,
+        "model_id": measurement.model_id,
+        "threat_model": measurement.threat_model,
+        "is_ikl_at": metadata.is_ikl_at,
+        "published": metadata.published,
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measurement": measurement.to_dict(),
+    }
+    return write_json_atomic(path, info)
+
+
+def read_record(path: str | os.PathLike[str]) -> Record:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        section = data["ikl_zoo"]
+        measurement = Measurement.from_dict(section["measurement"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise LeaderboardError(
+            f"{path} is not an ikl-zoo result record ({type(error).__name__}: {error}); "
+            "remove it or rewrite it "
+            f"with `ikl-zoo eval --record`"
+        ) from None
+    return Record(
+        path=path,
+        model_info={key: data[key] for key in MODEL_INFO_KEYS if key in data},
+        measurement=measurement,
+        is_ikl_at=bool(section.get("is_ikl_at"))
+        or is_ikl_at(measurement.model_id, str(data.get("name") or "")),
+        published=section.get("published"),
+        recorded_at=str(section.get("recorded_at", "")),
+    )
+
+
+def load_records(
+    root: str | os.PathLike[str] = DEFAULT_ROOT,
+    *,
+    dataset: str | None = None,
+    threat_model: str | None = None,
+) -> list[Record]:
+    """Every record under ``root`` (none if it does not exist), optionally for one board."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    pattern = f"{dataset or '*'}/{threat_model or '*'}/*.json"
+    return [read_record(path) for path in sorted(root.glob(pattern))]
+
+
+def find_record(
+    model_id: str, *, dataset: str, threat_model: str = "Linf", root: str | os.PathLike[str] = DEFAULT_ROOT
+) -> Record | None:
+    path = record_path(model_id, dataset=dataset, threat_model=threat_model, root=root)
+    return read_record(path) if path.exists() else None
+
+
+def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
+    reasons = []
+    if not math.isclose(old.eps, new.eps, rel_tol=0, abs_tol=1e-9):
+        reasons.append(
+            f"it holds eps {format_eps(old.eps, old.threat_model)}, "
+            f"this result eps {format_eps(new.eps, new.threat_model)}"
+        )
+    if old.version != new.version:
+        reasons.append(f"it holds AutoAttack version {old.version!r}, this result {new.version!r}")
+    if new.n_examples < old.n_examples:
+        reasons.append(f"it holds {old.n_examples} examples, this result {new.n_examples}")
+    if reasons:
+        raise RecordConflictError(
+            f"{path} not replaced: {'; '.join(reasons)} "
+            "(pass overwrite=True / --overwrite, or delete the record)"
+        )
+
+
+def _percent_text(fraction: float) -> str:
+    return f"{100 * fraction:.2f}"
+
+
+def _registry_entry(model_id: str, dataset: str) -> Any:
+    # The registry imports torch; only models RobustBench does not list need it.
+    from ikl_zoo.errors import UnknownModelError
+    from ikl_zoo.zoo.registry import get_model_entry
+
+    try:
+        return get_model_entry(model_id, dataset=dataset)
+    except UnknownModelError:
+        return None

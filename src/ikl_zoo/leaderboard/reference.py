@@ -1,0 +1,239 @@
+"""RobustBench's published leaderboards: the copy shipped with ikl-zoo, or a user's RobustBench checkout.
+
+Both sources are read into one table shape (one row per model, accuracies in percent) so the board, the
+records and the submissions never care where the published figures came from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache
+from importlib import resources
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ikl_zoo.errors import IklZooError
+
+REFERENCE_FILE = "robustbench-cifar-leaderboard.csv"
+REFERENCE_COMMIT = "78fcc9e"
+REFERENCE_DATE = "2025-03-31"
+REFERENCE_SOURCE = (
+    f"RobustBench model_info/ at commit {REFERENCE_COMMIT} ({REFERENCE_DATE}), shipped with ikl-zoo"
+)
+ROBUSTBENCH_URL = "https://robustbench.github.io/"
+
+DATASETS = ("cifar10", "cifar100")
+THREAT_MODELS = ("Linf", "L2")
+STANDARD_EPS = {"Linf": 8 / 255, "L2": 0.5}
+"""The budgets of RobustBench's CIFAR leaderboards."""
+
+IKL_PAPER_TITLE = "Decoupled Kullback-Leibler Divergence Loss"
+IKL_MODEL_PREFIX = "Cui2023Decoupled"
+ROBUSTBENCH_PREFIX = "robustbench:"
+
+COLUMNS = [
+    "model_id",
+    "dataset",
+    "threat_model",
+    "clean_acc",
+    "autoattack_acc",
+    "external",
+    "reported",
+    "best_known",
+    "additional_data",
+    "number_forward_passes",
+    "eps",
+    "architecture",
+    "venue",
+    "paper_title",
+    "authors",
+    "link",
+    "footnote",
+    "unreliable",
+    "ikl_at",
+]
+
+
+class LeaderboardError(IklZooError):
+    """A leaderboard source, record or request that cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Published figures for one board, and where they came from (shown under every table)."""
+
+    table: pd.DataFrame
+    source: str
+
+
+def check_board(dataset: str, threat_model: str) -> None:
+    if dataset not in DATASETS:
+        raise LeaderboardError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    if threat_model not in THREAT_MODELS:
+        raise LeaderboardError(
+            f"unknown threat model {threat_model!r}: choose one of {', '.join(THREAT_MODELS)}"
+        )
+
+
+def robustbench_name(model_id: str) -> str:
+    """The RobustBench id behind an ikl-zoo model id (``robustbench:<id>`` peers keep their id)."""
+    return model_id.removeprefix(ROBUSTBENCH_PREFIX)
+
+
+def is_ikl_at(model_id: str, paper_title: str = "") -> bool:
+    return paper_title.strip() == IKL_PAPER_TITLE or robustbench_name(model_id).startswith(IKL_MODEL_PREFIX)
+
+
+def format_eps(eps: float, threat_model: str) -> str:
+    """RobustBench's spelling: ``8/255`` for Linf budgets on the 1/255 grid, a plain number otherwise."""
+    if threat_model == "Linf":
+        steps = eps * 255
+        if abs(steps - round(steps)) < 1e-6 and round(steps) > 0:
+            return f"{round(steps)}/255"
+    return f"{eps:g}"
+
+
+def parse_eps(value: str | float) -> float:
+    """Read ``8/255``, ``0.031`` or a number; raise a one-line error on anything else."""
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(Fraction(str(value).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise LeaderboardError(f"cannot read eps {value!r}: write it as 8/255 or 0.5") from None
+
+
+def is_standard_eps(eps: float, threat_model: str) -> bool:
+    return math.isclose(eps, STANDARD_EPS[threat_model], rel_tol=0, abs_tol=1e-7)
+
+
+def load_reference(
+    dataset: str, threat_model: str, *, robustbench_dir: str | os.PathLike[str] | None = None
+) -> Reference:
+    """Published figures for one board: the shipped copy, or ``model_info/`` of a RobustBench checkout."""
+    check_board(dataset, threat_model)
+    if robustbench_dir is None:
+        table = _shipped_table()
+        table = table[(table["dataset"] == dataset) & (table["threat_model"] == threat_model)]
+        return Reference(table.reset_index(drop=True), REFERENCE_SOURCE)
+    folder = _model_info_folder(Path(robustbench_dir), dataset, threat_model)
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise LeaderboardError(f"cannot read {path}: {error}; fix or remove that file") from None
+        if not isinstance(info, dict):
+            raise LeaderboardError(f"{path} is not a RobustBench model_info object; fix or remove that file")
+        rows.append(_row_from_model_info(path.stem, info, dataset, threat_model, path))
+    return Reference(_to_frame(rows), f"RobustBench model_info/ in {folder.parent.parent}")
+
+
+def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:
+    """The shipped published row of a RobustBench model (metadata for records and submissions), if any."""
+    table = _shipped_table()
+    match = table[
+        (table["dataset"] == dataset)
+        & (table["threat_model"] == threat_model)
+        & (table["model_id"] == robustbench_name(model_id))
+    ]
+    if match.empty:
+        return None
+    return {key: _plain(value) for key, value in match.iloc[0].to_dict().items()}
+
+
+@cache
+def _shipped_table() -> pd.DataFrame:
+    text = resources.files("ikl_zoo").joinpath("reference", REFERENCE_FILE).read_text(encoding="utf-8")
+    raw = pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
+    rows = []
+    for record in raw.to_dict(orient="records"):
+        info = {**record, "name": record["paper_title"]}
+        rows.append(
+            _row_from_model_info(
+                record["name"], info, record["dataset"], record["threat_model"], REFERENCE_FILE
+            )
+        )
+    return _to_frame(rows)
+
+
+def _model_info_folder(root: Path, dataset: str, threat_model: str) -> Path:
+    if not root.is_dir():
+        raise LeaderboardError(f"--robustbench-dir {root} is not a folder: pass a RobustBench checkout")
+    base = root / "model_info" if (root / "model_info").is_dir() else root
+    folder = base / dataset / threat_model
+    if not folder.is_dir():
+        raise LeaderboardError(
+            f"{folder} does not exist: pass the root of a RobustBench checkout "
+            "(the folder holding model_info/)"
+        )
+    return folder
+
+
+def _row_from_model_info(
+    model_id: str, info: dict[str, Any], dataset: str, threat_model: str, origin: Any
+) -> dict[str, Any]:
+    def percent(key: str) -> float:
+        value = info.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return math.nan
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise LeaderboardError(f"{origin}: {key} of {model_id} is {value!r}, not a number") from None
+
+    clean, autoattack = percent("clean_acc"), percent("autoattack_acc")
+    if math.isnan(clean) or math.isnan(autoattack):
+        raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc; fix or remove it")
+    external = percent("external")
+    title = str(info.get("name") or "")
+    passes = info.get("number_forward_passes")
+    return {
+        "model_id": model_id,
+        "dataset": dataset,
+        "threat_model": threat_model,
+        "clean_acc": clean,
+        "autoattack_acc": autoattack,
+        "external": external,
+        "reported": percent("reported"),
+        "best_known": autoattack if math.isnan(external) else external,
+        "additional_data": _flag(info.get("additional_data")) is True,
+        "number_forward_passes": int(passes) if passes not in (None, "") else 1,
+        "eps": str(info.get("eps") or ""),
+        "architecture": str(info.get("architecture") or ""),
+        "venue": str(info.get("venue") or "Unpublished"),
+        "paper_title": title,
+        "authors": str(info.get("authors") or ""),
+        "link": str(info.get("link") or ""),
+        "footnote": str(info.get("footnote") or ""),
+        "unreliable": _flag(info.get("unreliable")) is True,
+        "ikl_at": is_ikl_at(model_id, title),
+    }
+
+
+def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool) or value is None:
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "y"):
+        return True
+    if text in ("false", "0", "no", "n"):
+        return False
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready Python value: numpy scalars unwrapped, NaN as None."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and math.isnan(value) else value
