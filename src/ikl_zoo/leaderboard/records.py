@@ -308,6 +308,19 @@ def find_record(
     return read_record(path) if path.exists() else None
 
 
+def read_result(path: str | os.PathLike[str]) -> EvalResult:
+    """An ``EvalResult`` from a result.json, with a one-line error for anything else."""
+    from ikl_zoo.evaluate.result import EvalResult
+
+    try:
+        return EvalResult.load(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as error:
+        raise LeaderboardError(
+            f"{path} is not an ikl-zoo result.json ({type(error).__name__}: {error}); "
+            "pass the result.json that `ikl-zoo eval` wrote"
+        ) from None
+
+
 def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
     reasons = []
     if not math.isclose(old.eps, new.eps, rel_tol=0, abs_tol=1e-9):
