@@ -98,6 +98,145 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, token: 
 
 # --- leaderboard, card and submit commands -------------------------------------------------------
 
+RECORDS_OPTION = click.option(
+    "--records", "records_root", default="leaderboard", show_default=True,
+    help="Folder of result records (written by `ikl-zoo eval --record` or `ikl-zoo record`).",
+)
+
+
+@main.command()
+@click.argument("models", nargs=-1)
+@DATASET_OPTION
+@click.option("--threat-model", type=click.Choice(["Linf", "L2"]), default="Linf", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex", "html", "json"]), default="md",
+              show_default=True, help="html is one self-contained page.")
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Only the first N rows.")
+@click.option("--only-ikl", is_flag=True, help="Only IKL-AT models.")
+@click.option("--no-extra-data", is_flag=True, help="Hide models trained with extra real data.")
+@click.option("--compare", is_flag=True, help="Show MODELS side by side, with differences from the first.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Also write a clean vs AutoAttack scatter (.png, .pdf or .svg).")
+@click.option("--robustbench-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A RobustBench checkout: read its model_info/ instead of the shipped copy.")
+@RECORDS_OPTION
+@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="Write the table here instead of printing it.")
+def leaderboard(
+    models: tuple[str, ...], dataset: str, threat_model: str, fmt: str, top: int | None, only_ikl: bool,
+    no_extra_data: bool, compare: bool, plot: str | None, robustbench_dir: str | None, records_root: str,
+    out_file: str | None,
+) -> None:
+    """RobustBench's leaderboard with ikl-zoo's measurements beside it; or --compare MODEL MODEL ..."""
+    from ikl_zoo.atomic import write_text_atomic
+    from ikl_zoo.leaderboard.plot import plot_board
+    from ikl_zoo.leaderboard.table import build_board, compare_models, render_board
+
+    if models and not compare:
+        raise click.UsageError("model ids are only taken with --compare, e.g. --compare MODEL_A MODEL_B")
+    if compare:
+        if top or only_ikl or no_extra_data:
+            raise click.UsageError("--top, --only-ikl and --no-extra-data filter the board, not --compare")
+        board = compare_models(list(models), dataset, threat_model, robustbench_dir=robustbench_dir,
+                               records_root=records_root)
+    else:
+        board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root,
+                            top=top, only_ikl=only_ikl, no_extra_data=no_extra_data)
+    text = render_board(board, fmt)
+    if out_file:
+        click.echo(f"wrote {write_text_atomic(out_file, text)}")
+    else:
+        click.echo(text, nl=False)
+    if plot:
+        click.echo(f"wrote {plot_board(board, plot)}", err=out_file is None)
+
+
+@main.command()
+@click.argument("result", type=click.Path(exists=True, dir_okay=False))
+@RECORDS_OPTION
+@click.option("--overwrite", is_flag=True, help="Replace a record on more examples or another eps/version.")
+def record(result: str, records_root: str, overwrite: bool) -> None:
+    """Add RESULT (a result.json of `ikl-zoo eval`) to the leaderboard records, or update its record."""
+    from ikl_zoo.leaderboard.records import read_result, write_record
+
+    click.echo(f"wrote {write_record(read_result(result), root=records_root, overwrite=overwrite)}")
+
+
+@main.command()
+@click.argument("model", required=False)
+@DATASET_OPTION
+@click.option("--result", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A result.json of `ikl-zoo eval`: its figures go beside the published ones.")
+@click.option("--repo-id", default=None, help="Hub repository (ORG/NAME) named in the loading snippet.")
+@click.option("--all", "all_models", is_flag=True, help="Cards of every IKL-AT registry model.")
+@RECORDS_OPTION
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for README.md (--all: one folder per model; default for a zoo folder: itself).")
+def card(
+    model: str | None, dataset: str, result: str | None, repo_id: str | None, all_models: bool,
+    records_root: str, out_dir: str | None,
+) -> None:
+    """Write the Hugging Face model card (README.md) of MODEL: a registry id or a zoo folder."""
+    from pathlib import Path
+
+    from ikl_zoo.cards.model_card import write_model_card, write_registry_cards
+    from ikl_zoo.leaderboard.records import read_result
+
+    if all_models:
+        if model or result:
+            raise click.UsageError("--all writes the registry's cards; give no MODEL or --result with it")
+        for path in write_registry_cards(out_dir or "cards", records_root=records_root):
+            click.echo(f"wrote {path}")
+        return
+    if not model:
+        raise click.UsageError("give a MODEL (registry id or zoo folder), or --all")
+    if out_dir is None:
+        if not Path(model).is_dir():
+            raise click.UsageError("-o/--out is required unless MODEL is a zoo folder")
+        out_dir = model
+    evaluation = read_result(result) if result else None
+    path = write_model_card(model, out_dir, dataset=dataset, result=evaluation, repo_id=repo_id)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--result", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The result.json of a full `ikl-zoo eval`.")
+@click.option("--name", default=None, help="RobustBench name: <Author><Year><FirstWordOfTitle>[_variant].")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--draft", is_flag=True, help="Write the files even if RobustBench would refuse them.")
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The model's zoo folder (config.json) when it is not in the registry.")
+@click.option("--paper-title", default=None)
+@click.option("--paper-url", default=None)
+@click.option("--authors", default=None, help='"First Last, First Last, ..."')
+@click.option("--venue", default=None, help='e.g. "NeurIPS 2024" or "arXiv, May 2023".')
+@click.option("--architecture", default=None, help='e.g. "WideResNet-28-10".')
+@click.option("--additional-data/--no-additional-data", default=None, help="Extra real training data?")
+@click.option("--footnote", default=None)
+@click.option("--checkpoint-url", default=None)
+@click.option("--gdrive-id", default=None, help="Google Drive id of the checkpoint (for the model zoo).")
+def submit(
+    result: str, name: str | None, out_dir: str, draft: bool, model_dir: str | None, **paper: object
+) -> None:
+    """Write a RobustBench submission: model_info JSON, the filled [New Model] issue, the model-zoo entry."""
+    from ikl_zoo.cards.submission import write_submission
+    from ikl_zoo.leaderboard.records import read_result
+
+    config = None
+    if model_dir:
+        from ikl_zoo.cards.model_card import read_config
+
+        config = read_config(model_dir)
+    info = {("link" if key == "paper_url" else key): value for key, value in paper.items()}
+    submission, paths = write_submission(read_result(result), out_dir, name=name, draft=draft, info=info,
+                                         config=config)
+    for path in paths:
+        click.echo(f"wrote {path}")
+    for problem in submission.problems:
+        click.echo(f"DRAFT: {problem}", err=True)
+    for note in submission.notes:
+        click.echo(f"Note: {note}", err=True)
+
 
 # --- training commands: train --------------------------------------------------------------------
 
