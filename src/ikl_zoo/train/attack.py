@@ -1,0 +1,58 @@
+"""The inner maximisation of IKL-AT: Linf PGD on the IKL attack loss."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor, nn
+
+from ikl_zoo.losses import ikl_loss
+
+
+def ikl_pgd_attack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    class_prior: Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    alpha: float = 1.0,
+    beta: float = 0.0,
+    amp_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Adversarial examples that maximise ``ikl_loss(model(x), model(x_adv), y, class_prior)``.
+
+    As IKL-AT's released code: the model in eval mode (restored afterwards), start at ``x + 0.001 * N(0, 1)``,
+    ``steps`` signed-gradient steps of ``step_size``, each projected onto the eps-ball around ``x`` and onto
+    [0, 1]. The clean logits are computed once: in eval mode they are the same at every step and the
+    gradient with respect to ``x_adv`` does not flow through them. ``amp_dtype`` runs the network under
+    autocast; the loss is computed in float32.
+    """
+    was_training = model.training
+    model.eval()
+    autocast = (
+        torch.autocast(device_type=x.device.type, dtype=amp_dtype)
+        if amp_dtype is not None
+        else contextlib.nullcontext()
+    )
+    try:
+        x = x.detach()
+        prior = class_prior.detach().to(device=x.device, dtype=torch.float32)
+        with torch.no_grad(), autocast:
+            logits_clean = model(x).float()
+        x_adv = x + 0.001 * torch.randn_like(x)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            with torch.enable_grad():
+                with autocast:
+                    logits_adv = model(x_adv)
+                loss = ikl_loss(logits_clean, logits_adv.float(), y, prior, alpha=alpha, beta=beta)
+                (grad,) = torch.autograd.grad(loss, [x_adv])
+            x_adv = x_adv.detach() + step_size * grad.sign()
+            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+        return x_adv.clamp(0.0, 1.0).detach()
+    finally:
+        model.train(was_training)

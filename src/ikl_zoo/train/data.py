@@ -1,0 +1,55 @@
+"""The training split with IKL-AT's augmentation: random crop (padding 4) and flip, AutoAugment optional."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torchvision import transforms
+
+from ikl_zoo.data import cifar_dataset
+
+
+class TwoViews:
+    """Returns ``(basic(image), augmented(image))``: the second view is the AutoAugment one."""
+
+    def __init__(
+        self, basic: Callable[[Any], torch.Tensor], augmented: Callable[[Any], torch.Tensor]
+    ) -> None:
+        self.basic = basic
+        self.augmented = augmented
+
+    def __call__(self, image: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.basic(image), self.augmented(image)
+
+    def __repr__(self) -> str:
+        return f"TwoViews(basic={self.basic!r}, augmented={self.augmented!r})"
+
+
+def training_transform(*, autoaugment: bool) -> Callable[[Any], Any]:
+    """Crop with 4-pixel zero padding, horizontal flip, ``ToTensor``; with ``autoaugment`` two views."""
+    crop_flip = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
+    basic = transforms.Compose([*crop_flip, transforms.ToTensor()])
+    if not autoaugment:
+        return basic
+    policy = transforms.AutoAugment(transforms.AutoAugmentPolicy.CIFAR10)
+    return TwoViews(basic, transforms.Compose([*crop_flip, policy, transforms.ToTensor()]))
+
+
+def augmentation_description(*, autoaugment: bool) -> str:
+    basic = "random crop 32 (padding 4) + horizontal flip"
+    if not autoaugment:
+        return basic
+    return f"two views: {basic}; the same + AutoAugment (CIFAR-10 policy)"
+
+
+def training_dataset(
+    dataset: str, *, data_dir: str | os.PathLike[str], autoaugment: bool, download: bool
+) -> torch.utils.data.Dataset:
+    """The CIFAR training split from ``data_dir`` with the training transform."""
+    return cifar_dataset(
+        dataset, data_dir=data_dir, train=True, transform=training_transform(autoaugment=autoaugment),
+        download=download,
+    )

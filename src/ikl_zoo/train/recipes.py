@@ -1,0 +1,211 @@
+"""IKL-AT recipes: every training knob in one frozen dataclass, the published settings as named presets.
+
+The procedure follows the authors' released training code (github.com/jiequancui/DKL,
+``DKLv2/Adv-training-dkl/train_dkl_cifar10.py`` and ``train_dkl_cifar100.py``): TRADES-style loss
+``CE(z_clean, y) + IKL(z_clean, z_adv)``; a Linf PGD on the IKL attack loss whose eps grows linearly with the
+epoch (``eps * epoch / epochs``) in 5 sign steps of half the current eps (what those scripts' ``--train_budget
+high`` branch runs in every epoch); AWP from epoch 10; SGD with per-epoch cosine decay; and as the final model
+an exponential moving average (decay 0.9) of the end-of-epoch weights, BatchNorm statistics included, which is
+what their ``swa.py workdir 0.9 1 200`` step computes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ikl_zoo.errors import IklZooError
+from ikl_zoo.zoo.architectures import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
+from ikl_zoo.zoo.registry import DATASETS, NUM_CLASSES, list_models
+
+_RELEASED_CODE = "github.com/jiequancui/DKL, DKLv2/Adv-training-dkl/train_dkl_{}.py"
+_PAPER = "Cui et al., Decoupled Kullback-Leibler Divergence Loss, NeurIPS 2024 (arXiv 2305.13948)"
+
+
+class RecipeError(IklZooError):
+    """An unknown preset, an unknown knob or a value outside its range."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides what IKL-AT training computes (run settings such as the device are apart)."""
+
+    name: str
+    """The preset this recipe started from (``custom`` when built by hand)."""
+    source: str
+    """Where the preset's values come from."""
+    dataset: str = "cifar10"
+    arch: str = "wrn-34-10"
+    """``wrn-DEPTH-WIDTH`` (TRADES WideResNet, ReLU), ``wrn-DEPTH-WIDTH-silu`` (DeepMind WideResNet) or a
+    registered model id whose architecture is copied (``ikl-zoo list``)."""
+    epochs: int = 200
+    batch_size: int = 128
+    """The global batch: split evenly over the processes under torchrun."""
+    lr: float = 0.2
+    lr_warmup_epochs: int = 0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    eps: float = 8 / 255
+    """Final Linf radius of the training attack, for inputs in [0, 1]."""
+    eps_ramp_epochs: int | None = None
+    """Epochs over which eps grows linearly to its final value (None: the whole training; 0: no ramp)."""
+    attack_steps: int = 5
+    attack_step_size: float = 0.5
+    """Step size as a fraction of the current eps."""
+    alpha: float = 3.0
+    """Weight of IKL's cross-entropy term in the training loss."""
+    beta: float = 20.0
+    """Weight of IKL's wMSE term in the training loss."""
+    temperature: float = 4.0
+    """Temperature of the softmax that builds the class prior."""
+    prior_power: float = 1.0
+    """Power applied to the class prior in the training loss (the released code's ``gamma``)."""
+    attack_alpha: float = 1.0
+    attack_beta: float = 0.0
+    awp_gamma: float = 0.005
+    """Relative size of the adversarial weight perturbation; 0 turns AWP off."""
+    awp_warmup_epochs: int = 10
+    """AWP is applied from this epoch on (epochs count from 1)."""
+    ema_decay: float = 0.9
+    ema_every: str = "epoch"
+    """``epoch``: average the end-of-epoch weights; ``step``: average after every optimiser step."""
+    ema_start_epoch: int = 1
+    """The average starts as a copy of the weights at the end of this epoch (during it, for ``step``)."""
+    autoaugment: bool = False
+    """Two views per image, the second with AutoAugment's CIFAR-10 policy; its IKL term is weighted."""
+    aug_weight: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.dataset not in DATASETS:
+            problems.append(f"dataset must be one of {', '.join(DATASETS)}")
+        for knob in ("epochs", "batch_size", "ema_start_epoch"):
+            if getattr(self, knob) < 1:
+                problems.append(f"{knob} must be at least 1")
+        for knob in ("lr_warmup_epochs", "attack_steps", "awp_warmup_epochs"):
+            if getattr(self, knob) < 0:
+                problems.append(f"{knob} must not be negative")
+        if self.eps_ramp_epochs is not None and self.eps_ramp_epochs < 0:
+            problems.append("eps_ramp_epochs must not be negative")
+        for knob in ("lr", "temperature"):
+            if not getattr(self, knob) > 0:
+                problems.append(f"{knob} must be positive")
+        for knob in ("eps", "attack_step_size", "weight_decay", "momentum", "awp_gamma", "aug_weight",
+                     "alpha", "beta", "attack_alpha", "attack_beta", "prior_power"):
+            value = getattr(self, knob)
+            if not (math.isfinite(value) and value >= 0):
+                problems.append(f"{knob} must be a finite number >= 0")
+        if not 0 <= self.ema_decay < 1:
+            problems.append("ema_decay must lie in [0, 1)")
+        if self.ema_every not in ("epoch", "step"):
+            problems.append("ema_every must be 'epoch' or 'step'")
+        if problems:
+            raise RecipeError(f"invalid recipe {self.name!r}: {'; '.join(problems)}")
+
+    @property
+    def num_classes(self) -> int:
+        return NUM_CLASSES[self.dataset]
+
+    def replace(self, **overrides: Any) -> Recipe:
+        """A copy with some knobs changed; an unknown knob is an error that lists the known ones."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise RecipeError(
+                f"unknown recipe knob(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def eps_at(self, epoch: int) -> float:
+        """The attack radius during ``epoch`` (counted from 1)."""
+        ramp = self.epochs if self.eps_ramp_epochs is None else self.eps_ramp_epochs
+        return self.eps if ramp == 0 else self.eps * min(1.0, epoch / ramp)
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate during ``epoch`` (counted from 1): linear warm-up, then the released cosine."""
+        if epoch < self.lr_warmup_epochs:
+            return self.lr * epoch / self.lr_warmup_epochs
+        progress = (epoch - self.lr_warmup_epochs) / (self.epochs - self.lr_warmup_epochs + 1)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def uses_awp(self, epoch: int) -> bool:
+        return self.awp_gamma > 0 and epoch >= self.awp_warmup_epochs
+
+
+def _preset(dataset: str, attack_beta: float, **more: Any) -> Recipe:
+    name = more.pop("name", dataset)
+    display = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[dataset]
+    source = (
+        f"{_PAPER}: IKL-AT on {display}, alpha 3, beta 20, T 4, attack loss alpha 1 beta {attack_beta:g}; "
+        f"schedule, attack, AWP and weight averaging as in {_RELEASED_CODE.format(dataset)} "
+        f"(whose shell scripts pass alpha 4: use --alpha 4 to match them)"
+    )
+    return Recipe(name=name, source=source, dataset=dataset, alpha=3.0, beta=20.0, temperature=4.0,
+                  attack_alpha=1.0, attack_beta=attack_beta, **more)
+
+
+RECIPES: dict[str, Recipe] = {
+    "cifar10": _preset("cifar10", 0.0),
+    "cifar100": _preset("cifar100", 1.0),
+    "cifar100-autoaug": _preset("cifar100", 1.0, name="cifar100-autoaug", autoaugment=True, aug_weight=0.5),
+}
+"""The presets. ``cifar100-autoaug`` adds AutoAugment with the second view weighted 0.5, as the authors'
+``train_dkl_cifar100_autoaug.sh`` (the recipe of Cui2023Decoupled_WRN-34-10_autoaug)."""
+
+
+def get_recipe(name: str, **overrides: Any) -> Recipe:
+    """A preset with some knobs overridden, e.g. ``get_recipe("cifar10", epochs=100, awp_gamma=0)``."""
+    if name not in RECIPES:
+        raise RecipeError(f"unknown recipe {name!r}; presets: {', '.join(RECIPES)}")
+    return RECIPES[name].replace(**overrides)
+
+
+_WRN_SPEC = re.compile(r"^wrn-(\d+)-(\d+)(-silu)?$", re.IGNORECASE)
+
+
+def architecture_config(arch: str, *, dataset: str) -> dict[str, Any]:
+    """The zoo ``architecture`` object (what ``model_from_config`` builds) for an ``--arch`` value."""
+    num_classes = NUM_CLASSES[dataset]
+    match = _WRN_SPEC.match(arch)
+    if match:
+        depth, width = int(match.group(1)), int(match.group(2))
+        if (depth - 4) % 6 != 0 or depth < 10 or width < 1:
+            raise RecipeError(
+                f"--arch {arch}: a WideResNet needs depth 6n+4 >= 10 and width >= 1 (e.g. wrn-34-10)"
+            )
+        if match.group(3):
+            return {"architecture_class": "DMWideResNet", "depth": depth, "width": width,
+                    "activation": "SiLU", "num_classes": num_classes, **_normalisation(dataset)}
+        return {"architecture_class": "WideResNet", "depth": depth, "widen_factor": width,
+                "num_classes": num_classes}
+    entries = [entry for entry in list_models() if entry.model_id == arch]
+    if not entries:
+        raise RecipeError(
+            f"unknown --arch {arch!r}: use wrn-DEPTH-WIDTH (TRADES WideResNet), wrn-DEPTH-WIDTH-silu "
+            "(DeepMind WideResNet) or a registered model id (`ikl-zoo list`)"
+        )
+    entry = next((e for e in entries if e.dataset == dataset), entries[0])
+    config = json.loads(json.dumps(entry.config))
+    config["num_classes"] = num_classes
+    if config.get("architecture_class") == "DMWideResNet":
+        config.update(_normalisation(dataset))
+    return config
+
+
+def _normalisation(dataset: str) -> dict[str, list[float]]:
+    """The DeepMind WideResNet normalises inside the network with the training set's statistics."""
+    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if dataset == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
+    return {"mean": list(mean), "std": list(std)}
