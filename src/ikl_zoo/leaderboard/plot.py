@@ -8,10 +8,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ikl_zoo.atomic import atomic_path
 from ikl_zoo.leaderboard.reference import IKL_MODEL_PREFIX, LeaderboardError
 from ikl_zoo.leaderboard.table import Board, board_title
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 GENERATED_DATA = re.compile(r"synthetic images|generated data", re.IGNORECASE)
 """How RobustBench's footnotes name generated training images; its ``additional_data`` flag ignores them."""
@@ -26,16 +30,25 @@ _STYLES = {
 def plot_board(board: Board, path: str | os.PathLike[str], *, dpi: int = 150) -> Path:
     """Write the scatter to ``path``; the file type follows its suffix (.png, .pdf, .svg)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     path = Path(path)
     file_format = path.suffix.lstrip(".").lower() or "png"
     if file_format not in FigureCanvasAgg.get_supported_filetypes():
         raise LeaderboardError(f"cannot write a plot as {path.suffix!r}: name the file .png, .pdf or .svg")
+    figure = board_figure(board)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=file_format, dpi=dpi)
+    return path
+
+
+def board_figure(board: Board) -> Figure:
+    """The scatter as a matplotlib ``Figure`` with its own Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     rows = board.rows
     if rows.empty:
         raise LeaderboardError("nothing to plot: the board is empty after the filters")
-
     figure = Figure(figsize=(8, 6), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -128,9 +141,7 @@ def plot_board(board: Board, path: str | os.PathLike[str], *, dpi: int = 150) ->
     axes.grid(True, alpha=0.3, zorder=0)
     axes.legend(loc="upper left", fontsize=8, framealpha=0.9)
     figure.supxlabel(f"Published figures: {board.source}", fontsize=7, color="#57606a")
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format=file_format, dpi=dpi)
-    return path
+    return figure
 
 
 def _short_name(model_id: str) -> str:

@@ -1,0 +1,169 @@
+"""RobustBench submissions: exact model_info JSON, robustbench's readers, issue text, zoo entry, refusals."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from ikl_zoo._robustbench import import_robustbench, robustbench_model_dicts
+from ikl_zoo.cards.submission import SubmissionRefusedError, build_submission, write_submission
+from ikl_zoo.zoo.registry import list_models
+
+# RobustBench's own model_info/cifar10/Linf/Cui2023Decoupled_WRN-28-10.json (its field values, verbatim).
+ROBUSTBENCH_CUI_WRN_28_10 = {
+    "link": "https://arxiv.org/abs/2305.13948",
+    "name": "Decoupled Kullback-Leibler Divergence Loss",
+    "authors": "Jiequan Cui, Zhuotao Tian, Zhisheng Zhong, Xiaojuan Qi, Bei Yu, Hanwang Zhang",
+    "additional_data": False,
+    "number_forward_passes": 1,
+    "dataset": "cifar10",
+    "venue": "NeurIPS 2024",
+    "architecture": "WideResNet-28-10",
+    "eps": "8/255",
+    "clean_acc": "92.16",
+    "reported": "67.73",
+    "autoattack_acc": "67.73",
+    "unreliable": False,
+    "footnote": "It uses additional 20M synthetic images in training.",
+}
+NEW_MODEL_INFO = {
+    "paper_title": "Robust Nets",
+    "link": "https://arxiv.org/abs/2501.00001",
+    "authors": "Ann Doe, Bo Roe",
+    "venue": "ICML 2025",
+    "architecture": "WideResNet-34-10",
+    "additional_data": False,
+    "checkpoint_url": "https://huggingface.co/doe/robust-nets",
+}
+
+
+def test_model_info_matches_robustbench_exactly(make_result):
+    submission = build_submission(make_result(clean=0.9216, robust=0.6773))
+    assert submission.model_info == ROBUSTBENCH_CUI_WRN_28_10
+    assert str(submission.model_info_path) == "model_info/cifar10/Linf/Cui2023Decoupled_WRN-28-10.json"
+    assert not submission.problems
+    assert any("already on RobustBench" in note for note in submission.notes)
+
+
+def test_round_trip_through_robustbench_readers(tmp_path, make_result, monkeypatch, capsys):
+    write_submission(make_result(clean=0.9216, robust=0.6773), tmp_path)
+    new = make_result("my-wrn", clean=0.8612, robust=0.5925)
+    write_submission(new, tmp_path, name="Doe2025Robust_WRN-34-10", info=NEW_MODEL_INFO)
+    written = json.loads((tmp_path / "model_info/cifar10/Linf/Doe2025Robust_WRN-34-10.json").read_text())
+    assert (
+        written["clean_acc"] == "86.12" and written["autoattack_acc"] == "59.25" and written["eps"] == "8/255"
+    )
+
+    import_robustbench()
+    from robustbench.utils import get_leaderboard_bibtex, get_leaderboard_latex, list_available_models
+
+    monkeypatch.chdir(tmp_path)  # robustbench reads ./model_info/<dataset>/<threat_model>/*.json
+    rows = get_leaderboard_latex("cifar10", "Linf").splitlines()
+    assert rows[0].startswith("1 &\\citet{Cui2023Decoupled} & 92.16 & 67.73 & N & WRN-28-10 & NeurIPS 2024")
+    assert rows[0].endswith("Cui2023Decoupled\\_WRN-28-10\\\\")
+    assert rows[1].startswith("2 &\\citet{Doe2025Robust} & 86.12 & 59.25 & N & WRN-34-10 & ICML 2025 & N/A")
+    _, bibtex = get_leaderboard_bibtex("cifar10", "Linf")
+    assert "title\t= {Robust Nets}" in bibtex and "author\t= {Ann Doe and Bo Roe}" in bibtex
+    list_available_models("cifar10", "Linf")
+    table = capsys.readouterr().out
+    assert "Cui2023Decoupled_WRN-28-10" in table and "92.16%" in table and "67.73%" in table
+
+
+def test_issue_text_fills_robustbench_new_model_template(make_result):
+    text = build_submission(make_result(), name="Cui2023Decoupled_WRN-28-10").issue_text
+    assert text.startswith("<!-- Issue title: [New Model] Cui2023Decoupled_WRN-28-10")
+    for field in (
+        "Paper Title",
+        "Paper URL",
+        "Paper authors",
+        "Architecture",
+        "Threat Model",
+        "eps",
+        "Clean accuracy",
+        "Robust accuracy",
+        "Additional data",
+        "Evaluation method",
+        "Checkpoint and code",
+    ):
+        assert f"- **{field}**: " in text
+    assert "- **Clean accuracy**: 92.15%" in text and "- **Robust accuracy**: 67.70%" in text
+    assert "- **Threat Model**: Linf" in text and "- **eps**: 8/255" in text
+    assert "first 10000 images" in text and "seed 0" in text and "ab" * 32 in text
+    assert "https://drive.google.com/file/d/1-AaTrYt23WJFR22hXgBd-i6kjpsz6Hf2" in text
+    assert "# Model Zoo:" in text and "- [x] I want to add my models to the Model Zoo" in text
+    assert "- [ ] I agree to release my model(s) under MIT license" in text
+    assert "(fill in)" not in text and "DRAFT" not in text
+
+
+@pytest.mark.parametrize(
+    "entry", [e for e in list_models() if e.is_ikl_at], ids=lambda e: f"{e.dataset}-{e.model_id}"
+)
+def test_model_zoo_entry_rebuilds_robustbench_model(entry, make_result):
+    import torch
+
+    result = make_result(entry.model_id, dataset=entry.dataset)
+    snippet = build_submission(result, name=entry.model_id).model_zoo_entry
+    (pair,) = ast.parse(snippet).body[0].value.elts  # "('<name>', {...})," is a one-element tuple
+    name, spec = pair.elts
+    fields = {key.value: value for key, value in zip(spec.keys, spec.values, strict=True)}
+    import_robustbench()
+    zoo_module = __import__(f"robustbench.model_zoo.{entry.dataset}", fromlist=["linf"])
+    theirs = robustbench_model_dicts()[entry.dataset]["Linf"][entry.model_id]
+    assert name.value == entry.model_id and fields["gdrive_id"].value == theirs["gdrive_id"]
+    with torch.device("meta"):
+        ours = eval(ast.unparse(fields["model"].body), vars(zoo_module))  # noqa: S307 - the generated entry
+        reference = theirs["model"]()
+    shapes = {key: tuple(value.shape) for key, value in ours.state_dict().items()}
+    assert shapes == {key: tuple(value.shape) for key, value in reference.state_dict().items()}
+    assert type(ours) is type(reference)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"n_examples": 1000}, "covers 1000 test examples; RobustBench needs all 10,000"),
+        ({"version": "custom"}, "AutoAttack version 'custom' (apgd-ce)"),
+        ({"eps": 4 / 255}, "eps 4/255; RobustBench's Linf board uses 8/255"),
+        ({"seed": None}, "records no seed"),
+        (
+            {"provenance": {"device": "cpu"}},
+            "lacks the torch version, AutoAttack version, ikl-zoo version, checkpoint sha256",
+        ),
+        ({"dataset": "cifar100", "threat_model": "L2", "eps": 0.5}, "no cifar100 L2 leaderboard"),
+    ],
+)
+def test_refusals_name_the_reason(make_result, changes, reason):
+    with pytest.raises(SubmissionRefusedError, match="--draft") as error:
+        build_submission(make_result("my-wrn", **changes), name="Doe2025Robust", info=NEW_MODEL_INFO)
+    assert reason in str(error.value)
+
+
+def test_flag_gaps_and_names_are_refused(make_result):
+    result = make_result(n_examples=10_000)
+    result.robust_flags = result.robust_flags[:9_500]
+    with pytest.raises(SubmissionRefusedError, match="missing chunks"):
+        build_submission(result)
+    result = make_result()
+    result.robust_acc += 0.01
+    with pytest.raises(SubmissionRefusedError, match="robust accuracy does not match"):
+        build_submission(result)
+    with pytest.raises(SubmissionRefusedError, match="pass --name") as error:
+        build_submission(make_result("my-wrn"))
+    assert "--paper-title, --paper-url, --authors, --venue, --architecture, --additional-data" in str(
+        error.value
+    )
+
+
+def test_draft_writes_files_marked_as_draft(tmp_path, make_result):
+    submission, paths = write_submission(make_result("my-wrn", n_examples=100), tmp_path, draft=True)
+    assert [path.relative_to(tmp_path).as_posix() for path in paths] == [
+        "model_info/cifar10/Linf/my-wrn.json",
+        "new-model-issue.md",
+        "model_zoo_entry.py",
+    ]
+    assert submission.is_draft and len(submission.problems) == 3
+    issue = (tmp_path / "new-model-issue.md").read_text()
+    assert "**DRAFT, not ready to submit:**" in issue and "- **Paper Title**: (fill in)" in issue
+    assert "TODO_GOOGLE_DRIVE_ID" in (tmp_path / "model_zoo_entry.py").read_text()

@@ -1,0 +1,78 @@
+"""``ikl-zoo leaderboard`` and ``ikl-zoo record`` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from ikl_zoo.cli import main
+
+
+def test_leaderboard_prints_and_writes(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["leaderboard", "--dataset", "cifar100", "--top", "4", "--records", str(tmp_path / "none")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Cui2023Decoupled_WRN-28-10** ★" in result.output and result.output.count("\n| ") == 5
+    out, plot = tmp_path / "board.html", tmp_path / "board.png"
+    result = runner.invoke(
+        main,
+        [
+            "leaderboard",
+            "--only-ikl",
+            "--format",
+            "html",
+            "-o",
+            str(out),
+            "--plot",
+            str(plot),
+            "--records",
+            str(tmp_path / "none"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("<!DOCTYPE html>") and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_and_usage_errors(tmp_path):
+    runner = CliRunner()
+    records = ["--records", str(tmp_path)]
+    result = runner.invoke(
+        main,
+        [
+            "leaderboard",
+            "--compare",
+            "Cui2023Decoupled_WRN-34-10",
+            "Zhang2019Theoretically",
+            "--format",
+            "json",
+            *records,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert [row["model_id"] for row in rows] == ["Cui2023Decoupled_WRN-34-10", "Zhang2019Theoretically"]
+    assert rows[1]["delta_vs_first_autoattack_acc"] == -4.01
+    result = runner.invoke(main, ["leaderboard", "Cui2023Decoupled_WRN-34-10", *records])
+    assert result.exit_code == 2 and "--compare" in result.output
+    result = runner.invoke(
+        main, ["leaderboard", "--compare", "Cui2023Decoupled_WRN-34-10", "Nope2020X", *records]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: 'Nope2020X' is not on the cifar10 Linf board")
+    assert "Traceback" not in result.output
+
+
+def test_record_command_adds_and_refuses(tmp_path, make_result):
+    make_result(n_examples=1000).save(tmp_path / "full.json")
+    make_result(n_examples=10).save(tmp_path / "tiny.json")
+    runner = CliRunner()
+    args = ["--records", str(tmp_path / "lb")]
+    assert runner.invoke(main, ["record", str(tmp_path / "full.json"), *args]).exit_code == 0
+    result = runner.invoke(main, ["record", str(tmp_path / "tiny.json"), *args])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert runner.invoke(main, ["record", str(tmp_path / "tiny.json"), "--overwrite", *args]).exit_code == 0
+    board = runner.invoke(main, ["leaderboard", "--top", "9", *args]).output
+    assert "10 examples" in board

@@ -1,0 +1,108 @@
+"""Result records: RobustBench's model_info fields plus provenance, atomic add-or-update."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ikl_zoo.leaderboard.records import (
+    LeaderboardError,
+    Measurement,
+    RecordConflictError,
+    find_record,
+    load_records,
+    read_record,
+    read_result,
+    write_record,
+)
+
+
+def test_record_is_robustbench_model_info_plus_measurement(tmp_path, make_result):
+    result = make_result()
+    path = write_record(result, root=tmp_path)
+    assert path == tmp_path / "cifar10" / "Linf" / "Cui2023Decoupled_WRN-28-10.json"
+    data = json.loads(path.read_text())
+    assert list(data)[:12] == [
+        "link",
+        "name",
+        "authors",
+        "additional_data",
+        "number_forward_passes",
+        "dataset",
+        "venue",
+        "architecture",
+        "eps",
+        "clean_acc",
+        "reported",
+        "autoattack_acc",
+    ]
+    assert data["clean_acc"] == "92.15" and data["autoattack_acc"] == "67.70"
+    assert data["reported"] == "67.73" and data["eps"] == "8/255"
+    assert data["name"] == "Decoupled Kullback-Leibler Divergence Loss" and data["venue"] == "NeurIPS 2024"
+    assert data["additional_data"] is False and data["unreliable"] is False
+    section = data["ikl_zoo"]
+    assert section["is_ikl_at"] is True
+    assert section["published"]["autoattack_acc"] == pytest.approx(67.73)
+    assert "robust_flags" not in section["measurement"]
+    assert section["measurement"]["provenance"]["checkpoint_sha256"] == "ab" * 32
+    record = read_record(path)
+    assert record.measurement == Measurement.from_result(result)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # nothing left from the atomic write
+
+
+def test_update_replaces_equal_or_larger_and_refuses_smaller(tmp_path, make_result):
+    path = write_record(make_result(n_examples=1000, robust=0.6), root=tmp_path)
+    write_record(make_result(n_examples=1000, robust=0.61), root=tmp_path)
+    assert read_record(path).measurement.robust_acc == pytest.approx(0.61)
+    write_record(make_result(n_examples=2000, robust=0.62), root=tmp_path)
+    assert read_record(path).measurement.n_examples == 2000
+    before = path.read_text()
+    with pytest.raises(RecordConflictError, match="holds 2000 examples, this result 100"):
+        write_record(make_result(n_examples=100), root=tmp_path)
+    with pytest.raises(RecordConflictError, match="eps 8/255, this result eps 4/255"):
+        write_record(make_result(n_examples=5000, eps=4 / 255), root=tmp_path)
+    with pytest.raises(RecordConflictError, match="version 'standard', this result 'custom'"):
+        write_record(make_result(n_examples=5000, version="custom"), root=tmp_path)
+    assert path.read_text() == before
+    write_record(make_result(n_examples=100), root=tmp_path, overwrite=True)
+    assert read_record(path).measurement.n_examples == 100
+
+
+def test_update_keeps_hand_edited_paper_details(tmp_path, make_result):
+    path = write_record(make_result("my-wrn", robust=0.5), root=tmp_path)
+    data = json.loads(path.read_text())
+    assert (
+        data["name"] == "" and data["ikl_zoo"]["is_ikl_at"] is False and data["ikl_zoo"]["published"] is None
+    )
+    data.update(name="My Paper", venue="ICLR 2026", link="https://example.org/paper")
+    path.write_text(json.dumps(data))
+    write_record(make_result("my-wrn", robust=0.52), root=tmp_path)
+    data = json.loads(path.read_text())
+    assert (data["name"], data["venue"], data["autoattack_acc"]) == ("My Paper", "ICLR 2026", "52.00")
+
+
+def test_peers_are_filed_under_their_robustbench_id(tmp_path, make_result):
+    write_record(
+        make_result("robustbench:Wang2023Better_WRN-28-10", clean=0.9244, robust=0.6731), root=tmp_path
+    )
+    record = find_record("Wang2023Better_WRN-28-10", dataset="cifar10", root=tmp_path)
+    assert record is not None and record.measurement.model_id == "robustbench:Wang2023Better_WRN-28-10"
+    assert record.model_info["name"] == "Better Diffusion Models Further Improve Adversarial Training"
+    assert record.is_ikl_at is False
+    assert [r.path.stem for r in load_records(tmp_path, dataset="cifar10")] == ["Wang2023Better_WRN-28-10"]
+    assert load_records(tmp_path / "missing") == []
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path, make_result):
+    bad = tmp_path / "cifar10" / "Linf" / "x.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(json.dumps({"clean_acc": "1"}))
+    with pytest.raises(LeaderboardError, match="not an ikl-zoo result record"):
+        load_records(tmp_path)
+    with pytest.raises(LeaderboardError, match="not an ikl-zoo result.json"):
+        read_result(bad)
+    make_result().save(tmp_path / "result.json")
+    assert read_result(tmp_path / "result.json").robust_acc == pytest.approx(0.677)
+    with pytest.raises(LeaderboardError, match="unknown dataset"):
+        write_record(make_result(dataset="imagenet"), root=tmp_path)

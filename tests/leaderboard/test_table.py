@@ -1,0 +1,190 @@
+"""Ranking, measured rows beside published ones, --compare and the five output formats."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+
+import pandas as pd
+import pytest
+
+from ikl_zoo.leaderboard.records import write_record
+from ikl_zoo.leaderboard.reference import LeaderboardError
+from ikl_zoo.leaderboard.table import build_board, compare_models, render_board
+
+
+def test_ranked_like_robustbench():
+    rows = build_board("cifar10", "Linf", records_root=None).rows
+    assert list(rows["rank"]) == list(range(1, 100))
+    best = list(rows["best_known"])
+    assert best == sorted(best, reverse=True)
+    expected = {
+        mid: 1 + int((rows["best_known"] > bk).sum()) for mid, bk in zip(rows["model_id"], best, strict=True)
+    }
+    ranks = dict(zip(rows["model_id"], rows["rank"], strict=True))
+    assert ranks["Cui2023Decoupled_WRN-28-10"] == expected["Cui2023Decoupled_WRN-28-10"] == 9
+    # Best-known, not AutoAttack: MeanSparse has the higher AutoAttack figure but a lower best-known one.
+    assert ranks["Bartoldson2024Adversarial_WRN-94-16"] < ranks["Amini2024MeanSparse_S-WRN-94-16"]
+
+
+def test_filters_keep_robustbench_ranks():
+    full = build_board("cifar100", "Linf", records_root=None).rows
+    ikl = build_board("cifar100", "Linf", records_root=None, only_ikl=True).rows
+    assert list(ikl["model_id"]) == [
+        "Cui2023Decoupled_WRN-28-10",
+        "Cui2023Decoupled_WRN-34-10_autoaug",
+        "Cui2023Decoupled_WRN-34-10",
+    ]
+    assert list(ikl["rank"]) == [int(full.set_index("model_id").loc[m, "rank"]) for m in ikl["model_id"]]
+    plain = build_board("cifar10", "Linf", records_root=None, no_extra_data=True).rows
+    assert not plain["additional_data"].any() and len(plain) == 99 - 26
+    assert len(build_board("cifar10", "L2", records_root=None, top=5).rows) == 5
+    with pytest.raises(LeaderboardError, match="--top"):
+        build_board(top=0)
+
+
+@pytest.fixture
+def records(tmp_path, make_result):
+    write_record(make_result(clean=0.9220, robust=0.6760), root=tmp_path)
+    write_record(make_result("my-wrn-34-10", clean=0.86, robust=0.5750), root=tmp_path)
+    write_record(
+        make_result("demo-resnet18", n_examples=20, clean=1.0, robust=0.0, eps=1 / 255), root=tmp_path
+    )
+    return tmp_path
+
+
+def test_measured_rows_sit_beside_published_ones(records):
+    board = build_board("cifar10", "Linf", records_root=records)
+    rows = board.rows.set_index("model_id")
+    cui = rows.loc["Cui2023Decoupled_WRN-28-10"]
+    assert cui["measured_autoattack_acc"] == pytest.approx(67.60)
+    assert cui["delta_autoattack_acc"] == pytest.approx(67.60 - 67.73)
+    assert cui["delta_clean_acc"] == pytest.approx(92.20 - 92.16)
+    assert cui["measured_n_examples"] == 10_000 and cui["rank"] == 9
+    mine = rows.loc["my-wrn-34-10"]
+    assert not mine["on_robustbench"] and mine["rank"] is pd.NA and math.isnan(mine["clean_acc"])
+    order = list(board.rows["model_id"])
+    position = order.index("my-wrn-34-10")
+    keys = board.rows["best_known"].fillna(board.rows["measured_autoattack_acc"])
+    assert keys.iloc[position - 1] >= 57.5 >= keys.iloc[position + 1]
+    assert "demo-resnet18" not in order
+    assert any("demo-resnet18" in note and "1/255" in note for note in board.notes)
+    assert len(rows) == 100
+
+
+def test_compare_gives_deltas_from_the_first(records):
+    board = compare_models(
+        ["Cui2023Decoupled_WRN-28-10", "robustbench:Wang2023Better_WRN-28-10", "my-wrn-34-10"],
+        records_root=records,
+    )
+    rows = board.rows.set_index("model_id")
+    assert list(board.rows["model_id"]) == [
+        "Cui2023Decoupled_WRN-28-10",
+        "Wang2023Better_WRN-28-10",
+        "my-wrn-34-10",
+    ]
+    assert rows.loc["Wang2023Better_WRN-28-10", "delta_vs_first_autoattack_acc"] == pytest.approx(
+        67.31 - 67.73
+    )
+    assert rows.loc["Wang2023Better_WRN-28-10", "delta_vs_first_clean_acc"] == pytest.approx(92.44 - 92.16)
+    assert rows.loc["my-wrn-34-10", "delta_vs_first_measured_autoattack_acc"] == pytest.approx(57.5 - 67.6)
+    assert rows.loc["Cui2023Decoupled_WRN-28-10", "delta_vs_first_best_known"] == 0
+    text = render_board(board, "md")
+    assert (
+        "Delta AutoAttack" in text
+        and "-0.42" in text
+        and "difference from Cui2023Decoupled_WRN-28-10" in text
+    )
+    with pytest.raises(LeaderboardError, match="did you mean Zhang2019Theoretically"):
+        compare_models(["Cui2023Decoupled_WRN-34-10", "Zhang2019Theoreticaly"], records_root=None)
+    with pytest.raises(LeaderboardError, match="at least two"):
+        compare_models(["Cui2023Decoupled_WRN-34-10"], records_root=None)
+
+
+def test_markdown_marks_ikl_at_and_links_papers(records):
+    text = render_board(build_board("cifar10", "Linf", records_root=records, top=12), "md")
+    assert text.startswith("## CIFAR-10, Linf, eps = 8/255: leaderboard")
+    assert re.search(r"\| +9 \| \*\*Cui2023Decoupled_WRN-28-10\*\* ★ +\|", text)
+    assert "[Decoupled Kullback-Leibler Divergence Loss](https://arxiv.org/abs/2305.13948)" in text
+    assert "ikl-zoo AutoAttack" in text and "-0.13" in text and "10000 examples" in text
+    assert "★ IKL-AT" in text and "78fcc9e" in text
+    table_lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table_lines) == 2 + 12 and len({line.count("|") for line in table_lines}) == 1
+
+
+def test_csv_and_json_are_machine_readable(records):
+    board = build_board("cifar10", "Linf", records_root=records)
+    frame = pd.read_csv(io.StringIO(render_board(board, "csv")))
+    assert len(frame) == len(board.rows) and "measured_autoattack_acc" in frame
+    assert frame.set_index("model_id").loc[
+        "Cui2023Decoupled_WRN-28-10", "delta_autoattack_acc"
+    ] == pytest.approx(-0.13)
+    document = json.loads(render_board(board, "json"))
+    assert document["eps"] == "8/255" and len(document["rows"]) == len(board.rows)
+    mine = next(row for row in document["rows"] if row["model_id"] == "my-wrn-34-10")
+    assert mine["rank"] is None and mine["clean_acc"] is None and mine["measured_n_examples"] == 10_000
+
+
+def _checkout(tmp_path):
+    folder = tmp_path / "rb" / "model_info" / "cifar10" / "Linf"
+    folder.mkdir(parents=True)
+    (folder / "Odd2025Title.json").write_text(
+        json.dumps(
+            {
+                "link": "https://example.org/?a=1&b=2",
+                "name": "Robust <nets> & 100% of_them",
+                "authors": "X",
+                "additional_data": False,
+                "dataset": "cifar10",
+                "venue": "ICML 2025",
+                "architecture": "WRN_28",
+                "eps": "8/255",
+                "clean_acc": "90.00",
+                "reported": "60.00",
+                "autoattack_acc": "60.00",
+            }
+        )
+    )
+    (folder / "Cui2023Decoupled_WRN-28-10.json").write_text(
+        json.dumps(
+            {
+                "link": "https://arxiv.org/abs/2305.13948",
+                "name": "Decoupled Kullback-Leibler Divergence Loss",
+                "authors": "Jiequan Cui",
+                "additional_data": False,
+                "dataset": "cifar10",
+                "venue": "NeurIPS 2024",
+                "architecture": "WideResNet-28-10",
+                "eps": "8/255",
+                "clean_acc": "92.16",
+                "reported": "67.73",
+                "autoattack_acc": "67.73",
+            }
+        )
+    )
+    return tmp_path / "rb"
+
+
+def test_latex_escapes_and_marks(tmp_path):
+    text = render_board(build_board(robustbench_dir=_checkout(tmp_path), records_root=None), "latex")
+    assert "\\begin{tabular}" in text and "\\end{table}" in text and "\\caption{" in text
+    assert r"\textbf{Cui2023Decoupled\_WRN-28-10} $^\star$" in text
+    assert r"Robust <nets> \& 100\% of\_them" in text and r"WRN\_28" in text
+    assert r"\href{https://example.org/?a=1&b=2}" in text
+    assert "★" not in text
+
+
+def test_html_is_one_self_contained_escaped_page(tmp_path):
+    text = render_board(build_board(robustbench_dir=_checkout(tmp_path), records_root=None), "html")
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert text.count("<table>") == 1 and "<style>" in text
+    assert not re.search(r"<(script|link|img)\b", text)
+    assert "Robust &lt;nets&gt; &amp; 100% of_them" in text and "<nets>" not in text
+    assert text.count('<tr class="ikl-at">') == 1
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(LeaderboardError, match="md, csv, latex, html, json"):
+        render_board(build_board(records_root=None), "xlsx")
