@@ -71,7 +71,8 @@ class FakeHub:
             if name == filename
         }
         return [
-            request for request in self.requests
+            request
+            for request in self.requests
             if request.method == "GET"
             and (request.path.endswith(f"/{filename}") or request.path.rsplit("/", 1)[-1] in blobs)
         ]
@@ -98,13 +99,15 @@ class FakeHub:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return server
 
     def _handle(self, handler: BaseHTTPRequestHandler, origin: str, *, send_body: bool) -> None:
         with self._lock:
             self.requests.append(
-                HubRequest(origin, handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()})
+                HubRequest(
+                    origin, handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()}
+                )
             )
         if origin == "cdn":
             self._serve_blob(handler, send_body)
@@ -136,7 +139,9 @@ class FakeHub:
         commit = {"X-Repo-Commit": repo.commit}
         data = repo.files.get(filename)
         if data is None:
-            self._reply(handler, 404, {**commit, "X-Error-Code": "EntryNotFound"}, b"Entry not found", send_body)
+            self._reply(
+                handler, 404, {**commit, "X-Error-Code": "EntryNotFound"}, b"Entry not found", send_body
+            )
             return
         digest = hashlib.sha256(data).hexdigest()
         if filename.endswith(".safetensors"):  # stored with LFS: the Hub redirects to its CDN
@@ -171,12 +176,18 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     hub = FakeHub()
     monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf_home" / "token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf_home" / "stored_tokens"))
+    if hasattr(constants, "AGENT_HARNESSES_PATH"):  # a registry huggingface_hub fetches from the endpoint
+        monkeypatch.setattr(
+            constants, "AGENT_HARNESSES_PATH", str(tmp_path / "hf_home" / ".agent_harnesses.json")
+        )
     for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "IKL_ZOO_CACHE", "IKL_ZOO_HUB_NAMESPACE"):
         monkeypatch.delenv(variable, raising=False)
     yield hub
@@ -197,7 +208,9 @@ def foolbox_cifar10():
     assert spec is not None and spec.submodule_search_locations, "foolbox is a test dependency"
     data_dir = Path(next(iter(spec.submodule_search_locations))) / "data"
     files = sorted(data_dir.glob("cifar10_*.png"))
-    assert len(files) == FOOLBOX_CIFAR10_COUNT, f"expected 20 CIFAR-10 images in {data_dir}, found {len(files)}"
+    assert len(files) == FOOLBOX_CIFAR10_COUNT, (
+        f"expected 20 CIFAR-10 images in {data_dir}, found {len(files)}"
+    )
     images = [np.array(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0 for path in files]
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     y = torch.tensor([int(path.stem.rsplit("_", 1)[1]) for path in files])

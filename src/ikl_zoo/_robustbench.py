@@ -24,6 +24,8 @@ def import_robustbench() -> ModuleType:
         # robustbench imports pkg_resources, which warns about its own deprecation.
         warnings.filterwarnings("ignore", category=UserWarning, message=".*pkg_resources.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        # timm (imported by robustbench.data) decorates with torch.jit.interface, deprecated in recent torch.
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.interface.*")
         return importlib.import_module("robustbench")
 
 

@@ -6,9 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import CheckpointError, PublishError
-from ikl_zoo.zoo.catalog import threat_label
 from ikl_zoo.zoo.checkpoints import (
     CARD_NAME,
     CONFIG_NAME,
@@ -20,7 +18,7 @@ from ikl_zoo.zoo.checkpoints import (
     save_zoo_folder,
     state_dict_mismatch,
 )
-from ikl_zoo.zoo.registry import PAPER_TITLE, PAPER_URL, PAPER_VENUE, ModelEntry, get_model_entry
+from ikl_zoo.zoo.registry import get_model_entry
 
 PUSHED_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
 
@@ -32,7 +30,7 @@ def convert_checkpoint(
     model_id: str,
     dataset: str = "cifar10",
 ) -> Path:
-    """Turn a checkpoint in any supported format into a zoo folder with a model card; returns the folder.
+    """Turn a checkpoint in any supported format into a zoo folder with its model card; returns the folder.
 
     The checkpoint is loaded strictly into the registered architecture first, so a folder is only
     written for weights that fit.
@@ -46,63 +44,10 @@ def convert_checkpoint(
     if checkpoint.is_file():
         source["sha256"] = file_sha256(checkpoint)
     folder = save_zoo_folder(model, out_dir, entry_or_config=entry, extra={"source": source})
-    write_text_atomic(folder / CARD_NAME, model_card(entry, read_zoo_config(folder)))
+    from ikl_zoo.cards import write_model_card
+
+    write_model_card(entry, folder, config=read_zoo_config(folder))
     return folder
-
-
-def model_card(entry: ModelEntry, config: dict[str, Any]) -> str:
-    """README.md for a zoo folder: the card builder of ``ikl_zoo.cards`` when present, else a short card."""
-    try:
-        from ikl_zoo.cards import build_model_card  # type: ignore[attr-defined]
-    except ImportError:
-        return _short_card(entry, config)
-    return build_model_card(entry, config=config)
-
-
-def _short_card(entry: ModelEntry, config: dict[str, Any]) -> str:
-    tags = ["adversarial-robustness", "robustbench", "image-classification", entry.dataset]
-    if entry.is_ikl_at:
-        tags.append("ikl-at")
-    front_matter = "\n".join(["---", "library_name: ikl-zoo", "tags:", *(f"- {tag}" for tag in tags), "---"])
-    if entry.published:
-        figures = (
-            f"Published: {entry.published.clean_acc:.2f}% clean, "
-            f"{entry.published.autoattack_acc:.2f}% AutoAttack "
-            f"({threat_label(entry)}, full test set; {entry.published.source})."
-        )
-    else:
-        figures = "No published robustness figures."
-    what = (
-        f"IKL-AT model from *{PAPER_TITLE}* ({PAPER_VENUE}, {PAPER_URL})."
-        if entry.is_ikl_at
-        else "Demo model: not adversarially trained, not IKL-AT; its numbers are never IKL-AT results."
-    )
-    return f"""{front_matter}
-
-# {entry.model_id} ({entry.dataset})
-
-{what}
-
-- Architecture: {entry.architecture}
-- Threat model: {threat_label(entry)}
-- Training: {entry.training or "not recorded"}
-- {figures}
-
-## Files
-
-- `{WEIGHTS_NAME}`: the state_dict (safetensors, sha256 `{config["sha256"]}`).
-- `{CONFIG_NAME}`: model id, dataset, threat model, eps and the architecture with its arguments.
-
-## Usage
-
-```python
-import ikl_zoo
-
-model = ikl_zoo.load_model("{entry.model_id}", dataset="{entry.dataset}")  # or the path of this folder
-```
-
-Inputs are images in [0, 1], NCHW; any normalisation happens inside the model.
-"""
 
 
 def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,0 +1,212 @@
+"""Every checkpoint format loads to the same network; every bad file fails with one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ikl_zoo.errors import CheckpointError, ChecksumMismatchError, UnknownModelError
+from ikl_zoo.zoo.checkpoints import CONFIG_NAME, WEIGHTS_NAME
+from ikl_zoo.zoo.loading import (
+    file_sha256,
+    load_model,
+    model_from_config,
+    read_state_dict,
+    save_zoo_folder,
+)
+
+
+def logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(images)
+
+
+def _prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {prefix + key: value for key, value in state.items()}
+
+
+FORMATS = {
+    "raw.pt": lambda state: state,
+    "wrapped_state_dict.pth": lambda state: {"state_dict": state, "epoch": 99, "best_acc": 0.5},
+    "wrapped_model_state_dict.pt": lambda state: {"model_state_dict": state, "optimizer": {"lr": 0.1}},
+    "dataparallel.pt": lambda state: _prefixed(state, "module."),
+    "dataparallel_sequential.pt": lambda state: {"state_dict": _prefixed(state, "module.0.")},
+}
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_pytorch_format_loads_the_same_network(tmp_path, tiny_model, images, name) -> None:
+    path = tmp_path / name
+    torch.save(FORMATS[name](tiny_model.state_dict()), path)
+    loaded = load_model("tiny-wrn", checkpoint=path)
+    assert not loaded.training
+    assert torch.equal(logits(loaded, images), logits(tiny_model, images))
+
+
+def test_legacy_non_zip_pickle_loads(tmp_path, tiny_model, images) -> None:
+    path = tmp_path / "legacy.pt"
+    torch.save(tiny_model.state_dict(), path, _use_new_zipfile_serialization=False)
+    assert torch.equal(logits(load_model("tiny-wrn", checkpoint=path), images), logits(tiny_model, images))
+
+
+def test_safetensors_and_zoo_folder_load_the_same_network(tmp_path, tiny_entry, tiny_model, images) -> None:
+    single = tmp_path / "weights.safetensors"
+    save_file({"module." + k: v.contiguous() for k, v in tiny_model.state_dict().items()}, str(single))
+    folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
+    expected = logits(tiny_model, images)
+    for source in (single, folder):
+        assert torch.equal(logits(load_model("tiny-wrn", checkpoint=source), images), expected)
+    # A zoo folder is also a model id on its own: config.json says what to build.
+    from_folder = load_model(str(folder))
+    assert torch.equal(logits(from_folder, images), expected)
+
+
+def test_the_format_is_read_from_the_bytes_not_the_suffix(tmp_path, tiny_model) -> None:
+    misnamed = tmp_path / "weights.pt"
+    save_file(dict(tiny_model.state_dict()), str(misnamed))
+    assert set(read_state_dict(misnamed)) == set(tiny_model.state_dict())
+
+
+def test_zoo_folder_contract(tmp_path, tiny_entry, tiny_model) -> None:
+    folder = save_zoo_folder(
+        tiny_model, tmp_path / "out", entry_or_config=tiny_entry, extra={"training": {"epochs": 3}}
+    )
+    assert sorted(p.name for p in folder.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    assert config["model_id"] == "tiny-wrn" and config["dataset"] == "cifar10"
+    assert config["threat_model"] == "Linf" and config["eps"] == pytest.approx(8 / 255)
+    assert config["architecture"] == tiny_entry.config
+    assert config["sha256"] == file_sha256(folder / WEIGHTS_NAME)
+    assert config["training"] == {"epochs": 3}
+    assert "ikl_zoo_version" in config
+    # A plain config (no registry entry), as training writes it, gives the same folder.
+    plain = {key: config[key] for key in ("model_id", "dataset", "threat_model", "eps", "architecture")}
+    again = save_zoo_folder(tiny_model.state_dict(), tmp_path / "again", entry_or_config=plain)
+    assert json.loads((again / CONFIG_NAME).read_text())["sha256"] == config["sha256"]
+
+
+def test_save_zoo_folder_refuses_weights_that_do_not_fit(tmp_path, tiny_entry, tiny_model) -> None:
+    state = dict(tiny_model.state_dict())
+    state.pop("fc.bias")
+    with pytest.raises(CheckpointError, match="1 missing keys.*fc.bias"):
+        save_zoo_folder(state, tmp_path / "bad", entry_or_config=tiny_entry)
+    with pytest.raises(ValueError, match="sha256"):
+        save_zoo_folder(tiny_model, tmp_path / "bad", entry_or_config=tiny_entry, extra={"sha256": "x"})
+    assert not (tmp_path / "bad" / WEIGHTS_NAME).exists()
+
+
+def test_model_from_config_builds_every_architecture_class() -> None:
+    from ikl_zoo.zoo.architectures import CifarResNet, DMWideResNet, WideResNet
+
+    configs = {
+        WideResNet: {"architecture_class": "WideResNet", "depth": 10, "widen_factor": 1, "num_classes": 3},
+        DMWideResNet: {
+            "architecture": {
+                "architecture_class": "DMWideResNet",
+                "depth": 10,
+                "width": 1,
+                "activation": "SiLU",
+                "num_classes": 3,
+                "mean": [0.5] * 3,
+                "std": [0.25] * 3,
+            }
+        },
+        CifarResNet: {
+            "architecture_class": "CifarResNet",
+            "blocks_per_stage": [1, 1, 1, 1],
+            "num_classes": 3,
+        },
+    }
+    for cls, config in configs.items():
+        model = model_from_config(config)
+        assert type(model) is cls
+        assert model(torch.rand(1, 3, 32, 32)).shape == (1, 3)
+    with pytest.raises(CheckpointError, match="unknown architecture_class 'ViT'"):
+        model_from_config({"architecture_class": "ViT"})
+    with pytest.raises(CheckpointError, match="unknown activation 'Swoosh'"):
+        model_from_config({"architecture_class": "DMWideResNet", "activation": "Swoosh"})
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+
+def test_html_page_saved_instead_of_weights(tmp_path) -> None:
+    page = tmp_path / "Cui2023Decoupled_WRN-34-10.pt"
+    page.write_text("<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head></html>")
+    with pytest.raises(CheckpointError, match="is an HTML page, not weights \\(Google Drive quota\\?\\)"):
+        read_state_dict(page)
+
+
+@pytest.mark.parametrize("kind", ["zip", "safetensors"])
+def test_truncated_file(tmp_path, tiny_model, kind) -> None:
+    path = tmp_path / f"weights.{kind}"
+    if kind == "zip":
+        torch.save(tiny_model.state_dict(), path)
+    else:
+        save_file(dict(tiny_model.state_dict()), str(path))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt") as error:
+        read_state_dict(path)
+    assert "\n" not in str(error.value)
+
+
+def test_pickled_objects_are_refused_not_executed(tmp_path) -> None:
+    path = tmp_path / "whole_model.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "args": Path("/tmp")}, path)
+    with pytest.raises(CheckpointError, match="refuses to unpickle"):
+        read_state_dict(path)
+
+
+def test_not_a_state_dict(tmp_path) -> None:
+    path = tmp_path / "numbers.pt"
+    torch.save({"epoch": 3, "acc": 0.5}, path)
+    with pytest.raises(CheckpointError, match="not a state_dict"):
+        read_state_dict(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_state_dict(tmp_path / "missing.pt")
+
+
+def test_wrong_class_count_names_expected_and_found(tmp_path, tiny_entry) -> None:
+    from ikl_zoo.zoo.registry import get_model_entry
+
+    cifar100_weights = get_model_entry("tiny-wrn", dataset="cifar100").create().state_dict()
+    path = tmp_path / "cifar100.pt"
+    torch.save(cifar100_weights, path)
+    with pytest.raises(CheckpointError) as error:
+        load_model("tiny-wrn", dataset="cifar10", checkpoint=path)
+    message = str(error.value)
+    assert "has 100 classes but tiny-wrn for cifar10 expects 10" in message
+    assert "--dataset cifar100" in message
+
+
+def test_wrong_architecture_lists_the_mismatch(tmp_path, tiny_entry) -> None:
+    path = tmp_path / "demo.pt"
+    from ikl_zoo.zoo.architectures import CifarResNet
+
+    torch.save(CifarResNet((1, 1, 1, 1), num_classes=10).state_dict(), path)
+    with pytest.raises(CheckpointError, match="does not fit tiny-wrn: .*missing keys.*unexpected keys"):
+        load_model("tiny-wrn", checkpoint=path)
+
+
+def test_tampered_zoo_folder_fails_its_checksum(tmp_path, tiny_entry, tiny_model) -> None:
+    folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
+    state = {key: value.clone() for key, value in tiny_model.state_dict().items()}
+    state["fc.bias"] += 1
+    save_file(state, str(folder / WEIGHTS_NAME))
+    with pytest.raises(ChecksumMismatchError) as error:
+        load_model(str(folder))
+    expected = json.loads((folder / CONFIG_NAME).read_text())["sha256"]
+    assert f"expected {expected}, got {file_sha256(folder / WEIGHTS_NAME)}" in str(error.value)
+
+
+def test_unknown_ids_suggest_close_names_and_the_other_dataset(tmp_path) -> None:
+    with pytest.raises(UnknownModelError, match="did you mean Cui2023Decoupled_WRN-34-10"):
+        load_model("Cui2023Decoupled_WRN-34-1")
+    with pytest.raises(UnknownModelError, match="exists for cifar100: pass --dataset cifar100"):
+        load_model("Cui2023Decoupled_WRN-34-10_autoaug", dataset="cifar10")
+    with pytest.raises(CheckpointError, match="neither a registered model nor a zoo folder"):
+        load_model(str(tmp_path / "no-such-folder"))

@@ -1,0 +1,189 @@
+"""``ikl-zoo list/download/convert/push``: output for good input, one ``Error:`` line and exit 2 for bad."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+from ikl_zoo.cli import main
+from ikl_zoo.zoo.checkpoints import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, file_sha256
+from ikl_zoo.zoo.loading import load_model, save_zoo_folder
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert (
+        "Traceback" not in result.output
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    )
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+def test_list_shows_every_model_with_its_published_figures() -> None:
+    result = run("list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "clean %" in lines[0] and "AutoAttack %" in lines[0] and "note" in lines[0]
+    rows = {(line.split("|")[1].strip(), line.split("|")[2].strip()): line for line in lines[2:]}
+    assert set(rows) == {
+        ("cifar10", "Cui2023Decoupled_WRN-28-10"),
+        ("cifar10", "Cui2023Decoupled_WRN-34-10"),
+        ("cifar100", "Cui2023Decoupled_WRN-28-10"),
+        ("cifar100", "Cui2023Decoupled_WRN-34-10"),
+        ("cifar100", "Cui2023Decoupled_WRN-34-10_autoaug"),
+        ("cifar10", "demo-resnet18"),
+    }
+    assert "92.16" in rows["cifar10", "Cui2023Decoupled_WRN-28-10"]
+    assert "67.73" in rows["cifar10", "Cui2023Decoupled_WRN-28-10"]
+    assert "31.91" in rows["cifar100", "Cui2023Decoupled_WRN-34-10"]
+    assert "Linf 8/255" in rows["cifar100", "Cui2023Decoupled_WRN-34-10_autoaug"]
+    assert "not IKL-AT" in rows["cifar10", "demo-resnet18"]
+    only_100 = run("list", "--dataset", "cifar100").stdout
+    assert "cifar100" in only_100 and "cifar10 " not in only_100 and "demo-resnet18" not in only_100
+
+
+def test_download_prints_path_and_sha256(fake_hub, tiny_entry, tiny_model, tmp_path) -> None:
+    fake_hub.add_folder(
+        "ikl-zoo/tiny-wrn-cifar10", save_zoo_folder(tiny_model, tmp_path / "p", entry_or_config=tiny_entry)
+    )
+    result = run("download", "tiny-wrn")
+    assert result.exit_code == 0, result.output
+    path_line, sha_line = result.stdout.splitlines()
+    path = path_line.removeprefix("path: ")
+    assert path.endswith(WEIGHTS_NAME) and sha_line == f"sha256: {file_sha256(path)}"
+
+
+def test_convert_writes_a_hub_ready_folder(tmp_path, tiny_entry, tiny_model) -> None:
+    checkpoint = tmp_path / "ikl_at_epoch110.pth"
+    torch.save(
+        {"model_state_dict": {"module." + k: v for k, v in tiny_model.state_dict().items()}}, checkpoint
+    )
+    out = tmp_path / "tiny-wrn-cifar10"
+    result = run("convert", str(checkpoint), "--model", "tiny-wrn", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [CARD_NAME, CONFIG_NAME, WEIGHTS_NAME]
+    config = json.loads((out / CONFIG_NAME).read_text())
+    assert config["sha256"] == file_sha256(out / WEIGHTS_NAME) and config["sha256"] in result.stdout
+    assert config["source"] == {"checkpoint": checkpoint.name, "sha256": file_sha256(checkpoint)}
+    card = (out / CARD_NAME).read_text()
+    assert card.startswith("---\n") and "tiny-wrn" in card and config["sha256"] in card
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(load_model(str(out))(x), tiny_model(x))
+
+
+def test_push_validates_then_uploads_the_three_files(tmp_path, tiny_entry, tiny_model, monkeypatch) -> None:
+    from huggingface_hub import HfApi
+
+    calls = []
+    monkeypatch.setattr(
+        HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create_repo", repo_id, kw))
+    )
+    monkeypatch.setattr(
+        HfApi, "create_branch", lambda self, repo_id, **kw: calls.append(("create_branch", repo_id, kw))
+    )
+
+    def upload_folder(self, **kw):
+        calls.append(("upload_folder", kw["repo_id"], kw))
+        return "https://hub.example/my-org/tiny/commit/abc"
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
+    result = run("push", str(folder), "--repo-id", "my-org/tiny", "--revision", "v1", "--private")
+    assert result.exit_code == 0, result.output
+    assert [name for name, *_ in calls] == ["create_repo", "create_branch", "upload_folder"]
+    assert calls[0][2]["private"] is True and calls[1][2]["branch"] == "v1"
+    upload = calls[2][2]
+    assert upload["revision"] == "v1" and upload["folder_path"] == str(folder)
+    assert sorted(upload["allow_patterns"]) == [CARD_NAME, CONFIG_NAME, WEIGHTS_NAME]
+    assert "https://hub.example/my-org/tiny/commit/abc" in result.stdout
+
+
+# --- bad input: one line, exit status 2 ---------------------------------------------------------------
+
+
+def test_unknown_model_suggests_names_and_the_other_dataset() -> None:
+    assert_one_line_error(
+        run("download", "Cui2023Decoupled_WRN-34-1"), "did you mean Cui2023Decoupled_WRN-34-10"
+    )
+    assert_one_line_error(
+        run("download", "Cui2023Decoupled_WRN-34-10_autoaug"), "exists for cifar100: pass --dataset cifar100"
+    )
+
+
+def test_convert_html_page(tmp_path, tiny_entry) -> None:
+    page = tmp_path / "checkpoint.pt"
+    page.write_text("\n  <!DOCTYPE html>\n<html><title>Google Drive - Virus scan warning</title></html>")
+    assert_one_line_error(
+        run("convert", str(page), "--model", "tiny-wrn", "-o", str(tmp_path / "out")),
+        "is an HTML page, not weights (Google Drive quota?)",
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_truncated_file(tmp_path, tiny_entry, tiny_model) -> None:
+    path = tmp_path / "checkpoint.pt"
+    torch.save(tiny_model.state_dict(), path)
+    path.write_bytes(path.read_bytes()[:-300])
+    assert_one_line_error(
+        run("convert", str(path), "--model", "tiny-wrn", "-o", str(tmp_path / "out")), "truncated or corrupt"
+    )
+
+
+def test_convert_wrong_class_count(tmp_path, tiny_entry) -> None:
+    from ikl_zoo.zoo.registry import get_model_entry
+
+    path = tmp_path / "cifar100.pt"
+    torch.save(get_model_entry("tiny-wrn", dataset="cifar100").create().state_dict(), path)
+    assert_one_line_error(
+        run("convert", str(path), "--model", "tiny-wrn", "-o", str(tmp_path / "out")),
+        "has 100 classes but tiny-wrn for cifar10 expects 10: pass --dataset cifar100",
+    )
+
+
+def test_download_checksum_mismatch(fake_hub, tiny_entry, tiny_model, tmp_path, pin_tiny_sha256) -> None:
+    fake_hub.add_folder(
+        "ikl-zoo/tiny-wrn-cifar10", save_zoo_folder(tiny_model, tmp_path / "p", entry_or_config=tiny_entry)
+    )
+    pin_tiny_sha256("f" * 64)
+    assert_one_line_error(run("download", "tiny-wrn"), f"expected {'f' * 64}, got ", "rerun")
+
+
+def test_download_offline_not_cached(fake_hub, tiny_entry, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert_one_line_error(run("download", "tiny-wrn"), "not in the Hub cache", "unset HF_HUB_OFFLINE")
+
+
+@pytest.mark.parametrize("damage", ["no_config", "tampered_weights", "not_a_folder"])
+def test_push_refuses_a_bad_folder(tmp_path, tiny_entry, tiny_model, monkeypatch, damage) -> None:
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("nothing may be uploaded"))
+    folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
+    if damage == "no_config":
+        (folder / CONFIG_NAME).unlink()
+        expected = "config.json is missing"
+    elif damage == "tampered_weights":
+        save_file({k: v.clone() * 2 for k, v in tiny_model.state_dict().items()}, str(folder / WEIGHTS_NAME))
+        expected = "sha256 mismatch"
+    else:
+        folder = folder / WEIGHTS_NAME
+        expected = "is a file"
+    result = run("push", str(folder), "--repo-id", "my-org/tiny")
+    if damage == "not_a_folder":  # click validates the argument itself (exit 2, usage message)
+        assert result.exit_code == 2 and expected in result.stderr
+        return
+    assert_one_line_error(result, "not pushing", expected)
