@@ -68,7 +68,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     state_dict or one wrapped in ``state_dict``/``model_state_dict``, with keys prefixed ``module.``,
     ``module.0.`` or ``model.``. The format is detected from the bytes, not the suffix.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_dir():
         return read_zoo_folder(path)[1]
     if not path.is_file():
@@ -85,7 +85,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def read_zoo_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The config.json of a zoo folder, checked to say what architecture it holds."""
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise CheckpointError(
@@ -106,7 +106,7 @@ def read_zoo_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(config, state_dict)`` of a zoo folder; the weights' sha256 is checked against config.json."""
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
     config = read_zoo_config(folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():

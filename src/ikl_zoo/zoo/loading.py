@@ -65,14 +65,15 @@ def load_model(
         model = entry.create()
         name, model_dataset = entry.model_id, entry.dataset
         if checkpoint is not None:
-            source = Path(checkpoint)
+            source = Path(checkpoint).expanduser()
         else:
             source = pretrained_weights_path(entry, revision=revision)
         state = read_state_dict(source)
     else:
-        folder = Path(model_id)
+        folder = Path(model_id).expanduser()
         if checkpoint is not None:
-            config, source, state = read_zoo_config(folder), Path(checkpoint), read_state_dict(checkpoint)
+            source = Path(checkpoint).expanduser()
+            config, state = read_zoo_config(folder), read_state_dict(source)
         else:
             (config, state), source = read_zoo_folder(folder), folder / WEIGHTS_NAME
         model = model_from_config(config)
@@ -121,7 +122,7 @@ def _registered(model_id: str, dataset: str) -> ModelEntry | None:
     """The registry entry, None for an existing folder, or the registry's one-line error for anything else."""
     if any(entry.model_id == model_id and entry.dataset == dataset for entry in list_models()):
         return get_model_entry(model_id, dataset=dataset)
-    path = Path(model_id)
+    path = Path(model_id).expanduser()
     if path.is_dir():
         return None
     if os.sep in model_id or "/" in model_id or path.suffix:
