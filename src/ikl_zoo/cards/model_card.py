@@ -12,15 +12,15 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe
-from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, find_record
+from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, find_fact
+from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, find_record, registry_entry
 from ikl_zoo.leaderboard.reference import (
     IKL_PAPER_TITLE,
     REFERENCE_COMMIT,
@@ -103,7 +103,7 @@ def build_model_card(
 
     subject = card_subject(entry_or_config, dataset=dataset, config=config)
     if repo_id:
-        subject = _replace(subject, hub_repo_id=repo_id)
+        subject = replace(subject, hub_repo_id=repo_id)
     measurement = _checked_measurement(subject, result)
     tags = [*BASE_TAGS, *(["ikl-at"] if subject.is_ikl_at else []), subject.dataset, "pytorch", "safetensors"]
     card_data = ModelCardData(
@@ -225,13 +225,7 @@ def _subject_from_config(config: dict[str, Any]) -> CardSubject:
         raise CardError(
             f"config.json names dataset {dataset!r}; ikl-zoo cards cover {', '.join(HUB_DATASETS)}"
         )
-    from ikl_zoo.errors import UnknownModelError
-    from ikl_zoo.zoo.registry import get_model_entry
-
-    try:
-        entry = get_model_entry(str(config["model_id"]), dataset=dataset)
-    except UnknownModelError:
-        entry = None
+    entry = registry_entry(str(config["model_id"]), dataset)
     if entry is not None and not config.get("training"):
         return _subject_from_entry(entry, config)
     architecture = config.get("architecture")
@@ -287,12 +281,6 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise CardError(f"{config_path} is not a JSON object: rewrite it with `ikl-zoo convert`")
     return config
-
-
-def _replace(subject: CardSubject, **changes: Any) -> CardSubject:
-    from dataclasses import replace
-
-    return replace(subject, **changes)
 
 
 def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement | None) -> Measurement | None:
@@ -401,8 +389,6 @@ def _eval_results(subject: CardSubject, measurement: Measurement | None) -> list
 
 
 def _measured_version(measurement: Measurement) -> str:
-    from ikl_zoo.leaderboard.provenance import find_fact
-
     return str(find_fact(measurement.provenance, "ikl-zoo version") or "").strip() or "(version not recorded)"
 
 

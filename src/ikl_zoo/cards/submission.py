@@ -12,14 +12,20 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, missing_facts
-from ikl_zoo.leaderboard.records import Measurement, ModelMetadata, model_metadata, robustbench_model_info
+from ikl_zoo.leaderboard.records import (
+    Measurement,
+    ModelMetadata,
+    model_metadata,
+    registry_entry,
+    robustbench_model_info,
+)
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
     format_eps,
@@ -36,6 +42,7 @@ NAME_PATTERN = re.compile(r"^[A-Z][A-Za-z-]*\d{4}[A-Z][A-Za-z0-9]*(?:_[A-Za-z0-9
 """RobustBench's model names: ``<FirstAuthor><Year><FirstWordOfTitle>[_<variant>]``."""
 BOARDS = {("cifar10", "Linf"), ("cifar10", "L2"), ("cifar100", "Linf")}
 """The CIFAR leaderboards RobustBench runs."""
+CODE_URL = "https://github.com/jiequancui/DKL"
 ISSUE_FILE = "new-model-issue.md"
 ZOO_ENTRY_FILE = "model_zoo_entry.py"
 ARCHITECTURES_URL = (
@@ -244,8 +251,6 @@ def _flag_gaps(result: EvalResult | Measurement) -> list[str]:
 
 
 def _with_info(metadata: ModelMetadata, info: Mapping[str, Any]) -> ModelMetadata:
-    from dataclasses import replace
-
     changes = {
         key: value
         for key, value in info.items()
@@ -261,14 +266,8 @@ def _blank(value: Any) -> bool:
 def _architecture_config(measurement: Measurement, config: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if config is not None and isinstance(config.get("architecture"), Mapping):
         return dict(config["architecture"])
-    try:
-        from ikl_zoo.errors import UnknownModelError
-        from ikl_zoo.zoo.registry import get_model_entry
-
-        entry = get_model_entry(measurement.board_id, dataset=measurement.dataset)
-    except UnknownModelError:
-        return None
-    return json.loads(json.dumps(entry.config)) if entry.config else None
+    entry = registry_entry(measurement.model_id, measurement.dataset)
+    return json.loads(json.dumps(entry.config)) if entry is not None and entry.config else None
 
 
 def _constructor(architecture: Mapping[str, Any] | None, dataset: str) -> str | None:
@@ -306,13 +305,8 @@ def _normalisation_name(values: Any, default: str) -> str:
 def _gdrive_id(measurement: Measurement, info: Mapping[str, Any]) -> str | None:
     if info.get("gdrive_id"):
         return str(info["gdrive_id"])
-    try:
-        from ikl_zoo.errors import UnknownModelError
-        from ikl_zoo.zoo.registry import get_model_entry
-
-        return get_model_entry(measurement.board_id, dataset=measurement.dataset).pretrained.gdrive_id
-    except UnknownModelError:
-        return None
+    entry = registry_entry(measurement.model_id, measurement.dataset)
+    return entry.pretrained.gdrive_id if entry is not None else None
 
 
 def _model_zoo_entry(
@@ -364,12 +358,10 @@ def _issue_text(
         evaluation += f" ({facts})"
     if sha:
         evaluation += f"; checkpoint sha256 {sha}"
-    checkpoint = info.get("checkpoint_url") or (
-        f"https://drive.google.com/file/d/{_gdrive_id(measurement, info)}"
-        if _gdrive_id(measurement, info)
-        else None
-    )
-    code = "https://github.com/jiequancui/DKL" if metadata.is_ikl_at else None
+    gdrive_id = _gdrive_id(measurement, info)
+    drive_url = f"https://drive.google.com/file/d/{gdrive_id}" if gdrive_id else None
+    checkpoint = info.get("checkpoint_url") or drive_url
+    code = CODE_URL if metadata.is_ikl_at else None
     links = "; ".join(
         filter(None, [f"checkpoint: {checkpoint}" if checkpoint else None, f"code: {code}" if code else None])
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_json_atomic
+from ikl_zoo.errors import UnknownModelError
 from ikl_zoo.leaderboard.reference import (
     IKL_PAPER_TITLE,
     LeaderboardError,
@@ -29,6 +30,7 @@ from ikl_zoo.leaderboard.reference import (
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
+    from ikl_zoo.zoo.registry import ModelEntry
 
 RECORD_FORMAT = 1
 DEFAULT_ROOT = "leaderboard"
@@ -168,7 +170,7 @@ def model_metadata(
             is_ikl_at=row["ikl_at"],
             published=figures,
         )
-    entry = _registry_entry(model_id, dataset)
+    entry = registry_entry(model_id, dataset)
     if entry is None:
         return ModelMetadata(is_ikl_at=is_ikl_at(model_id), published=published)
     if entry.published is not None and published is None:
@@ -343,12 +345,12 @@ def _percent_text(fraction: float) -> str:
     return f"{100 * fraction:.2f}"
 
 
-def _registry_entry(model_id: str, dataset: str) -> Any:
-    # The registry imports torch; only models RobustBench does not list need it.
-    from ikl_zoo.errors import UnknownModelError
+def registry_entry(model_id: str, dataset: str) -> ModelEntry | None:
+    """The registry's entry for a model, or None for one it does not hold (a user's, a RobustBench peer)."""
+    # Imported here: the registry imports torch, and reading records or boards must not.
     from ikl_zoo.zoo.registry import get_model_entry
 
     try:
-        return get_model_entry(model_id, dataset=dataset)
+        return get_model_entry(robustbench_name(model_id), dataset=dataset)
     except UnknownModelError:
         return None
