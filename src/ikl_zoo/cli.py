@@ -68,7 +68,9 @@ def download(model: str, dataset: str, revision: str | None) -> None:
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=str))
 @click.option("--model", "model_id", required=True, help="Registered id the checkpoint belongs to.")
 @DATASET_OPTION
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder.")
+@click.option(
+    "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Zoo folder to write."
+)
 def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str) -> None:
     """Turn CHECKPOINT (.pt/.pth/.safetensors, any wrapping) into a Hub-ready folder with a model card."""
     from ikl_zoo.zoo.checkpoints import CONFIG_NAME, read_zoo_config
