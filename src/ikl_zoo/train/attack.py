@@ -9,6 +9,8 @@ from torch import Tensor, nn
 
 from ikl_zoo.losses import ikl_loss
 
+_FLOAT16_LOSS_SCALE = 1024.0
+
 
 def ikl_pgd_attack(
     model: nn.Module,
@@ -44,13 +46,15 @@ def ikl_pgd_attack(
         with torch.no_grad(), autocast:
             logits_clean = model(x).float()
         x_adv = x + 0.001 * torch.randn_like(x)
+        scale = _FLOAT16_LOSS_SCALE if amp_dtype == torch.float16 else 1.0
         for _ in range(steps):
             x_adv.requires_grad_(True)
             with torch.enable_grad():
                 with autocast:
                     logits_adv = model(x_adv)
                 loss = ikl_loss(logits_clean, logits_adv.float(), y, prior, alpha=alpha, beta=beta)
-                (grad,) = torch.autograd.grad(loss, [x_adv])
+                # Only the gradient's sign is used: scaling keeps float16 gradients from underflowing to 0.
+                (grad,) = torch.autograd.grad(loss * scale, [x_adv])
             x_adv = x_adv.detach() + step_size * grad.sign()
             x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
         return x_adv.clamp(0.0, 1.0).detach()
