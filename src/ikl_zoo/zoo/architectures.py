@@ -228,7 +228,8 @@ class CifarResNet(nn.Module):
         self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         in_planes = 64
-        for stage, (planes, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage), start=1):
+        stage_widths = zip((64, 128, 256, 512), blocks_per_stage, strict=True)
+        for stage, (planes, num_blocks) in enumerate(stage_widths, start=1):
             first_stride = 1 if stage == 1 else 2
             blocks = []
             for i in range(num_blocks):
