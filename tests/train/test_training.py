@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from ikl_zoo.cli import main
 from ikl_zoo.train import TrainingError, get_recipe, load_training_checkpoint, train_ikl_at
 from ikl_zoo.zoo.loading import load_model, read_zoo_config
+from ikl_zoo.zoo.publish import validate_zoo_folder
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +67,8 @@ def test_the_zoo_folder_records_recipe_prior_data_and_seed_and_loads(cli_run: Pa
     torch.testing.assert_close(prior.sum(1), torch.ones(10, dtype=torch.float64), rtol=0, atol=1e-6)
     assert (prior.argmax(1) == torch.arange(10)).sum() >= 5  # the learnt classes dominate their own rows
     assert config["data"]["images"] == 160 and config["seed"] == 0
+    assert validate_zoo_folder(cli_run / "model")["sha256"] == config["sha256"]  # what `ikl-zoo push` checks
+    assert "ema_decay" in (cli_run / "model" / "README.md").read_text()  # the card shows the recipe
 
     state = load_training_checkpoint(cli_run)
     model = load_model(cli_run / "model")

@@ -2,7 +2,8 @@
 
 ``out_dir`` holds ``checkpoint.pt`` (the whole training state, rewritten atomically after every epoch),
 ``history.json`` (one entry per epoch) and, once the last epoch is done, ``model/``: a zoo folder with the
-averaged (EMA) weights that ``load_model``, ``ikl-zoo eval``, ``card`` and ``push`` take as they are.
+averaged (EMA) weights and a model card that ``load_model``, ``ikl-zoo eval``, ``card`` and ``push`` take as
+they are.
 
 Every epoch reseeds the random generators from ``(seed, epoch, rank)`` and shuffles with a sampler seeded the
 same way, so an epoch computes the same thing whether the run was interrupted before it or not: on CPU a
@@ -548,4 +549,9 @@ def _save_model(
         "data": data,
         "seed": recipe.seed,
     }
-    return save_zoo_folder(trainer.ema.state_dict(), model_dir, entry_or_config=config, extra=extra)
+    save_zoo_folder(trainer.ema.state_dict(), model_dir, entry_or_config=config, extra=extra)
+    from ikl_zoo.cards.model_card import write_model_card
+
+    # The card states the recipe; `ikl-zoo card --result` adds measured accuracy after evaluation.
+    write_model_card(model_dir, model_dir)
+    return model_dir
