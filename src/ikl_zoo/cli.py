@@ -322,6 +322,7 @@ def train(recipe_name: str | None, data_dir: str, out_dir: str, resume: bool, de
     Multi-GPU: torchrun --nproc-per-node N -m ikl_zoo.cli train ...
     """
     import json
+    import os
 
     from ikl_zoo.train import resolve_recipe, train_ikl_at
 
@@ -335,6 +336,8 @@ def train(recipe_name: str | None, data_dir: str, out_dir: str, resume: bool, de
         steps_per_epoch=steps_per_epoch, stop_after_epochs=stop_after_epochs, model_id=model_id,
         download=download,
     )
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one process reports
+        return
     if result.model_dir is not None:
         click.echo(f"wrote {result.model_dir} (averaged weights; evaluate with: ikl-zoo eval --model "
                    f"{result.model_dir} --data-dir {data_dir})")
