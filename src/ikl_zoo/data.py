@@ -189,6 +189,15 @@ def cifar_dataset(
         raise DatasetNotFoundError(f"{name} not found in {root} ({reason}): {hint}") from None
 
 
+def data_source(dataset: str, *, data_dir: str | os.PathLike[str]) -> str:
+    """What a data dir holds, for records: torchvision's md5-checked CIFAR, or a folder ikl-zoo wrote."""
+    _check_dataset(dataset)
+    marker = _marker(Path(data_dir).expanduser(), dataset)
+    if marker is None:
+        return f"{_DISPLAY_NAME[dataset]} (torchvision, md5-checked)"
+    return f"{_DISPLAY_NAME[dataset]} folder written by ikl-zoo: {marker.get('source', 'arrays')}"
+
+
 def load_test_examples(
     dataset: str, *, data_dir: str | os.PathLike[str], n_examples: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

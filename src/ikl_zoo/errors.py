@@ -33,3 +33,7 @@ class DownloadError(IklZooError):
 
 class PublishError(IklZooError):
     """A zoo folder that cannot be pushed, or a Hub that refused the upload."""
+
+
+class EvaluationError(IklZooError):
+    """Arguments an evaluation cannot run with, or a run directory made with different arguments."""

@@ -35,13 +35,20 @@ class EvalResult:
     robust_flags: list[bool]
     per_attack: dict[str, float]
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds: ``total``, ``clean`` and one entry per attack."""
+    """Seconds: ``total`` (attack time summed over chunks, ranks and resumed sessions), ``wall`` (the last
+    session's wall clock), ``checks``, ``clean`` and one entry per attack."""
     model_passes: dict[str, int] = field(default_factory=dict)
-    """Forward passes of the model: ``forward`` and ``backward`` counts over the whole run."""
+    """Passes of the model over the whole run: ``forward`` and ``backward`` calls, and the images they
+    carried (``forward_images``, ``backward_images``)."""
     provenance: dict[str, Any] = field(default_factory=dict)
-    """Versions of ikl-zoo, torch, pyautoattack; device name; checkpoint sha256; data source; start/end times."""
+    """Versions of ikl-zoo, torch, pyautoattack; devices; checkpoint and weights sha256; data source and
+    sha256; attack settings; start/end times."""
     published: dict[str, Any] | None = None
-    """The registry's published figures (percent) for comparison, when the model has them."""
+    """The registry's published figures for comparison, when the model has them and the threat model and
+    version match: ``clean_acc`` and ``autoattack_acc`` in percent, and their ``source``."""
+    warnings: list[str] = field(default_factory=list)
+    """AutoAttack's own warnings (randomised or dynamic defence, softmax output, Square finding extra
+    points, ...) and the evaluator's (out-of-memory back-offs), each once."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,98 @@
+"""Sharding over processes with ``torch.distributed``: chunks are dealt to ranks, rank 0 merges.
+
+Under ``torchrun`` the process group is created from its environment (NCCL on GPUs, gloo on CPUs); a
+caller may also create the group itself before calling :func:`ikl_zoo.evaluate.evaluate`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+PROCESS_GROUP_TIMEOUT = timedelta(hours=24)
+"""Ranks wait for each other only at the end; a slow shard of a long run must not time the others out."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among the ranks; collectives are no-ops for a single process."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.active:
+            return obj
+        holder = [obj if self.is_main else None]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        if not self.active:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    @contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first (downloads, caches), the others after it."""
+        if not self.is_main:
+            self.barrier()
+        try:
+            yield
+        finally:
+            if self.is_main:
+                self.barrier()
+
+
+def current_shard() -> Shard:
+    if dist.is_available() and dist.is_initialized():
+        return Shard(rank=dist.get_rank(), world_size=dist.get_world_size())
+    return Shard()
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+@contextmanager
+def process_group_from_environment(device: torch.device) -> Iterator[Shard]:
+    """Join torchrun's process group for the duration (NCCL for CUDA devices, gloo otherwise).
+
+    Without torchrun, or when the caller already made a group, this only reports the current shard.
+    """
+    if not launched_by_torchrun() or not dist.is_available() or dist.is_initialized():
+        yield current_shard()
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(
+        backend=backend, timeout=PROCESS_GROUP_TIMEOUT,
+        **({"device_id": device} if device.type == "cuda" else {}),
+    )
+    try:
+        yield current_shard()
+    finally:
+        dist.destroy_process_group()

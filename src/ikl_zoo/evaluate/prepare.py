@@ -1,0 +1,198 @@
+"""The model as the evaluator runs it: fp32, eval mode, frozen weights, counted passes, fast layouts.
+
+Nothing here may change a robust flag beyond fp32 noise: TF32 and autocast are switched off, the weights
+are only frozen (input gradients are unchanged; weight gradients, which no attack needs, are skipped),
+and channels_last, cudnn.benchmark and torch.compile only pick other fp32 kernels.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from ikl_zoo.errors import EvaluationError
+
+CPU_AUTO_BATCH_SIZE = 128
+"""``batch_size="auto"`` on a CPU: memory is rarely the limit there, and larger batches gain nothing."""
+GPU_MEMORY_FRACTION = 0.6
+"""Share of free GPU memory the attack batches may fill; the rest is headroom for the attacks' buffers."""
+
+
+class CountingModel(nn.Module):
+    """Wraps the network: counts forward and backward passes, feeds channels_last, reports each call."""
+
+    def __init__(self, model: nn.Module, *, channels_last: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.channels_last = channels_last
+        self.forward_calls = 0
+        self.forward_images = 0
+        self.backward_calls = 0
+        self.backward_images = 0
+        self.on_forward: Callable[[], None] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        output = self.model(x)
+        self.forward_calls += 1
+        self.forward_images += x.shape[0]
+        if output.requires_grad:
+            output.register_hook(self._count_backward)
+        if self.on_forward is not None:
+            self.on_forward()
+        return output
+
+    def _count_backward(self, grad: torch.Tensor) -> None:
+        self.backward_calls += 1
+        self.backward_images += grad.shape[0]
+
+    def set_on_forward(self, callback: Callable[[], None] | None) -> None:
+        self.on_forward = callback
+
+    def passes(self) -> dict[str, int]:
+        return {
+            "forward": self.forward_calls, "backward": self.backward_calls,
+            "forward_images": self.forward_images, "backward_images": self.backward_images,
+        }
+
+
+def resolve_device(device: str | torch.device | None, model: nn.Module) -> torch.device:
+    """``None``: where the model's weights are; ``"auto"``: this process's GPU if any (torchrun's LOCAL_RANK),
+    else the CPU."""
+    if device is None:
+        first = next(iter(model.parameters()), None)
+        return first.device if first is not None else torch.device("cpu")
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise EvaluationError(f"unknown device {device!r} ({error}): use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise EvaluationError(f"device {device} requested but no CUDA GPU is visible: use --device cpu")
+    return resolved
+
+
+def check_fp32(model: nn.Module) -> None:
+    """A reported number is an fp32 number: refuse half-precision weights instead of converting them."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and tensor.dtype != torch.float32:
+            raise EvaluationError(
+                f"the model holds {tensor.dtype} tensors ({name}); robust accuracy is reported in fp32 only: "
+                "call model.float() first"
+            )
+
+
+def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise EvaluationError("x and y must be torch tensors (images N x C x H x W in [0, 1], int labels)")
+    if x.dtype == torch.uint8:
+        raise EvaluationError("the images are uint8 (0-255): pass x.float() / 255, as ToTensor() gives")
+    if x.dtype != torch.float32:
+        raise EvaluationError(f"the images are {x.dtype}: pass float32 images in [0, 1] (x.float())")
+    if x.dim() != 4:
+        raise EvaluationError(f"the images must be N x C x H x W, got shape {tuple(x.shape)}")
+    if y.dim() != 1 or y.shape[0] != x.shape[0] or y.is_floating_point() or y.dtype == torch.bool:
+        raise EvaluationError(
+            f"the labels must be {x.shape[0]} integers, got {y.dtype} of shape {tuple(y.shape)}"
+        )
+    if x.shape[0] == 0:
+        raise EvaluationError("no examples to evaluate")
+    if not torch.isfinite(x).all():
+        raise EvaluationError("the images contain NaN or infinity")
+    low, high = float(x.min()), float(x.max())
+    if low < 0.0 or high > 1.0:
+        raise EvaluationError(
+            f"the images lie in [{low:.3g}, {high:.3g}], not [0, 1]: AutoAttack's threat model is defined on "
+            "[0, 1] images; pass unnormalised images and put the normalisation inside the model"
+        )
+    if int(y.min()) < 0:
+        raise EvaluationError("the labels must be class indices >= 0")
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """Eval mode, frozen weights, strict fp32 and cudnn.benchmark for the run; all restored afterwards."""
+    was_training = model.training
+    requires_grad = [p.requires_grad for p in model.parameters()]
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    cudnn.allow_tf32 = False
+    matmul.allow_tf32 = False
+    if device.type == "cuda":
+        cudnn.benchmark = True
+    try:
+        with torch.autocast(device_type=device.type, enabled=False):
+            yield
+    finally:
+        model.train(was_training)
+        for parameter, flag in zip(model.parameters(), requires_grad, strict=True):
+            parameter.requires_grad_(flag)
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 over the state dict's names, dtypes, shapes and bytes: which weights were evaluated."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    digest.update(x.detach().to("cpu").contiguous().numpy().tobytes())
+    digest.update(y.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def auto_batch_size(
+    model: nn.Module, sample: torch.Tensor, *, device: torch.device, limit: int, channels_last: bool
+) -> int:
+    """The largest batch (up to ``limit``) whose forward and input-gradient pass fits the free GPU memory.
+
+    Measured on a small probe batch and scaled linearly, keeping headroom for the attacks' own buffers;
+    an out-of-memory error later still backs off (see the runner).
+    """
+    if device.type != "cuda":
+        return min(limit, CPU_AUTO_BATCH_SIZE)
+    probe = min(limit, 16)
+    free_memory()
+    torch.cuda.reset_peak_memory_stats(device)
+    baseline = torch.cuda.memory_allocated(device)
+    x = sample[:1].expand(probe, *sample.shape[1:]).clone().to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    with torch.enable_grad():
+        loss = model(x).float().sum()
+        (grad,) = torch.autograd.grad(loss, x)
+    per_image = max((torch.cuda.max_memory_allocated(device) - baseline) / probe, 1.0)
+    del x, loss, grad
+    free_memory()
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(limit, int(GPU_MEMORY_FRACTION * free / per_image)))
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()

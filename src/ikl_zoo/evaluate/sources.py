@@ -1,0 +1,155 @@
+"""The model an evaluation measures: a registered id, a zoo folder, or a RobustBench peer.
+
+``robustbench:<id>`` goes through robustbench's own ``load_model`` (its Google Drive download included),
+so peers are measured by the same evaluator on the same machine. Their checkpoints are PyTorch pickles,
+loaded with ``weights_only=True`` whatever the environment says.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ikl_zoo.errors import CheckpointError, IklZooError, UnknownModelError
+
+ROBUSTBENCH_PREFIX = "robustbench:"
+
+
+@dataclass
+class ModelSource:
+    """A loaded network and what the record needs to say about where it came from."""
+
+    model: nn.Module
+    model_id: str
+    description: str
+    checkpoint_path: Path | None = None
+    published: dict[str, Any] | None = None
+    published_threat: tuple[str, float] | None = None
+    """(norm, eps) the published figures were measured under."""
+
+
+def load_for_evaluation(
+    model_id: str,
+    *,
+    dataset: str,
+    threat_model: str = "Linf",
+    checkpoint: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    device: str | torch.device = "cpu",
+    robustbench_dir: str | os.PathLike[str] | None = None,
+) -> ModelSource:
+    """Load ``model_id`` (registered id, zoo folder, or ``robustbench:<id>``) on ``device``, in eval mode."""
+    if model_id.startswith(ROBUSTBENCH_PREFIX):
+        if checkpoint is not None:
+            raise CheckpointError(
+                "--checkpoint replaces an ikl-zoo model's weights; robustbench: models load their own"
+            )
+        name = model_id.removeprefix(ROBUSTBENCH_PREFIX)
+        model, path = load_robustbench_model(
+            name, dataset=dataset, threat_model=threat_model, model_dir=robustbench_dir
+        )
+        return ModelSource(
+            model=model.to(device).eval(), model_id=model_id,
+            description=f"RobustBench model zoo ({name}, {dataset}, {threat_model})", checkpoint_path=path,
+        )
+
+    from ikl_zoo.zoo.loading import load_model, pretrained_weights_path
+    from ikl_zoo.zoo.registry import get_model_entry, list_models
+
+    model = load_model(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision)
+    registered = any(e.model_id == model_id and e.dataset == dataset for e in list_models())
+    if not registered:
+        folder = Path(model_id)
+        path = Path(checkpoint) if checkpoint is not None else folder / "model.safetensors"
+        return ModelSource(
+            model=model, model_id=model_id, description=f"zoo folder {folder}", checkpoint_path=path
+        )
+    entry = get_model_entry(model_id, dataset=dataset)
+    if checkpoint is not None:
+        return ModelSource(
+            model=model, model_id=model_id, description=f"{model_id} with weights from {checkpoint}",
+            checkpoint_path=Path(checkpoint),
+        )
+    published = None
+    if entry.published is not None:
+        published = {
+            "clean_acc": entry.published.clean_acc,
+            "autoattack_acc": entry.published.autoattack_acc,
+            "source": entry.published.source,
+        }
+    return ModelSource(
+        model=model, model_id=model_id, description=f"{model_id} ({entry.architecture}), published weights",
+        checkpoint_path=pretrained_weights_path(entry, revision=revision), published=published,
+        published_threat=(entry.threat_model, entry.eps),
+    )
+
+
+def robustbench_cache_dir() -> Path:
+    """Where robustbench's loader keeps peers' checkpoints: ``<ikl-zoo cache>/robustbench``."""
+    from ikl_zoo.zoo.hub import zoo_cache_dir
+
+    return zoo_cache_dir() / "robustbench"
+
+
+def load_robustbench_model(
+    name: str, *, dataset: str, threat_model: str, model_dir: str | os.PathLike[str] | None = None
+) -> tuple[nn.Module, Path]:
+    """A model of RobustBench's zoo through ``robustbench.utils.load_model``, and its checkpoint's path."""
+    from ikl_zoo._robustbench import import_robustbench, robustbench_model_dicts
+
+    zoo = robustbench_model_dicts()
+    if dataset not in zoo or threat_model not in zoo[dataset]:
+        boards = ", ".join(f"{ds}/{tm}" for ds, by_threat in zoo.items() for tm in by_threat)
+        raise UnknownModelError(f"RobustBench has no {dataset}/{threat_model} models: it has {boards}")
+    names = list(zoo[dataset][threat_model])
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(ROBUSTBENCH_PREFIX + c for c in close)}?" if close else (
+            "see robustbench.model_zoo for the ids"
+        )
+        raise UnknownModelError(f"RobustBench has no {dataset}/{threat_model} model {name!r}: {hint}")
+
+    import_robustbench()
+    from robustbench.utils import load_model as robustbench_load_model
+
+    model_dir = Path(model_dir) if model_dir is not None else robustbench_cache_dir()
+    path = model_dir / dataset / threat_model / f"{name}.pt"
+    try:
+        with _weights_only_torch_load():
+            model = robustbench_load_model(
+                model_name=name, dataset=dataset, threat_model=threat_model, model_dir=str(model_dir)
+            )
+    except IklZooError:
+        raise
+    except Exception as error:  # gdown, requests, torch.load: any failure is the same fix for the user
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if path.is_file():
+            raise CheckpointError(
+                f"robustbench could not load {path} ({type(error).__name__}: {reason}): delete it to "
+                "download it again, or put the right checkpoint there"
+            ) from None
+        raise CheckpointError(
+            f"robustbench could not download {name} from Google Drive ({type(error).__name__}: {reason}): "
+            f"put its checkpoint at {path}"
+        ) from None
+    return model, path
+
+
+@contextmanager
+def _weights_only_torch_load() -> Iterator[None]:
+    """robustbench calls ``torch.load`` without ``weights_only``; force it so a download never runs code."""
+    original = torch.load
+    torch.load = functools.partial(original, weights_only=True)
+    try:
+        yield
+    finally:
+        torch.load = original

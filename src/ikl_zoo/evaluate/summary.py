@@ -1,0 +1,71 @@
+"""The summary ``ikl-zoo eval`` prints: accuracy after each stage, the published figure beside it."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from ikl_zoo.evaluate.result import EvalResult
+
+FULL_TEST_SET = 10_000
+
+
+def format_eps(eps: float, norm: str) -> str:
+    """``8/255`` for budgets on the 1/255 grid (how the field writes Linf budgets), else the number."""
+    steps = eps * 255
+    if norm == "Linf" and abs(steps - round(steps)) < 1e-6 and round(steps) > 0:
+        return f"{round(steps)}/255"
+    return f"{eps:g}"
+
+
+def format_summary(result: EvalResult) -> str:
+    """A header, the table of accuracies (clean, after each attack, final) and AutoAttack's warnings."""
+    n = result.n_examples
+    published = result.published or {}
+
+    def row(stage: str, fraction: float, published_key: str | None, seconds: float | None) -> list[str]:
+        figure = published.get(published_key) if published_key else None
+        return [
+            stage,
+            f"{100 * fraction:.2f}%",
+            f"{round(fraction * n)}/{n}",
+            f"{figure:.2f}%" if figure is not None else "",
+            f"{100 * fraction - figure:+.2f}" if figure is not None else "",
+            f"{seconds:.1f} s" if seconds is not None else "",
+        ]
+
+    rows = [row("clean", result.clean_acc, "clean_acc", result.timings.get("clean"))]
+    for attack in result.attacks:
+        seconds = result.timings.get(attack)
+        rows.append(row(f"after {attack}", result.per_attack[attack], None, seconds))
+    rows.append(row("AutoAttack (final)", result.robust_acc, "autoattack_acc", result.timings.get("total")))
+    headers = ["", "accuracy", "correct", "published", "difference (pp)", "time"]
+    if not published:  # nothing to compare with: drop the two empty columns
+        rows = [[stage, accuracy, correct, seconds] for stage, accuracy, correct, _, _, seconds in rows]
+        headers = [headers[0], headers[1], headers[2], headers[5]]
+    table = tabulate(rows, headers=headers, colalign=("left", *["right"] * (len(headers) - 1)))
+
+    devices = ", ".join(result.provenance.get("devices", [])) or "unknown device"
+    passes = result.model_passes
+    lines = [
+        f"{result.model_id} on {result.dataset} (first {n} test images), {result.threat_model} "
+        f"eps {format_eps(result.eps, result.threat_model)}, AutoAttack {result.version} "
+        f"({', '.join(result.attacks)}), seed {result.seed}",
+        f"{devices}; batch {result.batch_size}, chunks of {result.chunk_size}; "
+        f"{passes.get('forward', 0):,} forward and {passes.get('backward', 0):,} backward passes; "
+        f"{result.timings.get('wall', 0.0):.1f} s wall",
+        "",
+        table,
+    ]
+    if published:
+        lines.append("")
+        source = published.get("source", "registry")
+        note = f"published: {source}, on the full {FULL_TEST_SET:,}-image test set"
+        if n != FULL_TEST_SET:
+            note += f"; this run used {n} images, so the difference is not a like-for-like comparison"
+        lines.append(note)
+    data_source = result.provenance.get("data_source")
+    if data_source:
+        lines.append(f"data: {data_source}")
+    for message in result.warnings:
+        lines.append(f"warning: {message}")
+    return "\n".join(lines)
