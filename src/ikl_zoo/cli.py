@@ -460,8 +460,10 @@ def train(recipe_name: str | None, data_dir: str, out_dir: str, resume: bool, de
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one process reports
         return
     if result.model_dir is not None:
-        click.echo(f"wrote {result.model_dir} (averaged weights; evaluate with: ikl-zoo eval --model "
-                   f"{result.model_dir} --data-dir {data_dir})")
+        eps_255 = result.recipe.eps * 255
+        eps = f"{round(eps_255)}/255" if abs(eps_255 - round(eps_255)) < 1e-9 else f"{result.recipe.eps:g}"
+        click.echo(f"wrote {result.model_dir} (averaged weights); evaluate it with:\n  ikl-zoo eval --model "
+                   f"{result.model_dir} --dataset {result.recipe.dataset} --eps {eps} --data-dir {data_dir}")
     else:
         click.echo(f"stopped after epoch {result.epochs_done}; continue with the same command and --resume")
 

@@ -38,6 +38,7 @@ def cli_run(colour_cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )
     assert result.exit_code == 0, result.output
     assert f"wrote {out / 'model'}" in result.output
+    assert f"ikl-zoo eval --model {out / 'model'} --dataset cifar10 --eps 2/255" in result.output
     return out
 
 
@@ -80,7 +81,7 @@ def test_the_zoo_folder_records_recipe_prior_data_and_seed_and_loads(cli_run: Pa
         torch.testing.assert_close(model(x), again(x), rtol=0, atol=0)
 
 
-def test_train_then_evaluate_then_card(cli_run: Path, colour_cifar_dir: Path):
+def test_train_then_evaluate_then_card(cli_run: Path, colour_cifar_dir: Path, tmp_path: Path):
     from ikl_zoo.cards.model_card import build_model_card
     from ikl_zoo.data import load_test_examples
     from ikl_zoo.evaluate.runner import evaluate
@@ -99,6 +100,14 @@ def test_train_then_evaluate_then_card(cli_run: Path, colour_cifar_dir: Path):
     text = str(build_model_card(cli_run / "model", result=result))
     assert "wrn10-colours" in text and "IKL-AT" in text and "ikl-zoo train" in text
     assert f"{result.clean_acc * 100:.2f}" in text  # the measured clean accuracy is on the card
+
+    # The command `ikl-zoo train` prints takes the folder as it is.
+    command = f"eval --model {cli_run / 'model'} --dataset cifar10 --eps 2/255 --data-dir {colour_cifar_dir}"
+    quick = ["--n-examples", "4", "--version", "custom", "--attacks", "apgd-ce", "--attack-option",
+             "apgd.n_iter=2", "--device", "cpu", "--out", str(tmp_path / "eval"), "--no-progress"]
+    evaluated = CliRunner().invoke(main, [*command.split(), *quick])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert (tmp_path / "eval" / "result.json").is_file()
 
 
 def _small_recipe(**overrides):

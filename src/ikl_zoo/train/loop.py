@@ -51,6 +51,7 @@ class TrainingError(IklZooError):
 
 @dataclass
 class TrainResult:
+    recipe: Recipe
     out_dir: Path
     checkpoint: Path
     model_dir: Path | None
@@ -499,7 +500,7 @@ def _run(
                 },
             )
         processes.barrier()
-    return TrainResult(out_dir, checkpoint_path, model_dir, done, history)
+    return TrainResult(recipe, out_dir, checkpoint_path, model_dir, done, history)
 
 
 def _save_checkpoint(
