@@ -153,6 +153,8 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
 @click.option("--revision", default=None, help="Hub branch, tag or commit (default: the pinned one).")
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
               help="CIFAR in torchvision's layout (downloaded there if missing), or `ikl-zoo sample-data`'s.")
+@click.option("--download/--no-download", default=True, show_default=True,
+              help="Download CIFAR into --data-dir when it is missing.")
 @click.option("--n-examples", type=click.IntRange(min=1), default=10000, show_default=True,
               help="The first N test images (RobustBench uses all 10,000).")
 @click.option("--eps", default="8/255", show_default=True, callback=_parse_eps,
@@ -182,7 +184,7 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
               help="Records folder for --record.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
 def eval_command(
-    model_id: str, dataset: str, checkpoint: str | None, revision: str | None, data_dir: str,
+    model_id: str, dataset: str, checkpoint: str | None, revision: str | None, data_dir: str, download: bool,
     n_examples: int, eps: float, norm: str, aa_version: str, attacks: str | None, attack_options: dict,
     seed: int, batch_size: int | str, chunk_size: int, device: str, out_dir: str | None, resume: bool,
     channels_last: bool | None, compile_model: bool, robustbench_dir: str | None, record: bool,
@@ -203,7 +205,7 @@ def eval_command(
     with show_autoattack_warnings():
         result = evaluate_model(
             model_id, dataset=dataset, checkpoint=checkpoint, revision=revision, data_dir=data_dir,
-            n_examples=n_examples, eps=eps, norm=norm, version=aa_version,
+            download=download, n_examples=n_examples, eps=eps, norm=norm, version=aa_version,
             attacks=[a.strip() for a in attacks.split(",") if a.strip()] if attacks else None,
             attack_options=attack_options, seed=seed, batch_size=batch_size, chunk_size=chunk_size,
             device=device, out=out_dir, resume=resume, channels_last=channels_last,

@@ -199,14 +199,14 @@ def data_source(dataset: str, *, data_dir: str | os.PathLike[str]) -> str:
 
 
 def load_test_examples(
-    dataset: str, *, data_dir: str | os.PathLike[str], n_examples: int | None = None
+    dataset: str, *, data_dir: str | os.PathLike[str], n_examples: int | None = None, download: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """RobustBench's protocol: the first ``n_examples`` test images, in order, ``ToTensor()`` only.
 
     Returns float32 images (N, 3, 32, 32) in [0, 1] and int64 labels. Asking for more images than the
     folder holds is an error rather than a silently smaller evaluation.
     """
-    test_set = cifar_dataset(dataset, data_dir=data_dir, train=False)
+    test_set = cifar_dataset(dataset, data_dir=data_dir, train=False, download=download)
     available = len(test_set)
     if n_examples is None:
         n_examples = available

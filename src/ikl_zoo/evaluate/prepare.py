@@ -122,7 +122,7 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
 @contextmanager
 def evaluation_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
     """Eval mode, frozen weights, strict fp32 and cudnn.benchmark for the run; all restored afterwards."""
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     requires_grad = [p.requires_grad for p in model.parameters()]
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     saved = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
@@ -137,7 +137,8 @@ def evaluation_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
         with torch.autocast(device_type=device.type, enabled=False):
             yield
     finally:
-        model.train(was_training)
+        for module, training in modes:  # per module: a wrapper's mode may differ from its parts'
+            module.training = training
         for parameter, flag in zip(model.parameters(), requires_grad, strict=True):
             parameter.requires_grad_(flag)
         cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved

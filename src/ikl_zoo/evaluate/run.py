@@ -40,6 +40,7 @@ def evaluate_model(
     checkpoint: str | os.PathLike[str] | None = None,
     revision: str | None = None,
     data_dir: str | os.PathLike[str] = "data",
+    download: bool = True,
     n_examples: int = DEFAULT_N_EXAMPLES,
     eps: float = 8 / 255,
     norm: str = "Linf",
@@ -59,8 +60,9 @@ def evaluate_model(
 ) -> EvalResult:
     """Evaluate a registered id, zoo folder or ``robustbench:<id>`` on the first ``n_examples`` test images.
 
-    The published figures are attached when the run's threat model and version are the ones they were
-    measured under. With ``out``, chunks and ``result.json`` are written there (see :func:`evaluate`).
+    Missing CIFAR data is downloaded into ``data_dir`` unless ``download`` is off. The published figures
+    are attached when the run's threat model and version are the ones they were measured under. With
+    ``out``, chunks and ``result.json`` are written there (see :func:`evaluate`).
     """
     from ikl_zoo.data import data_source, load_test_examples
     from ikl_zoo.zoo.checkpoints import file_sha256
@@ -72,7 +74,7 @@ def evaluate_model(
                 model_id, dataset=dataset, threat_model=norm, checkpoint=checkpoint, revision=revision,
                 device=resolved, robustbench_dir=robustbench_dir,
             )
-            x, y = load_test_examples(dataset, data_dir=data_dir, n_examples=n_examples)
+            x, y = load_test_examples(dataset, data_dir=data_dir, n_examples=n_examples, download=download)
         published = None
         if source.published is not None and source.published_threat is not None:
             published_norm, published_eps = source.published_threat

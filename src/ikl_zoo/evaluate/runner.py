@@ -154,7 +154,7 @@ def evaluate(
         runner = _ChunkRunner(
             counting, x, y, eps=eps, norm=norm, version=version, attacks=attack_list, options=options,
             seed=seed, chunk_size=chunk_size, batch_size=resolved_batch_size, auto=batch_size == "auto",
-            device=device, n_chunks=n_chunks, progress=progress and shard.is_main,
+            device=device, n_chunks=n_chunks, progress=progress and shard.is_main, rank=shard.rank,
         )
         with tqdm(
             total=sum(_chunk_size(index, chunk_size, n_examples) for index in mine),
@@ -226,12 +226,12 @@ class _ChunkRunner:
     def __init__(
         self, counting: CountingModel, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str,
         version: str, attacks: list[str], options: dict[str, dict[str, float]], seed: int, chunk_size: int,
-        batch_size: int, auto: bool, device: torch.device, n_chunks: int, progress: bool,
+        batch_size: int, auto: bool, device: torch.device, n_chunks: int, progress: bool, rank: int,
     ) -> None:
         self.counting, self.x, self.y = counting, x, y
         self.eps, self.norm, self.version, self.attacks, self.options = eps, norm, version, attacks, options
         self.seed, self.chunk_size, self.batch_size, self.auto = seed, chunk_size, batch_size, auto
-        self.device, self.n_chunks, self.progress = device, n_chunks, progress
+        self.device, self.n_chunks, self.progress, self.rank = device, n_chunks, progress, rank
         self.checked = False
         self.settings = autoattack_settings(self._adversary(seed))
         self.device_name = _device_name(device)
@@ -282,7 +282,7 @@ class _ChunkRunner:
             attack_flags={name: flags.tolist() for name, flags in found.attack_flags.items()},
             timings={"checks": checks_seconds, **found.timings},
             model_passes={key: after[key] - before[key] for key in after},
-            max_perturbation=found.max_perturbation, device=self.device_name,
+            max_perturbation=found.max_perturbation, device=self.device_name, rank=self.rank,
             warnings=[*autoattack_warnings, *warnings],
         )
 

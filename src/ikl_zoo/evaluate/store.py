@@ -41,6 +41,8 @@ class ChunkOutcome:
     model_passes: dict[str, int] = field(default_factory=dict)
     max_perturbation: float = 0.0
     device: str = ""
+    rank: int = 0
+    """The torch.distributed rank that attacked the chunk."""
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,9 +86,9 @@ class RunDir:
                 )
             return None
         if not resume:
-            state = "finished" if self.result_path.is_file() else "unfinished"
+            state = "a finished" if self.result_path.is_file() else "an unfinished"
             raise EvaluationError(
-                f"{self.path} already holds an {state} evaluation: pass --resume to continue it, "
+                f"{self.path} already holds {state} evaluation: pass --resume to continue it, "
                 "or choose another --out"
             )
         if manifest.get("format") != MANIFEST_FORMAT:

@@ -42,7 +42,9 @@ def format_summary(result: EvalResult) -> str:
     if not published:  # nothing to compare with: drop the two empty columns
         rows = [[stage, accuracy, correct, seconds] for stage, accuracy, correct, _, _, seconds in rows]
         headers = [headers[0], headers[1], headers[2], headers[5]]
-    table = tabulate(rows, headers=headers, colalign=("left", *["right"] * (len(headers) - 1)))
+    table = tabulate(
+        rows, headers=headers, colalign=("left", *["right"] * (len(headers) - 1)), disable_numparse=True
+    )
 
     devices = ", ".join(result.provenance.get("devices", [])) or "unknown device"
     passes = result.model_passes

@@ -1,0 +1,143 @@
+"""``ikl-zoo sample-data`` and ``ikl-zoo eval``: the summary, the record, one-line errors, a real kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ikl_zoo import load_model
+from ikl_zoo.cli import main
+from ikl_zoo.data import load_test_examples
+from ikl_zoo.evaluate import EvalResult, evaluate
+
+from .conftest import FAST_APGD
+
+TINY_ARGS = shlex.split(
+    "--dataset cifar10 --n-examples 20 --eps 4/255 --version custom --attacks apgd-ce "
+    "--attack-option apgd.n_iter=10 --attack-option apgd.n_restarts=1 --device cpu"
+)
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_sample_data_writes_a_readable_data_dir(tmp_path):
+    outcome = _run("sample-data", "--out", str(tmp_path / "data"), "--dataset", "cifar100")
+    assert outcome.exit_code == 0, outcome.output
+    x, y = load_test_examples("cifar100", data_dir=tmp_path / "data")
+    assert x.shape == (20, 3, 32, 32) and y[0] == 49
+    assert not (tmp_path / "data" / "cifar-10-batches-py").exists()
+
+
+def test_eval_prints_the_summary_and_writes_the_result(tiny_folder, sample_dir, tmp_path):
+    out = tmp_path / "run"
+    outcome = _run(
+        "eval", "--model", str(tiny_folder), "--data-dir", str(sample_dir), *TINY_ARGS, "--chunk-size", "10",
+        "--out", str(out), "--no-progress", "--record", "--records", str(tmp_path / "records"),
+    )
+    assert outcome.exit_code == 0, outcome.output
+    result = EvalResult.load(out / "result.json")
+    lines = outcome.output.splitlines()
+    assert lines[0].startswith(
+        f"{tiny_folder} on cifar10 (first 20 test images), Linf eps 4/255, AutoAttack custom"
+    )
+    assert any(line.split()[:3] == ["clean", "100.00%", "20/20"] for line in lines)
+    final = next(line for line in lines if line.startswith("AutoAttack (final)"))
+    assert f"{100 * result.robust_acc:.2f}%" in final
+    assert "data: CIFAR-10 folder written by ikl-zoo: foolbox sample (test 0-19)" in outcome.output
+    assert f"result: {out / 'result.json'}" in outcome.output
+    assert result.provenance["data_source"].endswith("foolbox sample (test 0-19)")
+    assert len(result.provenance["checkpoint_sha256"]) == 64
+    record = next(line for line in lines if line.startswith("record: "))
+    written = json.loads(Path(record.removeprefix("record: ")).read_text())
+    assert written["ikl_zoo"]["measurement"]["n_examples"] == 20
+
+
+def test_summary_shows_published_figures_beside_the_measurement():
+    """A registered model evaluated under its published threat model gets the published column."""
+    from ikl_zoo.evaluate import summary
+
+    result = EvalResult(
+        model_id="Cui2023Decoupled_WRN-28-10", dataset="cifar10", threat_model="Linf", eps=8 / 255,
+        version="standard", attacks=["apgd-ce", "apgd-t", "fab-t", "square"], n_examples=20, seed=0,
+        batch_size=20, chunk_size=500, clean_acc=0.95, robust_acc=0.7, clean_flags=[True] * 20,
+        robust_flags=[True] * 14 + [False] * 6,
+        per_attack=dict.fromkeys(["apgd-ce", "apgd-t", "fab-t", "square"], 0.7),
+        published={"clean_acc": 92.16, "autoattack_acc": 67.73, "source": "RobustBench leaderboard"},
+    )
+    text = summary.format_summary(result)
+    assert "92.16%" in text and "+2.84" in text and "67.73%" in text and "+2.27" in text
+    assert "this run used 20 images" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--eps", "8/0"], "is not a number or a fraction"),
+        (["--batch-size", "big"], "neither a positive integer nor auto"),
+        (["--attack-option", "apgd-n_iter"], "expected OBJECT.SETTING=N"),
+    ],
+)
+def test_eval_rejects_bad_options(tiny_folder, sample_dir, tmp_path, args, message):
+    outcome = CliRunner().invoke(
+        main, ["eval", "--model", str(tiny_folder), "--data-dir", str(sample_dir), *args]
+    )
+    assert outcome.exit_code == 2 and message in outcome.output
+
+
+def test_eval_errors_are_one_line(tiny_folder, tmp_path):
+    arguments = ["eval", "--model", str(tiny_folder), "--data-dir", str(tmp_path / "nowhere"), *TINY_ARGS]
+    outcome = CliRunner().invoke(main, [*arguments, "--out", str(tmp_path / "run"), "--no-download"])
+    assert outcome.exit_code == 2
+    assert outcome.output.count("\n") == 1 and outcome.output.startswith("Error: CIFAR-10 not found in")
+    assert "ikl-zoo sample-data --out" in outcome.output
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_flags_of_an_uninterrupted_run(tiny_folder, sample_dir, tmp_path):
+    """SIGKILL the CLI once a chunk is on disk, rerun with --resume, compare with a run never interrupted."""
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "ikl_zoo.cli", "eval", "--model", str(tiny_folder),
+        "--data-dir", str(sample_dir), "--out", str(out), *TINY_ARGS,
+        *shlex.split("--attack-option apgd.n_iter=40 --chunk-size 2 --batch-size 2 --no-progress"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not any((out / "chunks").glob("chunk_*.json")):
+            assert process.poll() is None, process.communicate()[1].decode()
+            assert time.monotonic() < deadline, "no chunk written within 120 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    done_before = len(list((out / "chunks").glob("chunk_*.json")))
+    assert 1 <= done_before < 10 and not (out / "result.json").exists()
+
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    result = EvalResult.load(out / "result.json")
+    assert result.provenance["resumed_chunks"] == done_before
+
+    x, y = load_test_examples("cifar10", data_dir=sample_dir, n_examples=20)
+    uninterrupted = evaluate(
+        load_model(str(tiny_folder)), x, y, eps=4 / 255, version="custom", attacks=["apgd-ce"],
+        attack_options={"apgd": {**FAST_APGD["apgd"], "n_iter": 40}}, chunk_size=2, batch_size=2,
+        progress=False,
+    )
+    assert result.robust_flags == uninterrupted.robust_flags
+    assert result.per_attack == uninterrupted.per_attack
+    assert 0 < sum(result.robust_flags) < 20
