@@ -136,6 +136,7 @@ def test_channels_last_does_not_change_flags(tiny_model, cifar10_sample):
         for channels_last in (False, True)
     ]
     assert runs[0].robust_flags == runs[1].robust_flags
+    assert tiny_model.conv1.weight.is_contiguous()  # the layout is the caller's again
     assert runs[1].provenance["channels_last"] is True
 
 

@@ -120,8 +120,9 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 @contextmanager
-def evaluation_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Eval mode, frozen weights, strict fp32 and cudnn.benchmark for the run; all restored afterwards."""
+def evaluation_mode(model: nn.Module, device: torch.device, *, channels_last: bool = False) -> Iterator[None]:
+    """Eval mode, frozen weights, strict fp32, cudnn.benchmark and the memory layout for the run; all restored
+    afterwards."""
     modes = [(module, module.training) for module in model.modules()]
     requires_grad = [p.requires_grad for p in model.parameters()]
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
@@ -133,6 +134,8 @@ def evaluation_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
     matmul.allow_tf32 = False
     if device.type == "cuda":
         cudnn.benchmark = True
+    if channels_last:  # the weights too, or cudnn converts layouts at every convolution
+        model.to(memory_format=torch.channels_last)
     try:
         with torch.autocast(device_type=device.type, enabled=False):
             yield
@@ -142,6 +145,8 @@ def evaluation_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
         for parameter, flag in zip(model.parameters(), requires_grad, strict=True):
             parameter.requires_grad_(flag)
         cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
+        if channels_last:
+            model.to(memory_format=torch.contiguous_format)
 
 
 def weights_digest(model: nn.Module) -> str:

@@ -130,7 +130,7 @@ def evaluate(
             "channels_last": channels_last, "compile": compile_model, "device": str(device),
         })
 
-    with evaluation_mode(model, device):
+    with evaluation_mode(model, device, channels_last=channels_last):
         network = torch.compile(model) if compile_model else model
         counting = CountingModel(network, channels_last=channels_last)
         if batch_size == "auto":
