@@ -18,7 +18,7 @@ demo: $(BIN)/ikl-zoo
 	HF_HUB_OFFLINE=1 $(BIN)/ikl-zoo sample-data --out $(DEMO_DIR)/data
 	HF_HUB_OFFLINE=1 $(BIN)/ikl-zoo eval --model demo-resnet18 --dataset cifar10 \
 		--data-dir $(DEMO_DIR)/data --n-examples 20 --eps 8/255 --version standard \
-		--out $(DEMO_DIR)/eval --resume
+		--no-download --out $(DEMO_DIR)/eval --resume
 
 test: $(BIN)/ikl-zoo
 	$(BIN)/python -m pytest

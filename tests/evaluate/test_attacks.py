@@ -109,3 +109,19 @@ def test_autoattack_warnings_reach_the_result_and_the_log(tiny_model, cifar10_sa
         )
     assert any("output is a probability distribution" in message for message in result.warnings)
     assert any("probability distribution" in record.getMessage() for record in caplog.records)
+
+
+def test_command_line_shows_each_autoattack_warning_once(capsys):
+    import logging
+
+    from ikl_zoo.evaluate.attacks import show_autoattack_warnings
+
+    logger = logging.getLogger("auto-attack")
+    with show_autoattack_warnings():
+        logger.warning("it seems to be a randomized defense! Please use version='rand'.")
+        logger.warning("it seems to be a randomized defense! Please use version='rand'.")
+        logger.info("setting parameters for standard version")
+    captured = capsys.readouterr()
+    expected = "AutoAttack warning: it seems to be a randomized defense! Please use version='rand'.\n"
+    assert captured.err == expected
+    assert logger.propagate and not logger.handlers

@@ -79,6 +79,8 @@ def resolve_device(device: str | torch.device | None, model: nn.Module) -> torch
         raise EvaluationError(f"unknown device {device!r} ({error}): use auto, cpu, cuda or cuda:N") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise EvaluationError(f"device {device} requested but no CUDA GPU is visible: use --device cpu")
+    if resolved.type == "cuda" and resolved.index is None:  # under torchrun, each rank its own GPU
+        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
     return resolved
 
 
