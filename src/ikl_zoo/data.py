@@ -138,7 +138,10 @@ def _marker(root: Path, dataset: str) -> dict | None:
     path = root / _base_folder(dataset) / MARKER_FILENAME
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise DatasetNotFoundError(f"{path} is not valid JSON: write the folder again") from None
 
 
 def cifar_dataset(

@@ -133,13 +133,6 @@ def evaluate(
     with evaluation_mode(model, device, channels_last=channels_last):
         network = torch.compile(model) if compile_model else model
         counting = CountingModel(network, channels_last=channels_last)
-        if batch_size == "auto":
-            resolved_batch_size = auto_batch_size(
-                model, x, device=device, limit=min(chunk_size, n_examples), channels_last=channels_last
-            )
-        else:
-            resolved_batch_size = batch_size
-
         done: dict[int, ChunkOutcome] = {}
         if run_dir is not None and shard.is_main:
             for index in range(n_chunks):
@@ -149,6 +142,12 @@ def evaluate(
                     done[index] = outcome
         pending = shard.broadcast([index for index in range(n_chunks) if index not in done])
         mine = pending[shard.rank::shard.world_size]
+
+        resolved_batch_size = batch_size if batch_size != "auto" else min(chunk_size, n_examples)
+        if batch_size == "auto" and mine:
+            resolved_batch_size = auto_batch_size(
+                model, x, device=device, limit=resolved_batch_size, channels_last=channels_last
+            )
 
         new_outcomes: list[ChunkOutcome] = []
         runner = _ChunkRunner(
