@@ -1,4 +1,4 @@
-"""Shared fixtures: a loopback server speaking the Hugging Face Hub's resolve protocol, and real CIFAR images.
+"""Shared fixtures: a loopback server speaking the Hugging Face Hub's resolve protocol, real CIFAR images, results.
 
 ``fake_hub`` serves ``HEAD``/``GET /{namespace}/{name}/resolve/{revision}/{filename}`` on 127.0.0.1 the
 way huggingface.co does: ``X-Repo-Commit``, ``ETag`` and ``Content-Length`` on small files; large
@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+
+from ikl_zoo.evaluate.result import EvalResult
 
 
 @dataclass
@@ -215,3 +218,60 @@ def foolbox_cifar10():
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     y = torch.tensor([int(path.stem.rsplit("_", 1)[1]) for path in files])
     return x, y
+
+
+# EvalResult objects built directly, shaped like the evaluator's output (records, boards, cards, submissions).
+
+STANDARD_ATTACKS = ["apgd-ce", "apgd-t", "fab-t", "square"]
+PROVENANCE = {
+    "versions": {"ikl_zoo": "0.1.0", "torch": "2.14.1", "pyautoattack": "0.2.0"},
+    "device": "NVIDIA H100 80GB HBM3",
+    "checkpoint_sha256": "ab" * 32,
+    "data": "cifar10 test split, torchvision layout",
+}
+
+
+def build_result(
+    model_id: str = "Cui2023Decoupled_WRN-28-10",
+    *,
+    dataset: str = "cifar10",
+    n_examples: int = 10_000,
+    clean: float = 0.9215,
+    robust: float = 0.6770,
+    threat_model: str = "Linf",
+    eps: float = 8 / 255,
+    version: str = "standard",
+    seed: int | None = 0,
+    provenance: dict | None = None,
+) -> EvalResult:
+    n_clean, n_robust = round(clean * n_examples), round(robust * n_examples)
+    return EvalResult(
+        model_id=model_id,
+        dataset=dataset,
+        threat_model=threat_model,
+        eps=eps,
+        version=version,
+        attacks=list(STANDARD_ATTACKS) if version == "standard" else ["apgd-ce"],
+        n_examples=n_examples,
+        seed=seed,
+        batch_size=500,
+        chunk_size=500,
+        clean_acc=n_clean / n_examples,
+        robust_acc=n_robust / n_examples,
+        clean_flags=[i < n_clean for i in range(n_examples)],
+        robust_flags=[i < n_robust for i in range(n_examples)],
+        per_attack={
+            "apgd-ce": (n_robust + 50) / n_examples,
+            "apgd-t": n_robust / n_examples,
+            "fab-t": n_robust / n_examples,
+            "square": n_robust / n_examples,
+        },
+        timings={"total": 3600.0, "clean": 10.0},
+        model_passes={"forward": 123456, "backward": 98765},
+        provenance=dict(PROVENANCE if provenance is None else provenance),
+    )
+
+
+@pytest.fixture
+def make_result() -> Callable[..., EvalResult]:
+    return build_result
