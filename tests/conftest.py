@@ -1,4 +1,4 @@
-"""Shared fixtures: a loopback server speaking the Hugging Face Hub's resolve protocol, real CIFAR images, results.
+"""Shared fixtures: a loopback Hugging Face Hub, real CIFAR images, and evaluation results.
 
 ``fake_hub`` serves ``HEAD``/``GET /{namespace}/{name}/resolve/{revision}/{filename}`` on 127.0.0.1 the
 way huggingface.co does: ``X-Repo-Commit``, ``ETag`` and ``Content-Length`` on small files; large
