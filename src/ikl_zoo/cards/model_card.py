@@ -22,13 +22,14 @@ from ikl_zoo.errors import IklZooError
 from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, find_fact
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, find_record, registry_entry
 from ikl_zoo.leaderboard.reference import (
-    IKL_PAPER_TITLE,
     REFERENCE_COMMIT,
     ROBUSTBENCH_URL,
     STANDARD_EPS,
     format_eps,
+    published_from_row,
     reference_entry,
 )
+from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 CARD_NAME = "README.md"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-PAPER_URL = "https://arxiv.org/abs/2305.13948"
 CODE_URL = "https://github.com/jiequancui/DKL"
 AUTOATTACK_URL = "https://github.com/fra31/auto-attack"
 BIBTEX = """@inproceedings{cui2024decoupled,
@@ -181,19 +181,9 @@ def _subject_from_entry(entry: ModelEntry, config: Mapping[str, Any] | None) -> 
     row = reference_entry(entry.model_id, dataset=entry.dataset, threat_model=entry.threat_model)
     published = None
     if row is not None:
-        published = {
-            "clean_acc": row["clean_acc"],
-            "autoattack_acc": row["autoattack_acc"],
-            "source": "RobustBench leaderboard",
-        }
-        if row["external"] is not None:
-            published["external"] = row["external"]
+        published = published_from_row(row)
     elif entry.published is not None:
-        published = {
-            "clean_acc": entry.published.clean_acc,
-            "autoattack_acc": entry.published.autoattack_acc,
-            "source": entry.published.source,
-        }
+        published = entry.published.to_dict()
     config = dict(config or {})
     return CardSubject(
         model_id=entry.model_id,
@@ -419,7 +409,7 @@ def _summary(subject: CardSubject) -> str:
         text = (
             f"An adversarially robust {subject.architecture} classifier for {data}, trained with IKL-AT: "
             f"adversarial training with the Improved Kullback-Leibler (IKL) loss of "
-            f"*[{IKL_PAPER_TITLE}]({PAPER_URL})* (Cui et al., NeurIPS 2024). It is trained to resist "
+            f"*[{PAPER_TITLE}]({PAPER_URL})* (Cui et al., NeurIPS 2024). It is trained to resist "
             f"{subject.threat_text} perturbations of its input images."
         )
     elif subject.in_registry:

@@ -79,13 +79,7 @@ def load_for_evaluation(
             model=model, model_id=model_id, description=f"{model_id} with weights from {checkpoint}",
             checkpoint_path=Path(checkpoint),
         )
-    published = None
-    if entry.published is not None:
-        published = {
-            "clean_acc": entry.published.clean_acc,
-            "autoattack_acc": entry.published.autoattack_acc,
-            "source": entry.published.source,
-        }
+    published = entry.published.to_dict() if entry.published is not None else None
     return ModelSource(
         model=model, model_id=model_id, description=f"{model_id} ({entry.architecture}), published weights",
         checkpoint_path=pretrained_weights_path(entry, revision=revision), published=published,

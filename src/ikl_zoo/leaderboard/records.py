@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import UnknownModelError
 from ikl_zoo.leaderboard.reference import (
-    IKL_PAPER_TITLE,
     LeaderboardError,
     check_board,
     format_eps,
     is_ikl_at,
+    published_from_row,
     reference_entry,
     robustbench_name,
 )
+from ikl_zoo.paper import PAPER_AUTHORS, PAPER_TITLE, PAPER_URL, PAPER_VENUE
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
@@ -150,13 +151,6 @@ def model_metadata(
     """RobustBench's published row when it lists the model, else what ikl-zoo's registry knows."""
     row = reference_entry(model_id, dataset=dataset, threat_model=threat_model)
     if row is not None:
-        figures = {
-            "clean_acc": row["clean_acc"],
-            "autoattack_acc": row["autoattack_acc"],
-            "source": "RobustBench leaderboard",
-        }
-        if row["external"] is not None:
-            figures["external"] = row["external"]
         return ModelMetadata(
             link=row["link"],
             paper_title=row["paper_title"],
@@ -168,26 +162,20 @@ def model_metadata(
             footnote=row["footnote"] or "",
             reported=row["reported"],
             is_ikl_at=row["ikl_at"],
-            published=figures,
+            published=published_from_row(row),
         )
     entry = registry_entry(model_id, dataset)
     if entry is None:
         return ModelMetadata(is_ikl_at=is_ikl_at(model_id), published=published)
     if entry.published is not None and published is None:
-        published = {
-            "clean_acc": entry.published.clean_acc,
-            "autoattack_acc": entry.published.autoattack_acc,
-            "source": entry.published.source,
-        }
+        published = entry.published.to_dict()
     paper = entry.is_ikl_at
     return ModelMetadata(
-        link="https://arxiv.org/abs/2305.13948" if paper else "",
-        paper_title=IKL_PAPER_TITLE if paper else "",
-        authors="Jiequan Cui, Zhuotao Tian, Zhisheng Zhong, Xiaojuan Qi, Bei Yu, Hanwang Zhang"
-        if paper
-        else "",
+        link=PAPER_URL if paper else "",
+        paper_title=PAPER_TITLE if paper else "",
+        authors=PAPER_AUTHORS if paper else "",
         additional_data=entry.additional_data,
-        venue="NeurIPS 2024" if paper else "",
+        venue=PAPER_VENUE if paper else "",
         architecture=entry.architecture,
         footnote=entry.note if paper else "",
         is_ikl_at=entry.is_ikl_at,

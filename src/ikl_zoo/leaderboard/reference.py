@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ikl_zoo.errors import IklZooError
+from ikl_zoo.paper import PAPER_TITLE
 
 REFERENCE_FILE = "robustbench-cifar-leaderboard.csv"
 REFERENCE_COMMIT = "78fcc9e"
@@ -34,7 +35,6 @@ THREAT_MODELS = ("Linf", "L2")
 STANDARD_EPS = {"Linf": 8 / 255, "L2": 0.5}
 """The budgets of RobustBench's CIFAR leaderboards."""
 
-IKL_PAPER_TITLE = "Decoupled Kullback-Leibler Divergence Loss"
 IKL_MODEL_PREFIX = "Cui2023Decoupled"
 ROBUSTBENCH_PREFIX = "robustbench:"
 
@@ -88,7 +88,7 @@ def robustbench_name(model_id: str) -> str:
 
 
 def is_ikl_at(model_id: str, paper_title: str = "") -> bool:
-    return paper_title.strip() == IKL_PAPER_TITLE or robustbench_name(model_id).startswith(IKL_MODEL_PREFIX)
+    return paper_title.strip() == PAPER_TITLE or robustbench_name(model_id).startswith(IKL_MODEL_PREFIX)
 
 
 def format_eps(eps: float, threat_model: str) -> str:
@@ -134,6 +134,18 @@ def load_reference(
             raise LeaderboardError(f"{path} is not a RobustBench model_info object; fix or remove that file")
         rows.append(_row_from_model_info(path.stem, info, dataset, threat_model, path))
     return Reference(_to_frame(rows), f"RobustBench model_info/ in {folder.parent.parent}")
+
+
+def published_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The published figures of a leaderboard row, in the shape results, records and cards carry them."""
+    figures = {
+        "clean_acc": row["clean_acc"],
+        "autoattack_acc": row["autoattack_acc"],
+        "source": "RobustBench leaderboard",
+    }
+    if row["external"] is not None:
+        figures["external"] = row["external"]
+    return figures
 
 
 def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:

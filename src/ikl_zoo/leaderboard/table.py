@@ -21,7 +21,6 @@ import pandas as pd
 from ikl_zoo import __version__
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Record, load_records
 from ikl_zoo.leaderboard.reference import (
-    IKL_PAPER_TITLE,
     STANDARD_EPS,
     LeaderboardError,
     format_eps,
@@ -29,6 +28,7 @@ from ikl_zoo.leaderboard.reference import (
     load_reference,
     robustbench_name,
 )
+from ikl_zoo.paper import PAPER_TITLE
 
 FORMATS = ("md", "csv", "latex", "html", "json")
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -180,7 +180,7 @@ def board_legend(board: Board) -> list[str]:
         f"{board.threat_model} perturbations of size {board.eps_text}. "
         "Best known: the lowest robust accuracy any "
         "attack reached, as RobustBench reports it (AutoAttack where no stronger attack is known).",
-        f"{STAR} IKL-AT ({IKL_PAPER_TITLE}, Cui et al., NeurIPS 2024).",
+        f"{STAR} IKL-AT ({PAPER_TITLE}, Cui et al., NeurIPS 2024).",
     ]
     if board.compare_baseline is None:
         lines.insert(1, "Ranked as on RobustBench, by best-known robust accuracy.")

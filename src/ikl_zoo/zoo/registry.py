@@ -18,10 +18,6 @@ from ikl_zoo.errors import UnknownModelError
 DATASETS = ("cifar10", "cifar100")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 DEFAULT_HUB_NAMESPACE = "ikl-zoo"
-PAPER_TITLE = "Decoupled Kullback-Leibler Divergence Loss"
-PAPER_VENUE = "NeurIPS 2024"
-PAPER_URL = "https://arxiv.org/abs/2305.13948"
-PAPER_AUTHORS = "Jiequan Cui, Zhuotao Tian, Zhisheng Zhong, Xiaojuan Qi, Bei Yu, Hanwang Zhang"
 
 
 @dataclass(frozen=True)
@@ -54,6 +50,10 @@ class PublishedFigures:
     autoattack_acc: float
     """AutoAttack (standard) robust accuracy in percent."""
     source: str
+
+    def to_dict(self) -> dict[str, float | str]:
+        """The shape results, records and cards carry published figures in."""
+        return {"clean_acc": self.clean_acc, "autoattack_acc": self.autoattack_acc, "source": self.source}
 
 
 @dataclass(frozen=True)
