@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, in one run of under 8 minutes on an H100/H200:
-#   1. the evaluator against a direct batch-200 pyautoattack call on a WRN-28-10 (speed ratio, same flags);
+#   1. the evaluator against a direct batch-200 pyautoattack call on a WRN-28-10: fwd+bwd throughput and
+#      TFLOP/s, APGD-CE (ratio, flags, TF32 default precision), the standard suite per attack (ratio);
 #   2. IKL-AT training throughput against a plain TRADES step on a WRN-34-10;
 #   3. the O(C) IKL wMSE against the pairwise form at ImageNet size (time and peak memory).
 #
@@ -22,6 +23,6 @@ run() {  # name, time limit in seconds, command...
     timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
     echo "=== $name exit ${PIPESTATUS[0]}"
 }
-run gpu_eval 240 python3 benchmarks/gpu_eval.py --budget-s 200
+run gpu_eval 330 python3 benchmarks/gpu_eval.py --budget-s 280
 run gpu_train 90 python3 benchmarks/gpu_train.py
 run bench_losses 60 python3 benchmarks/bench_losses.py --device cuda

@@ -1,20 +1,27 @@
 """ikl-zoo's evaluator against a direct batch-200 ``pyautoattack`` call on a WRN-28-10 at real size (GPU).
 
-Both sides run the same attacks with the same seed on the same images in strict fp32 (TF32 off): the
-direct call is ``AutoAttack(...).run_standard_evaluation(x, y, batch_size=200)``; ikl-zoo runs
-``evaluate(..., batch_size="auto")`` (largest batch that fits, frozen weights so no weight gradients,
-cudnn.benchmark, channels_last, optionally torch.compile).
+Three measurements in one run, both sides on the same images with the same seed:
+
+1. Throughput: time and FLOPs of one forward + input-gradient pass per image (what every attack step
+   costs), in strict fp32 (NCHW and channels_last) and with TF32 convolutions (PyTorch's default on
+   Ampere and later). Achieved TFLOP/s against the card's peak tells how much any fp32 evaluator can gain.
+2. APGD-CE as standard AutoAttack runs it: the direct call ``run_standard_evaluation(batch_size=200)`` in
+   strict fp32 against ``evaluate(batch_size="auto")`` (frozen weights, cudnn.benchmark, channels_last,
+   optionally torch.compile); and the direct call again under PyTorch's default precision (TF32
+   convolutions), to show what a user's unmodified call computes and how many flags that changes.
+3. The standard suite (APGD-CE, APGD-T, FAB-T, Square) with fewer target classes and queries, timed per
+   attack on both sides, then scaled to the standard settings (9 targets, 5000 queries): the estimated
+   ratio of a real standard run. FAB-T is where frozen weights pay: the direct call's FAB computes weight
+   gradients at every step.
 
 No checkpoint can be downloaded on the benchmark machine, so the WRN-28-10 (DeepMind/RobustBench
 architecture of Cui2023Decoupled_WRN-28-10, SiLU) has random weights, seeded, and the labels are its
-own clean predictions so every image is attacked. Its accuracies are not a robustness result. By default
-the attack is APGD-CE exactly as standard AutoAttack runs it (one restart, 100 iterations): on a
-non-robust network it takes every point, so the later standard attacks would have nothing left; pass
-``--version standard`` for the whole suite. The images are the 20 real CIFAR-10 test images foolbox
-ships, tiled (with a +-1/255 jitter so copies differ) to a realistic count chosen to fit ``--budget-s``.
+own clean predictions so every image is attacked. Its accuracies are not a robustness result. The
+images are the 20 real CIFAR-10 test images foolbox ships, tiled (with a +-1/255 jitter so copies
+differ) to counts chosen to fit ``--budget-s``.
 
-    python benchmarks/gpu_eval.py                      # under 4 minutes on an H100
-    python benchmarks/gpu_eval.py --n-images 2000 --compile --check-layouts
+    python benchmarks/gpu_eval.py                      # about 5 minutes on an H100
+    python benchmarks/gpu_eval.py --budget-s 120 --skip-suite --compile --check-layouts
 """
 
 from __future__ import annotations
@@ -23,11 +30,20 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
-STEPS_PER_IMAGE = 102
+APGD_STEPS = 102
 """Model passes APGD-CE makes per image (100 iterations, the start point, the final check)."""
+FAB_STEPS_PER_TARGET = 170
+"""FAB-T per image and target class, in forward+backward units: 100 iterations of one forward+backward
+and one more forward."""
+STANDARD_TARGETS = 9
+STANDARD_QUERIES = 5000
+SUITE = ["apgd-ce", "apgd-t", "fab-t", "square"]
+ATTACK_OBJECTS = {"apgd-ce": "apgd", "apgd-t": "apgd_targeted", "fab-t": "fab", "square": "square"}
 
 
 def log(message: str) -> None:
@@ -37,29 +53,25 @@ def log(message: str) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--budget-s",
-        type=float,
-        default=200.0,
-        help="Wall-clock budget for the whole script; sets the image count (default 200).",
+        "--budget-s", type=float, default=300.0, help="Wall-clock budget; sets the image counts (300)."
     )
-    parser.add_argument(
-        "--n-images", type=int, default=0, help="Image count (0: the most that fits the budget)."
-    )
-    parser.add_argument("--max-images", type=int, default=2000)
     parser.add_argument("--eps", type=float, default=8 / 255)
-    parser.add_argument(
-        "--version",
-        choices=["apgd-ce", "standard"],
-        default="apgd-ce",
-        help="apgd-ce: standard AutoAttack's first attack alone; standard: the whole suite.",
-    )
     parser.add_argument("--direct-batch-size", type=int, default=200)
+    parser.add_argument("--suite-targets", type=int, default=1, help="Target classes of APGD-T and FAB-T.")
+    parser.add_argument("--suite-queries", type=int, default=300, help="Square's queries.")
+    parser.add_argument("--skip-suite", action="store_true", help="Only the throughput and APGD-CE parts.")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model on ikl-zoo's side.")
     parser.add_argument("--no-channels-last", action="store_true")
     parser.add_argument(
         "--check-layouts",
         action="store_true",
         help="Also compare flags of plain, channels_last and compiled runs on 128 images.",
+    )
+    parser.add_argument("--max-images", type=int, default=2000)
+    parser.add_argument(
+        "--architecture",
+        default="Cui2023Decoupled_WRN-28-10",
+        help="Registry id whose architecture gets random weights (demo-resnet18: a CPU smoke run).",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -68,7 +80,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def tiled_images(n: int, device: torch.device) -> torch.Tensor:
+def tiled_images(n: int) -> torch.Tensor:
     from ikl_zoo.data import foolbox_sample
 
     images, _ = foolbox_sample("cifar10")
@@ -79,11 +91,11 @@ def tiled_images(n: int, device: torch.device) -> torch.Tensor:
     return (x + jitter).clamp(0, 1).contiguous()
 
 
-def build_model(device: torch.device, seed: int) -> torch.nn.Module:
+def build_model(architecture: str, device: torch.device, seed: int) -> torch.nn.Module:
     from ikl_zoo.zoo.registry import create_model
 
     torch.manual_seed(seed)
-    return create_model("Cui2023Decoupled_WRN-28-10", dataset="cifar10").to(device).eval()
+    return create_model(architecture, dataset="cifar10").to(device).eval()
 
 
 @torch.no_grad()
@@ -96,89 +108,256 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_image_step(
-    model: torch.nn.Module, x: torch.Tensor, batch: int, device: torch.device
-) -> float:
-    """One forward and backward pass per image as the direct call makes it (weight gradients included)."""
-    xb = x[:batch].to(device).requires_grad_(True)
-    for step in range(4):
-        if step == 1:
+@contextmanager
+def precision(*, tf32: bool) -> Iterator[None]:
+    """Strict fp32 (TF32 off), or PyTorch's defaults (TF32 convolutions on, TF32 matmuls off)."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    cudnn.allow_tf32, matmul.allow_tf32 = tf32, False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
+def input_gradient_step(model: torch.nn.Module, xb: torch.Tensor) -> None:
+    loss = model(xb).logsumexp(1).sum()
+    torch.autograd.grad(loss, xb)
+
+
+def throughput(
+    model: torch.nn.Module, x: torch.Tensor, device: torch.device, *, channels_last: bool, tf32: bool
+) -> tuple[float, float]:
+    """Seconds per image and FLOPs per image of one forward + input-gradient pass (frozen weights)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    frozen = [p.requires_grad_(False) for p in model.parameters()]
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    xb = x.to(device).contiguous(memory_format=memory_format).requires_grad_(True)
+    try:
+        with precision(tf32=tf32):
+            with FlopCounterMode(display=False) as counter:
+                input_gradient_step(model, xb[:2])
+            flops_per_image = counter.get_total_flops() / 2
+            for step in range(5):
+                if step == 2:
+                    synchronize(device)
+                    start = time.perf_counter()
+                input_gradient_step(model, xb)
+            synchronize(device)
+            seconds = (time.perf_counter() - start) / 3 / len(xb)
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(True)
+        model.to(memory_format=torch.contiguous_format)
+    return seconds, flops_per_image
+
+
+def suite_options(targets: int, queries: int) -> dict[str, dict[str, int]]:
+    return {
+        "apgd": {"n_restarts": 1},
+        "apgd_targeted": {"n_target_classes": targets},
+        "fab": {"n_target_classes": targets},
+        "square": {"n_queries": queries},
+    }
+
+
+def scale_to_standard(attack: str, targets: int, queries: int) -> float:
+    """Factor from the shortened suite's attack time to the standard settings' (linear in targets/queries)."""
+    if attack in ("apgd-t", "fab-t"):
+        return STANDARD_TARGETS / targets
+    if attack == "square":
+        return STANDARD_QUERIES / queries
+    return 1.0
+
+
+@contextmanager
+def timed_attacks(adversary, device: torch.device) -> Iterator[dict[str, float]]:
+    """Time each attack object's ``perturb`` inside the direct call (wrapping only; nothing else changes)."""
+    timings: dict[str, float] = {}
+
+    def wrap(name: str, perturb: Callable) -> Callable:
+        def timed(*args, **kwargs):
             synchronize(device)
             start = time.perf_counter()
-        loss = model(xb).logsumexp(1).sum()
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-    synchronize(device)
-    return (time.perf_counter() - start) / 3 / batch
+            try:
+                return perturb(*args, **kwargs)
+            finally:
+                synchronize(device)
+                timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+        return timed
+
+    for attack_object in set(ATTACK_OBJECTS.values()):
+        target = getattr(adversary, attack_object)
+        target.perturb = wrap(attack_object, target.perturb)
+    yield timings
 
 
-def attack_settings(version: str) -> dict:
-    if version == "standard":
-        return {"version": "standard"}
-    return {"version": "custom", "attacks": ["apgd-ce"], "attack_options": {"apgd": {"n_restarts": 1}}}
-
-
-def run_direct(model, x, y, *, eps, version, seed, batch_size, device) -> tuple[list[bool], float]:
+def run_direct(
+    model, x, y, *, eps, attacks, options, seed, batch_size, device
+) -> tuple[list[bool], float, dict[str, float]]:
+    """AutoAttack as its README customises it; per attack-object times; strict or default precision is
+    the caller's."""
     from pyautoattack import AutoAttack
 
-    settings = attack_settings(version)
     adversary = AutoAttack(
-        model,
-        norm="Linf",
-        eps=eps,
-        version=settings["version"],
-        attacks=settings.get("attacks"),
-        seed=seed,
-        device=device,
+        model, norm="Linf", eps=eps, version="custom", attacks=list(attacks), seed=seed, device=device
     )
-    if version != "standard":
-        adversary.apgd.n_restarts = 1  # AutoAttack's README way of customising; standard sets the same
-    synchronize(device)
-    start = time.perf_counter()
-    _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-    synchronize(device)
-    return (y_adv.cpu() == y).tolist(), time.perf_counter() - start
+    for attack_object, settings in options.items():
+        for name, value in settings.items():
+            setattr(getattr(adversary, attack_object), name, value)
+    with timed_attacks(adversary, device) as per_object:
+        synchronize(device)
+        start = time.perf_counter()
+        _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    per_attack = {attack: per_object.get(ATTACK_OBJECTS[attack], 0.0) for attack in attacks}
+    return (y_adv.cpu() == y).tolist(), seconds, per_attack
 
 
-def run_ikl_zoo(model, x, y, *, eps, version, seed, device, channels_last, compile_model, progress=True):
+def run_ikl_zoo(model, x, y, *, eps, attacks, options, seed, device, channels_last, compile_model,
+                progress=False):
     from ikl_zoo.evaluate import evaluate
 
     synchronize(device)
     start = time.perf_counter()
     result = evaluate(
-        model,
-        x,
-        y,
-        eps=eps,
-        seed=seed,
-        batch_size="auto",
-        chunk_size=len(x),
-        device=device,
-        channels_last=channels_last,
-        compile_model=compile_model,
-        progress=progress,
-        **attack_settings(version),
+        model, x, y, eps=eps, seed=seed, batch_size="auto", chunk_size=len(x), device=device,
+        channels_last=channels_last, compile_model=compile_model, progress=progress,
+        version="custom", attacks=list(attacks), attack_options=options,
     )
     synchronize(device)
     return result, time.perf_counter() - start
+
+
+def agreement(a: list[bool], b: list[bool]) -> int:
+    return sum(left == right for left, right in zip(a, b, strict=True))
+
+
+def percent(flags: list[bool]) -> str:
+    return f"{100 * sum(flags) / len(flags):.2f}%"
+
+
+def part_throughput(model, device: torch.device, batch: int) -> float:
+    log(f"1. throughput: one forward + input-gradient pass, batch {batch}, frozen weights")
+    x = tiled_images(batch)
+    seconds_fp32 = 0.0
+    for label, channels_last, tf32 in (
+        ("fp32 NCHW", False, False), ("fp32 channels_last", True, False), ("TF32 channels_last", True, True),
+    ):
+        seconds, flops = throughput(model, x, device, channels_last=channels_last, tf32=tf32)
+        seconds_fp32 = seconds_fp32 or seconds
+        log(
+            f"  {label:20s} {1e3 * seconds:.3f} ms/image, {flops / 1e9:.1f} GFLOP/image, "
+            f"{flops / seconds / 1e12:.1f} TFLOP/s achieved"
+        )
+    return seconds_fp32
+
+
+def part_apgd(model, x, y, args, device) -> None:
+    n = len(x)
+    options = {"apgd": {"n_restarts": 1}}
+    threat = f"Linf {args.eps * 255:.3g}/255, seed {args.seed}"
+    log(f"2. APGD-CE as standard AutoAttack runs it, {n} images, {threat}")
+    with precision(tf32=False):
+        direct, direct_s, _ = run_direct(
+            model, x, y, eps=args.eps, attacks=["apgd-ce"], options=options, seed=args.seed,
+            batch_size=args.direct_batch_size, device=device,
+        )
+        batch = args.direct_batch_size
+        log(f"  direct, batch {batch}, strict fp32: {direct_s:.1f} s, {percent(direct)} robust")
+        result, ours_s = run_ikl_zoo(
+            model, x, y, eps=args.eps, attacks=["apgd-ce"], options=options, seed=args.seed, device=device,
+            channels_last=not args.no_channels_last, compile_model=args.compile,
+        )
+    log(
+        f"  ikl-zoo, batch {result.batch_size}, strict fp32: {ours_s:.1f} s, {percent(result.robust_flags)} "
+        f"robust, {result.model_passes['backward']:,} backward passes; "
+        f"flags agree {agreement(direct, result.robust_flags)}/{n}"
+    )
+    log(f"  speed-up over the direct call: {direct_s / ours_s:.2f}x")
+    with precision(tf32=True):
+        default, default_s, _ = run_direct(
+            model, x, y, eps=args.eps, attacks=["apgd-ce"], options=options, seed=args.seed,
+            batch_size=args.direct_batch_size, device=device,
+        )
+    log(
+        f"  direct, batch {args.direct_batch_size}, PyTorch default precision (TF32 convolutions): "
+        f"{default_s:.1f} s ({direct_s / default_s:.2f}x the strict call), {percent(default)} robust; "
+        f"flags agree with strict fp32 on {agreement(direct, default)}/{n}"
+    )
+
+
+def part_suite(model, x, y, args, device) -> None:
+    n, targets, queries = len(x), args.suite_targets, args.suite_queries
+    options = suite_options(targets, queries)
+    log(
+        f"3. standard suite shortened ({targets} target class(es), {queries} Square queries), {n} images, "
+        "strict fp32"
+    )
+    with precision(tf32=False):
+        direct, direct_s, direct_times = run_direct(
+            model, x, y, eps=args.eps, attacks=SUITE, options=options, seed=args.seed,
+            batch_size=args.direct_batch_size, device=device,
+        )
+        result, ours_s = run_ikl_zoo(
+            model, x, y, eps=args.eps, attacks=SUITE, options=options, seed=args.seed, device=device,
+            channels_last=not args.no_channels_last, compile_model=args.compile,
+        )
+    log(f"  {'attack':8s} {'direct s':>9s} {'ikl-zoo s':>10s} {'ratio':>6s} {'robust after (ikl-zoo)':>24s}")
+    direct_standard = ours_standard = 0.0
+    for attack in SUITE:
+        theirs, ours = direct_times[attack], result.timings.get(attack, 0.0)
+        factor = scale_to_standard(attack, targets, queries)
+        direct_standard += factor * theirs
+        ours_standard += factor * ours
+        ratio = f"{theirs / ours:.2f}" if ours > 0 else "-"
+        log(f"  {attack:8s} {theirs:9.1f} {ours:10.1f} {ratio:>6s} {100 * result.per_attack[attack]:23.2f}%")
+    log(
+        f"  whole call: direct {direct_s:.1f} s, ikl-zoo {ours_s:.1f} s ({direct_s / ours_s:.2f}x); robust "
+        f"{percent(direct)} vs {percent(result.robust_flags)}; "
+        f"flags agree {agreement(direct, result.robust_flags)}/{n}"
+    )
+    log(
+        f"  scaled to standard settings (x{STANDARD_TARGETS / targets:g} targets, "
+        f"x{STANDARD_QUERIES / queries:g} queries): direct {direct_standard:.0f} s, "
+        f"ikl-zoo {ours_standard:.0f} s, estimated speed-up {direct_standard / ours_standard:.2f}x"
+    )
 
 
 def check_layouts(model, x, y, *, eps, seed, device) -> None:
     """Flags of plain, channels_last and compiled runs on 128 images (fp32 noise may flip borderline ones)."""
     x, y = x[:128], y[:128]
     n, runs = len(x), {}
+    options = {"apgd": {"n_restarts": 1}}
     variants = (("plain", False, False), ("channels_last", True, False), ("compiled", True, True))
     for name, channels_last, compile_model in variants:
         result, seconds = run_ikl_zoo(
-            model, x, y, eps=eps, version="apgd-ce", seed=seed, device=device, channels_last=channels_last,
-            compile_model=compile_model, progress=False,
+            model, x, y, eps=eps, attacks=["apgd-ce"], options=options, seed=seed, device=device,
+            channels_last=channels_last, compile_model=compile_model, progress=False,
         )
         runs[name] = result.robust_flags
         survived = sum(result.robust_flags)
         log(f"  {name:14s} robust {survived:3d}/{n} in {seconds:6.1f} s, batch {result.batch_size}")
     for name in ("channels_last", "compiled"):
-        same = sum(a == b for a, b in zip(runs["plain"], runs[name], strict=True))
-        log(f"  {name} vs plain: {same}/{n} flags equal")
+        log(f"  {name} vs plain: {agreement(runs['plain'], runs[name])}/{n} flags equal")
+
+
+def image_counts(args, seconds_per_step: float, remaining: float) -> tuple[int, int]:
+    """Images for the APGD-CE and suite parts, budgeting both sides as if neither were faster."""
+    apgd_cost = APGD_STEPS * seconds_per_step * 2.5  # direct strict, ikl-zoo, direct TF32
+    targets = args.suite_targets
+    suite_steps = APGD_STEPS * (1 + targets) + FAB_STEPS_PER_TARGET * targets + args.suite_queries / 3
+    suite_cost = 2 * suite_steps * seconds_per_step
+    share = 1.0 if args.skip_suite else 0.4
+
+    def count(seconds: float, cost: float) -> int:
+        return int(max(min(100, args.max_images), min(args.max_images, seconds / cost // 50 * 50)))
+
+    return count(share * remaining, apgd_cost), count((1 - share) * remaining, suite_cost)
 
 
 def main() -> int:
@@ -188,90 +367,33 @@ def main() -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         log("no CUDA GPU visible: this benchmark needs one (benchmarks/bench_eval_cpu.py runs on CPU)")
         return 2
-    torch.backends.cudnn.allow_tf32 = False  # strict fp32 on the direct side too: the same numbers
-    torch.backends.cuda.matmul.allow_tf32 = False
     import pyautoattack
 
     import ikl_zoo
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    log(
-        f"device: {name}; torch {torch.__version__}, "
-        f"pyautoattack {pyautoattack.__version__}, ikl-zoo {ikl_zoo.__version__}"
+    versions = (
+        f"torch {torch.__version__}, pyautoattack {pyautoattack.__version__}, ikl-zoo {ikl_zoo.__version__}"
     )
-    model = build_model(device, args.seed)
+    log(f"device: {name}; {versions}")
+    model = build_model(args.architecture, device, args.seed)
+    parameters = sum(p.numel() for p in model.parameters()) / 1e6
     log(
-        "model: WRN-28-10 (DMWideResNet, SiLU, 36.5M parameters) with RANDOM weights (no checkpoint is "
-        "reachable here); labels are its own predictions, so accuracies below are not robustness results"
+        f"model: {args.architecture}'s architecture ({type(model).__name__}, {parameters:.1f}M parameters) "
+        "with RANDOM weights (no checkpoint is reachable here); labels are its own predictions, so "
+        "accuracies below are not robustness results"
     )
+    seconds_per_step = part_throughput(model, device, args.direct_batch_size)
 
-    per_step = seconds_per_image_step(
-        model, tiled_images(args.direct_batch_size, device), args.direct_batch_size, device
-    )
-    if args.n_images > 0:
-        n_images = args.n_images
-    else:
-        remaining = args.budget_s - (time.perf_counter() - started) - 35.0  # start-up, probes, checks
-        if args.check_layouts:
-            remaining -= 40.0
-        # Budget both sides as if neither were faster than the direct call.
-        n_images = int(remaining / (2 * STEPS_PER_IMAGE * per_step) // 100 * 100)
-        n_images = max(100, min(args.max_images, n_images))
-    suite = "APGD-CE as standard AutoAttack runs it" if args.version == "apgd-ce" else "standard AutoAttack"
-    log(
-        f"calibration: {1e3 * per_step:.3f} ms per image per forward+backward at batch "
-        f"{args.direct_batch_size}; attacking {n_images} images ({suite}, Linf eps {args.eps * 255:.3g}/255, "
-        f"seed {args.seed})"
-    )
-
-    x = tiled_images(n_images, device)
+    remaining = args.budget_s - (time.perf_counter() - started) - 30.0  # start-up, probes, checks
+    if args.check_layouts:
+        remaining -= 40.0
+    n_apgd, n_suite = image_counts(args, seconds_per_step, remaining)
+    x = tiled_images(max(n_apgd, n_suite))
     y = own_predictions(model, x, device)
-
-    log(f"direct pyautoattack, batch {args.direct_batch_size} ...")
-    direct_flags, direct_seconds = run_direct(
-        model,
-        x,
-        y,
-        eps=args.eps,
-        version=args.version,
-        seed=args.seed,
-        batch_size=args.direct_batch_size,
-        device=device,
-    )
-    log(
-        f"  {direct_seconds:.1f} s, {n_images / direct_seconds:.1f} images/s, robust accuracy "
-        f"{100 * sum(direct_flags) / n_images:.2f}%"
-    )
-
-    log("ikl-zoo evaluate, batch auto ...")
-    result, ours_seconds = run_ikl_zoo(
-        model,
-        x,
-        y,
-        eps=args.eps,
-        version=args.version,
-        seed=args.seed,
-        device=device,
-        channels_last=not args.no_channels_last,
-        compile_model=args.compile,
-    )
-    log(
-        f"  {ours_seconds:.1f} s, {n_images / ours_seconds:.1f} images/s, robust accuracy "
-        f"{100 * result.robust_acc:.2f}%, batch {result.batch_size}, "
-        f"channels_last {not args.no_channels_last}, compile {args.compile}, "
-        f"{result.model_passes['backward']:,} backward passes"
-    )
-
-    agree = sum(a == b for a, b in zip(direct_flags, result.robust_flags, strict=True))
-    log(
-        f"speed-up: {direct_seconds / ours_seconds:.2f}x (ikl-zoo {n_images / ours_seconds:.1f} vs direct "
-        f"{n_images / direct_seconds:.1f} images/s)"
-    )
-    log(
-        f"robust accuracy: ikl-zoo {100 * result.robust_acc:.2f}%, "
-        f"direct {100 * sum(direct_flags) / n_images:.2f}%; flags agree on {agree}/{n_images} "
-        f"(batches {result.batch_size} vs {args.direct_batch_size}: the random starts differ per batch)"
-    )
+    part_apgd(model, x[:n_apgd], y[:n_apgd], args, device)
+    if not args.skip_suite:
+        part_suite(model, x[:n_suite], y[:n_suite], args, device)
     if args.check_layouts:
         log("layout check (eps/8 so that some points survive, first 128 images):")
         check_layouts(model, x, y, eps=args.eps / 8, seed=args.seed, device=device)
