@@ -48,7 +48,11 @@ def _place(peer_state, root):
 def test_peer_loads_from_where_robustbench_looks(peer_state, no_drive, tmp_path):
     path = _place(peer_state, tmp_path)
     source = load_for_evaluation(f"robustbench:{PEER}", dataset="cifar10", robustbench_dir=tmp_path)
-    assert source.checkpoint_path == path and source.published is None
+    assert source.checkpoint_path == path
+    # RobustBench's own published row, so the summary can put the measurement beside it
+    assert (source.published["clean_acc"], source.published["autoattack_acc"]) == (83.34, 43.21)
+    assert source.published["source"].startswith("RobustBench leaderboard")
+    assert source.published_threat == ("Linf", 8 / 255)
     assert not source.model.training
     loaded = source.model.state_dict()
     assert loaded.keys() == peer_state.keys()

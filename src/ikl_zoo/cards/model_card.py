@@ -22,7 +22,6 @@ from ikl_zoo.errors import IklZooError
 from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, find_fact
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, find_record, registry_entry
 from ikl_zoo.leaderboard.reference import (
-    REFERENCE_COMMIT,
     ROBUSTBENCH_URL,
     STANDARD_EPS,
     format_eps,
@@ -30,6 +29,7 @@ from ikl_zoo.leaderboard.reference import (
     reference_entry,
 )
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
+from ikl_zoo.reference import REFERENCE_COMMIT
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard

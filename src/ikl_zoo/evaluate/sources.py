@@ -1,8 +1,9 @@
 """The model an evaluation measures: a registered id, a zoo folder, or a RobustBench peer.
 
 ``robustbench:<id>`` goes through robustbench's own ``load_model`` (its Google Drive download included),
-so peers are measured by the same evaluator on the same machine. Their checkpoints are PyTorch pickles,
-loaded with ``weights_only=True`` whatever the environment says.
+so peers are measured by the same evaluator on the same machine, beside the figures RobustBench
+publishes. Their checkpoints are PyTorch pickles, loaded with ``weights_only=True`` whatever the
+environment says.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from ikl_zoo.errors import CheckpointError, IklZooError, UnknownModelError
+from ikl_zoo.reference import STANDARD_EPS, published_figures
 
 ROBUSTBENCH_PREFIX = "robustbench:"
 
@@ -57,9 +59,12 @@ def load_for_evaluation(
         model, path = load_robustbench_model(
             name, dataset=dataset, threat_model=threat_model, model_dir=robustbench_dir
         )
+        published = published_figures(name, dataset=dataset, threat_model=threat_model)
         return ModelSource(
             model=model.to(device).eval(), model_id=model_id,
             description=f"RobustBench model zoo ({name}, {dataset}, {threat_model})", checkpoint_path=path,
+            published=published,
+            published_threat=(threat_model, STANDARD_EPS[threat_model]) if published is not None else None,
         )
 
     from ikl_zoo.zoo.loading import load_model, pretrained_weights_path

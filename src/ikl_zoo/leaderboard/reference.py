@@ -12,8 +12,6 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
-from importlib import resources
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +19,12 @@ import pandas as pd
 
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.paper import PAPER_TITLE
+from ikl_zoo.reference import REFERENCE_FILE, REFERENCE_SOURCE, STANDARD_EPS, shipped_leaderboard
 
-REFERENCE_FILE = "robustbench-cifar-leaderboard.csv"
-REFERENCE_COMMIT = "78fcc9e"
-REFERENCE_DATE = "2025-03-31"
-REFERENCE_SOURCE = (
-    f"RobustBench model_info/ at commit {REFERENCE_COMMIT} ({REFERENCE_DATE}), shipped with ikl-zoo"
-)
 ROBUSTBENCH_URL = "https://robustbench.github.io/"
 
 DATASETS = ("cifar10", "cifar100")
 THREAT_MODELS = ("Linf", "L2")
-STANDARD_EPS = {"Linf": 8 / 255, "L2": 0.5}
-"""The budgets of RobustBench's CIFAR leaderboards."""
 
 IKL_MODEL_PREFIX = "Cui2023Decoupled"
 ROBUSTBENCH_PREFIX = "robustbench:"
@@ -163,10 +154,8 @@ def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[s
 
 @cache
 def _shipped_table() -> pd.DataFrame:
-    text = resources.files("ikl_zoo").joinpath("reference", REFERENCE_FILE).read_text(encoding="utf-8")
-    raw = pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
     rows = []
-    for record in raw.to_dict(orient="records"):
+    for record in shipped_leaderboard().to_dict(orient="records"):
         info = {**record, "name": record["paper_title"]}
         rows.append(
             _row_from_model_info(
