@@ -12,12 +12,13 @@ from torchvision.transforms import ToTensor
 from ikl_zoo.data import (
     MARKER_FILENAME,
     cifar_dataset,
+    data_source,
     foolbox_sample,
     load_test_examples,
     write_cifar_dir,
     write_sample_data_dir,
 )
-from ikl_zoo.errors import DatasetNotFoundError
+from ikl_zoo.errors import DataError, DatasetNotFoundError
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +135,83 @@ def test_write_cifar_dir_rejects_bad_arrays(tmp_path):
         write_cifar_dir(tmp_path, dataset="cifar10", test=(np.zeros((2, 32, 32, 3), np.float32), [0, 1]))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\]"):
         write_cifar_dir(tmp_path, dataset="cifar10", test=(np.zeros((2, 32, 32, 3), np.uint8), [0, 10]))
+
+
+def _pickle(obj) -> bytes:
+    return pickle.dumps(obj, protocol=4)
+
+
+def _batch_with(**changes) -> bytes:
+    rows = np.zeros((4, 3072), np.uint8)
+    return _pickle({"batch_label": "test", "labels": [0, 1, 2, 3], "data": rows, **changes})
+
+
+def _make_test_batch_a_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+# (file to damage, how, words the one-line error must contain)
+DAMAGED_FOLDERS = {
+    "meta missing": ("batches.meta", Path.unlink, "cannot read {path} (No such file or directory)"),
+    "meta without names": ("batches.meta", lambda path: path.write_bytes(_pickle({"label_names": ["cat"]})),
+                           "{path}: 'label_names' must list the 10 class names"),
+    "empty batch": ("test_batch", lambda path: path.write_bytes(b""), "{path} is not a readable CIFAR batch"),
+    "truncated batch": ("test_batch", lambda path: path.write_bytes(path.read_bytes()[:500]),
+                        "{path} is not a readable CIFAR batch (pickle data was truncated)"),
+    "garbage batch": ("test_batch", lambda path: path.write_bytes(b"\x14garbage"),
+                      "{path} is not a readable CIFAR batch"),
+    "list batch": ("test_batch", lambda path: path.write_bytes(_pickle([1, 2, 3])),
+                   "{path} holds a pickled list, not a CIFAR batch (a dict)"),
+    "short data": ("test_batch", lambda path: path.write_bytes(_batch_with(data=np.zeros(1000, np.uint8))),
+                   "{path}: 'data' is uint8 (1000,), not uint8 rows of 3072 bytes"),
+    "float data": ("test_batch", lambda path: path.write_bytes(_batch_with(data=np.zeros((4, 3072)))),
+                   "{path}: 'data' is float64 (4, 3072)"),
+    "too few labels": ("test_batch", lambda path: path.write_bytes(_batch_with(labels=[0, 1])),
+                       "{path}: 'labels' must be 4 class indices in [0, 9], found 2 values"),
+    "label out of range": ("test_batch", lambda path: path.write_bytes(_batch_with(labels=[0, 1, 2, 10])),
+                           "{path}: 'labels' must be 4 class indices in [0, 9]"),
+    "batch is a folder": ("test_batch", _make_test_batch_a_folder, "lost its test split (test_batch missing"),
+    "marker is a list": (MARKER_FILENAME, lambda path: path.write_text("[1,2]"),
+                         "{path} holds a JSON list, not ikl-zoo's marker (an object)"),
+    "marker not JSON": (MARKER_FILENAME, lambda path: path.write_text("{"), "{path} is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED_FOLDERS)
+def test_damaged_ikl_zoo_folder_is_one_line_naming_file_and_fix(tmp_path, case):
+    name, damage, expected = DAMAGED_FOLDERS[case]
+    write_sample_data_dir(tmp_path, datasets=("cifar10",))
+    path = tmp_path / "cifar-10-batches-py" / name
+    damage(path)
+    with pytest.raises(DataError) as error:
+        load_test_examples("cifar10", data_dir=tmp_path, download=False)
+    message = str(error.value)
+    assert "\n" not in message and expected.format(path=path) in message, message
+    assert f"`ikl-zoo sample-data --out {tmp_path}`" in message
+    if name != MARKER_FILENAME:  # the record's data source reads only the marker
+        data_source("cifar10", data_dir=tmp_path)
+
+
+def test_folder_from_arrays_names_write_cifar_dir_as_the_fix(tmp_path):
+    write_cifar_dir(tmp_path, dataset="cifar100", test=_random_split(3, 100, 0))
+    (tmp_path / "cifar-100-python" / "meta").unlink()
+    with pytest.raises(DataError, match=r"cannot read .*meta .*write the folder again with write_cifar_dir"):
+        cifar_dataset("cifar100", data_dir=tmp_path, train=False)
+
+
+def test_write_cifar_dir_refuses_real_cifar_and_writes_nothing(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    (folder / "test").write_bytes(b"the real test split")
+    with pytest.raises(DataError, match="holds CIFAR-100 files that ikl-zoo did not write \\(test\\)"):
+        write_cifar_dir(tmp_path, dataset="cifar100", test=_random_split(3, 100, 0))
+    assert sorted(path.name for path in folder.iterdir()) == ["test"]
+    assert (folder / "test").read_bytes() == b"the real test split"
+
+
+def test_write_cifar_dir_into_an_unwritable_place_is_a_data_error(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    expected = "cannot write .*a_file/cifar-10-batches-py .*choose a writable folder"
+    with pytest.raises(DataError, match=expected):
+        write_cifar_dir(tmp_path / "a_file", dataset="cifar10", test=_random_split(3, 10, 0))

@@ -23,10 +23,13 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity
 
 from ikl_zoo.atomic import atomic_path, write_json_atomic
-from ikl_zoo.errors import DatasetNotFoundError
+from ikl_zoo.errors import DataError, DatasetNotFoundError
 
 MARKER_FILENAME = "ikl-zoo-data.json"
 """Written inside ``cifar-10-batches-py/`` or ``cifar-100-python/`` by :func:`write_cifar_dir`."""
+SAMPLE_SOURCE = "foolbox sample (test 0-19)"
+"""The marker's ``source`` for the folder ``ikl-zoo sample-data`` writes."""
+_ROW_BYTES = 3 * 32 * 32
 
 _TORCHVISION_CLASS = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 _DISPLAY_NAME = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -77,6 +80,8 @@ def _layout_hint(dataset: str, root: Path) -> str:
 class MarkedCIFAR10(CIFAR10):
     """A CIFAR folder written by ikl-zoo: same layout and item format as torchvision's, no md5 check."""
 
+    dataset_name = "cifar10"
+
     def __init__(
         self,
         root: str | os.PathLike[str],
@@ -87,21 +92,12 @@ class MarkedCIFAR10(CIFAR10):
         # Skip CIFAR10.__init__ (md5 checks); VisionDataset sets root and the transforms.
         super(CIFAR10, self).__init__(root, transform=transform, target_transform=target_transform)
         self.train = train
-        folder = Path(self.root) / self.base_folder
-        label_key = "labels" if self.base_folder == CIFAR10.base_folder else "fine_labels"
-        batches, targets = [], []
-        for name, _ in self.train_list if train else self.test_list:
-            entry = _safe_unpickle(folder / name)
-            batches.append(np.asarray(entry["data"], dtype=np.uint8))
-            targets.extend(int(label) for label in entry[label_key])
-        self.data = np.vstack(batches).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
-        self.targets = targets
-        self.classes = list(_safe_unpickle(folder / self.meta["filename"])[self.meta["key"]])
+        self.data, self.targets, self.classes = _read_marked_split(self.dataset_name, Path(self.root), train)
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
 
 
 class MarkedCIFAR100(MarkedCIFAR10, CIFAR100):
-    pass
+    dataset_name = "cifar100"
 
 
 _MARKED_CLASS = {"cifar10": MarkedCIFAR10, "cifar100": MarkedCIFAR100}
@@ -124,24 +120,83 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _safe_unpickle(path: Path) -> dict:
-    with open(path, "rb") as handle:
-        try:
-            return _NumpyOnlyUnpickler(handle, encoding="latin1").load()
-        except (pickle.UnpicklingError, EOFError, ValueError, KeyError) as error:
-            raise DatasetNotFoundError(
-                f"{path} is not a readable CIFAR batch ({error}): write the folder again"
-            ) from None
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _safe_unpickle(path: Path, fix: str) -> dict:
+    """The dict a CIFAR pickle holds; anything else (missing, damaged, foreign objects) is a DataError."""
+    try:
+        with open(path, "rb") as handle:
+            entry = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
+    except OSError as error:
+        raise DataError(f"cannot read {path} ({error.strerror or _one_line(error)}): {fix}") from None
+    except Exception as error:  # whatever a damaged or foreign pickle raises, it is not a CIFAR batch
+        raise DataError(f"{path} is not a readable CIFAR batch ({_one_line(error)}): {fix}") from None
+    if not isinstance(entry, dict):
+        raise DataError(f"{path} holds a pickled {type(entry).__name__}, not a CIFAR batch (a dict): {fix}")
+    return entry
+
+
+def _rewrite_hint(root: Path, marker: dict | None) -> str:
+    if marker is not None and marker.get("source") != SAMPLE_SOURCE:
+        return f"write the folder again with write_cifar_dir, or use `ikl-zoo sample-data --out {root}`"
+    return f"write the folder again with `ikl-zoo sample-data --out {root}`"
+
+
+def _read_marked_split(dataset: str, root: Path, train: bool) -> tuple[np.ndarray, list[int], list[str]]:
+    """Images (N, 32, 32, 3), labels and class names of an ikl-zoo folder, each file checked on the way."""
+    folder = root / _base_folder(dataset)
+    fix = _rewrite_hint(root, _marker(root, dataset))
+    label_key = "labels" if dataset == "cifar10" else "fine_labels"
+    n_classes = len(_CLASSES[dataset])
+    batches, targets = [], []
+    for name in _split_files(dataset, train):
+        path = folder / name
+        entry = _safe_unpickle(path, fix)
+        data = entry.get("data")
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+                and data.shape[1] == _ROW_BYTES):
+            found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+            raise DataError(f"{path}: 'data' is {found}, not uint8 rows of {_ROW_BYTES} bytes "
+                            f"(N, 3 x 32 x 32): {fix}")
+        labels = np.asarray(entry.get(label_key, []))
+        valid = labels.shape == (len(data),) and (
+            not labels.size
+            or (np.issubdtype(labels.dtype, np.integer) and labels.min() >= 0 and labels.max() < n_classes)
+        )
+        if not valid:
+            raise DataError(f"{path}: {label_key!r} must be {len(data)} class indices in "
+                            f"[0, {n_classes - 1}], found {labels.size} values: {fix}")
+        batches.append(data)
+        targets.extend(int(label) for label in labels)
+    meta = _TORCHVISION_CLASS[dataset].meta
+    path = folder / meta["filename"]
+    classes = _safe_unpickle(path, fix).get(meta["key"])
+    if not (isinstance(classes, list) and len(classes) == n_classes
+            and all(isinstance(name, str) for name in classes)):
+        raise DataError(f"{path}: {meta['key']!r} must list the {n_classes} class names: {fix}")
+    images = np.vstack(batches).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
+    return images, targets, classes
 
 
 def _marker(root: Path, dataset: str) -> dict | None:
+    """The marker of an ikl-zoo folder; None for a folder without one (real CIFAR, or nothing yet)."""
     path = root / _base_folder(dataset) / MARKER_FILENAME
     if not path.is_file():
         return None
+    fix = (f"write the folder again with `ikl-zoo sample-data --out {root}`, or delete {path.name} if the "
+           f"folder holds the real {_DISPLAY_NAME[dataset]}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise DatasetNotFoundError(f"{path} is not valid JSON: write the folder again") from None
+        marker = json.loads(path.read_text())
+    except OSError as error:
+        raise DataError(f"cannot read {path} ({error.strerror or _one_line(error)}): {fix}") from None
+    except ValueError:
+        raise DataError(f"{path} is not valid JSON: {fix}") from None
+    if not isinstance(marker, dict):
+        raise DataError(f"{path} holds a JSON {type(marker).__name__}, not ikl-zoo's marker (an object): "
+                        f"{fix}")
+    return marker
 
 
 def cifar_dataset(
@@ -166,6 +221,10 @@ def cifar_dataset(
     if marker is not None:
         folder = root / _base_folder(dataset)
         missing = [f for f in _split_files(dataset, train) if not (folder / f).is_file()]
+        written = marker.get("splits")
+        if missing and isinstance(written, dict) and ("train" if train else "test") in written:
+            raise DataError(f"{folder} lost its {split} split ({', '.join(missing)} missing or not a file): "
+                            f"{_rewrite_hint(root, marker)}")
         if missing:
             raise DatasetNotFoundError(
                 f"{folder} was written by ikl-zoo ({marker.get('source', 'arrays')}) without the {split} "
@@ -238,44 +297,67 @@ def write_cifar_dir(
     """Write images in torchvision's CIFAR pickle layout under ``root``, with ikl-zoo's marker file.
 
     CIFAR-10: ``cifar-10-batches-py/`` with ``data_batch_1..5``, ``test_batch``, ``batches.meta``;
-    CIFAR-100: ``cifar-100-python/`` with ``train``, ``test``, ``meta``. Returns ``root``.
+    CIFAR-100: ``cifar-100-python/`` with ``train``, ``test``, ``meta``. Returns ``root``. A folder holding
+    CIFAR files that ikl-zoo did not write (the real dataset) is refused rather than overwritten.
     """
     _check_dataset(dataset)
     if test is None and train is None:
         raise ValueError("write_cifar_dir needs a test split, a train split, or both")
-    root = Path(root).expanduser()
-    folder = root / _base_folder(dataset)
-    folder.mkdir(parents=True, exist_ok=True)
     classes = _CLASSES[dataset]
+    splits = {name: _validated_split(split, name, len(classes))
+              for name, split in (("test", test), ("train", train)) if split is not None}
+    root = Path(root).expanduser()
+    _refuse_foreign_cifar(root, dataset)
+    folder = root / _base_folder(dataset)
+    try:
+        previous = _marker(root, dataset) or {}
+    except DataError:  # a damaged marker of ikl-zoo's own folder: writing the folder repairs it
+        previous = {}
+    written = previous.get("splits")
+    counts = dict(written) if isinstance(written, dict) else {}
     label_key = "labels" if dataset == "cifar10" else "fine_labels"
-    counts: dict[str, int] = {}
-
-    for split_name, split in (("test", test), ("train", train)):
-        if split is None:
-            continue
-        images, labels = _validated_split(split, split_name, len(classes))
-        counts[split_name] = len(labels)
-        files = _split_files(dataset, train=split_name == "train")
-        chunks = np.array_split(np.arange(len(labels)), len(files))
-        for number, (name, indices) in enumerate(zip(files, chunks, strict=True), start=1):
-            entry = {
-                "batch_label": f"{split_name} batch {number} of {len(files)}",
-                label_key: [int(label) for label in labels[indices]],
-                # torchvision reads rows of 3072 bytes, channel-major (CHW).
-                "data": np.ascontiguousarray(images[indices].transpose(0, 3, 1, 2).reshape(len(indices), -1)),
-                "filenames": [f"{split_name}_{int(i):05d}.png" for i in indices],
-            }
-            _write_pickle(folder / name, entry)
-
-    meta = _TORCHVISION_CLASS[dataset].meta
-    _write_pickle(folder / meta["filename"], {meta["key"]: list(classes)})
-    previous = _marker(root, dataset) or {}
-    splits = {**previous.get("splits", {}), **counts}
-    write_json_atomic(
-        folder / MARKER_FILENAME,
-        {"written_by": "ikl-zoo", "dataset": dataset, "source": source, "splits": splits},
-    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for split_name, (images, labels) in splits.items():
+            counts[split_name] = len(labels)
+            files = _split_files(dataset, train=split_name == "train")
+            chunks = np.array_split(np.arange(len(labels)), len(files))
+            for number, (name, indices) in enumerate(zip(files, chunks, strict=True), start=1):
+                rows = images[indices].transpose(0, 3, 1, 2).reshape(len(indices), -1)
+                entry = {
+                    "batch_label": f"{split_name} batch {number} of {len(files)}",
+                    label_key: [int(label) for label in labels[indices]],
+                    "data": np.ascontiguousarray(rows),  # torchvision reads rows of 3072 bytes, CHW
+                    "filenames": [f"{split_name}_{int(i):05d}.png" for i in indices],
+                }
+                _write_pickle(folder / name, entry)
+        meta = _TORCHVISION_CLASS[dataset].meta
+        _write_pickle(folder / meta["filename"], {meta["key"]: list(classes)})
+        write_json_atomic(
+            folder / MARKER_FILENAME,
+            {"written_by": "ikl-zoo", "dataset": dataset, "source": source, "splits": counts},
+        )
+    except OSError as error:
+        raise DataError(
+            f"cannot write {folder} ({error.strerror or _one_line(error)}): choose a writable folder (--out)"
+        ) from None
     return root
+
+
+def _refuse_foreign_cifar(root: str | os.PathLike[str], dataset: str) -> None:
+    """Raise :class:`DataError` when ``root`` holds CIFAR files without ikl-zoo's marker: the real dataset,
+    whose test set writing there would replace (and whose md5 checks the marker would then switch off)."""
+    folder = Path(root).expanduser() / _base_folder(dataset)
+    if (folder / MARKER_FILENAME).exists():
+        return
+    tv = _TORCHVISION_CLASS[dataset]
+    names = [name for name, _ in tv.train_list + tv.test_list] + [tv.meta["filename"]]
+    found = [name for name in names if (folder / name).exists()]
+    if found:
+        raise DataError(
+            f"{folder} holds {_DISPLAY_NAME[dataset]} files that ikl-zoo did not write ({', '.join(found)}): "
+            "writing there would replace them; choose another folder (--out)"
+        )
 
 
 def _validated_split(split: Split, name: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -328,7 +410,10 @@ def write_sample_data_dir(
 ) -> Path:
     """Write foolbox's real test images as a data dir (test split only) that every ikl-zoo command reads."""
     root = Path(root).expanduser()
+    for dataset in datasets:  # refuse before writing anything
+        _check_dataset(dataset)
+        _refuse_foreign_cifar(root, dataset)
     for dataset in datasets:
         images = foolbox_sample(dataset)
-        write_cifar_dir(root, dataset=dataset, test=images, source="foolbox sample (test 0-19)")
+        write_cifar_dir(root, dataset=dataset, test=images, source=SAMPLE_SOURCE)
     return root

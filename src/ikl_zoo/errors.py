@@ -27,6 +27,10 @@ class DatasetNotFoundError(IklZooError):
     pass
 
 
+class DataError(DatasetNotFoundError):
+    """A data dir that is there but unusable: damaged or foreign files, or a folder that cannot be written."""
+
+
 class DownloadError(IklZooError):
     """Weights that could not be fetched from any host (Hub, Google Drive) nor found in a cache."""
 
