@@ -63,9 +63,13 @@ class CountingModel(nn.Module):
         }
 
 
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+"""The devices an evaluation runs on: AutoAttack and the exactness checks are only validated on these."""
+
+
 def resolve_device(device: str | torch.device | None, model: nn.Module) -> torch.device:
     """``None``: where the model's weights are; ``"auto"``: this process's GPU if any (torchrun's LOCAL_RANK),
-    else the CPU."""
+    else the CPU. Anything but the CPU or a visible CUDA GPU is refused with the choices."""
     if device is None:
         first = next(iter(model.parameters()), None)
         return first.device if first is not None else torch.device("cpu")
@@ -75,12 +79,20 @@ def resolve_device(device: str | torch.device | None, model: nn.Module) -> torch
         return torch.device("cpu")
     try:
         resolved = torch.device(device)
-    except RuntimeError as error:
-        raise EvaluationError(f"unknown device {device!r} ({error}): use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
+    except (RuntimeError, TypeError):
+        raise EvaluationError(f"unknown device {str(device)!r}: use {DEVICE_CHOICES}") from None
+    if resolved.type == "cpu":
+        return torch.device("cpu")
+    if resolved.type != "cuda":
+        raise EvaluationError(f"device {str(device)!r} is not supported: use {DEVICE_CHOICES}")
+    if not torch.cuda.is_available():
         raise EvaluationError(f"device {device} requested but no CUDA GPU is visible: use --device cpu")
-    if resolved.type == "cuda" and resolved.index is None:  # under torchrun, each rank its own GPU
-        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    count = torch.cuda.device_count()
+    if resolved.index is None:  # under torchrun, each rank its own GPU
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % count)
+    if resolved.index >= count:
+        visible = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        raise EvaluationError(f"device {device} requested but {count} CUDA GPU(s) are visible: use {visible}")
     return resolved
 
 
@@ -121,32 +133,84 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
         raise EvaluationError("the labels must be class indices >= 0")
 
 
+_FP32_PRECISION_SETTINGS = (
+    "", "cudnn", "cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn",
+)
+"""torch.backends' ``fp32_precision`` settings (torch >= 2.9), parents before children: generic, CUDA (all,
+matmul, conv, rnn), oneDNN ops. ``mkldnn.fp32_precision`` itself is left out: its setter writes the generic
+setting."""
+
+
+def _fp32_precision_settings() -> list[object]:
+    """The settings this torch has; none before torch 2.9."""
+    if not hasattr(torch.backends, "fp32_precision"):
+        return []
+    settings = []
+    for dotted in _FP32_PRECISION_SETTINGS:
+        setting: object = torch.backends
+        for name in filter(None, dotted.split(".")):
+            setting = getattr(setting, name, None)
+        if setting is not None and hasattr(setting, "fp32_precision"):
+            settings.append(setting)
+    return settings
+
+
+@contextmanager
+def strict_fp32() -> Iterator[None]:
+    """float32 math without TF32 or bf16 inside, for cuBLAS, cuDNN and oneDNN; the caller's settings after.
+
+    On torch >= 2.9 through ``fp32_precision`` ("ieee" is strict): reading the legacy ``allow_tf32`` flags
+    raises there once the new API has been used. The generic setting goes to "ieee" first, so settings left
+    at "none" follow it and are restored with it; only settings the caller set explicitly are overridden one
+    by one and put back. Older torch: the legacy ``allow_tf32`` flags.
+    """
+    settings = _fp32_precision_settings()
+    if not settings:
+        cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+        saved = (cudnn.allow_tf32, matmul.allow_tf32)
+        cudnn.allow_tf32 = matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            cudnn.allow_tf32, matmul.allow_tf32 = saved
+        return
+    overridden = []
+    try:
+        for setting in settings:
+            precision = setting.fp32_precision  # type: ignore[attr-defined]
+            if precision != "ieee":
+                overridden.append((setting, precision))
+                setting.fp32_precision = "ieee"  # type: ignore[attr-defined]
+        yield
+    finally:
+        for setting, precision in reversed(overridden):
+            setting.fp32_precision = precision  # type: ignore[attr-defined]
+
+
 @contextmanager
 def evaluation_mode(model: nn.Module, device: torch.device, *, channels_last: bool = False) -> Iterator[None]:
     """Eval mode, frozen weights, strict fp32, cudnn.benchmark and the memory layout for the run; all restored
     afterwards."""
     modes = [(module, module.training) for module in model.modules()]
     requires_grad = [p.requires_grad for p in model.parameters()]
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn = torch.backends.cudnn
+    benchmark = cudnn.benchmark
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    cudnn.allow_tf32 = False
-    matmul.allow_tf32 = False
     if device.type == "cuda":
         cudnn.benchmark = True
     if channels_last:  # the weights too, or cudnn converts layouts at every convolution
         model.to(memory_format=torch.channels_last)
     try:
-        with torch.autocast(device_type=device.type, enabled=False):
+        with strict_fp32(), torch.autocast(device_type=device.type, enabled=False):
             yield
     finally:
         for module, training in modes:  # per module: a wrapper's mode may differ from its parts'
             module.training = training
         for parameter, flag in zip(model.parameters(), requires_grad, strict=True):
             parameter.requires_grad_(flag)
-        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
+        cudnn.benchmark = benchmark
         if channels_last:
             model.to(memory_format=torch.contiguous_format)
 
