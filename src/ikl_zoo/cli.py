@@ -6,7 +6,11 @@ library. Library imports happen inside the commands so ``ikl-zoo --help`` stays 
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 import click
 
@@ -18,12 +22,51 @@ DATASET_OPTION = click.option(
 )
 
 
+class _OneLineUsageError(click.UsageError):
+    """A usage error shown as one line naming the command's --help, instead of click's usage block."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        command = self.ctx.command_path if self.ctx is not None else "ikl-zoo"
+        message = " ".join(self.format_message().split()).removesuffix(".")
+        click.echo(f"Error: {message} (see {command} --help)", file=file, err=True)
+
+
+@contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # bare `ikl-zoo`: the help itself
+    except _OneLineUsageError:
+        raise
+    except click.UsageError as error:
+        raise _OneLineUsageError(error.format_message(), ctx=error.ctx) from None
+
+
+class IklZooCommand(click.Command):
+    """Every ikl-zoo command: its usage errors name it, so the one-line error points at its --help."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:  # click's parser leaves some without a context: name the command
+            error.ctx = error.ctx or ctx
+            raise
+
+
 class IklZooGroup(click.Group):
-    """Turns library errors into one line on stderr and exit status 2, never a traceback."""
+    """Turns bad options and library errors into one line on stderr and exit status 2, never a traceback."""
+
+    command_class = IklZooCommand
+
+    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
+        with _one_line_usage_errors():  # the group's own options
+            return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
-            return super().invoke(ctx)
+            with _one_line_usage_errors():  # unknown commands, their options, UsageErrors they raise
+                return super().invoke(ctx)
         except IklZooError as error:
             click.echo(f"Error: {error}", err=True)
             sys.exit(2)
@@ -32,7 +75,7 @@ class IklZooGroup(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=IklZooGroup)
+@click.group(name="ikl-zoo", cls=IklZooGroup)
 @click.version_option(__version__, prog_name="ikl-zoo")
 def main() -> None:
     """IKL-AT robust models: list, load, evaluate, publish and train."""
@@ -116,16 +159,26 @@ def _parse_eps(ctx: click.Context, param: click.Parameter, value: str) -> float:
         eps = float(numerator) / float(denominator) if denominator else float(numerator)
     except (ValueError, ZeroDivisionError):
         raise click.BadParameter(f"{value!r} is not a number or a fraction such as 8/255") from None
-    if not eps > 0:
-        raise click.BadParameter(f"{value!r} must be positive")
+    if not (math.isfinite(eps) and eps > 0):
+        raise click.BadParameter(f"{value!r} must be a positive finite number, e.g. 8/255")
     return eps
 
 
+def _check_linf_eps(eps: float) -> None:
+    """Images lie in [0, 1]: an Linf budget above 1 is a budget in pixel levels, almost always 8 for 8/255."""
+    if eps <= 1:
+        return
+    meant = f"did you mean {eps:g}/255?" if eps.is_integer() and eps <= 255 else "give a fraction, e.g. 8/255"
+    message = f"Linf eps {eps:g} exceeds the [0, 1] image range: {meant}"
+    raise click.BadParameter(message, param_hint="'--eps'")
+
+
 def _parse_batch_size(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
-    if value == "auto":
-        return value
-    if value.isdigit() and int(value) > 0:
-        return int(value)
+    text = value.strip()
+    if text.lower() == "auto":
+        return "auto"
+    if text.isascii() and text.isdigit() and int(text) > 0:
+        return int(text)
     raise click.BadParameter(f"{value!r} is neither a positive integer nor auto")
 
 
@@ -195,6 +248,9 @@ def eval_command(
     Run it under `torchrun --nproc-per-node N` to deal the chunks to N GPUs (or CPU processes).
     """
     import os
+
+    if norm == "Linf":
+        _check_linf_eps(eps)
 
     from ikl_zoo.evaluate.attacks import show_autoattack_warnings
     from ikl_zoo.evaluate.run import default_run_dir, evaluate_model

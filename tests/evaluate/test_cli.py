@@ -80,27 +80,96 @@ def test_summary_shows_published_figures_beside_the_measurement():
     assert "this run used 20 images" in text
 
 
+def _assert_one_error_line(outcome, message: str) -> str:
+    """Exit status 2, nothing on stdout, exactly one stderr line: ``Error: ...`` naming the problem."""
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.stdout == "" and "Traceback" not in outcome.stderr
+    lines = outcome.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), outcome.stderr
+    assert message in lines[0], lines[0]
+    return lines[0]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--eps", "8/0"], "is not a number or a fraction"),
+        (["--eps", "abc"], "is not a number or a fraction"),
+        (["--eps", "nan"], "must be a positive finite number"),
+        (["--eps", "inf"], "must be a positive finite number"),
+        (["--eps", "0"], "must be a positive finite number"),
+        (["--eps", "-8/255"], "must be a positive finite number"),
+        (["--eps", "8"], "Linf eps 8 exceeds the [0, 1] image range: did you mean 8/255?"),
+        (["--eps", "300/255"], "Linf eps 1.17647 exceeds the [0, 1] image range"),
+        (["--n-examples", "0"], "'--n-examples': 0 is not in the range x>=1"),
+        (["--batch-size", "0"], "neither a positive integer nor auto"),
         (["--batch-size", "big"], "neither a positive integer nor auto"),
+        (["--batch-size", "\u00b2"], "neither a positive integer nor auto"),
+        (["--norm", "linf"], "'linf' is not one of 'Linf', 'L2', 'L1'"),
+        (["--version", "standrad"], "'standrad' is not one of 'standard'"),
+        (["--chunk-size", "0"], "'--chunk-size': 0 is not in the range x>=1"),
+        (["--checkpoint", "nothere.pt"], "Path 'nothere.pt' does not exist"),
+        (["--out", "{file}"], "is a file"),
+        (["--data-dir", "{file}"], "is a file"),
         (["--attack-option", "apgd-n_iter"], "expected OBJECT.SETTING=N"),
+        (["--model"], "'--model' requires an argument"),
     ],
 )
-def test_eval_rejects_bad_options(tiny_folder, sample_dir, tmp_path, args, message):
-    outcome = CliRunner().invoke(
-        main, ["eval", "--model", str(tiny_folder), "--data-dir", str(sample_dir), *args]
+def test_eval_rejects_bad_options_in_one_line(tmp_path, args, message):
+    """Click's usage errors and ikl-zoo's own: one line naming the option and `ikl-zoo eval --help`."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    args = [arg.replace("{file}", str(a_file)) for arg in args]
+    outcome = CliRunner().invoke(main, ["eval", "--model", "demo-resnet18", "--device", "cpu", *args])
+    assert _assert_one_error_line(outcome, message).endswith("(see ikl-zoo eval --help)")
+
+
+@pytest.mark.parametrize("device", ["mps", "meta", "tpu", "cuda:x", "cuda:-1"])
+def test_eval_refuses_devices_it_does_not_run_on(device):
+    outcome = CliRunner().invoke(main, ["eval", "--model", "demo-resnet18", "--device", device])
+    _assert_one_error_line(outcome, "use auto, cpu, cuda or cuda:N")
+
+
+def test_l2_budgets_above_one_and_auto_in_capitals_are_accepted():
+    """Only Linf is bounded by the image range (L2 0.5 and L1 12 are usual): parsing gets past eps and the
+    batch size, to the (deliberately) unsupported device."""
+    for norm, eps in (("L2", "2.5"), ("L1", "12")):
+        outcome = CliRunner().invoke(main, [
+            "eval", "--model", "demo-resnet18", "--norm", norm, "--eps", eps, "--batch-size", "AUTO",
+            "--device", "mps",
+        ])
+        _assert_one_error_line(outcome, "device 'mps' is not supported")
+
+
+def test_usage_errors_are_one_line_in_a_real_process():
+    """A real process, not only CliRunner: no usage block, no traceback."""
+    command = [sys.executable, "-m", "ikl_zoo.cli", "eval", "--model", "demo-resnet18", "--eps", "8"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 2 and finished.stdout == ""
+    (line,) = finished.stderr.splitlines()
+    assert line.startswith(
+        "Error: Invalid value for '--eps': Linf eps 8 exceeds the [0, 1] image range: did you mean 8/255? "
+        "(see "
     )
-    assert outcome.exit_code == 2 and message in outcome.output
+    assert line.endswith(" eval --help)")  # named as it was run: here `python -m ikl_zoo.cli`
 
 
 def test_eval_errors_are_one_line(tiny_folder, tmp_path):
     arguments = ["eval", "--model", str(tiny_folder), "--data-dir", str(tmp_path / "nowhere"), *TINY_ARGS]
     outcome = CliRunner().invoke(main, [*arguments, "--out", str(tmp_path / "run"), "--no-download"])
-    assert outcome.exit_code == 2
-    assert outcome.output.count("\n") == 1 and outcome.output.startswith("Error: CIFAR-10 not found in")
-    assert "ikl-zoo sample-data --out" in outcome.output
+    assert "ikl-zoo sample-data --out" in _assert_one_error_line(outcome, "Error: CIFAR-10 not found in")
+
+
+def test_damaged_sample_dir_is_one_line_naming_the_file(tmp_path):
+    """A data dir ikl-zoo wrote that lost its batches.meta: one line, the file and the command to fix it."""
+    data = tmp_path / "data"
+    assert _run("sample-data", "--out", str(data), "--dataset", "cifar10").exit_code == 0
+    (data / "cifar-10-batches-py" / "batches.meta").unlink()
+    outcome = CliRunner().invoke(main, [
+        "eval", "--model", "demo-resnet18", "--data-dir", str(data), "--device", "cpu", "--no-download",
+    ])
+    line = _assert_one_error_line(outcome, f"cannot read {data / 'cifar-10-batches-py' / 'batches.meta'}")
+    assert line.endswith(f"write the folder again with `ikl-zoo sample-data --out {data}`")
 
 
 @pytest.mark.slow
