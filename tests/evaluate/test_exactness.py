@@ -1,6 +1,15 @@
-"""ikl-zoo's flags are pyautoattack's flags: same seed, same batches, same attack settings."""
+"""ikl-zoo's flags are pyautoattack's flags: same seed, same batches, same attack settings.
+
+APGD's flags on the tiny network do not change with the seed or the batch size, so equality under APGD
+cannot see broken seeding or batching. Square's random search with 10 queries at eps 0.05 does change
+with both; the Square tests first show that on direct pyautoattack calls, then require ikl-zoo to match
+them. (Square shows it on the demo ResNet-18 too, but a pass of it costs 17 times the tiny network's.)
+"""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -9,6 +18,59 @@ from ikl_zoo import load_model
 from ikl_zoo.evaluate import evaluate
 
 from .conftest import FAST_APGD, TINY_EPS, direct_autoattack
+
+SQUARE_EPS = 0.05
+SQUARE_OPTIONS = {"n_queries": 10}
+SQUARE = dict(
+    eps=SQUARE_EPS, version="custom", attacks=["square"], attack_options={"square": SQUARE_OPTIONS},
+    progress=False,
+)
+CHUNK_SEED, CHUNK_SIZE, CHUNK_BATCH = 1, 7, 3
+"""Three chunks (7, 7, 6 images), attacked in batches of 3 with seeds 1, 2, 3."""
+
+DirectSquare = Callable[..., list[bool]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two busy cores: one thread for the tests' small passes is several times faster than two, and
+    ikl-zoo and the direct calls it is compared with run alike either way."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def direct_square(tiny_model, cifar10_sample) -> DirectSquare:
+    """``flags(seed, batch_size, start=0, stop=20)``: a direct AutoAttack Square call on images start:stop,
+    cached because several tests compare against the same calls."""
+    x, y = cifar10_sample
+
+    @functools.cache
+    def cached(seed: int, batch_size: int, start: int, stop: int) -> tuple[bool, ...]:
+        return tuple(
+            direct_autoattack(
+                tiny_model, x[start:stop], y[start:stop], eps=SQUARE_EPS, seed=seed,
+                batch_size=batch_size, attacks=["square"], square=SQUARE_OPTIONS,
+            )
+        )
+
+    def flags(seed: int, batch_size: int, start: int = 0, stop: int = 20) -> list[bool]:
+        return list(cached(seed, batch_size, start, stop))
+
+    return flags
+
+
+def _chunk_bounds() -> list[tuple[int, int]]:
+    return [(start, min(start + CHUNK_SIZE, 20)) for start in range(0, 20, CHUNK_SIZE)]
+
+
+def _per_chunk_direct(direct_square: DirectSquare, *, seed_of_chunk: Callable[[int], int]) -> list[bool]:
+    flags: list[bool] = []
+    for k, (start, stop) in enumerate(_chunk_bounds()):
+        flags += direct_square(seed_of_chunk(k), CHUNK_BATCH, start, stop)
+    return flags
 
 
 @pytest.mark.slow
@@ -53,36 +115,48 @@ def test_demo_resnet18_flags_equal_a_direct_autoattack_call(cifar10_sample):
     assert set(result.timings) >= {"total", "wall", "checks", "clean", "apgd-ce", "apgd-t"}
 
 
-def test_chunk_k_is_autoattack_with_seed_plus_k(tiny_model, cifar10_sample):
-    x, y = cifar10_sample
+def test_square_flags_depend_on_seed_and_batch_size(direct_square):
+    """The premise of the Square tests: a wrong seed or a wrong batching changes pyautoattack's flags."""
+    assert direct_square(0, 20) != direct_square(0, 7), "batch size 20 vs 7 should change the flags"
+    assert direct_square(0, 7) != direct_square(1, 7), "seed 0 vs 1 should change the flags"
+    assert 0 < sum(direct_square(0, 7)) < 20
+
+
+@pytest.mark.parametrize(("seed", "batch_size"), [(0, 20), (0, 7), (1, 7)])
+def test_square_flags_equal_a_direct_autoattack_call(
+    tiny_model, cifar10_sample, direct_square, seed, batch_size
+):
+    result = evaluate(tiny_model, *cifar10_sample, seed=seed, batch_size=batch_size, chunk_size=20, **SQUARE)
+    assert result.robust_flags == direct_square(seed, batch_size)
+    assert result.per_attack["square"] == result.robust_acc
+    assert result.provenance["max_perturbation"] <= SQUARE_EPS + 1e-6
+
+
+def test_chunk_k_is_autoattack_with_seed_plus_k(tiny_model, cifar10_sample, direct_square):
+    expected = _per_chunk_direct(direct_square, seed_of_chunk=lambda k: CHUNK_SEED + k)
+    one_seed = _per_chunk_direct(direct_square, seed_of_chunk=lambda k: CHUNK_SEED)
+    assert expected != one_seed, "the chunks' own seeds should matter in this case"
     result = evaluate(
-        tiny_model,
-        x,
-        y,
-        eps=TINY_EPS,
-        version="custom",
-        attacks=["apgd-ce"],
-        attack_options=FAST_APGD,
-        seed=7,
-        batch_size=4,
-        chunk_size=8,
-        progress=False,
+        tiny_model, *cifar10_sample, seed=CHUNK_SEED, batch_size=CHUNK_BATCH, chunk_size=CHUNK_SIZE, **SQUARE
     )
-    expected = []
-    for k, start in enumerate(range(0, 20, 8)):
-        expected += direct_autoattack(
-            tiny_model,
-            x[start : start + 8],
-            y[start : start + 8],
-            eps=TINY_EPS,
-            seed=7 + k,
-            batch_size=4,
-            attacks=["apgd-ce"],
-            apgd=FAST_APGD["apgd"],
-        )
     assert result.robust_flags == expected
-    assert 0 < sum(expected) < 20
-    assert result.chunk_size == 8 and result.batch_size == 4
+    assert result.chunk_size == CHUNK_SIZE and result.batch_size == CHUNK_BATCH
+
+
+def test_resumed_chunk_keeps_its_own_seed(tiny_model, cifar10_sample, direct_square, tmp_path):
+    """A resumed run attacks the missing middle chunk first, yet with seed + its index, not + 0."""
+    start, stop = _chunk_bounds()[1]
+    assert direct_square(CHUNK_SEED + 1, CHUNK_BATCH, start, stop) != direct_square(
+        CHUNK_SEED, CHUNK_BATCH, start, stop
+    ), "the middle chunk's flags should depend on its seed"
+    out = tmp_path / "run"
+    arguments = dict(seed=CHUNK_SEED, batch_size=CHUNK_BATCH, chunk_size=CHUNK_SIZE, out=out, **SQUARE)
+    evaluate(tiny_model, *cifar10_sample, **arguments)
+    (out / "chunks" / "chunk_00001.json").unlink()
+    (out / "result.json").unlink()
+    resumed = evaluate(tiny_model, *cifar10_sample, resume=True, **arguments)
+    assert resumed.provenance["resumed_chunks"] == 2
+    assert resumed.robust_flags == _per_chunk_direct(direct_square, seed_of_chunk=lambda k: CHUNK_SEED + k)
 
 
 def test_l2_threat_model_is_plumbed(tiny_model, cifar10_sample):
@@ -140,8 +214,11 @@ def test_channels_last_does_not_change_flags(tiny_model, cifar10_sample):
     assert runs[1].provenance["channels_last"] is True
 
 
-def test_auto_batch_size_backs_off_on_out_of_memory_and_keeps_flags(tiny_model, cifar10_sample):
-    """A model that runs out of memory above 5 images: auto halves 20 -> 10 -> 5 and redoes the chunk."""
+def test_auto_batch_size_backs_off_on_out_of_memory_and_keeps_flags(
+    tiny_model, cifar10_sample, direct_square
+):
+    """A model that runs out of memory above 5 images: auto halves 20 -> 10 -> 5 and redoes the chunk,
+    whose flags are then those of batch size 5, not 10 or 20."""
 
     class SmallMemory(torch.nn.Module):
         def __init__(self, inner):
@@ -153,21 +230,7 @@ def test_auto_batch_size_backs_off_on_out_of_memory_and_keeps_flags(tiny_model, 
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
             return self.inner(x)
 
-    x, y = cifar10_sample
-    result = evaluate(
-        SmallMemory(tiny_model),
-        x,
-        y,
-        eps=TINY_EPS,
-        version="custom",
-        attacks=["apgd-ce"],
-        attack_options=FAST_APGD,
-        batch_size="auto",
-        chunk_size=20,
-        progress=False,
-    )
-    expected = direct_autoattack(
-        tiny_model, x, y, eps=TINY_EPS, seed=0, batch_size=5, attacks=["apgd-ce"], apgd=FAST_APGD["apgd"]
-    )
-    assert result.batch_size == 5 and result.robust_flags == expected
+    assert direct_square(0, 5) not in (direct_square(0, 10), direct_square(0, 20))
+    result = evaluate(SmallMemory(tiny_model), *cifar10_sample, batch_size="auto", chunk_size=20, **SQUARE)
+    assert result.batch_size == 5 and result.robust_flags == direct_square(0, 5)
     assert any("out of memory at batch size 10" in message for message in result.warnings)
