@@ -13,7 +13,7 @@ import pytest
 from ikl_zoo import load_model
 from ikl_zoo.evaluate import EvalResult, evaluate
 
-from .conftest import FAST_APGD, TINY_EPS
+from .test_exactness import SQUARE, SQUARE_EPS, SQUARE_OPTIONS
 
 
 def _free_port() -> int:
@@ -27,9 +27,12 @@ def test_two_gloo_ranks_equal_one_process(tiny_folder, sample_dir, cifar10_sampl
     out = tmp_path / "sharded"
     port = _free_port()
     launcher = f"-m torch.distributed.run --nproc-per-node 2 --master-addr 127.0.0.1 --master-port {port}"
+    # Square's flags depend on the seed of each chunk (checked below), so a rank seeding by its own count
+    # of chunks, or by its rank, would show.
     arguments = (
-        "--n-examples 20 --eps 4/255 --version custom --attacks apgd-ce --attack-option apgd.n_iter=10 "
-        "--attack-option apgd.n_restarts=1 --chunk-size 3 --batch-size 3 --device cpu --no-progress"
+        f"--n-examples 20 --eps {SQUARE_EPS} --version custom --attacks square "
+        f"--attack-option square.n_queries={SQUARE_OPTIONS['n_queries']} --chunk-size 3 --batch-size 3 "
+        "--device cpu --no-progress"
     )
     command = [
         sys.executable, *launcher.split(), "-m", "ikl_zoo.cli", "eval", "--model", str(tiny_folder),
@@ -46,18 +49,11 @@ def test_two_gloo_ranks_equal_one_process(tiny_folder, sample_dir, cifar10_sampl
     assert [chunk["rank"] for chunk in chunks] == [0, 1, 0, 1, 0, 1, 0]  # dealt round-robin
 
     x, y = cifar10_sample
-    single = evaluate(
-        load_model(str(tiny_folder)),
-        x,
-        y,
-        eps=TINY_EPS,
-        version="custom",
-        attacks=["apgd-ce"],
-        attack_options=FAST_APGD,
-        chunk_size=3,
-        batch_size=3,
-        progress=False,
+    model = load_model(str(tiny_folder))
+    single, other_seed = (
+        evaluate(model, x, y, seed=seed, chunk_size=3, batch_size=3, **SQUARE)
+        for seed in (0, 1)
     )
+    assert single.robust_flags != other_seed.robust_flags, "the configuration must be seed-sensitive"
     assert sharded.robust_flags == single.robust_flags and sharded.clean_flags == single.clean_flags
-    assert sharded.model_passes["backward"] == single.model_passes["backward"]
     assert 0 < sum(single.robust_flags) < 20
