@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,7 +127,7 @@ def test_run_dir_refuses_other_arguments_and_reuse_without_resume(tiny_model, ci
     x, y = cifar10_sample
     out = tmp_path / "run"
     evaluate(tiny_model, x, y, chunk_size=10, batch_size=10, out=out, **FAST)
-    with pytest.raises(EvaluationError, match="already holds a finished evaluation: pass --resume"):
+    with pytest.raises(EvaluationError, match="finished evaluation with these arguments: pass --resume"):
         evaluate(tiny_model, x, y, chunk_size=10, batch_size=10, out=out, **FAST)
     with pytest.raises(EvaluationError) as error:
         evaluate(
@@ -133,18 +136,167 @@ def test_run_dir_refuses_other_arguments_and_reuse_without_resume(tiny_model, ci
     assert "--resume refused" in str(error.value) and "eps 0.0156863 there, 0.00784314 now" in str(
         error.value
     )
+    # Without --resume, other arguments are named too, and --resume is not offered as the way out.
+    with pytest.raises(EvaluationError) as error:
+        evaluate(tiny_model, x, y, chunk_size=10, batch_size=10, out=out, **{**FAST, "eps": 2 / 255})
+    message = str(error.value)
+    assert "holds a run made with other arguments (eps 0.0156863 there, 0.00784314 now)" in message
+    assert "choose another --out, or delete the directory" in message and "pass --resume" not in message
     other_weights = torch.nn.Sequential(tiny_model, torch.nn.Identity())
     with pytest.raises(EvaluationError, match="weights_sha256"):
         evaluate(other_weights, x, y, chunk_size=10, batch_size=10, out=out, resume=True, **FAST)
 
 
-def test_foreign_chunk_file_is_refused(tiny_model, cifar10_sample, tmp_path):
-    x, y = cifar10_sample
+@pytest.fixture(scope="module")
+def linear_model() -> torch.nn.Module:
+    """A linear classifier: run directory plumbing at a fraction of a network's cost."""
+    generator = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    torch.nn.init.normal_(model[1].weight, std=0.05, generator=generator)
+    torch.nn.init.zeros_(model[1].bias)
+    return model.eval()
+
+
+def test_resume_without_a_run_starts_one_and_says_so(linear_model, cifar10_sample, tmp_path, capsys):
     out = tmp_path / "run"
-    evaluate(tiny_model, x, y, chunk_size=10, batch_size=10, out=out, **FAST)
-    path = out / "chunks" / "chunk_00001.json"
-    data = json.loads(path.read_text())
-    data["seed"] = 99
-    path.write_text(json.dumps(data))
-    with pytest.raises(EvaluationError, match="does not belong to this run's chunk 1: delete it"):
-        evaluate(tiny_model, x, y, chunk_size=10, batch_size=10, out=out, resume=True, **FAST)
+    result = evaluate(linear_model, *cifar10_sample, chunk_size=20, batch_size=20, out=out, resume=True,
+                      **FAST)
+    assert f"--resume: {out} holds no run yet; starting a new one there" in capsys.readouterr().out
+    assert EvalResult.load(out / "result.json") == result and result.provenance["resumed_chunks"] == 0
+
+
+@pytest.fixture(scope="module")
+def finished_run(linear_model, cifar10_sample, tmp_path_factory):
+    """A finished run in two chunks of 10 at batch size auto (10 on a CPU), to copy and damage."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    evaluate(linear_model, *cifar10_sample, chunk_size=10, batch_size="auto", out=out, **FAST)
+    return out
+
+
+def _resume_damaged(finished_run, tmp_path, linear_model, cifar10_sample, *, name, damage):
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    damage(out / name)
+    with pytest.raises(EvaluationError) as error:
+        evaluate(
+            linear_model, *cifar10_sample, chunk_size=10, batch_size="auto", out=out, resume=True, **FAST
+        )
+    message = str(error.value)
+    assert "\n" not in message and f"run directory {out}" in message
+    return message
+
+
+def _edit_json(edit):
+    def damage(path):
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps(edit(data)))
+
+    return damage
+
+
+def _without(key):
+    return lambda data: {name: value for name, value in data.items() if name != key}
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_edit_json(lambda data: {**data, "attack_flags": {}}),
+         "attack_flags gives the flags after no attack, not after apgd-ce"),
+        (lambda path: path.write_text("{"), "not valid JSON"),
+        (lambda path: path.write_bytes(b"\xff\xfe{"), "not UTF-8 text"),
+        (lambda path: path.write_text("[]"), "a JSON list, not an object"),
+        (_edit_json(_without("timings")), "missing timings"),
+        (_edit_json(lambda data: {**data, "clean_flags": "yes"}), "clean_flags is not a list of true/false"),
+        (_edit_json(lambda data: {**data, "batch_size": "10"}), "batch_size is \"10\", not an integer"),
+        (_edit_json(lambda data: {**data, "robust_flags": data["robust_flags"][1:]}),
+         "robust_flags has 9 entries, the chunk has 10 examples"),
+        (_edit_json(lambda data: {**data, "robust_flags": [True] * 10}), "contradict each other"),
+    ],
+)
+def test_damaged_chunk_file_is_a_one_line_error(
+    finished_run, tmp_path, linear_model, cifar10_sample, damage, reason
+):
+    message = _resume_damaged(
+        finished_run, tmp_path, linear_model, cifar10_sample, name="chunks/chunk_00001.json", damage=damage
+    )
+    assert re.search(f"chunk file chunk_00001.json is damaged \\(.*{reason}", message), message
+    assert message.endswith("delete it and rerun with --resume to redo that chunk")
+
+
+def test_foreign_chunk_file_is_refused(finished_run, tmp_path, linear_model, cifar10_sample):
+    message = _resume_damaged(
+        finished_run, tmp_path, linear_model, cifar10_sample, name="chunks/chunk_00001.json",
+        damage=_edit_json(lambda data: {**data, "seed": 99}),
+    )
+    assert "does not belong to this run's chunk 1 (seed 99 there, 1 now): delete it and rerun" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[]", "manifest.json is damaged (a JSON list, not an object)"),
+        ("{", "manifest.json is damaged (not valid JSON"),
+        ('{"format": 1}', "manifest.json is damaged (no identity object)"),
+        ('{"format": 1, "identity": [1]}', "manifest.json is damaged (no identity object)"),
+    ],
+)
+def test_damaged_manifest_is_a_one_line_error(
+    finished_run, tmp_path, linear_model, cifar10_sample, text, reason
+):
+    message = _resume_damaged(
+        finished_run, tmp_path, linear_model, cifar10_sample, name="manifest.json",
+        damage=lambda path: path.write_text(text),
+    )
+    assert reason in message and "choose another --out" in message
+
+
+@pytest.mark.parametrize(
+    "text", ['{"batch_size": 0}', '{"batch_size": 11}', '{"batch_size": true}', "[]", "{"]
+)
+def test_damaged_batch_size_file_is_a_one_line_error(
+    finished_run, tmp_path, linear_model, cifar10_sample, text
+):
+    message = _resume_damaged(
+        finished_run, tmp_path, linear_model, cifar10_sample, name="batch_size.json",
+        damage=lambda path: path.write_text(text),
+    )
+    assert "batch_size.json is damaged" in message and "delete it and rerun with --resume" in message
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda tmp_path: tmp_path / "afile",  # a regular file
+        lambda tmp_path: tmp_path / "afile" / "run",  # under a regular file
+        pytest.param(
+            lambda tmp_path: Path("/proc/ikl-zoo-run"), marks=pytest.mark.skipif(
+                not Path("/proc/self").is_dir(), reason="no /proc file system on this platform"
+            ),
+        ),
+    ],
+)
+def test_unwritable_out_is_a_one_line_error(linear_model, cifar10_sample, tmp_path, where):
+    (tmp_path / "afile").write_text("not a directory")
+    out = where(tmp_path)
+    with pytest.raises(EvaluationError) as error:
+        evaluate(linear_model, *cifar10_sample, chunk_size=10, batch_size=10, out=out, **FAST)
+    message = str(error.value)
+    assert message.startswith(f"cannot write the run directory {out}: ") and "\n" not in message
+    assert message.endswith("choose another --out")
+
+
+@pytest.mark.parametrize(
+    ("seed", "chunk_size"),
+    [(-1, 20), (2**63 - 1, 10), (2**63, 20), (True, 20), (1.0, 20), ("0", 20)],
+)
+def test_seed_out_of_range(linear_model, cifar10_sample, seed, chunk_size):
+    expected = r"^seed must be an integer with 0 <= seed and seed \+ \d+ .*< 2\*\*63"
+    with pytest.raises(EvaluationError, match=expected):
+        evaluate(linear_model, *cifar10_sample, chunk_size=chunk_size, batch_size=10, seed=seed, **FAST)
+
+
+def test_largest_seed_runs(linear_model, cifar10_sample):
+    """The last of two chunks gets seed 2**63 - 1, which torch and AutoAttack still take."""
+    result = evaluate(linear_model, *cifar10_sample, chunk_size=10, batch_size=10, seed=2**63 - 2, **FAST)
+    assert result.seed == 2**63 - 2 and len(result.robust_flags) == 20

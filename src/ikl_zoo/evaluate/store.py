@@ -3,17 +3,21 @@
 ::
 
     OUT/manifest.json              what was evaluated and how (a resumed run must match it)
+    OUT/batch_size.json            the batch size the next chunk runs at, when --batch-size is auto
     OUT/chunks/chunk_00003.json    flags of examples 1500-1999, after each attack, with times
     OUT/result.json                the EvalResult, written when every chunk is done
 
-Every file is written atomically, so a kill at any moment leaves only whole chunks behind.
+Every file is written atomically, so a kill at any moment leaves only whole chunks behind. A file that
+cannot be read back (damaged or edited) is a one-line error naming it and the way out, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ MANIFEST_FORMAT = 1
 
 @dataclass
 class ChunkOutcome:
-    """One finished chunk: examples ``start:stop`` attacked with seed ``seed``."""
+    """One finished chunk: examples ``start:stop`` attacked with seed ``seed``, ``batch_size`` at a time."""
 
     index: int
     start: int
@@ -59,6 +63,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
         self.manifest_path = self.path / "manifest.json"
+        self.batch_size_path = self.path / "batch_size.json"
         self.chunks_dir = self.path / "chunks"
         self.result_path = self.path / "result.json"
 
@@ -66,17 +71,28 @@ class RunDir:
         return self.chunks_dir / f"chunk_{index:05d}.json"
 
     def read_manifest(self) -> dict[str, Any] | None:
-        if not self.manifest_path.is_file():
+        data = self._read_json(self.manifest_path)
+        if data is None:
             return None
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except json.JSONDecodeError as error:
+        problem = None
+        if not isinstance(data, dict):
+            problem = f"a JSON {_json_type(data)}, not an object"
+        elif not isinstance(data.get("identity"), dict):
+            problem = "no identity object"
+        if problem is not None:
             raise EvaluationError(
-                f"{self.manifest_path} is not valid JSON ({error}): choose another --out"
-            ) from None
+                f"run directory {self.path}: manifest.json is damaged ({problem}): "
+                "choose another --out, or delete the directory to start over"
+            )
+        return data
 
     def check(self, identity: dict[str, Any], *, resume: bool) -> dict[str, Any] | None:
         """Validate the directory for this run without writing; returns the existing manifest if any."""
+        if self.path.exists() and not self.path.is_dir():
+            raise EvaluationError(
+                f"cannot write the run directory {self.path}: it is a file, not a directory; "
+                "choose another --out"
+            )
         manifest = self.read_manifest()
         if manifest is None:
             if self.chunks_dir.is_dir() and any(self.chunks_dir.glob("chunk_*.json")):
@@ -85,60 +101,200 @@ class RunDir:
                     "choose another --out"
                 )
             return None
-        if not resume:
-            state = "a finished" if self.result_path.is_file() else "an unfinished"
-            raise EvaluationError(
-                f"{self.path} already holds {state} evaluation: pass --resume to continue it, "
-                "or choose another --out"
-            )
         if manifest.get("format") != MANIFEST_FORMAT:
             raise EvaluationError(
-                f"{self.manifest_path} has format {manifest.get('format')}, this ikl-zoo writes "
+                f"{self.manifest_path} has format {_show(manifest.get('format'))}, this ikl-zoo writes "
                 f"{MANIFEST_FORMAT}: choose another --out"
             )
-        previous = manifest.get("identity", {})
-        differences = [
+        previous = manifest["identity"]
+        differences = "; ".join(
             f"{key} {_show(previous.get(key))} there, {_show(identity.get(key))} now"
             for key in sorted(set(previous) | set(identity))
             if previous.get(key) != identity.get(key)
-        ]
+        )
+        if differences and resume:
+            raise EvaluationError(
+                f"--resume refused: {self.path} was made with other arguments ({differences}): "
+                "rerun with the same arguments, or choose another --out"
+            )
         if differences:
             raise EvaluationError(
-                f"--resume refused: {self.path} was made with other arguments ({'; '.join(differences)}): "
-                "rerun with the same arguments, or choose another --out"
+                f"{self.path} holds a run made with other arguments ({differences}): "
+                "choose another --out, or delete the directory to start over"
+            )
+        if not resume:
+            state = "a finished" if self.result_path.is_file() else "an unfinished"
+            raise EvaluationError(
+                f"{self.path} already holds {state} evaluation with these arguments: pass --resume to "
+                "continue it, or choose another --out"
             )
         return manifest
 
     def write_manifest(self, identity: dict[str, Any], *, settings: dict[str, Any]) -> None:
         if self.manifest_path.is_file():
             return
-        write_json_atomic(self.manifest_path, {
+        self._write_json(self.manifest_path, {
             "format": MANIFEST_FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "identity": identity,
             "settings": settings,
         })
 
-    def load_chunk(self, index: int, *, start: int, stop: int, seed: int) -> ChunkOutcome | None:
-        path = self.chunk_path(index)
-        if not path.is_file():
+    def read_batch_size(self, *, limit: int) -> int | None:
+        """The batch size an ``auto`` run settled on (probed, then halved on out-of-memory), if recorded."""
+        data = self._read_json(self.batch_size_path, fix=_REDO_BATCH_SIZE)
+        if data is None:
             return None
-        try:
-            outcome = ChunkOutcome.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as error:
-            raise EvaluationError(f"{path} is not a chunk file ({error}): delete it to redo it") from None
-        size = stop - start
-        consistent = (
-            (outcome.index, outcome.start, outcome.stop, outcome.seed) == (index, start, stop, seed)
-            and len(outcome.clean_flags) == size and len(outcome.robust_flags) == size
-            and all(len(flags) == size for flags in outcome.attack_flags.values())
+        size = data.get("batch_size") if isinstance(data, dict) else None
+        if not (_is_int(size) and 1 <= size <= limit):
+            raise EvaluationError(
+                f"run directory {self.path}: batch_size.json is damaged (expected {{\"batch_size\": N}} with "
+                f"1 <= N <= {limit}): {_REDO_BATCH_SIZE}"
+            )
+        return size
+
+    def write_batch_size(self, batch_size: int) -> None:
+        self._write_json(self.batch_size_path, {"batch_size": batch_size})
+
+    def load_chunk(
+        self, index: int, *, start: int, stop: int, seed: int, attacks: Sequence[str]
+    ) -> ChunkOutcome | None:
+        path = self.chunk_path(index)
+        data = self._read_json(path, damaged=f"chunk file {path.name}", fix=_REDO_CHUNK)
+        if data is None:
+            return None
+        problem = _chunk_problem(data, size=stop - start, attacks=attacks)
+        if problem is not None:
+            raise EvaluationError(
+                f"run directory {self.path}: chunk file {path.name} is damaged ({problem}): {_REDO_CHUNK}"
+            )
+        expected = {"index": index, "start": start, "stop": stop, "seed": seed}
+        foreign = ", ".join(
+            f"{key} {data[key]} there, {value} now" for key, value in expected.items() if data[key] != value
         )
-        if not consistent:
-            raise EvaluationError(f"{path} does not belong to this run's chunk {index}: delete it to redo it")
-        return outcome
+        if foreign:
+            raise EvaluationError(
+                f"run directory {self.path}: chunk file {path.name} does not belong to this run's chunk "
+                f"{index} ({foreign}): {_REDO_CHUNK}"
+            )
+        return ChunkOutcome.from_dict(data)
 
     def save_chunk(self, outcome: ChunkOutcome) -> Path:
-        return write_json_atomic(self.chunk_path(outcome.index), outcome.to_dict())
+        return self._write_json(self.chunk_path(outcome.index), outcome.to_dict())
+
+    def save_result(self, data: dict[str, Any]) -> Path:
+        return self._write_json(self.result_path, data)
+
+    def _read_json(
+        self, path: Path, *, damaged: str | None = None, fix: str = "choose another --out"
+    ) -> Any | None:
+        """The file's JSON, or None where there is no file."""
+        damaged = damaged or path.name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError):  # the write that follows names the problem
+            return None
+        except OSError as error:
+            raise EvaluationError(f"cannot read {path}: {error.strerror or error}: {fix}") from None
+        except UnicodeDecodeError as error:
+            raise EvaluationError(
+                f"run directory {self.path}: {damaged} is damaged (not UTF-8 text: {error}): {fix}"
+            ) from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise EvaluationError(
+                f"run directory {self.path}: {damaged} is damaged (not valid JSON: {error}): {fix}"
+            ) from None
+
+    def _write_json(self, path: Path, data: Any) -> Path:
+        with self._writing():
+            return write_json_atomic(path, data)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            named = error.filename is not None and Path(error.filename) != self.path
+            where = f" ({error.filename})" if named else ""
+            raise EvaluationError(
+                f"cannot write the run directory {self.path}: {error.strerror or error}{where}; "
+                "choose another --out"
+            ) from None
+
+
+_REDO_CHUNK = "delete it and rerun with --resume to redo that chunk"
+_REDO_BATCH_SIZE = "delete it and rerun with --resume (the size is then taken from the finished chunks)"
+
+_CHUNK_INTS = ("index", "start", "stop", "seed", "batch_size", "rank")
+_CHUNK_FIELDS = {item.name for item in fields(ChunkOutcome)}
+
+
+def _chunk_problem(data: Any, *, size: int, attacks: Sequence[str]) -> str | None:
+    """What is wrong with a chunk file's JSON for a chunk of ``size`` examples, or None."""
+    if not isinstance(data, dict):
+        return f"a JSON {_json_type(data)}, not an object"
+    missing = sorted(_CHUNK_FIELDS - set(data))
+    if missing:
+        return f"missing {', '.join(missing)}"
+    unexpected = sorted(set(data) - _CHUNK_FIELDS)
+    if unexpected:
+        return f"unexpected {', '.join(unexpected)}"
+    for key in _CHUNK_INTS:
+        if not _is_int(data[key]) or data[key] < 0:
+            return f"{key} is {_show(data[key])}, not an integer >= 0"
+    if data["batch_size"] < 1:
+        return "batch_size is 0"
+    attack_flags = data["attack_flags"]
+    if not isinstance(attack_flags, dict) or list(attack_flags) != list(attacks):
+        found = ", ".join(attack_flags) or "no attack" if isinstance(attack_flags, dict) else "no object"
+        return f"attack_flags gives the flags after {found}, not after {', '.join(attacks)}"
+    flag_lists = {
+        "clean_flags": data["clean_flags"], "robust_flags": data["robust_flags"],
+        **{f"attack_flags[{name}]": flags for name, flags in attack_flags.items()},
+    }
+    for name, flags in flag_lists.items():
+        if not (isinstance(flags, list) and all(isinstance(flag, bool) for flag in flags)):
+            return f"{name} is not a list of true/false"
+        if len(flags) != size:
+            return f"{name} has {len(flags)} entries, the chunk has {size} examples"
+    # Each attack can only remove survivors; the last attack's survivors are the robust ones.
+    stages = [data["clean_flags"], *attack_flags.values()]
+    removed_only = all(
+        not (after and not before)
+        for earlier, later in zip(stages, stages[1:], strict=False)
+        for before, after in zip(earlier, later, strict=True)
+    )
+    if not removed_only or stages[-1] != data["robust_flags"]:
+        return "the flags after the attacks contradict each other"
+    timings = data["timings"]
+    if not (isinstance(timings, dict) and all(_is_number(seconds) for seconds in timings.values())):
+        return "timings are not numbers"
+    if not _is_number(data["max_perturbation"]):
+        return "max_perturbation is not a number"
+    passes = data["model_passes"]
+    if not (isinstance(passes, dict) and all(_is_int(count) for count in passes.values())):
+        return "model_passes are not integers"
+    if not isinstance(data["device"], str):
+        return "device is not a string"
+    if not (isinstance(data["warnings"], list) and all(isinstance(m, str) for m in data["warnings"])):
+        return "warnings are not a list of strings"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
 
 
 def _show(value: Any) -> str:
