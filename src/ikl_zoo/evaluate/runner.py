@@ -148,6 +148,7 @@ def evaluate(
         })
 
     auto = batch_size == "auto"
+    largest_batch = min(chunk_size, n_examples)
     rng_devices = [device] if device.type == "cuda" else []
     with evaluation_mode(model, device, channels_last=channels_last), torch.random.fork_rng(
         devices=rng_devices, device_type="cuda"
@@ -165,7 +166,7 @@ def evaluate(
                 if outcome is not None:
                     done[index] = outcome
             if auto:
-                recorded_batch_size = run_dir.read_batch_size(limit=min(chunk_size, n_examples))
+                recorded_batch_size = run_dir.read_batch_size(limit=largest_batch)
                 if recorded_batch_size is None and done:  # a run whose batch_size.json was deleted
                     recorded_batch_size = min(outcome.batch_size for outcome in done.values())
         pending, recorded_batch_size = shard.broadcast(
@@ -179,14 +180,13 @@ def evaluate(
         elif recorded_batch_size is not None:
             run_batch_size = recorded_batch_size
         elif pending:  # every rank the same size, so a flag does not depend on the rank that ran its chunk
-            limit = min(chunk_size, n_examples)
             probed = (
-                auto_batch_size(model, x, device=device, limit=limit, channels_last=channels_last)
-                if mine else limit
+                auto_batch_size(model, x, device=device, limit=largest_batch, channels_last=channels_last)
+                if mine else largest_batch
             )
             run_batch_size = min(shard.all_gather(probed))
         else:
-            run_batch_size = min(chunk_size, n_examples)
+            run_batch_size = largest_batch
         if save_batch_size is not None and pending:
             save_batch_size(run_batch_size)
 
