@@ -49,6 +49,7 @@ def test_half_precision_weights_are_refused(tiny_model, cifar10_sample):
     ("kwargs", "message"),
     [
         ({"eps": 0.0}, "eps must be a positive number"),
+        ({"eps": 8.0}, r"Linf eps 8 exceeds the \[0, 1\] image range: .* 8/255"),
         ({"batch_size": 0}, "batch size must be a positive integer or 'auto'"),
         ({"chunk_size": 0}, "chunk size must be a positive integer"),
         ({"device": "tpu"}, "unknown device 'tpu'"),

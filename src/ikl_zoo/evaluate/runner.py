@@ -109,6 +109,10 @@ def evaluate(
     options = check_attack_options(attack_options, version=version)
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise EvaluationError(f"eps must be a positive number, got {eps!r}")
+    if norm == "Linf" and eps > 1:
+        raise EvaluationError(
+            f"Linf eps {eps:g} exceeds the [0, 1] image range: pass it as a fraction of it, e.g. 8/255"
+        )
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise EvaluationError(f"chunk size must be a positive integer, got {chunk_size!r}")
     if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):
