@@ -6,8 +6,8 @@ two wall-clock times (start-up, model loading and the merge included) is the sca
 several GPUs would see with NCCL. The model is the demo ResNet-18 (pyautoattack's plainly trained test
 checkpoint, not IKL-AT) on the 20 real CIFAR-10 test images foolbox ships, at eps 1/255 where some survive.
 
-    python benchmarks/bench_shard_cpu.py                   # 2 ranks, about 3 minutes on 2 idle cores
-    python benchmarks/bench_shard_cpu.py --ranks 4 --attacks apgd-ce
+    python benchmarks/bench_shard_cpu.py                   # 2 ranks, about 2 minutes on 2 idle cores
+    python benchmarks/bench_shard_cpu.py --attacks apgd-ce,apgd-t --ranks 2
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--eps", default="1/255")
-    parser.add_argument("--attacks", default="apgd-ce,apgd-t")
+    parser.add_argument("--attacks", default="apgd-ce")
+    parser.add_argument(
+        "--attack-option", action="append", default=None,
+        help="Passed to ikl-zoo eval (default apgd.n_restarts=1, as standard AutoAttack runs APGD-CE).",
+    )
     parser.add_argument("--chunk-size", type=int, default=5, help="20 images: 4 chunks of 5 by default")
     args = parser.parse_args()
 
@@ -58,6 +62,8 @@ def main() -> int:
             "--chunk-size", str(args.chunk_size), "--batch-size", str(args.chunk_size), "--device", "cpu",
             "--no-progress",
         ]
+        for option in args.attack_option or ["apgd.n_restarts=1"]:
+            evaluation += ["--attack-option", option]
         single_s = run([*cli, *evaluation, "--out", str(root / "single")], "one process")
         launcher = [
             sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.ranks),
