@@ -164,15 +164,6 @@ def _parse_eps(ctx: click.Context, param: click.Parameter, value: str) -> float:
     return eps
 
 
-def _check_linf_eps(eps: float) -> None:
-    """Images lie in [0, 1]: an Linf budget above 1 is a budget in pixel levels, almost always 8 for 8/255."""
-    if eps <= 1:
-        return
-    meant = f"did you mean {eps:g}/255?" if eps.is_integer() and eps <= 255 else "give a fraction, e.g. 8/255"
-    message = f"Linf eps {eps:g} exceeds the [0, 1] image range: {meant}"
-    raise click.BadParameter(message, param_hint="'--eps'")
-
-
 def _parse_batch_size(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
     text = value.strip()
     if text.lower() == "auto":
@@ -249,10 +240,13 @@ def eval_command(
     """
     import os
 
-    if norm == "Linf":
-        _check_linf_eps(eps)
+    from ikl_zoo.errors import EvaluationError
+    from ikl_zoo.evaluate.attacks import check_eps, show_autoattack_warnings
 
-    from ikl_zoo.evaluate.attacks import show_autoattack_warnings
+    try:  # before any model or data is loaded
+        check_eps(eps, norm=norm)
+    except EvaluationError as error:
+        raise click.BadParameter(str(error), param_hint="'--eps'") from None
     from ikl_zoo.evaluate.run import default_run_dir, evaluate_model
     from ikl_zoo.evaluate.summary import format_summary
 

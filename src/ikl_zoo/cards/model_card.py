@@ -25,11 +25,10 @@ from ikl_zoo.leaderboard.reference import (
     ROBUSTBENCH_URL,
     STANDARD_EPS,
     format_eps,
-    published_from_row,
     reference_entry,
 )
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
-from ikl_zoo.reference import REFERENCE_COMMIT
+from ikl_zoo.reference import REFERENCE_COMMIT, published_from_row
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard

@@ -11,6 +11,7 @@ AutoAttack's own checks (randomness, softmax output, dynamic defences, class cou
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +39,16 @@ ATTACK_OPTIONS: dict[str, tuple[str, ...]] = {
     "fab": ("n_iter", "n_restarts", "n_target_classes"),
     "square": ("n_queries", "n_restarts", "p_init"),
 }
+
+
+def check_eps(eps: float, *, norm: str) -> None:
+    """A positive, finite budget; an Linf one within the [0, 1] image range (8 almost always means 8/255)."""
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise EvaluationError(f"eps must be a positive number, got {eps!r}")
+    if norm == "Linf" and eps > 1:
+        pixel_levels = float(eps).is_integer() and eps <= 255
+        meant = f"did you mean {eps:g}/255?" if pixel_levels else "give a fraction, e.g. 8/255"
+        raise EvaluationError(f"Linf eps {eps:g} exceeds the [0, 1] image range: {meant}")
 
 
 def resolve_attacks(*, version: str, norm: str, attacks: Sequence[str] | None) -> list[str]:

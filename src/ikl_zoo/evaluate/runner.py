@@ -13,7 +13,6 @@ goes on at the size the interrupted one had reached; each chunk records the size
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import time
@@ -32,6 +31,7 @@ from ikl_zoo.evaluate.attacks import (
     autoattack_settings,
     build_adversary,
     check_attack_options,
+    check_eps,
     check_square_success,
     collect_autoattack_warnings,
     resolve_attacks,
@@ -107,12 +107,7 @@ def evaluate(
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     attack_list = resolve_attacks(version=version, norm=norm, attacks=attacks)
     options = check_attack_options(attack_options, version=version)
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-        raise EvaluationError(f"eps must be a positive number, got {eps!r}")
-    if norm == "Linf" and eps > 1:
-        raise EvaluationError(
-            f"Linf eps {eps:g} exceeds the [0, 1] image range: pass it as a fraction of it, e.g. 8/255"
-        )
+    check_eps(eps, norm=norm)
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise EvaluationError(f"chunk size must be a positive integer, got {chunk_size!r}")
     if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size >= 1):

@@ -23,11 +23,11 @@ from ikl_zoo.leaderboard.reference import (
     check_board,
     format_eps,
     is_ikl_at,
-    published_from_row,
     reference_entry,
     robustbench_name,
 )
 from ikl_zoo.paper import PAPER_AUTHORS, PAPER_TITLE, PAPER_URL, PAPER_VENUE
+from ikl_zoo.reference import published_from_row
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult

@@ -127,18 +127,6 @@ def load_reference(
     return Reference(_to_frame(rows), f"RobustBench model_info/ in {folder.parent.parent}")
 
 
-def published_from_row(row: dict[str, Any]) -> dict[str, Any]:
-    """The published figures of a leaderboard row, in the shape results, records and cards carry them."""
-    figures = {
-        "clean_acc": row["clean_acc"],
-        "autoattack_acc": row["autoattack_acc"],
-        "source": "RobustBench leaderboard",
-    }
-    if row["external"] is not None:
-        figures["external"] = row["external"]
-    return figures
-
-
 def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:
     """The shipped published row of a RobustBench model (metadata for records and submissions), if any."""
     table = _shipped_table()

@@ -30,6 +30,18 @@ def shipped_leaderboard() -> pd.DataFrame:
     return pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
 
 
+def published_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The published figures of a leaderboard row, in the shape results, records and cards carry them."""
+    figures = {
+        "clean_acc": row["clean_acc"],
+        "autoattack_acc": row["autoattack_acc"],
+        "source": "RobustBench leaderboard",
+    }
+    if row["external"] is not None:
+        figures["external"] = row["external"]
+    return figures
+
+
 def published_figures(name: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:
     """Clean and AutoAttack accuracy (percent) RobustBench publishes for ``name``; None if unlisted."""
     table = shipped_leaderboard()
@@ -39,8 +51,8 @@ def published_figures(name: str, *, dataset: str, threat_model: str) -> dict[str
     if match.empty:
         return None
     row = match.iloc[0]
-    return {
+    return published_from_row({
         "clean_acc": float(row["clean_acc"]),
         "autoattack_acc": float(row["autoattack_acc"]),
-        "source": f"RobustBench leaderboard ({REFERENCE_SOURCE})",
-    }
+        "external": float(row["external"]) if row["external"] else None,
+    })
