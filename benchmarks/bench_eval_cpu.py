@@ -7,6 +7,8 @@ the robust flags must be identical; the timing shows what the evaluator's bookke
 
     python benchmarks/bench_eval_cpu.py                          # standard AA, eps 8/255: about 2 minutes
     python benchmarks/bench_eval_cpu.py --eps 1/255 --version custom --attacks apgd-ce,apgd-t
+    python benchmarks/bench_eval_cpu.py --eps 1/255 --version custom --attacks fab-t \
+        --options fab.n_iter=20,fab.n_target_classes=3 --repeats 3    # FAB-T: the weight-gradient saving
 """
 
 from __future__ import annotations
@@ -24,11 +26,23 @@ def fraction(text: str) -> float:
     return float(numerator) / float(denominator) if denominator else float(numerator)
 
 
+def attack_options(text: str) -> dict[str, dict[str, float]]:
+    """``fab.n_iter=20,square.p_init=0.8`` as ``evaluate``'s ``attack_options``."""
+    options: dict[str, dict[str, float]] = {}
+    for item in filter(None, text.split(",")):
+        dotted, _, value = item.partition("=")
+        attack_object, _, name = dotted.partition(".")
+        options.setdefault(attack_object, {})[name] = float(value)
+    return options
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--eps", type=fraction, default=8 / 255, help="e.g. 8/255 (default) or 0.01")
     parser.add_argument("--version", choices=["standard", "plus", "rand", "custom"], default="standard")
     parser.add_argument("--attacks", default=None, help="custom version: comma-separated (apgd-ce,apgd-t)")
+    parser.add_argument("--options", type=attack_options, default={},
+                        help="custom version: attack settings, e.g. fab.n_iter=20,fab.n_target_classes=3")
     parser.add_argument("--n-examples", type=int, default=20, help="at most 20 (the images foolbox ships)")
     parser.add_argument("--batch-size", type=int, default=0, help="both sides (default: all examples)")
     parser.add_argument("--seed", type=int, default=0)
@@ -43,6 +57,11 @@ def main() -> int:
     from ikl_zoo import load_model
     from ikl_zoo.data import load_test_examples, write_sample_data_dir
     from ikl_zoo.evaluate import evaluate
+    from ikl_zoo.evaluate.attacks import check_attack_options
+
+    options = check_attack_options(args.options, version=args.version)
+    if any("n_iter" in options.get(name, {}) for name in ("apgd", "apgd_targeted")):
+        parser.error("APGD derives its step schedule from n_iter when built: set FAB and Square options only")
 
     attacks = args.attacks.split(",") if args.attacks else None
     batch_size = args.batch_size or args.n_examples
@@ -53,7 +72,8 @@ def main() -> int:
     print(
         f"demo ResNet-18 (not IKL-AT) on {len(x)} real CIFAR-10 test images, "
         f"Linf eps {args.eps * 255:.3g}/255, "
-        f"AutoAttack {args.version}{' ' + ','.join(attacks) if attacks else ''}, seed {args.seed}, "
+        f"AutoAttack {args.version}{' ' + ','.join(attacks) if attacks else ''}"
+        f"{' ' + str(options) if options else ''}, seed {args.seed}, "
         f"batch {batch_size}, {torch.get_num_threads()} CPU threads",
         flush=True,
     )
@@ -61,12 +81,16 @@ def main() -> int:
     def direct() -> list[bool]:
         adversary = AutoAttack(model, norm="Linf", eps=args.eps, version=args.version, attacks=attacks,
                                seed=args.seed, device="cpu")
+        for attack_object, settings in options.items():  # as AutoAttack's README sets them
+            for name, value in settings.items():
+                setattr(getattr(adversary, attack_object), name, value)
         _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
         return (y_adv == y).tolist()
 
     def ours() -> list[bool]:
-        result = evaluate(model, x, y, eps=args.eps, version=args.version, attacks=attacks, seed=args.seed,
-                          batch_size=batch_size, chunk_size=len(x), device="cpu", progress=False)
+        result = evaluate(model, x, y, eps=args.eps, version=args.version, attacks=attacks,
+                          attack_options=options, seed=args.seed, batch_size=batch_size,
+                          chunk_size=len(x), device="cpu", progress=False)
         return result.robust_flags
 
     times: dict[str, list[float]] = {"direct": [], "ikl-zoo": []}
