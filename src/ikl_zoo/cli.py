@@ -318,7 +318,10 @@ def leaderboard(
                             top=top, only_ikl=only_ikl, no_extra_data=no_extra_data)
     text = render_board(board, fmt)
     if out_file:
-        click.echo(f"wrote {write_text_atomic(out_file, text)}")
+        from ikl_zoo.leaderboard.records import output_errors
+
+        with output_errors(out_file, fix="pass an -o/--out path you can write"):
+            click.echo(f"wrote {write_text_atomic(out_file, text)}")
     else:
         click.echo(text, nl=False)
     if plot:

@@ -165,3 +165,20 @@ def test_committed_cards_are_current(tmp_path, monkeypatch):
     assert sorted(committed) == sorted(fresh), "cards/ holds other models: run `make cards`"
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"stale cards {stale}: run `make cards`"
+
+
+def test_result_of_replaced_weights_is_refused_for_the_published_models_card(tmp_path, make_result):
+    provenance = {
+        **make_result().provenance,
+        "model_source": "Cui2023Decoupled_WRN-28-10 with weights from mine.pt",
+    }
+    with pytest.raises(CardError, match="weights from mine.pt, not the published weights"):
+        build_model_card("Cui2023Decoupled_WRN-28-10", result=make_result(provenance=provenance))
+
+
+def test_unwritable_card_folder_is_a_one_line_error(tmp_path):
+    from ikl_zoo.errors import IklZooError
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(IklZooError, match="cannot write .*part of that path is a file"):
+        write_model_card("demo-resnet18", tmp_path / "file" / "card")

@@ -167,3 +167,36 @@ def test_draft_writes_files_marked_as_draft(tmp_path, make_result):
     issue = (tmp_path / "new-model-issue.md").read_text()
     assert "**DRAFT, not ready to submit:**" in issue and "- **Paper Title**: (fill in)" in issue
     assert "TODO_GOOGLE_DRIVE_ID" in (tmp_path / "model_zoo_entry.py").read_text()
+
+
+@pytest.mark.parametrize("name", ["../../../escaped", "a/b", ".hidden", ""])
+def test_even_a_draft_name_stays_inside_model_info(tmp_path, make_result, name):
+    out = tmp_path / "out"
+    with pytest.raises(SubmissionRefusedError, match="cannot name model_info/cifar10/Linf/<name>.json"):
+        write_submission(make_result("my-wrn", n_examples=100), out, name=name or " ", draft=True)
+    assert not tmp_path.joinpath("escaped.json").exists() and not out.exists()
+
+
+def test_replaced_weights_are_a_refusal_reason(make_result):
+    result = make_result(
+        provenance={
+            **make_result().provenance,
+            "model_source": "Cui2023Decoupled_WRN-28-10 with weights from mine.pt",
+        }
+    )
+    with pytest.raises(SubmissionRefusedError, match="weights from mine.pt, not its published weights"):
+        build_submission(result)
+
+
+def test_unwritable_submission_folder_is_a_one_line_error(tmp_path, make_result):
+    from ikl_zoo.errors import IklZooError
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(IklZooError, match="cannot write .*part of that path is a file"):
+        write_submission(make_result("my-wrn", n_examples=100), tmp_path / "file" / "out", draft=True)
+
+
+def test_issue_text_names_the_devices_as_text(make_result):
+    provenance = {**make_result().provenance, "device": ["cuda:0 (NVIDIA H100)", "cuda:0 (NVIDIA H100)"]}
+    text = build_submission(make_result(provenance=provenance)).issue_text
+    assert "on cuda:0 (NVIDIA H100))" in text and "['" not in text

@@ -75,4 +75,24 @@ def test_record_command_adds_and_refuses(tmp_path, make_result):
     assert result.exit_code == 2 and "--overwrite" in result.output
     assert runner.invoke(main, ["record", str(tmp_path / "tiny.json"), "--overwrite", *args]).exit_code == 0
     board = runner.invoke(main, ["leaderboard", "--top", "9", *args]).output
-    assert "10 examples" in board
+    assert "10 of 10,000 examples (estimate)" in board
+
+
+def test_unwritable_outputs_are_one_line_errors(tmp_path):
+    (tmp_path / "file").write_text("")
+    runner = CliRunner()
+    for option in ("-o", "--plot"):
+        result = runner.invoke(
+            main,
+            [
+                "leaderboard",
+                "--top",
+                "2",
+                "--records",
+                str(tmp_path / "none"),
+                option,
+                str(tmp_path / "file" / "x.png"),
+            ],
+        )
+        assert result.exit_code == 2, result.output
+        assert "Error: cannot write" in result.output and "Traceback" not in result.output

@@ -27,13 +27,14 @@ def test_scatter_marks_ikl_at_extra_data_and_measurements(tmp_path, make_result)
         "generated images (per footnote) (21)",
         "extra real data (26)",
         "IKL-AT (2)",
-        "measured by ikl-zoo (1)",
+        "measured by ikl-zoo, standard AutoAttack, full test set (1)",
     }
     ikl = board.rows[board.rows["ikl_at"]]
     np.testing.assert_allclose(
         groups["IKL-AT (2)"].get_offsets(), ikl[["clean_acc", "autoattack_acc"]].to_numpy()
     )
-    np.testing.assert_allclose(groups["measured by ikl-zoo (1)"].get_offsets(), [[92.20, 67.60]])
+    measured = groups["measured by ikl-zoo, standard AutoAttack, full test set (1)"]
+    np.testing.assert_allclose(measured.get_offsets(), [[92.20, 67.60]])
     markers = {label: collection.get_paths()[0].vertices.shape[0] for label, collection in groups.items()}
     assert len(set(markers.values())) >= 4  # circle, square, triangle, star, diamond differ in shape
     assert {text.get_text() for text in axes.texts} == {"WRN-28-10", "WRN-34-10"}
@@ -53,3 +54,18 @@ def test_plot_refuses_bad_requests(tmp_path):
         plot_board(build_board(records_root=None, top=3), tmp_path / "board.txt")
     with pytest.raises(LeaderboardError, match="empty"):
         plot_board(build_board("cifar10", "L2", records_root=None, only_ikl=True), tmp_path / "board.png")
+
+
+def test_scatter_leaves_out_estimates(tmp_path, make_result):
+    # A 4-image check of the demo network must not sit on the picture of the board, above everything.
+    write_record(make_result("demo-resnet18", n_examples=4, clean=1.0, robust=1.0), root=tmp_path)
+    write_record(make_result(n_examples=100, robust=0.9), root=tmp_path)
+    board = build_board("cifar10", "Linf", records_root=tmp_path)
+    _, groups = _collections(board_figure(board))
+    assert not any(label.startswith("measured") for label in groups)
+
+
+def test_plot_write_error_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(LeaderboardError, match="not a folder"):
+        plot_board(build_board(records_root=None, top=3), tmp_path / "file" / "board.png")

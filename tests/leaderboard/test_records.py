@@ -106,3 +106,62 @@ def test_unreadable_files_are_one_line_errors(tmp_path, make_result):
     assert read_result(tmp_path / "result.json").robust_acc == pytest.approx(0.677)
     with pytest.raises(LeaderboardError, match="unknown dataset"):
         write_record(make_result(dataset="imagenet"), root=tmp_path)
+
+
+def _result_file(tmp_path, result, **changes):
+    data = result.to_dict()
+    data.update(changes)
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"clean_acc": "0.92"}, "clean_acc"),
+        ({"robust_acc": 67.7}, "robust_acc"),
+        ({"eps": "8/255"}, "eps"),
+        ({"n_examples": 0}, "n_examples"),
+        ({"attacks": "apgd-ce"}, "attacks"),
+        ({"provenance": ["torch"]}, "provenance"),
+        ({"robust_flags": None}, "robust_flags"),
+    ],
+)
+def test_result_with_wrong_field_types_is_a_one_line_error(tmp_path, make_result, changes, named):
+    path = _result_file(tmp_path, make_result(n_examples=10), **changes)
+    with pytest.raises(LeaderboardError, match=f"not an ikl-zoo result.json .*{named}"):
+        read_result(path)
+
+
+def test_record_with_wrong_field_types_is_a_one_line_error(tmp_path, make_result):
+    path = write_record(make_result(n_examples=10), root=tmp_path)
+    data = json.loads(path.read_text())
+    data["ikl_zoo"]["measurement"]["eps"] = "8/255"
+    path.write_text(json.dumps(data))
+    with pytest.raises(LeaderboardError, match="not an ikl-zoo result record .*eps"):
+        load_records(tmp_path)
+
+
+def test_result_of_replaced_weights_is_never_recorded_as_the_published_model(tmp_path, make_result):
+    provenance = {
+        **make_result().provenance,
+        "model_source": "Cui2023Decoupled_WRN-28-10 with weights from mine.pt",
+    }
+    with pytest.raises(LeaderboardError, match="weights from mine.pt, not its published weights"):
+        write_record(make_result(provenance=provenance), root=tmp_path)
+    assert not tmp_path.joinpath("cifar10").exists()
+
+
+def test_ids_sharing_a_file_name_never_replace_each_other(tmp_path, make_result):
+    path = write_record(make_result("my_model", n_examples=10), root=tmp_path)
+    for overwrite in (False, True):
+        with pytest.raises(RecordConflictError, match="holds the record of 'my_model', not of 'my/model'"):
+            write_record(make_result("my/model", n_examples=20), root=tmp_path, overwrite=overwrite)
+    assert read_record(path).measurement.model_id == "my_model"
+
+
+def test_unwritable_records_folder_is_a_one_line_error(tmp_path, make_result):
+    (tmp_path / "records").write_text("")
+    with pytest.raises(LeaderboardError, match="part of that path is a file"):
+        write_record(make_result(), root=tmp_path / "records")

@@ -188,3 +188,60 @@ def test_html_is_one_self_contained_escaped_page(tmp_path):
 def test_unknown_format_is_refused():
     with pytest.raises(LeaderboardError, match="md, csv, latex, html, json"):
         render_board(build_board(records_root=None), "xlsx")
+
+
+def test_estimates_of_unlisted_models_stay_below_the_ranked_rows(tmp_path, make_result):
+    # The demo network, 4 images, one cheap attack, 100 %: never above RobustBench's first place.
+    write_record(
+        make_result("demo-resnet18", n_examples=4, clean=1.0, robust=1.0, version="custom"), root=tmp_path
+    )
+    write_record(make_result("my-wrn", n_examples=10_000, clean=0.95, robust=0.90), root=tmp_path)
+    rows = build_board("cifar10", "Linf", records_root=tmp_path).rows
+    assert rows.iloc[0]["model_id"] == "my-wrn" and bool(rows.iloc[0]["measured_comparable"])
+    demo = rows.iloc[-1]
+    assert demo["model_id"] == "demo-resnet18" and not demo["ikl_at"] and not demo["measured_comparable"]
+    assert (
+        "4 of 10,000 examples (estimate)" in demo["measured_note"]
+        and "not comparable" in demo["measured_note"]
+    )
+    top = build_board("cifar10", "Linf", records_root=tmp_path, top=3).rows
+    assert "demo-resnet18" not in set(top["model_id"])
+    text = render_board(build_board("cifar10", "Linf", records_root=tmp_path), "md")
+    assert "None" not in text
+    assert re.search(r"^\|\s+- \| demo-resnet18 ", text, flags=re.MULTILINE)
+
+
+def test_no_delta_against_the_published_figure_for_another_attack_version(tmp_path, make_result):
+    write_record(make_result(n_examples=10_000, robust=0.80, version="custom"), root=tmp_path)
+    row = (
+        build_board("cifar10", "Linf", records_root=tmp_path)
+        .rows.set_index("model_id")
+        .loc["Cui2023Decoupled_WRN-28-10"]
+    )
+    assert row["measured_autoattack_acc"] == pytest.approx(80.0)
+    assert math.isnan(row["delta_autoattack_acc"]) and not row["measured_comparable"]
+
+
+def test_a_second_record_of_a_model_is_named_not_merged(tmp_path, make_result):
+    real = write_record(make_result(n_examples=10_000, robust=0.6770), root=tmp_path)
+    data = json.loads(real.read_text())
+    data["ikl_zoo"]["measurement"]["robust_acc"] = 0.99
+    copy = real.with_name("A-copy.json")  # sorts before the real record
+    copy.write_text(json.dumps(data))
+    board = build_board("cifar10", "Linf", records_root=tmp_path)
+    rows = board.rows[board.rows["measured_autoattack_acc"].notna()]
+    assert list(rows["model_id"]) == ["Cui2023Decoupled_WRN-28-10"]
+    assert rows.iloc[0]["measured_autoattack_acc"] == pytest.approx(67.70)
+    assert any("A-copy.json" in note and "second record" in note for note in board.notes)
+
+
+def test_a_record_of_replaced_weights_is_not_shown_as_the_model(tmp_path, make_result):
+    path = write_record(make_result(n_examples=10_000), root=tmp_path)
+    data = json.loads(path.read_text())
+    data["ikl_zoo"]["measurement"]["provenance"]["model_source"] = (
+        "Cui2023Decoupled_WRN-28-10 with weights from x.pt"
+    )
+    path.write_text(json.dumps(data))
+    board = build_board("cifar10", "Linf", records_root=tmp_path)
+    assert not board.has_measurements
+    assert any("weights from x.pt" in note for note in board.notes)

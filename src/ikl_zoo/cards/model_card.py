@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING, Any
 from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, find_fact
-from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, find_record, registry_entry
+from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, find_fact, replaced_weights
+from ikl_zoo.leaderboard.records import (
+    DEFAULT_ROOT,
+    Measurement,
+    find_record,
+    output_errors,
+    registry_entry,
+)
 from ikl_zoo.leaderboard.reference import (
     ROBUSTBENCH_URL,
     STANDARD_EPS,
@@ -130,7 +136,8 @@ def write_model_card(
 ) -> Path:
     """Write ``out_dir/README.md`` atomically and return its path."""
     card = build_model_card(entry_or_config, dataset=dataset, result=result, config=config, repo_id=repo_id)
-    return write_text_atomic(Path(out_dir) / CARD_NAME, str(card))
+    with output_errors(out_dir, fix="pass an -o/--out folder you can write"):
+        return write_text_atomic(Path(out_dir) / CARD_NAME, str(card))
 
 
 def write_registry_cards(
@@ -289,6 +296,13 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
             f"the result is for {measurement.threat_model} "
             f"eps {format_eps(measurement.eps, measurement.threat_model)}, "
             f"the model for {subject.threat_text}: evaluate it under the model's threat model"
+        )
+    weights = replaced_weights(measurement.provenance)
+    if weights is not None and subject.in_registry:
+        raise CardError(
+            f"the result measures {measurement.model_id} with weights from {weights}, not the published "
+            f"weights this card describes: make a zoo folder of that checkpoint (`ikl-zoo convert`), "
+            "evaluate it and card the folder"
         )
     same_weights = (
         subject.weights_sha256 and checkpoint_sha256(measurement.provenance) == subject.weights_sha256

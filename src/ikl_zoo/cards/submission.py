@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, missing_facts
+from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, missing_facts, replaced_weights
 from ikl_zoo.leaderboard.records import (
     Measurement,
     ModelMetadata,
     model_metadata,
+    output_errors,
     registry_entry,
     robustbench_model_info,
 )
@@ -40,6 +41,8 @@ MIN_EXAMPLES = 10_000
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
 NAME_PATTERN = re.compile(r"^[A-Z][A-Za-z-]*\d{4}[A-Z][A-Za-z0-9]*(?:_[A-Za-z0-9-]+)*$")
 """RobustBench's model names: ``<FirstAuthor><Year><FirstWordOfTitle>[_<variant>]``."""
+FILE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""What even a draft's name must be: one file name inside ``model_info/<dataset>/<threat>/``."""
 BOARDS = {("cifar10", "Linf"), ("cifar10", "L2"), ("cifar100", "Linf")}
 """The CIFAR leaderboards RobustBench runs."""
 CODE_URL = "https://github.com/jiequancui/DKL"
@@ -136,6 +139,13 @@ def submission_problems(result: EvalResult | Measurement, *, name: str, metadata
     if gaps:
         problems.append(f"its provenance lacks the {', '.join(gaps)} (rerun with `ikl-zoo eval`)")
     problems += _flag_gaps(result)
+    weights = replaced_weights(measurement.provenance)
+    if weights is not None:
+        problems.append(
+            f"it measures {measurement.model_id} with weights from {weights}, not its published weights "
+            "(make a zoo folder of that checkpoint with `ikl-zoo convert`, evaluate the folder, and pass "
+            "--model-dir and a new --name)"
+        )
     if not NAME_PATTERN.match(name):
         problems.append(
             f"{name!r} is not a RobustBench name: pass --name <FirstAuthor><Year><FirstWordOfTitle>, "
@@ -167,6 +177,11 @@ def build_submission(
     if unknown:
         raise ValueError(f"unknown info keys {unknown}; expected some of {list(INFO_KEYS)}")
     name = name or measurement.board_id
+    if not FILE_NAME_PATTERN.match(name):
+        raise SubmissionRefusedError(
+            f"--name {name!r} cannot name model_info/{measurement.dataset}/{measurement.threat_model}/"
+            "<name>.json: use letters, digits, '_', '-' and '.', e.g. Cui2023Decoupled_WRN-28-10"
+        )
     metadata = _with_info(
         model_metadata(
             measurement.model_id,
@@ -217,14 +232,15 @@ def write_submission(
     """Write ``model_info/<dataset>/<threat>/<name>.json``, the issue text and the model-zoo entry."""
     submission = build_submission(result, name=name, draft=draft, info=info, config=config)
     out_dir = Path(out_dir)
-    paths = [
-        write_text_atomic(
-            out_dir / submission.model_info_path,
-            json.dumps(submission.model_info, indent=2, ensure_ascii=False) + "\n",
-        ),
-        write_text_atomic(out_dir / ISSUE_FILE, submission.issue_text),
-        write_text_atomic(out_dir / ZOO_ENTRY_FILE, submission.model_zoo_entry),
-    ]
+    with output_errors(out_dir, fix="pass an -o/--out folder you can write"):
+        paths = [
+            write_text_atomic(
+                out_dir / submission.model_info_path,
+                json.dumps(submission.model_info, indent=2, ensure_ascii=False) + "\n",
+            ),
+            write_text_atomic(out_dir / ISSUE_FILE, submission.issue_text),
+            write_text_atomic(out_dir / ZOO_ENTRY_FILE, submission.model_zoo_entry),
+        ]
     return submission, paths
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ikl_zoo.atomic import atomic_path
+from ikl_zoo.leaderboard.records import output_errors
 from ikl_zoo.leaderboard.reference import IKL_MODEL_PREFIX, LeaderboardError
 from ikl_zoo.leaderboard.table import Board, board_title
 
@@ -36,7 +37,7 @@ def plot_board(board: Board, path: str | os.PathLike[str], *, dpi: int = 150) ->
     if file_format not in FigureCanvasAgg.get_supported_filetypes():
         raise LeaderboardError(f"cannot write a plot as {path.suffix!r}: name the file .png, .pdf or .svg")
     figure = board_figure(board)
-    with atomic_path(path) as tmp:
+    with output_errors(path, fix="pass a --plot path you can write"), atomic_path(path) as tmp:
         figure.savefig(tmp, format=file_format, dpi=dpi)
     return path
 
@@ -101,7 +102,8 @@ def board_figure(board: Board) -> Figure:
                 color="#cf222e",
             )
 
-    measured = rows[rows["measured_autoattack_acc"].notna()]
+    # Only figures measured as RobustBench measures them belong in the board's picture.
+    measured = rows[rows["measured_autoattack_acc"].notna() & rows["measured_comparable"]]
     if not measured.empty:
         axes.scatter(
             measured["measured_clean_acc"],
@@ -112,7 +114,7 @@ def board_figure(board: Board) -> Figure:
             edgecolors="black",
             linewidths=1.2,
             zorder=5,
-            label=f"measured by ikl-zoo ({len(measured)})",
+            label=f"measured by ikl-zoo, standard AutoAttack, full test set ({len(measured)})",
         )
         for _, row in measured.iterrows():
             if row["on_robustbench"]:

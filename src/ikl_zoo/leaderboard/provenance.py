@@ -70,7 +70,20 @@ def describe(provenance: Mapping[str, Any]) -> str:
         if value is not None:
             parts.append(f"{label} {value}")
     device = find_fact(provenance, "device")
+    if isinstance(device, list | tuple):  # one entry per rank's device, e.g. ["cuda:0 (NVIDIA H100)"]
+        device = ", ".join(dict.fromkeys(map(str, device)))
     text = ", ".join(parts)
     if device is not None:
         text = f"{text} on {device}" if text else str(device)
     return text
+
+
+def replaced_weights(provenance: Mapping[str, Any]) -> str | None:
+    """The local checkpoint a registered model was evaluated with instead of its published weights, if any.
+
+    ``ikl-zoo eval --model ID --checkpoint FILE`` records ``model_source: "ID with weights from FILE"``;
+    such a measurement is of FILE, not of ID, and must never stand for ID's published figures.
+    """
+    source = provenance.get("model_source")
+    match = re.search(r" with weights from (.+)$", source) if isinstance(source, str) else None
+    return match.group(1) if match else None

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import UnknownModelError
+from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.reference import (
     LeaderboardError,
     check_board,
@@ -70,6 +74,21 @@ class RecordConflictError(LeaderboardError):
     """A new measurement would silently replace a stronger or different one."""
 
 
+@contextmanager
+def output_errors(
+    path: str | os.PathLike[str], *, fix: str = "choose a folder you can write"
+) -> Iterator[None]:
+    """Turn a failed write (not a directory, permission denied, disk full) into a one-line error."""
+    try:
+        yield
+    except (FileExistsError, NotADirectoryError):
+        raise LeaderboardError(
+            f"cannot write {path}: part of that path is a file, not a folder; {fix}"
+        ) from None
+    except OSError as error:
+        raise LeaderboardError(f"cannot write {path}: {error.strerror or error}; {fix}") from None
+
+
 @dataclass(frozen=True)
 class Measurement:
     """An evaluation's figures and provenance without the per-example flags: what a record keeps."""
@@ -103,6 +122,7 @@ class Measurement:
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
+        _check_values(values)
         values["attacks"] = tuple(values.get("attacks") or ())
         return cls(**values)
 
@@ -225,6 +245,13 @@ def write_record(
     """
     measurement = Measurement.from_result(result)
     check_board(measurement.dataset, measurement.threat_model)
+    weights = replaced_weights(measurement.provenance)
+    if weights is not None:
+        raise LeaderboardError(
+            f"the result measures {measurement.model_id} with weights from {weights}, not its published "
+            f"weights, so it cannot be recorded as {measurement.model_id}: make a zoo folder of that "
+            "checkpoint (`ikl-zoo convert`) and evaluate the folder"
+        )
     path = record_path(
         measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model, root=root
     )
@@ -237,6 +264,11 @@ def write_record(
     info = robustbench_model_info(measurement, metadata)
     if path.exists():
         existing = read_record(path)
+        if existing.measurement.board_id != measurement.board_id:
+            raise RecordConflictError(
+                f"{path} holds the record of {existing.measurement.model_id!r}, not of "
+                f"{measurement.model_id!r} (both ids map to this file name): rename one of the models"
+            )
         if not overwrite:
             _check_replaceable(existing.measurement, measurement, path)
         for key in METADATA_KEYS:
@@ -251,7 +283,8 @@ def write_record(
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "measurement": measurement.to_dict(),
     }
-    return write_json_atomic(path, info)
+    with output_errors(path, fix="pass a --records folder you can write"):
+        return write_json_atomic(path, info)
 
 
 def read_record(path: str | os.PathLike[str]) -> Record:
@@ -260,7 +293,7 @@ def read_record(path: str | os.PathLike[str]) -> Record:
         data = json.loads(path.read_text())
         section = data["ikl_zoo"]
         measurement = Measurement.from_dict(section["measurement"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise LeaderboardError(
             f"{path} is not an ikl-zoo result record ({type(error).__name__}: {error}); "
             "remove it or rewrite it "
@@ -303,8 +336,20 @@ def read_result(path: str | os.PathLike[str]) -> EvalResult:
     from ikl_zoo.evaluate.result import EvalResult
 
     try:
-        return EvalResult.load(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, AttributeError) as error:
+        result = EvalResult.load(path)
+        Measurement.from_result(result)  # the figures every reader relies on have the right types
+        for flags in ("clean_flags", "robust_flags"):
+            if not isinstance(getattr(result, flags), list):
+                raise TypeError(f"{flags} is {getattr(result, flags)!r}, not a list")
+        return result
+    except (
+        OSError,
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        TypeError,
+        ValueError,
+        AttributeError,
+    ) as error:
         raise LeaderboardError(
             f"{path} is not an ikl-zoo result.json ({type(error).__name__}: {error}); "
             "pass the result.json that `ikl-zoo eval` wrote"
@@ -327,6 +372,43 @@ def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
             f"{path} not replaced: {'; '.join(reasons)} "
             "(pass overwrite=True / --overwrite, or delete the record)"
         )
+
+
+_TEXT_FIELDS = ("model_id", "dataset", "threat_model", "version")
+_MAPPING_FIELDS = ("per_attack", "timings", "model_passes", "provenance")
+
+
+def _check_values(values: dict[str, Any]) -> None:
+    """Raise ``TypeError``/``ValueError`` naming the first field a hand-edited or foreign file got wrong."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+    for key in _TEXT_FIELDS:
+        if key in values and not isinstance(values[key], str):
+            raise TypeError(f"{key} is {values[key]!r}, not text")
+    for key in ("eps", "clean_acc", "robust_acc"):
+        if key in values and not number(values[key]):
+            raise TypeError(f"{key} is {values[key]!r}, not a number")
+    for key in ("clean_acc", "robust_acc"):
+        if key in values and not 0 <= values[key] <= 1:
+            raise ValueError(f"{key} is {values[key]!r}, not a fraction in [0, 1]")
+    if "eps" in values and values["eps"] <= 0:
+        raise ValueError(f"eps is {values['eps']!r}, not a positive budget")
+    n_examples = values.get("n_examples")
+    if "n_examples" in values and (
+        not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples < 1
+    ):
+        raise ValueError(f"n_examples is {n_examples!r}, not a positive count")
+    seed = values.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise TypeError(f"seed is {seed!r}, not an integer")
+    attacks = values.get("attacks") or []
+    if not isinstance(attacks, list | tuple) or not all(isinstance(a, str) for a in attacks):
+        raise TypeError(f"attacks is {attacks!r}, not a list of attack names")
+    for key in _MAPPING_FIELDS:
+        if values.get(key) is not None and not isinstance(values[key], dict):
+            raise TypeError(f"{key} is {values[key]!r}, not an object")
 
 
 def _percent_text(fraction: float) -> str:
