@@ -125,8 +125,13 @@ def test_user_trained_folder_gets_its_own_card(tmp_path, make_result):
 
 def test_result_of_another_model_is_refused_unless_its_weights_match(tmp_path, make_result):
     folder = _user_folder(tmp_path)
-    by_sha = make_result("WideResNet-16-4", provenance={"checkpoint_sha256": "cd" * 32})
+    # As the evaluator orders them: the tensors' digest and the data's hash come before the file's hash.
+    hashes = {"weights_sha256": "01" * 32, "data_sha256": "02" * 32, "checkpoint_sha256": "cd" * 32}
+    by_sha = make_result("WideResNet-16-4", provenance=hashes)
     assert "Measured" in str(build_model_card(folder, result=by_sha))
+    other_file = {**hashes, "checkpoint_sha256": "ee" * 32}
+    with pytest.raises(CardError, match="checkpoint sha256 does not match"):
+        build_model_card(folder, result=make_result("WideResNet-16-4", provenance=other_file))
     with pytest.raises(CardError, match="the result is for 'WideResNet-16-4'"):
         build_model_card(folder, result=make_result("WideResNet-16-4"))
     with pytest.raises(CardError, match="--dataset cifar100"):

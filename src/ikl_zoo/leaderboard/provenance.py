@@ -7,6 +7,7 @@ find a fact by the name of its key at any depth, so records, cards and submissio
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -16,11 +17,13 @@ REQUIRED_FACTS = {
     "AutoAttack version": ({"autoattack", "pyautoattack"}, ()),
     "ikl-zoo version": ({"iklzoo"}, ()),
     "device": (set(), ("device",)),
-    "checkpoint sha256": (set(), ("sha256",)),
+    "checkpoint sha256": ({"checkpointsha256"}, ()),
 }
 """What a result must record to be trusted by a submission: each fact, named by a key segment equal to one
 of the names (``torch``, ``torch_version``, ``versions.torch`` all match ``torch``, ``torchvision`` does not)
-or containing one of the fragments."""
+or containing one of the fragments. The checkpoint's sha256 is the hash of the file a reviewer downloads
+(``checkpoint_sha256`` or ``checkpoint.sha256``); the evaluator's ``weights_sha256`` (a digest of the tensors)
+and ``data_sha256`` are other hashes and never stand in for it."""
 
 
 def flatten(provenance: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -39,7 +42,9 @@ def find_fact(provenance: Mapping[str, Any], fact: str) -> Any:
     for key, value in flatten(provenance):
         if value in (None, "", [], {}):
             continue
-        segments = [_normalise(segment) for segment in key.split(".")]
+        parts = key.split(".")
+        segments = [_normalise(segment) for segment in parts]
+        segments += [_normalise(first + second) for first, second in itertools.pairwise(parts)]
         if any(segment in names or any(f in segment for f in fragments) for segment in segments):
             return value
     return None

@@ -1,0 +1,18 @@
+"""The facts a submission trusts are found under the names the evaluator and hand-written records use."""
+
+from ikl_zoo.leaderboard.provenance import checkpoint_sha256, missing_facts
+
+VERSIONS = {"torch": "2.14.1", "pyautoattack": "0.2.0", "ikl_zoo": "0.1.0"}
+
+
+def test_checkpoint_sha256_is_the_files_hash_never_the_weights_or_data_digest():
+    evaluator_order = {"weights_sha256": "aa", "data_sha256": "bb", "checkpoint_sha256": "cc"}
+    assert checkpoint_sha256(evaluator_order) == "cc"
+    assert checkpoint_sha256({"checkpoint": {"path": "m.pt", "sha256": "dd"}}) == "dd"
+    assert checkpoint_sha256({"weights_sha256": "aa", "data_sha256": "bb"}) is None
+
+
+def test_a_result_without_the_files_hash_lacks_the_checkpoint_fact():
+    provenance = {**VERSIONS, "devices": ["cpu"], "weights_sha256": "aa", "data_sha256": "bb"}
+    assert missing_facts(provenance) == ["checkpoint sha256"]
+    assert missing_facts({**provenance, "checkpoint_sha256": "cc"}) == []
