@@ -123,6 +123,16 @@ def test_user_trained_folder_gets_its_own_card(tmp_path, make_result):
     assert "500 of the 10,000 test images" in text and "set `license` in config.json" in text
 
 
+def test_only_ikl_training_makes_an_ikl_at_card(tmp_path):
+    trades = {"method": "TRADES", "loss": "kl", "trained_with": "ikl-zoo 0.1.0 (ikl-zoo train)"}
+    text = str(build_model_card(_user_folder(tmp_path, training=trades)))
+    assert "ikl-at" not in text.split("---")[1].lower()
+    ikl = {"method": "IKL-AT", "recipe": "cifar10-wrn-34-10", "trained_with": "ikl-zoo 0.1.0 (ikl-zoo train)"}
+    (tmp_path / "my-model" / "config.json").unlink()
+    (tmp_path / "my-model").rmdir()
+    assert "ikl-at" in str(build_model_card(_user_folder(tmp_path, training=ikl))).split("---")[1].lower()
+
+
 def test_result_of_another_model_is_refused_unless_its_weights_match(tmp_path, make_result):
     folder = _user_folder(tmp_path)
     # As the evaluator orders them: the tensors' digest and the data's hash come before the file's hash.

@@ -234,7 +234,7 @@ def _subject_from_config(config: dict[str, Any]) -> CardSubject:
         architecture=architecture_name(architecture),
         architecture_config=architecture if isinstance(architecture, dict) else None,
         training=training,
-        is_ikl_at="ikl" in json.dumps(training or "").lower(),
+        is_ikl_at=_trained_with_ikl(training),
         in_registry=False,
         published=None,
         robustbench_row=None,
@@ -313,6 +313,15 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
             f"(and its checkpoint sha256 does not match the folder's weights): pass the matching result"
         )
     return measurement
+
+
+def _trained_with_ikl(training: Any) -> bool:
+    """IKL-AT by what the config says was done (``ikl-zoo train`` writes ``method: IKL-AT``; a hand-written
+    config may name the loss), never by the word "ikl" elsewhere, e.g. in ``trained_with: ikl-zoo``."""
+    if not isinstance(training, dict):
+        return False
+    method, loss = str(training.get("method", "")), str(training.get("loss", ""))
+    return method.upper() == "IKL-AT" or loss.lower() == "ikl"
 
 
 def _eval_results(subject: CardSubject, measurement: Measurement | None) -> list[Any]:
