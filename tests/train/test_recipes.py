@@ -70,3 +70,21 @@ def test_arch_specs():
         architecture_config("wrn-11-1", dataset="cifar10")
     with pytest.raises(RecipeError, match="registered model id"):
         architecture_config("resnet-50", dataset="cifar10")
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"eps": 8.0}, r"eps 8 exceeds the \[0, 1\] image range \(did you mean 8/255\?\)"),
+        ({"eps": 1.5}, r"eps 1.5 exceeds the \[0, 1\] image range"),
+        ({"lr": math.inf}, "lr must be a positive finite number"),
+        ({"temperature": math.inf}, "temperature must be a positive finite number"),
+        ({"momentum": 1.0}, r"momentum must lie in \[0, 1\)"),
+        ({"seed": -1}, r"seed must lie in \[0, 2\*\*32 - 1\]"),
+        ({"seed": 2**32}, r"seed must lie in \[0, 2\*\*32 - 1\]"),
+    ],
+)
+def test_values_that_would_train_nonsense_or_crash_later_are_refused(knobs, message):
+    with pytest.raises(RecipeError, match=message):
+        get_recipe("cifar10", **knobs)
+    get_recipe("cifar10", eps=1.0, momentum=0.0, seed=2**32 - 1)  # the edges are fine

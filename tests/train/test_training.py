@@ -194,3 +194,38 @@ def test_torchrun_trains_with_two_processes(colour_cifar_dir: Path, tmp_path: Pa
     assert state["run"]["world_size"] == 2
     assert state["history"][0]["images"] == 8  # both processes' halves of the global batch
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_unusable_run_folders_and_devices_fail_before_training(colour_cifar_dir: Path, tmp_path: Path):
+    runner = CliRunner()
+    common = ["train", "--data-dir", str(colour_cifar_dir), *SMALL_RUN]
+    (tmp_path / "a-file").write_text("")
+    cases = {
+        str(tmp_path / "a-file" / "run"): "cannot write the run folder",
+        str(tmp_path / "dir-checkpoint"): "checkpoint.pt is not a file",
+        str(tmp_path / "keyless"): "checkpoint.pt is damaged",
+    }
+    (tmp_path / "dir-checkpoint" / "checkpoint.pt").mkdir(parents=True)
+    (tmp_path / "keyless").mkdir()
+    torch.save({"format": "ikl-zoo-train/1", "epoch": 1}, tmp_path / "keyless" / "checkpoint.pt")
+    for out, message in cases.items():
+        result = runner.invoke(main, [*common, "--out", out, "--resume"])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("Error: ") and message in result.output, result.output
+        assert result.output.count("\n") == 1
+    for device in ("tpu", "cuda:x"):
+        result = runner.invoke(main, [*common, "--out", str(tmp_path / "dev"), "--device", device])
+        assert result.exit_code == 2 and f"unknown --device '{device}'" in result.output, result.output
+    assert not (tmp_path / "dev" / "checkpoint.pt").exists()
+
+
+def test_a_diverging_run_stops_and_keeps_its_last_finite_checkpoint(colour_cifar_dir: Path, tmp_path: Path):
+    recipe = _small_recipe(lr=1e30, epochs=3, autoaugment=False, awp_gamma=0.0)
+    with pytest.raises(TrainingError, match=r"training diverged in epoch \d.*lower --lr"):
+        _train(recipe, colour_cifar_dir, tmp_path / "run")
+    assert not (tmp_path / "run" / "model").exists()
+    state = load_training_checkpoint(tmp_path / "run")
+    if state is not None:  # epoch 1 may survive the first steps
+        assert state["epoch"] < 3
+        weights = [value for value in state["model"].values() if value.is_floating_point()]
+        assert all(torch.isfinite(value).all() for value in weights)

@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import random
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.json"
 MODEL_DIR_NAME = "model"
 CHECKPOINT_FORMAT = "ikl-zoo-train/1"
+_CHECKPOINT_KEYS = (
+    "recipe", "run", "epoch", "history", "model_id", "model", "optimizer", "ema", "class_prior",
+)
 AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -237,9 +241,15 @@ class _Processes:
 
 def _start_processes(device: str | None) -> tuple[_Processes, torch.device]:
     """Join torchrun's process group when ``WORLD_SIZE`` > 1; pick the device (GPU ``LOCAL_RANK``)."""
-    use_cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    asked = _parse_device(device)
+    use_cuda = torch.cuda.is_available() if asked is None else asked.type == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise TrainingError("--device cuda asked for, but torch sees no GPU: pass --device cpu")
+    if asked is not None and asked.type == "cuda" and (asked.index or 0) >= torch.cuda.device_count():
+        raise TrainingError(
+            f"--device {device}: torch sees {torch.cuda.device_count()} GPU(s), cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}"
+        )
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return _Processes(), torch.device(device or ("cuda" if use_cuda else "cpu"))
@@ -253,6 +263,43 @@ def _start_processes(device: str | None) -> tuple[_Processes, torch.device]:
         torch.cuda.set_device(chosen)
         return processes, chosen
     return processes, torch.device("cpu")
+
+
+def _parse_device(device: str | None) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise TrainingError(f"unknown --device {device!r}: use cpu, cuda or cuda:N")
+    return parsed
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Fail before the first epoch, not after it, when the run folder cannot take a checkpoint."""
+    checkpoint = out_dir / CHECKPOINT_NAME
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as error:
+        raise TrainingError(
+            f"cannot write the run folder {out_dir} ({error.strerror or error}): choose another --out"
+        ) from None
+    if checkpoint.exists() and not checkpoint.is_file():
+        raise TrainingError(f"{checkpoint} is not a file: remove it or choose another --out")
+
+
+def _check_finite(net: nn.Module, epoch: int) -> None:
+    """A diverged network is never saved: the last checkpoint stays the last finite state."""
+    for name, value in net.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise TrainingError(
+                f"training diverged in epoch {epoch} ({name} is no longer finite); the checkpoint of the "
+                "previous epoch is kept: train again with a lower --lr (or --amp off)"
+            )
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -288,6 +335,12 @@ def load_training_checkpoint(out_dir: str | os.PathLike[str]) -> dict[str, Any] 
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not an ikl-zoo training checkpoint; choose another --out")
+    missing = [key for key in _CHECKPOINT_KEYS if key not in state]
+    if missing or not isinstance(state["recipe"], dict) or not isinstance(state["run"], dict):
+        raise TrainingError(
+            f"{path} is damaged (missing or malformed: {', '.join(missing) or 'recipe/run'}); delete it to "
+            "restart"
+        )
     return state
 
 
@@ -363,6 +416,7 @@ def train_ikl_at(
     if steps_per_epoch is not None and steps_per_epoch < 1:
         raise TrainingError("--steps-per-epoch must be at least 1")
     model_id = model_id or out_dir.resolve().name
+    _prepare_out_dir(out_dir)
 
     processes, torch_device = _start_processes(device)
     try:
@@ -463,6 +517,7 @@ def _run(
                         loss=f"{loss_sum / count:.4f}", clean=f"{clean / count:.3f}",
                         adv=f"{adv / count:.3f}", lr=f"{lr:.4g}", eps=f"{eps * 255:.2f}/255",
                     )
+            _check_finite(trainer.net, epoch)
             trainer.class_prior.all_reduce()
             trainer.class_prior.step()
             if recipe.ema_every == "epoch":

@@ -93,9 +93,18 @@ class Recipe:
         if self.eps_ramp_epochs is not None and self.eps_ramp_epochs < 0:
             problems.append("eps_ramp_epochs must not be negative")
         for knob in ("lr", "temperature"):
-            if not getattr(self, knob) > 0:
-                problems.append(f"{knob} must be positive")
-        for knob in ("eps", "attack_step_size", "weight_decay", "momentum", "awp_gamma", "aug_weight",
+            value = getattr(self, knob)
+            if not (math.isfinite(value) and value > 0):
+                problems.append(f"{knob} must be a positive finite number")
+        if math.isfinite(self.eps) and self.eps > 1:
+            # Inputs lie in [0, 1]: a radius above 1 is almost always pixel levels (8 meaning 8/255).
+            hint = f"did you mean {self.eps:g}/255?" if float(self.eps).is_integer() else "e.g. 8/255"
+            problems.append(f"eps {self.eps:g} exceeds the [0, 1] image range ({hint})")
+        if not 0 <= self.momentum < 1:
+            problems.append("momentum must lie in [0, 1)")
+        if not 0 <= self.seed < 2**32:
+            problems.append("seed must lie in [0, 2**32 - 1]")
+        for knob in ("eps", "attack_step_size", "weight_decay", "awp_gamma", "aug_weight",
                      "alpha", "beta", "attack_alpha", "attack_beta", "prior_power"):
             value = getattr(self, knob)
             if not (math.isfinite(value) and value >= 0):
