@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from ikl_zoo.losses import ikl_loss
-from ikl_zoo.train import AdversarialWeightPerturbation, ModelEMA, ikl_pgd_attack
+from ikl_zoo.train import AdversarialWeightPerturbation, IKLATTrainer, ModelEMA, get_recipe, ikl_pgd_attack
 
 
 def _tiny_net(seed: int = 0) -> nn.Module:
@@ -82,3 +84,77 @@ def test_ema_averages_weights_and_batchnorm_statistics_and_copies_counters():
     ema.update(net, copy=True)
     for key, value in ema.state_dict().items():
         assert torch.equal(value, current[key])
+
+
+def _pairwise_ikl(z_m, z_n, y, prior, alpha, beta):
+    """IKL written out as the issue states it: pairwise wMSE normalised by sum(w), CE on S(s_m)."""
+    weights = prior[y]
+    outer = weights[:, :, None] * weights[:, None, :]
+    d_m, d_n = z_m[:, :, None] - z_m[:, None, :], z_n[:, :, None] - z_n[:, None, :]
+    wmse = 0.25 * (outer * (d_m - d_n).pow(2)).sum() / outer.sum()
+    ce = -(torch.softmax(z_m, 1).detach() * torch.log_softmax(z_n, 1)).sum(1).mean()
+    return beta * wmse + alpha * ce
+
+
+def test_a_training_step_is_the_released_procedure_written_out():
+    """One IKLATTrainer step against the procedure spelled out by hand: attack and training loss with their
+    own alpha/beta, AWP on CE + IKL, SGD with momentum and weight decay, the prior fed the clean logits."""
+    recipe = get_recipe(
+        "cifar100", dataset="cifar10", eps=8 / 255, eps_ramp_epochs=4, epochs=8, attack_steps=2,
+        attack_alpha=0.5, attack_beta=2.0, alpha=3.0, beta=20.0, awp_gamma=0.01, awp_warmup_epochs=2, lr=0.1,
+    )
+    generator = torch.Generator().manual_seed(5)
+    x = torch.rand(8, 3, 8, 8, generator=generator)
+    y = torch.arange(8) % 10
+    prior = torch.softmax(2 * torch.randn(10, 10, generator=generator), 1)
+
+    net = _tiny_net(seed=2)
+    trainer = IKLATTrainer(net, recipe, device="cpu")
+    trainer.class_prior.prior.copy_(prior)
+    reference = _tiny_net(seed=2)
+    torch.manual_seed(11)
+    trainer.step(x, y, epoch=2)
+
+    # The same step by hand.
+    torch.manual_seed(11)
+    eps = 8 / 255 * 2 / 4
+    reference.eval()
+    with torch.no_grad():
+        clean = reference(x)
+    x_adv = x + 0.001 * torch.randn_like(x)
+    for _ in range(2):
+        x_adv.requires_grad_(True)
+        attack = _pairwise_ikl(clean, reference(x_adv), y, prior, 0.5, 2.0)
+        (grad,) = torch.autograd.grad(attack, [x_adv])
+        x_adv = torch.min(torch.max(x_adv.detach() + eps / 2 * grad.sign(), x - eps), x + eps).clamp(0, 1)
+    reference.train()
+    proxy = copy.deepcopy(reference)
+    proxy_clean = proxy(x)
+    proxy_loss = nn.functional.cross_entropy(proxy_clean, y) + _pairwise_ikl(
+        proxy_clean, proxy(x_adv), y, prior, 3.0, 20.0
+    )
+    proxy_grads = torch.autograd.grad(-proxy_loss, list(proxy.parameters()))
+    diff = {}
+    with torch.no_grad():
+        for (name, weight), grad in zip(reference.named_parameters(), proxy_grads, strict=True):
+            if weight.ndim > 1:
+                delta = -0.1 * grad
+                diff[name] = weight.norm() / delta.norm() * delta
+                weight.add_(0.01 * diff[name])
+    optimizer = torch.optim.SGD(reference.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=5e-4)
+    logits_adv = reference(x_adv)
+    logits_clean = reference(x)
+    robust = _pairwise_ikl(logits_clean, logits_adv, y, prior, 3.0, 20.0)
+    (nn.functional.cross_entropy(logits_clean, y) + robust).backward()
+    optimizer.step()
+    with torch.no_grad():
+        for name, weight in reference.named_parameters():
+            if name in diff:
+                weight.sub_(0.01 * diff[name])
+
+    for (name, ours), theirs in zip(net.state_dict().items(), reference.state_dict().values(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6, msg=name)
+    expected_sums = torch.zeros(10, 10, dtype=torch.float64).index_add_(
+        0, y, torch.softmax(logits_clean.detach() / recipe.temperature, 1).double()
+    )
+    torch.testing.assert_close(trainer.class_prior.state_dict()["sums"], expected_sums)
