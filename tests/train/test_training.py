@@ -163,6 +163,7 @@ def test_cli_errors_are_one_line(colour_cifar_dir: Path, tmp_path: Path):
     no_data = ["--data-dir", str(tmp_path / "none"), "--no-download"]
     missing = runner.invoke(main, ["train", *no_data, "--out", str(tmp_path / "y"), "--arch", "wrn-10-1"])
     assert missing.exit_code == 2 and missing.output.startswith("Error: CIFAR-10 not found")
+    assert not (tmp_path / "y").exists()  # no empty run folder left behind
     shown = runner.invoke(
         main, ["train", *data, "--out", str(tmp_path / "z"), "--recipe", "cifar100", "--eps", "4/255",
                "--show-recipe"],

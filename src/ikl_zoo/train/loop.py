@@ -416,7 +416,6 @@ def train_ikl_at(
     if steps_per_epoch is not None and steps_per_epoch < 1:
         raise TrainingError("--steps-per-epoch must be at least 1")
     model_id = model_id or out_dir.resolve().name
-    _prepare_out_dir(out_dir)
 
     processes, torch_device = _start_processes(device)
     try:
@@ -475,6 +474,7 @@ def _run(
     train_set = training_dataset(
         recipe.dataset, data_dir=data_dir, autoaugment=recipe.autoaugment, download=download
     )
+    _prepare_out_dir(out_dir)
     sampler = DistributedSampler(
         train_set, num_replicas=processes.world_size, rank=processes.rank, shuffle=True, seed=recipe.seed
     )
