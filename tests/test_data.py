@@ -107,6 +107,13 @@ def test_missing_data_says_where_to_put_it(tmp_path):
     assert "ikl-zoo sample-data --out" in message
 
 
+def test_missing_training_data_does_not_point_to_the_test_only_sample_folder(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as error:
+        cifar_dataset("cifar10", data_dir=tmp_path, train=True, download=False)
+    message = str(error.value)
+    assert "cifar-10-batches-py/ (data_batch_1" in message and "sample-data" not in message
+
+
 def test_failed_download_is_one_clear_line(tmp_path, monkeypatch):
     def unreachable(self):
         raise urllib.error.URLError("Name or service not known")

@@ -68,13 +68,14 @@ def _split_files(dataset: str, train: bool) -> list[str]:
     return [name for name, _ in (tv.train_list if train else tv.test_list)]
 
 
-def _layout_hint(dataset: str, root: Path) -> str:
+def _layout_hint(dataset: str, root: Path, *, train: bool) -> str:
+    """Where the files go; the sample folder only for the test split, since it holds no training images."""
     tv = _TORCHVISION_CLASS[dataset]
     files = ", ".join(name for name, _ in tv.train_list + tv.test_list) + f", {tv.meta['filename']}"
-    return (
-        f"put the folder {tv.base_folder}/ ({files}, as extracted from {tv.filename}) in {root}, "
-        f"or run `ikl-zoo sample-data --out {root}` for the 20 real test images foolbox ships"
-    )
+    hint = f"put the folder {tv.base_folder}/ ({files}, as extracted from {tv.filename}) in {root}"
+    if train:
+        return hint
+    return f"{hint}, or run `ikl-zoo sample-data --out {root}` for the 20 real test images foolbox ships"
 
 
 class MarkedCIFAR10(CIFAR10):
@@ -247,7 +248,7 @@ def cifar_dataset(
                 f"files from {tv_class.filename}, or delete the folder so it is downloaded again"
             ) from None
         reason = f"download failed: {error}" if download else "download disabled"
-        hint = _layout_hint(dataset, root)
+        hint = _layout_hint(dataset, root, train=train)
         raise DatasetNotFoundError(f"{name} not found in {root} ({reason}): {hint}") from None
 
 
