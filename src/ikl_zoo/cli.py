@@ -114,12 +114,13 @@ def download(model: str, dataset: str, revision: str | None) -> None:
 @click.option(
     "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Zoo folder to write."
 )
-def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace the zoo files of a folder that is not empty.")
+def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrite: bool) -> None:
     """Turn CHECKPOINT (.pt/.pth/.safetensors, any wrapping) into a Hub-ready folder with a model card."""
     from ikl_zoo.zoo.checkpoints import CONFIG_NAME, read_zoo_config
     from ikl_zoo.zoo.publish import convert_checkpoint
 
-    folder = convert_checkpoint(checkpoint, out_dir, model_id=model_id, dataset=dataset)
+    folder = convert_checkpoint(checkpoint, out_dir, model_id=model_id, dataset=dataset, overwrite=overwrite)
     click.echo(f"wrote {folder} (model.safetensors, {CONFIG_NAME}, README.md)")
     click.echo(f"sha256: {read_zoo_config(folder)['sha256']}")
 

@@ -210,3 +210,74 @@ def test_unknown_ids_suggest_close_names_and_the_other_dataset(tmp_path) -> None
         load_model("Cui2023Decoupled_WRN-34-10_autoaug", dataset="cifar10")
     with pytest.raises(CheckpointError, match="neither a registered model nor a zoo folder"):
         load_model(str(tmp_path / "no-such-folder"))
+
+
+GARBAGE = {
+    "empty.pt": b"",
+    "empty.safetensors": b"",
+    "text.pt": b"hello world this is not a checkpoint",  # the unpickler raises KeyError
+    "opcodes.pt": b"garbage garbage",  # torch: "Unsupported operand", not a pickled object
+    "random.pth": bytes(torch.randint(0, 256, (5000,), generator=torch.Generator().manual_seed(3)).tolist()),
+}
+
+
+@pytest.mark.parametrize("name", list(GARBAGE))
+def test_empty_and_garbage_files_are_one_line_checkpoint_errors(tmp_path, tiny_entry, name) -> None:
+    path = tmp_path / name
+    path.write_bytes(GARBAGE[name])
+    with pytest.raises(CheckpointError) as error:
+        load_model("tiny-wrn", checkpoint=path)
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message
+    assert "empty (0 bytes)" in message if not GARBAGE[name] else "not a PyTorch checkpoint" in message
+    assert "refuses to unpickle" not in message, "garbage is not a pickled object"
+
+
+def test_non_finite_weights_are_refused(tmp_path, tiny_model) -> None:
+    state = {key: value.clone() for key, value in tiny_model.state_dict().items()}
+    state["fc.weight"][0, 0] = float("nan")
+    state["bn1.running_var"][0] = float("inf")
+    path = tmp_path / "diverged.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="NaN or infinite values in 2 tensors .*bn1.running_var"):
+        load_model("tiny-wrn", checkpoint=path)
+
+
+def test_class_count_hint_names_only_a_dataset_the_model_exists_for(tmp_path, tiny_entry, monkeypatch):
+    from ikl_zoo.zoo import registry
+
+    path = tmp_path / "cifar10.pt"
+    torch.save(tiny_entry.create().state_dict(), path)
+    monkeypatch.delitem(registry._REGISTRY, ("cifar10", "tiny-wrn"))  # like the autoaug model: cifar100 only
+    with pytest.raises(CheckpointError) as error:
+        load_model("tiny-wrn", dataset="cifar100", checkpoint=path)
+    message = str(error.value)
+    assert "has 10 classes but tiny-wrn for cifar100 expects 100" in message
+    assert "--dataset cifar10" not in message and "it is a cifar10 checkpoint" in message
+
+
+def test_zoo_folder_sha256_that_is_not_a_hash(tmp_path, tiny_entry, tiny_model) -> None:
+    folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config["sha256"] = 123
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="has sha256 123, not 64 hex digits"):
+        load_model(str(folder))
+
+
+def test_zoo_folder_weights_get_the_mode_of_any_new_file(tmp_path, tiny_entry, tiny_model) -> None:
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()}
+    assert modes == {WEIGHTS_NAME: 0o644, CONFIG_NAME: 0o644}, "a shared cache must be readable by the group"
+
+
+def test_empty_model_id() -> None:
+    with pytest.raises(UnknownModelError, match="empty model id"):
+        load_model("")

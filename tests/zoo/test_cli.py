@@ -187,3 +187,106 @@ def test_push_refuses_a_bad_folder(tmp_path, tiny_entry, tiny_model, monkeypatch
         assert result.exit_code == 2 and expected in result.stderr
         return
     assert_one_line_error(result, "not pushing", expected)
+
+
+def test_convert_never_overwrites_a_folder_that_is_not_empty_unless_asked(tmp_path, tiny_entry, tiny_model):
+    checkpoint = tmp_path / "ckpt.pt"
+    torch.save(tiny_model.state_dict(), checkpoint)
+    out = tmp_path / "my-model"
+    out.mkdir()
+    (out / CARD_NAME).write_text("my own notes\n")
+    (out / "notes.txt").write_text("keep me\n")
+    assert_one_line_error(
+        run("convert", str(checkpoint), "--model", "tiny-wrn", "-o", str(out)),
+        "is not empty (README.md, notes.txt)", "--overwrite",
+    )
+    assert sorted(p.name for p in out.iterdir()) == [CARD_NAME, "notes.txt"]
+    assert (out / CARD_NAME).read_text() == "my own notes\n"
+
+    result = run("convert", str(checkpoint), "--model", "tiny-wrn", "-o", str(out), "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, "notes.txt"]
+    assert (out / "notes.txt").read_text() == "keep me\n"
+    assert (out / CARD_NAME).read_text().startswith("---\n")
+
+
+def test_convert_into_a_folder_that_cannot_be_made(tmp_path, tiny_entry, tiny_model) -> None:
+    checkpoint = tmp_path / "ckpt.pt"
+    torch.save(tiny_model.state_dict(), checkpoint)
+    (tmp_path / "a-file").write_text("")
+    assert_one_line_error(
+        run("convert", str(checkpoint), "--model", "tiny-wrn", "-o", str(tmp_path / "a-file" / "out")),
+        "cannot write", "pass an -o/--out folder you can write",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [("empty.safetensors", b""), ("notes.pt", b"not a checkpoint at all")]
+)
+def test_convert_empty_or_garbage_file(tmp_path, tiny_entry, name, data) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    result = run("convert", str(path), "--model", "tiny-wrn", "-o", str(tmp_path / "out"))
+    assert_one_line_error(result, str(path))
+    assert not (tmp_path / "out").exists()
+
+
+def _edit_config(folder, **changes) -> None:
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config.update(changes)
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ({"dataset": "cifar100"}, "says cifar100 (100 classes) but the network has 10 outputs"),
+        ({"threat_model": "Linf-ish"}, "threat_model 'Linf-ish'"),
+        ({"eps": "8/255"}, "eps '8/255'; expected a positive number"),
+        ({"sha256": 123}, "sha256 123, not 64 hex digits"),
+    ],
+)
+def test_push_refuses_a_config_that_would_publish_a_wrong_card(
+    tmp_path, tiny_entry, tiny_model, monkeypatch, damage, expected
+) -> None:
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("nothing may be uploaded"))
+    folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
+    _edit_config(folder, **damage)
+    assert_one_line_error(run("push", str(folder), "--repo-id", "my-org/tiny"), "not pushing", expected)
+
+
+def test_push_refuses_non_finite_weights(tmp_path, tiny_entry, tiny_model, monkeypatch) -> None:
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("nothing may be uploaded"))
+    folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
+    state = {key: value.clone() for key, value in tiny_model.state_dict().items()}
+    state["fc.bias"][0] = float("nan")
+    save_file(state, str(folder / WEIGHTS_NAME))
+    _edit_config(folder, sha256=file_sha256(folder / WEIGHTS_NAME))
+    assert_one_line_error(run("push", str(folder), "--repo-id", "my-org/tiny"), "NaN or infinite", "fc.bias")
+
+
+def test_push_bad_repo_id_revision_and_unreachable_hub(tmp_path, tiny_entry, tiny_model, monkeypatch) -> None:
+    import socket
+
+    from huggingface_hub import constants
+
+    folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
+    bad_id = run("push", str(folder), "--repo-id", "my-org/tiny/extra")
+    assert_one_line_error(bad_id, "invalid --repo-id 'my-org/tiny/extra'")
+    assert "log in" not in bad_id.stderr
+    empty_revision = run("push", str(folder), "--repo-id", "my-org/tiny", "--revision", " ")
+    assert_one_line_error(empty_revision, "empty --revision")
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", closed)
+    monkeypatch.setenv("HF_TOKEN", "hf_loopbackTestToken")
+    assert_one_line_error(
+        run("push", str(folder), "--repo-id", "my-org/tiny"),
+        f"could not reach the Hub at {closed}", "HF_ENDPOINT",
+    )

@@ -13,7 +13,7 @@ import gdown
 import pytest
 import torch
 
-from ikl_zoo.errors import ChecksumMismatchError, DownloadError
+from ikl_zoo.errors import CheckpointError, ChecksumMismatchError, DownloadError
 from ikl_zoo.zoo.checkpoints import CONFIG_NAME, WEIGHTS_NAME, file_sha256
 from ikl_zoo.zoo.hub import download_checkpoint, drive_cache_folder
 from ikl_zoo.zoo.loading import load_model, save_zoo_folder
@@ -230,3 +230,55 @@ def test_environment_variables_reach_huggingface_hub_in_a_fresh_process(fake_hub
     cached = tmp_path / "home" / "hub" / "models--my-org--Cui2023Decoupled_WRN-34-10-cifar10"
     assert f"path: {cached}" in online.stdout and f"sha256: {config['sha256']}" in online.stdout
     assert any(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in fake_hub.requests)
+
+
+def test_an_explicit_revision_is_never_served_by_google_drive(
+    fake_hub, published, tiny_entry, tiny_model, drive, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setenv("IKL_ZOO_CACHE", str(tmp_path / "zoo-cache"))
+    save_zoo_folder(tiny_model, drive_cache_folder(tiny_entry), entry_or_config=tiny_entry)
+    drive.payload = lambda path: torch.save(tiny_model.state_dict(), path)
+    with pytest.raises(DownloadError) as error:
+        download_checkpoint("tiny-wrn", revision="v9")
+    message = str(error.value)
+    assert "@v9: revision v9 not found" in message and "Only the Hub serves an explicit revision" in message
+    assert drive.calls == []
+
+
+def test_empty_revision_and_a_revision_without_a_hub_repository_are_refused(fake_hub, tiny_entry, drive):
+    with pytest.raises(DownloadError, match="empty revision"):
+        download_checkpoint("tiny-wrn", revision="")
+    with pytest.raises(DownloadError, match="demo-resnet18 .* has no Hugging Face Hub repository"):
+        load_model("demo-resnet18", revision="v1")
+    assert fake_hub.requests == [] and drive.calls == []
+
+
+def test_a_damaged_config_json_on_the_hub_does_not_let_a_truncated_file_through(
+    fake_hub, published, drive
+) -> None:
+    fake_hub.add_file(TINY_REPO, CONFIG_NAME, b"<!DOCTYPE html><html>Internal error</html>")
+    weights = (published / WEIGHTS_NAME).read_bytes()
+    fake_hub.add_file(TINY_REPO, WEIGHTS_NAME, weights[: len(weights) // 2])
+    with pytest.raises(DownloadError, match=r"the repository's config.json is damaged \(.*not valid JSON"):
+        download_checkpoint("tiny-wrn")
+
+
+def test_an_unwritable_zoo_cache_is_one_line(fake_hub, tiny_entry, tiny_model, drive, monkeypatch, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("IKL_ZOO_CACHE", str(tmp_path / "a-file" / "cache"))
+    drive.payload = lambda path: torch.save(tiny_model.state_dict(), path)
+    with pytest.raises(DownloadError, match="cannot write the ikl-zoo cache .*set IKL_ZOO_CACHE"):
+        download_checkpoint("tiny-wrn")
+
+
+def test_a_damaged_drive_cache_names_the_folder_to_delete(
+    fake_hub, tiny_entry, tiny_model, drive, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setenv("IKL_ZOO_CACHE", str(tmp_path / "zoo-cache"))
+    folder = save_zoo_folder(tiny_model, drive_cache_folder(tiny_entry), entry_or_config=tiny_entry)
+    (folder / CONFIG_NAME).write_text("{half a json")
+    with pytest.raises(CheckpointError) as error:
+        download_checkpoint("tiny-wrn")
+    message = str(error.value)
+    assert "the ikl-zoo cache is damaged" in message and f"delete {folder} and rerun" in message
+    assert "ikl-zoo convert" not in message

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -73,6 +72,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         return read_zoo_folder(path)[1]
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): download or save it again")
     head = _read_head(path)
     if _looks_like_html(head):
         raise CheckpointError(
@@ -111,7 +112,13 @@ def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dic
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{folder} is not a zoo folder: {WEIGHTS_NAME} is missing")
-    if config.get("sha256"):
+    recorded = config.get("sha256")
+    if recorded is not None and not _is_sha256(recorded):
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME} has sha256 {recorded!r}, not 64 hex digits; "
+            "rewrite it with `ikl-zoo convert`"
+        )
+    if recorded:
         verify_sha256(
             weights, config["sha256"],
             fix=f"{weights} is corrupt or changed after {CONFIG_NAME} was written: convert or fetch it again",
@@ -121,6 +128,10 @@ def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dic
             f"{weights} is not a safetensors file; rewrite the folder with `ikl-zoo convert`"
         )
     return config, _load_safetensors(weights)
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
 
 
 def is_html_file(path: str | os.PathLike[str]) -> bool:
@@ -160,18 +171,26 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
+        if "Unsupported global" in str(error):
             raise CheckpointError(
                 f"{path} holds Python objects besides tensors, which ikl-zoo refuses to unpickle; save "
                 "model.state_dict() instead, or convert it once in a trusted environment"
             ) from None
-        raise CheckpointError(
-            f"{path} is truncated or corrupt ({_first_line(error)}): download it again"
-        ) from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as error:
-        raise CheckpointError(
-            f"{path} is truncated or corrupt ({_first_line(error)}): download it again"
-        ) from None
+        raise _not_a_checkpoint(path, error) from None
+    except Exception as error:  # the unpickler meets arbitrary bytes: KeyError, IndexError, zip errors...
+        raise _not_a_checkpoint(path, error) from None
+
+
+def _not_a_checkpoint(path: Path, error: BaseException) -> CheckpointError:
+    reason = _first_line(error)
+    if isinstance(error, LookupError):  # a bare "101" says nothing without its type
+        reason = f"{type(error).__name__}: {reason}"
+    if reason.startswith("Weights only load failed"):  # torch's preamble; the cause comes later
+        causes = [line.strip() for line in str(error).splitlines() if line.strip().startswith("Unsupported")]
+        reason = causes[0] if causes else reason
+    return CheckpointError(
+        f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({reason}): download or save it again"
+    )
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -295,12 +314,13 @@ def save_zoo_folder(
     tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
     _check_fits_architecture(tensors, core)
 
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        # Written into the file atomic_path made, not by save_file: that creates its own file, mode 0600.
+        tmp.write_bytes(save(tensors, metadata={"format": "pt"}))
     config = {"ikl_zoo_version": __version__, **core, "sha256": file_sha256(out_dir / WEIGHTS_NAME), **extra}
     write_json_atomic(out_dir / CONFIG_NAME, config)
     return out_dir
@@ -327,6 +347,14 @@ def _check_fits_architecture(tensors: Mapping[str, torch.Tensor], core: Mapping[
         raise CheckpointError(
             f"weights do not fit {core['architecture'].get('architecture_class')}: {problem}"
         )
+
+
+def non_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or infinity (a diverged run or a damaged file)."""
+    return [
+        key for key, value in tensors.items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
 
 
 def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> str | None:

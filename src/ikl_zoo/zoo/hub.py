@@ -56,21 +56,35 @@ def download_checkpoint(model_id: str, *, dataset: str = "cifar10", revision: st
 
     Tries the Hugging Face Hub (``revision`` overrides the registry's pinned one), then the ikl-zoo cache
     of converted Google Drive files, then Google Drive itself (skipped when ``HF_HUB_OFFLINE`` is set).
+    An explicit ``revision`` is served by the Hub only: the Drive original is not that revision.
     Raises ``DownloadError`` naming every attempt and the fix, ``ChecksumMismatchError`` on a bad file.
     """
     entry = get_model_entry(model_id, dataset=dataset)
     pretrained = entry.pretrained
+    if revision is not None and not revision.strip():
+        raise DownloadError("empty revision: pass a Hub branch, tag or commit, or leave --revision out")
+    if revision is not None and not pretrained.hub_repo_name:
+        raise DownloadError(
+            f"{model_id} ({dataset}) has no Hugging Face Hub repository, so no revision: leave --revision out"
+        )
     if pretrained.package_file:
         from ikl_zoo.zoo.loading import package_file_path
 
         return package_file_path(entry)
     attempts: list[str] = []
     if pretrained.hub_repo_name:
+        pinned_by_caller = revision is not None
         revision = revision or pretrained.revision
         try:
             return _from_hub(entry, revision)
         except _HostMiss as miss:
             attempts.append(f"Hugging Face Hub {pretrained.hub_repo_id()}@{revision}: {miss}")
+        if pinned_by_caller:
+            raise DownloadError(
+                f"could not get the weights of {model_id} ({dataset}): {attempts[0]}. Only the Hub serves an "
+                "explicit revision: fix the revision, or leave --revision out to use the pinned one "
+                "(Google Drive original included)"
+            )
     cached = _from_drive_cache(entry)
     if cached is not None:
         return cached
@@ -147,11 +161,11 @@ def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
         raise _HostMiss(f"revision {revision} not found") from None
     except EntryNotFoundError:
         raise _HostMiss(f"{filename} not found in the repository") from None
-    except (HfHubHTTPError, OSError, ValueError, *_transport_errors()) as error:
+    except (HfHubHTTPError, OSError, ValueError, *transport_errors()) as error:
         raise _HostMiss(_first_line(error)) from None
 
 
-def _transport_errors() -> tuple[type[Exception], ...]:
+def transport_errors() -> tuple[type[Exception], ...]:
     """The HTTP client's own network errors (httpx2 for recent huggingface_hub); OSError covers requests."""
     try:
         import httpx2
@@ -166,8 +180,9 @@ def _config_sha256(config_path: Path, entry: ModelEntry) -> str | None:
         return None
     try:
         config = read_zoo_config(config_path.parent)
-    except CheckpointError:
-        return None
+    except CheckpointError as error:  # without it a truncated download would pass unchecked
+        problem = str(error).split("; ")[0]  # read_zoo_config's fix is for local folders, not this one
+        raise _HostMiss(f"the repository's {CONFIG_NAME} is damaged ({problem})") from None
     return config.get("sha256")
 
 
@@ -182,7 +197,12 @@ def _from_drive_cache(entry: ModelEntry) -> Path | None:
     if not (weights.is_file() and (folder / CONFIG_NAME).is_file()):
         return None
     fix = f"delete {folder} and rerun to convert it again"
-    expected = entry.pretrained.sha256 or read_zoo_config(folder).get("sha256")
+    try:
+        config = read_zoo_config(folder)
+    except CheckpointError as error:
+        problem = str(error).split("; ")[0]  # drop read_zoo_config's own fix, which is not this one
+        raise CheckpointError(f"the ikl-zoo cache is damaged: {problem}; {fix}") from None
+    expected = entry.pretrained.sha256 or config.get("sha256")
     if expected:
         verify_sha256(weights, expected, fix=fix)
     return weights
@@ -190,34 +210,44 @@ def _from_drive_cache(entry: ModelEntry) -> Path | None:
 
 def _from_drive(entry: ModelEntry) -> Path:
     """Download the authors' checkpoint (no Hugging Face token involved), convert it, return its weights."""
+    folder = drive_cache_folder(entry)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{entry.model_id}.") as tmp:
+            return _convert_from_drive(entry, folder, Path(tmp))
+    except OSError as error:
+        raise DownloadError(
+            f"cannot write the ikl-zoo cache {folder} ({_first_line(error)}): set IKL_ZOO_CACHE to a folder "
+            "you can write"
+        ) from None
+
+
+def _convert_from_drive(entry: ModelEntry, folder: Path, tmp: Path) -> Path:
     import gdown
 
     gdrive_id = entry.pretrained.gdrive_id
-    folder = drive_cache_folder(entry)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{entry.model_id}.") as tmp:
-        original = Path(tmp) / f"{entry.model_id}.pt"
-        try:
-            result = gdown.download(id=gdrive_id, output=str(original), quiet=False)
-        except Exception as error:  # gdown raises its own and requests' exceptions
-            raise _HostMiss(f"download failed ({_first_line(error)})") from None
-        if result is None or not original.is_file() or original.stat().st_size == 0:
-            raise _HostMiss("download failed (no file received)")
-        if is_html_file(original):
-            raise _HostMiss("received an HTML page, not weights (Google Drive quota?): try again later")
-        try:
-            state = read_state_dict(original)
-            model = entry.create()
-            from ikl_zoo.zoo.loading import load_state_dict_strict
+    original = tmp / f"{entry.model_id}.pt"
+    try:
+        result = gdown.download(id=gdrive_id, output=str(original), quiet=False)
+    except Exception as error:  # gdown raises its own and requests' exceptions
+        raise _HostMiss(f"download failed ({_first_line(error)})") from None
+    if result is None or not original.is_file() or original.stat().st_size == 0:
+        raise _HostMiss("download failed (no file received)")
+    if is_html_file(original):
+        raise _HostMiss("received an HTML page, not weights (Google Drive quota?): try again later")
+    try:
+        state = read_state_dict(original)
+        model = entry.create()
+        from ikl_zoo.zoo.loading import load_state_dict_strict
 
-            load_state_dict_strict(
-                model, state, source=f"Google Drive file {gdrive_id}", model_name=entry.model_id,
-                dataset=entry.dataset,
-            )
-        except CheckpointError as error:
-            raise _HostMiss(str(error)) from None
-        source = {"host": "Google Drive", "gdrive_id": gdrive_id, "original_sha256": file_sha256(original)}
-        save_zoo_folder(model, folder, entry_or_config=entry, extra={"source": source})
+        load_state_dict_strict(
+            model, state, source=f"Google Drive file {gdrive_id}", model_name=entry.model_id,
+            dataset=entry.dataset,
+        )
+    except CheckpointError as error:
+        raise _HostMiss(str(error)) from None
+    source = {"host": "Google Drive", "gdrive_id": gdrive_id, "original_sha256": file_sha256(original)}
+    save_zoo_folder(model, folder, entry_or_config=entry, extra={"source": source})
     weights = folder / WEIGHTS_NAME
     if entry.pretrained.sha256:
         verify_sha256(weights, entry.pretrained.sha256, fix=f"delete {folder} and rerun to convert it again")

@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ikl_zoo.errors import CheckpointError
+from ikl_zoo.errors import CheckpointError, UnknownModelError
 from ikl_zoo.zoo.checkpoints import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     file_sha256,
     model_from_config,
+    non_finite_tensors,
     read_state_dict,
     read_zoo_config,
     read_zoo_folder,
@@ -93,8 +94,14 @@ def load_state_dict_strict(
     """``model.load_state_dict(state, strict=True)`` with one-line errors that name the fix."""
     expected_classes, found_classes = _class_counts(model, state)
     if expected_classes is not None and found_classes is not None and expected_classes != found_classes:
+        registered_for = {entry.dataset for entry in list_models() if entry.model_id == model_name}
         matching = [ds for ds, count in NUM_CLASSES.items() if count == found_classes]
-        hint = f"pass --dataset {matching[0]}" if matching else "pass a checkpoint of this model"
+        if matching and matching[0] in registered_for:
+            hint = f"pass --dataset {matching[0]}"
+        elif matching:
+            hint = f"it is a {matching[0]} checkpoint; pass a {dataset or 'matching'} one of {model_name}"
+        else:
+            hint = "pass a checkpoint of this model"
         where = f" for {dataset}" if dataset else ""
         raise CheckpointError(
             f"{source} has {found_classes} classes but {model_name}{where} expects {expected_classes}: {hint}"
@@ -103,6 +110,13 @@ def load_state_dict_strict(
     if problem:
         raise CheckpointError(
             f"{source} does not fit {model_name}: {problem}; is it a checkpoint of this model?"
+        )
+    non_finite = non_finite_tensors(state)
+    if non_finite:
+        raise CheckpointError(
+            f"{source} has NaN or infinite values in {len(non_finite)} tensors "
+            f"(e.g. {', '.join(non_finite[:3])}): the training run diverged or the file is damaged; "
+            "use another checkpoint"
         )
     model.load_state_dict(state, strict=True)
 
@@ -120,6 +134,8 @@ def _class_counts(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[int
 
 def _registered(model_id: str, dataset: str) -> ModelEntry | None:
     """The registry entry, None for an existing folder, or the registry's one-line error for anything else."""
+    if not model_id.strip():
+        raise UnknownModelError("empty model id: pass a registered id (`ikl-zoo list`) or a zoo folder")
     if any(entry.model_id == model_id and entry.dataset == dataset for entry in list_models()):
         return get_model_entry(model_id, dataset=dataset)
     path = Path(model_id).expanduser()
@@ -135,8 +151,6 @@ def _registered(model_id: str, dataset: str) -> ModelEntry | None:
 
 def pretrained_weights_path(entry: ModelEntry, *, revision: str | None = None) -> Path:
     """Local path of an entry's published weights: a package file, or the Hub (with the Drive fallback)."""
-    if entry.pretrained.package_file:
-        return package_file_path(entry)
     from ikl_zoo.zoo.hub import download_checkpoint
 
     return download_checkpoint(entry.model_id, dataset=entry.dataset, revision=revision)

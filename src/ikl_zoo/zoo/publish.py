@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -13,14 +14,16 @@ from ikl_zoo.zoo.checkpoints import (
     WEIGHTS_NAME,
     file_sha256,
     model_from_config,
+    non_finite_tensors,
     read_zoo_config,
     read_zoo_folder,
     save_zoo_folder,
     state_dict_mismatch,
 )
-from ikl_zoo.zoo.registry import get_model_entry
+from ikl_zoo.zoo.registry import DATASETS, NUM_CLASSES, get_model_entry
 
 PUSHED_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
+THREAT_MODELS = ("Linf", "L2", "L1")
 
 
 def convert_checkpoint(
@@ -29,24 +32,42 @@ def convert_checkpoint(
     *,
     model_id: str,
     dataset: str = "cifar10",
+    overwrite: bool = False,
 ) -> Path:
     """Turn a checkpoint in any supported format into a zoo folder with its model card; returns the folder.
 
     The checkpoint is loaded strictly into the registered architecture first, so a folder is only
-    written for weights that fit.
+    written for weights that fit. A folder that already holds anything is refused unless ``overwrite``
+    (then its three files are replaced and everything else in it is kept).
     """
     from ikl_zoo.zoo.loading import load_model
 
     entry = get_model_entry(model_id, dataset=dataset)
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PublishError(f"{out_dir} is a file: pass an -o/--out folder")
+    present = sorted(path.name for path in out_dir.iterdir()) if out_dir.is_dir() else []
+    if present and not overwrite:
+        shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+        raise PublishError(
+            f"{out_dir} is not empty ({shown}): pass a new -o/--out folder, or --overwrite to replace "
+            f"its {', '.join(PUSHED_FILES)}"
+        )
     model = load_model(model_id, dataset=dataset, checkpoint=checkpoint)
-    checkpoint = Path(checkpoint)
+    checkpoint = Path(checkpoint).expanduser()
     source: dict[str, Any] = {"checkpoint": checkpoint.name}
     if checkpoint.is_file():
         source["sha256"] = file_sha256(checkpoint)
-    folder = save_zoo_folder(model, out_dir, entry_or_config=entry, extra={"source": source})
     from ikl_zoo.cards import write_model_card
 
-    write_model_card(entry, folder, config=read_zoo_config(folder))
+    try:
+        folder = save_zoo_folder(model, out_dir, entry_or_config=entry, extra={"source": source})
+        write_model_card(entry, folder, config=read_zoo_config(folder))
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise PublishError(
+            f"cannot write {out_dir} ({reason}): pass an -o/--out folder you can write"
+        ) from None
     return folder
 
 
@@ -64,6 +85,7 @@ def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
         missing = [key for key in ("model_id", "dataset", "threat_model", "eps") if key not in config]
         if missing:
             raise CheckpointError(f"{folder / CONFIG_NAME} lacks {', '.join(missing)}")
+        _check_threat(config, folder / CONFIG_NAME)
         import torch
 
         with torch.device("meta"):
@@ -73,9 +95,38 @@ def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
             raise CheckpointError(
                 f"{folder / WEIGHTS_NAME} does not fit its config.json architecture: {problem}"
             )
+        classes = [layer.out_features for layer in skeleton.modules() if isinstance(layer, torch.nn.Linear)]
+        expected = NUM_CLASSES[config["dataset"]]
+        if classes and classes[-1] != expected:
+            raise CheckpointError(
+                f"{folder / CONFIG_NAME} says {config['dataset']} ({expected} classes) but the network has "
+                f"{classes[-1]} outputs: fix the dataset or convert the right checkpoint"
+            )
+        non_finite = non_finite_tensors(state)
+        if non_finite:
+            raise CheckpointError(
+                f"{folder / WEIGHTS_NAME} has NaN or infinite values in {len(non_finite)} tensors "
+                f"(e.g. {', '.join(non_finite[:3])})"
+            )
     except CheckpointError as error:
         raise PublishError(f"not pushing {folder}: {error}") from None
     return config
+
+
+def _check_threat(config: dict[str, Any], config_path: Path) -> None:
+    """The dataset, threat model and eps a published card and leaderboard will show: they must make sense."""
+    if config["dataset"] not in DATASETS:
+        raise CheckpointError(
+            f"{config_path} has dataset {config['dataset']!r}; expected one of {', '.join(DATASETS)}"
+        )
+    if config["threat_model"] not in THREAT_MODELS:
+        raise CheckpointError(
+            f"{config_path} has threat_model {config['threat_model']!r}; "
+            f"expected one of {', '.join(THREAT_MODELS)}"
+        )
+    eps = config["eps"]
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
+        raise CheckpointError(f"{config_path} has eps {eps!r}; expected a positive number such as 8/255")
 
 
 def push_zoo_folder(
@@ -93,8 +144,17 @@ def push_zoo_folder(
     ``HF_TOKEN`` / the stored login, as everywhere in huggingface_hub.
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+    from huggingface_hub.utils import validate_repo_id
 
+    from ikl_zoo.zoo.hub import transport_errors
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise PublishError(f"invalid --repo-id {repo_id!r}: {error} (expected ORG/NAME)") from None
+    if revision is not None and not revision.strip():
+        raise PublishError("empty --revision: pass a branch name, or leave it out to push to main")
     config = validate_zoo_folder(folder)
     api = HfApi(token=token)
     message = commit_message or f"Upload {config['model_id']} ({config['dataset']}) with ikl-zoo"
@@ -106,8 +166,16 @@ def push_zoo_folder(
             repo_id=repo_id, folder_path=str(folder), revision=revision, commit_message=message,
             allow_patterns=list(PUSHED_FILES),
         )
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise PublishError(f"the Hub refused the upload to {repo_id}: {first} (log in with `hf auth login` "
-                           "or pass --token with write access)") from None
+    except (HfHubHTTPError, ValueError) as error:
+        raise PublishError(f"the Hub refused the upload to {repo_id}: {_first_line(error)} (log in with "
+                           "`hf auth login` or pass --token with write access)") from None
+    except (OSError, *transport_errors()) as error:
+        from huggingface_hub import constants
+
+        raise PublishError(f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id}: "
+                           f"{_first_line(error)}; check the network or HF_ENDPOINT") from None
     return str(getattr(commit, "commit_url", commit))
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
