@@ -134,3 +134,10 @@ def test_registry_config_rebuilds_the_same_architecture(entry) -> None:  # noqa:
         mean = architectures.CIFAR10_MEAN if entry.dataset == "cifar10" else architectures.CIFAR100_MEAN
         assert tuple(entry.config["mean"]) == mean
         assert type(from_config.relu) is type(registered.relu) is nn.SiLU
+
+
+@pytest.mark.parametrize(("dataset", "model_id"), CUI_ENTRIES)
+def test_google_drive_ids_are_robustbenchs(dataset: str, model_id: str) -> None:
+    entry = next(e for e in list_models(dataset=dataset) if e.model_id == model_id)
+    expected = robustbench_model_dicts()[dataset]["Linf"][model_id]["gdrive_id"]
+    assert entry.pretrained.gdrive_id == expected

@@ -282,3 +282,23 @@ def test_a_damaged_drive_cache_names_the_folder_to_delete(
     message = str(error.value)
     assert "the ikl-zoo cache is damaged" in message and f"delete {folder} and rerun" in message
     assert "ikl-zoo convert" not in message
+
+
+def test_network_errors_of_the_hubs_http_client_are_one_line(fake_hub, tiny_entry, drive, monkeypatch):
+    """huggingface_hub 1.x raises httpx errors, later versions httpx2 errors; neither is an OSError."""
+    import types
+
+    import huggingface_hub
+
+    client = types.ModuleType("httpx")
+    client.HTTPError = type("HTTPError", (Exception,), {})
+    connect_error = type("ConnectError", (client.HTTPError,), {})
+    monkeypatch.setitem(sys.modules, "httpx", client)
+
+    def unreachable(*args, **kwargs):
+        raise connect_error("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    expected = "Hugging Face Hub ikl-zoo/tiny-wrn-cifar10@main: .*Connection refused"
+    with pytest.raises(DownloadError, match=expected):
+        download_checkpoint("tiny-wrn")

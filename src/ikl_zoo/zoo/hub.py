@@ -166,12 +166,17 @@ def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
 
 
 def transport_errors() -> tuple[type[Exception], ...]:
-    """The HTTP client's own network errors (httpx2 for recent huggingface_hub); OSError covers requests."""
-    try:
-        import httpx2
-    except ImportError:
-        return ()
-    return (httpx2.HTTPError,)
+    """The HTTP client's own network errors: httpx (huggingface_hub 1.x) or httpx2 (later); OSError covers
+    requests (0.x). Their errors are not OSErrors."""
+    import importlib
+
+    errors: list[type[Exception]] = []
+    for client in ("httpx", "httpx2"):
+        try:
+            errors.append(importlib.import_module(client).HTTPError)
+        except ImportError:
+            continue
+    return tuple(errors)
 
 
 def _config_sha256(config_path: Path, entry: ModelEntry) -> str | None:
