@@ -96,6 +96,8 @@ def test_save_zoo_folder_refuses_weights_that_do_not_fit(tmp_path, tiny_entry, t
         save_zoo_folder(state, tmp_path / "bad", entry_or_config=tiny_entry)
     with pytest.raises(ValueError, match="sha256"):
         save_zoo_folder(tiny_model, tmp_path / "bad", entry_or_config=tiny_entry, extra={"sha256": "x"})
+    with pytest.raises(ValueError, match="extra must be JSON data"):
+        save_zoo_folder(tiny_model, tmp_path / "bad", entry_or_config=tiny_entry, extra={"run": tmp_path})
     assert not (tmp_path / "bad" / WEIGHTS_NAME).exists()
 
 
@@ -281,3 +283,15 @@ def test_zoo_folder_weights_get_the_mode_of_any_new_file(tmp_path, tiny_entry, t
 def test_empty_model_id() -> None:
     with pytest.raises(UnknownModelError, match="empty model id"):
         load_model("")
+
+
+def test_checkpoint_without_num_batches_tracked_loads_as_pytorch_and_robustbench_load_it(
+    tmp_path, tiny_entry, tiny_model, images
+) -> None:
+    state = {k: v for k, v in tiny_model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    tiny_entry.create().load_state_dict(state, strict=True)  # PyTorch's strict loading accepts it
+    path = tmp_path / "old.pt"
+    torch.save(state, path)
+    assert torch.equal(logits(load_model("tiny-wrn", checkpoint=path), images), logits(tiny_model, images))
+    folder = save_zoo_folder(state, tmp_path / "zoo", entry_or_config=tiny_entry)
+    assert torch.equal(logits(load_model(str(folder)), images), logits(tiny_model, images))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import pytest
 import torch
@@ -99,15 +100,28 @@ def test_push_validates_then_uploads_the_three_files(tmp_path, tiny_entry, tiny_
         return "https://hub.example/my-org/tiny/commit/abc"
 
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(
+        HfApi, "repo_info", lambda self, repo_id, **kw: calls.append(("repo_info", repo_id, kw)) or repo
+    )
+    repo = types.SimpleNamespace(private=True)
     folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
     result = run("push", str(folder), "--repo-id", "my-org/tiny", "--revision", "v1", "--private")
     assert result.exit_code == 0, result.output
-    assert [name for name, *_ in calls] == ["create_repo", "create_branch", "upload_folder"]
-    assert calls[0][2]["private"] is True and calls[1][2]["branch"] == "v1"
-    upload = calls[2][2]
+    assert [name for name, *_ in calls] == ["create_repo", "repo_info", "create_branch", "upload_folder"]
+    assert calls[0][2]["private"] is True and calls[2][2]["branch"] == "v1"
+    upload = calls[3][2]
     assert upload["revision"] == "v1" and upload["folder_path"] == str(folder)
     assert sorted(upload["allow_patterns"]) == [CARD_NAME, CONFIG_NAME, WEIGHTS_NAME]
     assert "https://hub.example/my-org/tiny/commit/abc" in result.stdout
+
+    # --private and a repository that already exists as public: nothing is uploaded.
+    calls.clear()
+    repo.private = False
+    assert_one_line_error(
+        run("push", str(folder), "--repo-id", "my-org/tiny", "--private"),
+        "my-org/tiny already exists and is public",
+    )
+    assert [name for name, *_ in calls] == ["create_repo", "repo_info"]
 
 
 # --- bad input: one line, exit status 2 ---------------------------------------------------------------

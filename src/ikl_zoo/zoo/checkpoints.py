@@ -308,6 +308,10 @@ def save_zoo_folder(
     clashing = sorted(set(extra) & {*core, "ikl_zoo_version", "sha256"})
     if clashing:
         raise ValueError(f"extra may not replace the config keys {clashing}")
+    try:  # before any file is written: a config.json that cannot be written must not leave new weights
+        json.dumps(extra)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"extra must be JSON data: {error}") from None
     state = model_or_state_dict
     if isinstance(state, nn.Module):
         state = state.state_dict()
@@ -358,9 +362,13 @@ def non_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:
 
 
 def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> str | None:
-    """One line describing how ``tensors`` differ from ``model``'s state_dict, or None if they fit exactly."""
+    """One line describing how ``tensors`` differ from ``model``'s state_dict, or None if they fit exactly.
+
+    BatchNorm's ``num_batches_tracked`` may be absent (checkpoints from before PyTorch 0.4.1, or stripped by
+    converters): a strict ``load_state_dict`` of a plain dict fills it in, as RobustBench's loader relies on.
+    """
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    missing = [key for key in expected if key not in tensors]
+    missing = [key for key in expected if key not in tensors and not key.endswith(".num_batches_tracked")]
     unexpected = [key for key in tensors if key not in expected]
     wrong_shape = [
         f"{key} {tuple(tensors[key].shape)} vs {shape}"

@@ -118,7 +118,8 @@ def load_state_dict_strict(
             f"(e.g. {', '.join(non_finite[:3])}): the training run diverged or the file is damaged; "
             "use another checkpoint"
         )
-    model.load_state_dict(state, strict=True)
+    # A plain dict (no _metadata): BatchNorm then fills in a missing num_batches_tracked.
+    model.load_state_dict(dict(state), strict=True)
 
 
 def _class_counts(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[int | None, int | None]:

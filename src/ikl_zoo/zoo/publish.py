@@ -160,6 +160,12 @@ def push_zoo_folder(
     message = commit_message or f"Upload {config['model_id']} ({config['dataset']}) with ikl-zoo"
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if private and not api.repo_info(repo_id, repo_type="model").private:
+            # create_repo(exist_ok=True) leaves an existing repository as it is: public stays public.
+            raise PublishError(
+                f"{repo_id} already exists and is public: not uploading what --private asked to keep private "
+                "(make the repository private on the Hub first, or leave --private out)"
+            )
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         commit = api.upload_folder(
