@@ -133,6 +133,16 @@ def test_model_from_config_builds_every_architecture_class() -> None:
         model_from_config({"architecture_class": "DMWideResNet", "activation": "Swoosh"})
 
 
+def test_model_from_config_refuses_what_would_build_a_wrong_network() -> None:
+    dm = {"architecture_class": "DMWideResNet", "depth": 10, "width": 1, "num_classes": 100}
+    with pytest.raises(CheckpointError, match="without mean and std: add the dataset's normalisation"):
+        model_from_config(dm)  # CIFAR-10's normalisation for a CIFAR-100 model would go unnoticed
+    with pytest.raises(CheckpointError, match="config cannot build DMWideResNet"):
+        model_from_config({**dm, "mean": [0.5, 0.5], "std": [0.25, 0.25]})
+    with pytest.raises(CheckpointError, match="config cannot build WideResNet"):
+        model_from_config({"architecture_class": "WideResNet", "depth": 10, "num_classes": -1})
+
+
 # --- bad input --------------------------------------------------------------------------------------
 
 

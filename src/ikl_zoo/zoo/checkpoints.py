@@ -264,13 +264,20 @@ def model_from_config(config: Mapping[str, Any]) -> nn.Module:
                 f"unknown activation {kwargs['activation']!r} in config (expected e.g. SiLU, ReLU)"
             )
         kwargs["activation"] = activation
+    missing = [key for key in ("mean", "std") if key not in kwargs]
+    if name == "DMWideResNet" and missing:
+        # The normalisation is in no checkpoint (non-persistent buffers): a default would be a silent guess.
+        raise CheckpointError(
+            f"config builds DMWideResNet without {' and '.join(missing)}: add the dataset's normalisation "
+            '(e.g. "mean": [0.4914, 0.4822, 0.4465], "std": [0.2471, 0.2435, 0.2616] for CIFAR-10)'
+        )
     for key in ("mean", "std", "blocks_per_stage"):
         if isinstance(kwargs.get(key), list):
             kwargs[key] = tuple(kwargs[key])
     try:
         return builders[name](**kwargs)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"config cannot build {name}: {error}") from None
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"config cannot build {name}: {_first_line(error)}") from None
 
 
 def architecture_config(entry: ModelEntry) -> dict[str, Any]:
