@@ -267,8 +267,12 @@ def test_an_unwritable_zoo_cache_is_one_line(fake_hub, tiny_entry, tiny_model, d
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("IKL_ZOO_CACHE", str(tmp_path / "a-file" / "cache"))
     drive.payload = lambda path: torch.save(tiny_model.state_dict(), path)
-    with pytest.raises(DownloadError, match="cannot write the ikl-zoo cache .*set IKL_ZOO_CACHE"):
+    with pytest.raises(DownloadError) as error:
         download_checkpoint("tiny-wrn")
+    message = str(error.value)
+    assert "Hugging Face Hub ikl-zoo/tiny-wrn-cifar10@main: repository not found" in message
+    assert "Google Drive 1-tinyDriveIdForTests: cannot write the ikl-zoo cache" in message
+    assert "set IKL_ZOO_CACHE to a folder you can write" in message and "\n" not in message
 
 
 def test_a_damaged_drive_cache_names_the_folder_to_delete(

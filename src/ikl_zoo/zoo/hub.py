@@ -221,7 +221,7 @@ def _from_drive(entry: ModelEntry) -> Path:
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{entry.model_id}.") as tmp:
             return _convert_from_drive(entry, folder, Path(tmp))
     except OSError as error:
-        raise DownloadError(
+        raise _HostMiss(
             f"cannot write the ikl-zoo cache {folder} ({_first_line(error)}): set IKL_ZOO_CACHE to a folder "
             "you can write"
         ) from None
