@@ -163,7 +163,7 @@ def test_truncated_file(tmp_path, tiny_model, kind) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt") as error:
         read_state_dict(path)
-    assert "\n" not in str(error.value)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 300 + len(str(path))
 
 
 def test_pickled_objects_are_refused_not_executed(tmp_path) -> None:

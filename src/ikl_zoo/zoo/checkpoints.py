@@ -188,6 +188,7 @@ def _not_a_checkpoint(path: Path, error: BaseException) -> CheckpointError:
     if reason.startswith("Weights only load failed"):  # torch's preamble; the cause comes later
         causes = [line.strip() for line in str(error).splitlines() if line.strip().startswith("Unsupported")]
         reason = causes[0] if causes else reason
+    reason = reason.split(". ")[0]  # torch appends paragraphs of advice to its first sentence
     return CheckpointError(
         f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({reason}): download or save it again"
     )
