@@ -305,3 +305,27 @@ def test_checkpoint_without_num_batches_tracked_loads_as_pytorch_and_robustbench
     assert torch.equal(logits(load_model("tiny-wrn", checkpoint=path), images), logits(tiny_model, images))
     folder = save_zoo_folder(state, tmp_path / "zoo", entry_or_config=tiny_entry)
     assert torch.equal(logits(load_model(str(folder)), images), logits(tiny_model, images))
+
+
+@pytest.mark.parametrize("numpy_module", ["numpy._core.multiarray", "numpy.core.multiarray"])
+def test_numpy_scalars_beside_the_weights_load_and_other_objects_are_named(
+    tmp_path, tiny_model, images, numpy_module
+) -> None:
+    """Training scripts save ``"best_acc": np.float64(...)``: plain data. Files from numpy < 2 name
+    ``numpy.core.multiarray``."""
+    import argparse
+
+    import numpy as np
+
+    path = tmp_path / "with_numpy.pt"
+    checkpoint = {"state_dict": tiny_model.state_dict(), "best_acc": np.float64(0.57), "step": np.int64(9)}
+    torch.save(checkpoint, path, _use_new_zipfile_serialization=False)  # GLOBAL opcodes: names in plain text
+    data = path.read_bytes()
+    assert b"numpy._core.multiarray\nscalar" in data
+    path.write_bytes(data.replace(b"numpy._core.multiarray\nscalar", numpy_module.encode() + b"\nscalar"))
+    assert torch.equal(logits(load_model("tiny-wrn", checkpoint=path), images), logits(tiny_model, images))
+
+    with_args = tmp_path / "with_args.pt"
+    torch.save({"state_dict": tiny_model.state_dict(), "args": argparse.Namespace(lr=0.1)}, with_args)
+    with pytest.raises(CheckpointError, match=r"Python objects besides tensors \(argparse.Namespace\)"):
+        read_state_dict(with_args)

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -167,13 +168,34 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
+def _numpy_scalar_globals() -> list[Any]:
+    """What a numpy scalar beside the weights (``"best_acc": np.float64(...)``) needs: plain data, no code.
+
+    Files name the reconstructor by the path of the numpy that saved them (``numpy.core`` before 2.0).
+    """
+    import numpy as np
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    dtype_classes = [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"]
+    return [
+        (scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"), np.dtype,
+        *dtype_classes,
+    ]
+
+
 def _torch_load(path: Path) -> Any:
+    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        if safe_globals is None:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        with safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Unsupported global" in str(error):
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if found or "Unsupported global" in str(error):
+            what = f" ({found.group(1)})" if found else ""
             raise CheckpointError(
-                f"{path} holds Python objects besides tensors, which ikl-zoo refuses to unpickle; save "
+                f"{path} holds Python objects besides tensors{what}, which ikl-zoo refuses to unpickle; save "
                 "model.state_dict() instead, or convert it once in a trusted environment"
             ) from None
         raise _not_a_checkpoint(path, error) from None
