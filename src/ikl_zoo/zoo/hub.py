@@ -96,7 +96,8 @@ def download_checkpoint(model_id: str, *, dataset: str = "cifar10", revision: st
                 return _from_drive(entry)
             except _HostMiss as miss:
                 attempts.append(f"Google Drive {pretrained.gdrive_id}: {miss}")
-    fixes = ["use a local copy (--checkpoint PATH, or checkpoint= in Python)"]
+    fixes = ["use a local copy of the file (`ikl-zoo eval --checkpoint PATH`, checkpoint= in Python, "
+             "or `ikl-zoo convert PATH` for a zoo folder)"]
     if _offline():
         fixes.append("unset HF_HUB_OFFLINE")
     else:
