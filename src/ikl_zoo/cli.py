@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import IO, Any
 
 import click
+from click.core import ParameterSource
 
 from ikl_zoo import __version__
 from ikl_zoo.errors import IklZooError
@@ -368,6 +369,8 @@ def card(
         return
     if not model:
         raise click.UsageError("give a MODEL (registry id or zoo folder), or --all")
+    if click.get_current_context().get_parameter_source("records_root") == ParameterSource.COMMANDLINE:
+        raise click.UsageError("--records is read with --all only: give one measurement with --result")
     if out_dir is None:
         if not Path(model).is_dir():
             raise click.UsageError("-o/--out is required unless MODEL is a zoo folder")

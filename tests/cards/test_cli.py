@@ -60,6 +60,9 @@ def test_card_usage_errors_are_one_line(tmp_path, make_result):
     make_result(dataset="cifar100").save(tmp_path / "r.json")
     out = run("card", "Cui2023Decoupled_WRN-28-10", "--result", tmp_path / "r.json", "-o", tmp_path)
     assert out.exit_code == 2 and out.output.count("\n") == 1 and "--dataset cifar100" in out.output
+    out = run("card", "Cui2023Decoupled_WRN-28-10", "--records", tmp_path / "nowhere", "-o", tmp_path / "c")
+    assert out.exit_code == 2 and "--records is read with --all only" in out.output
+    assert not (tmp_path / "c").exists()
 
 
 def test_submit_refuses_drafts_and_writes_complete_submissions(tmp_path, make_result):
