@@ -118,8 +118,8 @@ def download(model: str, dataset: str, revision: str | None) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace the zoo files of a folder that is not empty.")
 def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrite: bool) -> None:
     """Turn CHECKPOINT (.pt/.pth/.safetensors, any wrapping) into a Hub-ready folder with a model card."""
+    from ikl_zoo.publish import convert_checkpoint
     from ikl_zoo.zoo.checkpoints import CONFIG_NAME, read_zoo_config
-    from ikl_zoo.zoo.publish import convert_checkpoint
 
     folder = convert_checkpoint(checkpoint, out_dir, model_id=model_id, dataset=dataset, overwrite=overwrite)
     click.echo(f"wrote {folder} (model.safetensors, {CONFIG_NAME}, README.md)")
@@ -134,7 +134,7 @@ def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrit
 @click.option("--token", default=None, help="Hub write token (default: HF_TOKEN or `hf auth login`).")
 def push(folder: str, repo_id: str, revision: str | None, private: bool, token: str | None) -> None:
     """Check FOLDER (config.json, model.safetensors, sha256) and upload it to the Hub."""
-    from ikl_zoo.zoo.publish import push_zoo_folder
+    from ikl_zoo.publish import push_zoo_folder
 
     url = push_zoo_folder(folder, repo_id=repo_id, revision=revision, private=private, token=token)
     click.echo(f"pushed {folder} to {repo_id}: {url}")

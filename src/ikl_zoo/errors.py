@@ -41,3 +41,8 @@ class PublishError(IklZooError):
 
 class EvaluationError(IklZooError):
     """Arguments an evaluation cannot run with, or a run directory made with different arguments."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of an error from another library (or its type), for a one-line message."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)

@@ -16,9 +16,9 @@ import torch
 from click.testing import CliRunner
 
 from ikl_zoo.cli import main
+from ikl_zoo.publish import validate_zoo_folder
 from ikl_zoo.train import TrainingError, get_recipe, load_training_checkpoint, train_ikl_at
 from ikl_zoo.zoo.loading import load_model, read_zoo_config
-from ikl_zoo.zoo.publish import validate_zoo_folder
 
 pytestmark = pytest.mark.slow
 

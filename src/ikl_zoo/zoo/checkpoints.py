@@ -25,7 +25,7 @@ from torch import nn
 
 from ikl_zoo import __version__
 from ikl_zoo.atomic import atomic_path, write_json_atomic
-from ikl_zoo.errors import CheckpointError, ChecksumMismatchError
+from ikl_zoo.errors import CheckpointError, ChecksumMismatchError, first_line
 from ikl_zoo.zoo.registry import ModelEntry
 
 WEIGHTS_NAME = "model.safetensors"
@@ -163,7 +163,7 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(
-            f"{path} is a truncated or corrupt safetensors file ({_first_line(error)}): "
+            f"{path} is a truncated or corrupt safetensors file ({first_line(error)}): "
             "download or convert it again"
         ) from None
 
@@ -204,7 +204,7 @@ def _torch_load(path: Path) -> Any:
 
 
 def _not_a_checkpoint(path: Path, error: BaseException) -> CheckpointError:
-    reason = _first_line(error)
+    reason = first_line(error)
     if isinstance(error, LookupError):  # a bare "101" says nothing without its type
         reason = f"{type(error).__name__}: {reason}"
     if reason.startswith("Weights only load failed"):  # torch's preamble; the cause comes later
@@ -248,11 +248,6 @@ def _strip_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 stripped = True
                 break
     return tensors
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,7 +295,7 @@ def model_from_config(config: Mapping[str, Any]) -> nn.Module:
     try:
         return builders[name](**kwargs)
     except (TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"config cannot build {name}: {_first_line(error)}") from None
+        raise CheckpointError(f"config cannot build {name}: {first_line(error)}") from None
 
 
 def architecture_config(entry: ModelEntry) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from ikl_zoo import __version__
-from ikl_zoo.errors import CheckpointError, DownloadError
+from ikl_zoo.errors import CheckpointError, DownloadError, first_line
 from ikl_zoo.zoo.checkpoints import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -163,7 +163,7 @@ def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
     except EntryNotFoundError:
         raise _HostMiss(f"{filename} not found in the repository") from None
     except (HfHubHTTPError, OSError, ValueError, *transport_errors()) as error:
-        raise _HostMiss(_first_line(error)) from None
+        raise _HostMiss(first_line(error)) from None
 
 
 def transport_errors() -> tuple[type[Exception], ...]:
@@ -223,7 +223,7 @@ def _from_drive(entry: ModelEntry) -> Path:
             return _convert_from_drive(entry, folder, Path(tmp))
     except OSError as error:
         raise _HostMiss(
-            f"cannot write the ikl-zoo cache {folder} ({_first_line(error)}): set IKL_ZOO_CACHE to a folder "
+            f"cannot write the ikl-zoo cache {folder} ({first_line(error)}): set IKL_ZOO_CACHE to a folder "
             "you can write"
         ) from None
 
@@ -236,7 +236,7 @@ def _convert_from_drive(entry: ModelEntry, folder: Path, tmp: Path) -> Path:
     try:
         result = gdown.download(id=gdrive_id, output=str(original), quiet=False)
     except Exception as error:  # gdown raises its own and requests' exceptions
-        raise _HostMiss(f"download failed ({_first_line(error)})") from None
+        raise _HostMiss(f"download failed ({first_line(error)})") from None
     if result is None or not original.is_file() or original.stat().st_size == 0:
         raise _HostMiss("download failed (no file received)")
     if is_html_file(original):
@@ -258,8 +258,3 @@ def _convert_from_drive(entry: ModelEntry, folder: Path, tmp: Path) -> Path:
     if entry.pretrained.sha256:
         verify_sha256(weights, entry.pretrained.sha256, fix=f"delete {folder} and rerun to convert it again")
     return weights
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__

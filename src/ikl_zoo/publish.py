@@ -1,4 +1,7 @@
-"""Publishing weights: convert any checkpoint into a Hub-ready zoo folder, check it, push it to the Hub."""
+"""Publishing weights: a checkpoint into a Hub-ready zoo folder with its model card, checked, then pushed.
+
+It sits after the zoo and the cards (it uses both), so that the zoo never imports the cards.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ikl_zoo.errors import CheckpointError, PublishError
+from ikl_zoo.errors import CheckpointError, PublishError, first_line
 from ikl_zoo.zoo.checkpoints import (
     CARD_NAME,
     CONFIG_NAME,
@@ -173,15 +176,11 @@ def push_zoo_folder(
             allow_patterns=list(PUSHED_FILES),
         )
     except (HfHubHTTPError, ValueError) as error:
-        raise PublishError(f"the Hub refused the upload to {repo_id}: {_first_line(error)} (log in with "
+        raise PublishError(f"the Hub refused the upload to {repo_id}: {first_line(error)} (log in with "
                            "`hf auth login` or pass --token with write access)") from None
     except (OSError, *transport_errors()) as error:
         from huggingface_hub import constants
 
         raise PublishError(f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id}: "
-                           f"{_first_line(error)}; check the network or HF_ENDPOINT") from None
+                           f"{first_line(error)}; check the network or HF_ENDPOINT") from None
     return str(getattr(commit, "commit_url", commit))
-
-
-def _first_line(error: BaseException) -> str:
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
