@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
+from ikl_zoo.evaluate.summary import format_eps
 from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, find_fact, replaced_weights
 from ikl_zoo.leaderboard.records import (
     DEFAULT_ROOT,
@@ -30,7 +31,6 @@ from ikl_zoo.leaderboard.records import (
 from ikl_zoo.leaderboard.reference import (
     ROBUSTBENCH_URL,
     STANDARD_EPS,
-    format_eps,
     reference_entry,
 )
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
+from ikl_zoo.evaluate.summary import format_eps
 from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, missing_facts, replaced_weights
 from ikl_zoo.leaderboard.records import (
     Measurement,
@@ -29,7 +30,6 @@ from ikl_zoo.leaderboard.records import (
 )
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
-    format_eps,
     is_standard_eps,
     reference_entry,
 )

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import UnknownModelError
+from ikl_zoo.evaluate.summary import format_eps
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.reference import (
     LeaderboardError,
     check_board,
-    format_eps,
     is_ikl_at,
     reference_entry,
     robustbench_name,

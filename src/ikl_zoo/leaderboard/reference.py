@@ -10,7 +10,6 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -82,26 +81,8 @@ def is_ikl_at(model_id: str, paper_title: str = "") -> bool:
     return paper_title.strip() == PAPER_TITLE or robustbench_name(model_id).startswith(IKL_MODEL_PREFIX)
 
 
-def format_eps(eps: float, threat_model: str) -> str:
-    """RobustBench's spelling: ``8/255`` for Linf budgets on the 1/255 grid, a plain number otherwise."""
-    if threat_model == "Linf":
-        steps = eps * 255
-        if abs(steps - round(steps)) < 1e-6 and round(steps) > 0:
-            return f"{round(steps)}/255"
-    return f"{eps:g}"
-
-
-def parse_eps(value: str | float) -> float:
-    """Read ``8/255``, ``0.031`` or a number; raise a one-line error on anything else."""
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(Fraction(str(value).strip()))
-    except (ValueError, ZeroDivisionError):
-        raise LeaderboardError(f"cannot read eps {value!r}: write it as 8/255 or 0.5") from None
-
-
 def is_standard_eps(eps: float, threat_model: str) -> bool:
+    """Whether ``eps`` is the board's budget (8/255 Linf, 0.5 L2): only then are its figures comparable."""
     return math.isclose(eps, STANDARD_EPS[threat_model], rel_tol=0, abs_tol=1e-7)
 
 

@@ -19,12 +19,12 @@ from typing import Any
 import pandas as pd
 
 from ikl_zoo import __version__
+from ikl_zoo.evaluate.summary import format_eps
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Record, load_records, record_path
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
     LeaderboardError,
-    format_eps,
     is_standard_eps,
     load_reference,
     robustbench_name,
