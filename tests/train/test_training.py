@@ -209,8 +209,11 @@ def test_unusable_run_folders_and_devices_fail_before_training(colour_cifar_dir:
         str(tmp_path / "a-file" / "run"): "cannot write the run folder",
         str(tmp_path / "dir-checkpoint"): "checkpoint.pt is not a file",
         str(tmp_path / "keyless"): "checkpoint.pt is damaged",
+        str(tmp_path / "garbage"): "checkpoint.pt is not a readable training checkpoint (Unsupported operand",
     }
     (tmp_path / "dir-checkpoint" / "checkpoint.pt").mkdir(parents=True)
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "checkpoint.pt").write_bytes(b"garbage")  # torch's error runs over six lines
     (tmp_path / "keyless").mkdir()
     torch.save({"format": "ikl-zoo-train/1", "epoch": 1}, tmp_path / "keyless" / "checkpoint.pt")
     for out, message in cases.items():

@@ -330,8 +330,10 @@ def load_training_checkpoint(out_dir: str | os.PathLike[str]) -> dict[str, Any] 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: say which and how to proceed
+        from ikl_zoo.zoo.checkpoints import torch_load_reason
+
         raise TrainingError(
-            f"{path} is not a readable training checkpoint ({error}); delete it to restart"
+            f"{path} is not a readable training checkpoint ({torch_load_reason(error)}); delete it to restart"
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not an ikl-zoo training checkpoint; choose another --out")

@@ -203,16 +203,21 @@ def _torch_load(path: Path) -> Any:
         raise _not_a_checkpoint(path, error) from None
 
 
-def _not_a_checkpoint(path: Path, error: BaseException) -> CheckpointError:
+def torch_load_reason(error: BaseException) -> str:
+    """Why ``torch.load`` failed, in a few words for a one-line error: the cause without torch's advice."""
     reason = first_line(error)
     if isinstance(error, LookupError):  # a bare "101" says nothing without its type
         reason = f"{type(error).__name__}: {reason}"
     if reason.startswith("Weights only load failed"):  # torch's preamble; the cause comes later
         causes = [line.strip() for line in str(error).splitlines() if line.strip().startswith("Unsupported")]
         reason = causes[0] if causes else reason
-    reason = reason.split(". ")[0]  # torch appends paragraphs of advice to its first sentence
+    return reason.split(". ")[0]  # torch appends paragraphs of advice to its first sentence
+
+
+def _not_a_checkpoint(path: Path, error: BaseException) -> CheckpointError:
     return CheckpointError(
-        f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({reason}): download or save it again"
+        f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({torch_load_reason(error)}): "
+        "download or save it again"
     )
 
 
