@@ -313,8 +313,8 @@ def leaderboard(
     if compare:
         if top or only_ikl or no_extra_data:
             raise click.UsageError("--top, --only-ikl and --no-extra-data filter the board, not --compare")
-        board = compare_models(list(models), dataset, threat_model, robustbench_dir=robustbench_dir,
-                               records_root=records_root)
+        board = compare_models(list(models), dataset=dataset, threat_model=threat_model,
+                               robustbench_dir=robustbench_dir, records_root=records_root)
     else:
         board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root,
                             top=top, only_ikl=only_ikl, no_extra_data=no_extra_data)

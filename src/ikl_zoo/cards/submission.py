@@ -88,6 +88,8 @@ class SubmissionRefusedError(IklZooError):
 
 @dataclass(frozen=True)
 class Submission:
+    """What a RobustBench pull request needs for one model: model_info JSON, issue text, model zoo entry."""
+
     name: str
     dataset: str
     threat_model: str

@@ -55,10 +55,12 @@ def _normalise(segment: str) -> str:
 
 
 def missing_facts(provenance: Mapping[str, Any]) -> list[str]:
+    """The required facts a result does not state, so that a submission can name what to add."""
     return [fact for fact in REQUIRED_FACTS if find_fact(provenance, fact) is None]
 
 
 def checkpoint_sha256(provenance: Mapping[str, Any]) -> str | None:
+    """The evaluated checkpoint's sha256 (however the provenance spells its key): ties figures to weights."""
     value = find_fact(provenance, "checkpoint sha256")
     return str(value) if value is not None else None
 

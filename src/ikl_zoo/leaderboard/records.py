@@ -157,6 +157,8 @@ class ModelMetadata:
 
 @dataclass(frozen=True)
 class Record:
+    """One recorded measurement, read back from its file under the records folder."""
+
     path: Path
     model_info: dict[str, Any]
     measurement: Measurement
@@ -288,6 +290,7 @@ def write_record(
 
 
 def read_record(path: str | os.PathLike[str]) -> Record:
+    """One record file, with a one-line error for anything that is not an ikl-zoo record."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -327,6 +330,7 @@ def load_records(
 def find_record(
     model_id: str, *, dataset: str, threat_model: str = "Linf", root: str | os.PathLike[str] = DEFAULT_ROOT
 ) -> Record | None:
+    """The record of one model on one board, or None if it has not been recorded."""
     path = record_path(model_id, dataset=dataset, threat_model=threat_model, root=root)
     return read_record(path) if path.exists() else None
 

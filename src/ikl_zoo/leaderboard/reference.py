@@ -64,6 +64,7 @@ class Reference:
 
 
 def check_board(dataset: str, threat_model: str) -> None:
+    """Refuse, in one line naming the choices, a board that RobustBench does not have."""
     if dataset not in DATASETS:
         raise LeaderboardError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     if threat_model not in THREAT_MODELS:
@@ -78,6 +79,7 @@ def robustbench_name(model_id: str) -> str:
 
 
 def is_ikl_at(model_id: str, paper_title: str = "") -> bool:
+    """Whether a model is one of the paper's: by its title, or by RobustBench's Cui2023Decoupled id."""
     return paper_title.strip() == PAPER_TITLE or robustbench_name(model_id).startswith(IKL_MODEL_PREFIX)
 
 

@@ -73,6 +73,8 @@ COMPARE_DELTAS = [
 
 @dataclass(frozen=True)
 class Board:
+    """One leaderboard or comparison, before rendering: its rows and what they are measured against."""
+
     dataset: str
     threat_model: str
     rows: pd.DataFrame
@@ -122,9 +124,9 @@ def build_board(
 
 def compare_models(
     model_ids: Sequence[str],
+    *,
     dataset: str = "cifar10",
     threat_model: str = "Linf",
-    *,
     robustbench_dir: str | os.PathLike[str] | None = None,
     records_root: str | os.PathLike[str] | None = DEFAULT_ROOT,
 ) -> Board:
@@ -173,6 +175,7 @@ def render_board(board: Board, fmt: str = "md") -> str:
 
 
 def board_title(board: Board) -> str:
+    """The heading every rendering and the plot share: dataset, threat model, budget, board or comparison."""
     what = "comparison" if board.compare_baseline else "leaderboard"
     return f"{DATASET_TITLES[board.dataset]}, {board.threat_model}, eps = {board.eps_text}: {what}"
 

@@ -39,6 +39,7 @@ def training_transform(*, autoaugment: bool) -> Callable[[Any], Any]:
 
 
 def augmentation_description(*, autoaugment: bool) -> str:
+    """The training transform in words, for the zoo folder's config and so its model card."""
     basic = "random crop 32 (padding 4) + horizontal flip"
     if not autoaugment:
         return basic

@@ -55,6 +55,8 @@ class TrainingError(IklZooError):
 
 @dataclass
 class TrainResult:
+    """Where a training run left its checkpoint and zoo folder, and its per-epoch history."""
+
     recipe: Recipe
     out_dir: Path
     checkpoint: Path

@@ -45,6 +45,8 @@ class PretrainedConfig:
 
 @dataclass(frozen=True)
 class PublishedFigures:
+    """The accuracies a model's authors or RobustBench published, the yardstick for a measurement."""
+
     clean_acc: float
     """Clean accuracy in percent on the full test set."""
     autoattack_acc: float
@@ -58,6 +60,8 @@ class PublishedFigures:
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model: how to build it, where its weights are and what was published for it."""
+
     model_id: str
     dataset: str
     constructor: Callable[[], nn.Module]
