@@ -287,6 +287,38 @@ def test_unwritable_out_is_a_one_line_error(linear_model, cifar10_sample, tmp_pa
     assert message.endswith("choose another --out")
 
 
+@pytest.mark.parametrize("failing", ["chunks/chunk_00001.json", "result.json"])
+def test_disk_full_mid_run_says_resume_and_resuming_keeps_the_work(
+    linear_model, cifar10_sample, tmp_path, monkeypatch, failing
+):
+    """A full disk after the first chunk: the way out is --resume in the same folder, never another --out,
+    which would throw away every finished chunk."""
+    import errno
+
+    import ikl_zoo.evaluate.store as store_module
+
+    out = tmp_path / "run"
+    arguments = dict(chunk_size=10, batch_size=10, out=out, **FAST)
+    write = store_module.write_json_atomic
+
+    def disk_full_at(path, data):
+        if path == out / failing:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write(path, data)
+
+    monkeypatch.setattr(store_module, "write_json_atomic", disk_full_at)
+    with pytest.raises(EvaluationError) as error:
+        evaluate(linear_model, *cifar10_sample, **arguments)
+    message = str(error.value)
+    assert message.startswith(f"cannot write the run directory {out}: No space left on device")
+    assert "--resume" in message and "another --out" not in message
+    monkeypatch.setattr(store_module, "write_json_atomic", write)
+    resumed = evaluate(linear_model, *cifar10_sample, resume=True, **arguments)
+    assert resumed.provenance["resumed_chunks"] == (1 if failing.startswith("chunks") else 2)
+    assert resumed.robust_flags == evaluate(linear_model, *cifar10_sample, chunk_size=10, batch_size=10,
+                                            **FAST).robust_flags
+
+
 @pytest.mark.parametrize(
     ("seed", "chunk_size"),
     [(-1, 20), (2**63 - 1, 10), (2**63, 20), (True, 20), (1.0, 20), ("0", 20)],

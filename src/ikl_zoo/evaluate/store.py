@@ -133,12 +133,13 @@ class RunDir:
     def write_manifest(self, identity: dict[str, Any], *, settings: dict[str, Any]) -> None:
         if self.manifest_path.is_file():
             return
-        self._write_json(self.manifest_path, {
+        manifest = {
             "format": MANIFEST_FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "identity": identity,
             "settings": settings,
-        })
+        }
+        self._write_json(self.manifest_path, manifest, fix="choose another --out")
 
     def read_batch_size(self, *, limit: int) -> int | None:
         """The batch size an ``auto`` run settled on (probed, then halved on out-of-memory), if recorded."""
@@ -154,7 +155,7 @@ class RunDir:
         return size
 
     def write_batch_size(self, batch_size: int) -> None:
-        self._write_json(self.batch_size_path, {"batch_size": batch_size})
+        self._write_json(self.batch_size_path, {"batch_size": batch_size}, fix=_RESUME_AFTER_WRITE)
 
     def load_chunk(
         self, index: int, *, start: int, stop: int, seed: int, attacks: Sequence[str]
@@ -180,10 +181,11 @@ class RunDir:
         return ChunkOutcome.from_dict(data)
 
     def save_chunk(self, outcome: ChunkOutcome) -> Path:
-        return self._write_json(self.chunk_path(outcome.index), outcome.to_dict())
+        path = self.chunk_path(outcome.index)
+        return self._write_json(path, outcome.to_dict(), fix=_RESUME_AFTER_WRITE)
 
     def save_result(self, data: dict[str, Any]) -> Path:
-        return self._write_json(self.result_path, data)
+        return self._write_json(self.result_path, data, fix=_RESUME_AFTER_WRITE)
 
     def _read_json(
         self, path: Path, *, damaged: str | None = None, fix: str = "choose another --out"
@@ -207,24 +209,29 @@ class RunDir:
                 f"run directory {self.path}: {damaged} is damaged (not valid JSON: {error}): {fix}"
             ) from None
 
-    def _write_json(self, path: Path, data: Any) -> Path:
-        with self._writing():
+    def _write_json(self, path: Path, data: Any, *, fix: str) -> Path:
+        """``fix`` is the way out: another --out before the run has started, --resume once it has (a full
+        disk late in a long run must not send the user to start over elsewhere)."""
+        with self._writing(fix):
             return write_json_atomic(path, data)
 
     @contextmanager
-    def _writing(self) -> Iterator[None]:
+    def _writing(self, fix: str) -> Iterator[None]:
         try:
             yield
         except OSError as error:
             named = error.filename is not None and Path(error.filename) != self.path
             where = f" ({error.filename})" if named else ""
             raise EvaluationError(
-                f"cannot write the run directory {self.path}: {error.strerror or error}{where}; "
-                "choose another --out"
+                f"cannot write the run directory {self.path}: {error.strerror or error}{where}; {fix}"
             ) from None
 
 
 _REDO_CHUNK = "delete it and rerun with --resume to redo that chunk"
+_RESUME_AFTER_WRITE = (
+    "the chunks finished before are kept: free space (or fix the folder) and rerun the same command with "
+    "--resume to continue"
+)
 _REDO_BATCH_SIZE = "delete it and rerun with --resume (the size is then taken from the finished chunks)"
 
 _CHUNK_INTS = ("index", "start", "stop", "seed", "batch_size", "rank")
