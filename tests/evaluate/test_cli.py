@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,6 +159,32 @@ def test_eval_errors_are_one_line(tiny_folder, tmp_path):
     arguments = ["eval", "--model", str(tiny_folder), "--data-dir", str(tmp_path / "nowhere"), *TINY_ARGS]
     outcome = CliRunner().invoke(main, [*arguments, "--out", str(tmp_path / "run"), "--no-download"])
     assert "ikl-zoo sample-data --out" in _assert_one_error_line(outcome, "Error: CIFAR-10 not found in")
+
+
+def test_zoo_folder_of_the_other_dataset_is_refused(tiny_folder, sample_dir, tmp_path):
+    """CIFAR-10's labels 0-9 fit a CIFAR-100 head, so nothing downstream would notice the wrong dataset."""
+    folder = tmp_path / "c100"
+    shutil.copytree(tiny_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "dataset": "cifar100"}))
+    out = tmp_path / "run"
+    outcome = CliRunner().invoke(main, [
+        "eval", "--model", str(folder), "--data-dir", str(sample_dir), *TINY_ARGS, "--out", str(out),
+    ])
+    expected = f"{folder} holds a cifar100 model (its config.json says so), not a cifar10 one"
+    assert _assert_one_error_line(outcome, expected).endswith(": pass --dataset cifar100")
+    assert not out.exists()
+
+
+def test_checkpoint_given_as_a_zoo_folder_is_hashed(tiny_folder, sample_dir, tmp_path):
+    from ikl_zoo.zoo.checkpoints import file_sha256
+
+    out = tmp_path / "run"
+    outcome = _run("eval", "--model", str(tiny_folder), "--checkpoint", str(tiny_folder), "--data-dir",
+                   str(sample_dir), *TINY_ARGS, "--n-examples", "2", "--out", str(out), "--no-progress")
+    assert outcome.exit_code == 0, outcome.output
+    provenance = EvalResult.load(out / "result.json").provenance
+    assert provenance["checkpoint_sha256"] == file_sha256(tiny_folder / "model.safetensors")
 
 
 def test_damaged_sample_dir_is_one_line_naming_the_file(tmp_path):

@@ -67,22 +67,30 @@ def load_for_evaluation(
             published_threat=(threat_model, STANDARD_EPS[threat_model]) if published is not None else None,
         )
 
-    from ikl_zoo.zoo.loading import load_model, pretrained_weights_path
+    from ikl_zoo.zoo.loading import load_model, pretrained_weights_path, read_zoo_config
     from ikl_zoo.zoo.registry import get_model_entry, list_models
 
     model = load_model(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision)
     registered = any(e.model_id == model_id and e.dataset == dataset for e in list_models())
     if not registered:
-        folder = Path(model_id)
-        path = Path(checkpoint) if checkpoint is not None else folder / "model.safetensors"
+        folder = Path(model_id).expanduser()
+        trained_on = read_zoo_config(folder).get("dataset")
+        if trained_on is not None and trained_on != dataset:
+            # Its labels would fit the wider head (CIFAR-10's 0-9 in CIFAR-100's 100 outputs): refuse here.
+            raise UnknownModelError(
+                f"{folder} holds a {trained_on} model (its config.json says so), not a {dataset} one: "
+                f"pass --dataset {trained_on}"
+            )
+        path = Path(checkpoint) if checkpoint is not None else folder
         return ModelSource(
-            model=model, model_id=model_id, description=f"zoo folder {folder}", checkpoint_path=path
+            model=model, model_id=model_id, description=f"zoo folder {folder}",
+            checkpoint_path=_weights_file(path),
         )
     entry = get_model_entry(model_id, dataset=dataset)
     if checkpoint is not None:
         return ModelSource(
             model=model, model_id=model_id, description=f"{model_id} with weights from {checkpoint}",
-            checkpoint_path=Path(checkpoint),
+            checkpoint_path=_weights_file(Path(checkpoint)),
         )
     published = entry.published.to_dict() if entry.published is not None else None
     return ModelSource(
@@ -90,6 +98,14 @@ def load_for_evaluation(
         checkpoint_path=pretrained_weights_path(entry, revision=revision), published=published,
         published_threat=(entry.threat_model, entry.eps),
     )
+
+
+def _weights_file(path: Path) -> Path:
+    """The file whose sha256 the record gives: a zoo folder's weights file, or the checkpoint itself."""
+    from ikl_zoo.zoo.checkpoints import WEIGHTS_NAME
+
+    path = path.expanduser()
+    return path / WEIGHTS_NAME if path.is_dir() else path
 
 
 def robustbench_cache_dir() -> Path:
