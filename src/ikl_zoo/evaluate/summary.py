@@ -21,6 +21,10 @@ def format_summary(result: EvalResult) -> str:
     """A header, the table of accuracies (clean, after each attack, final) and AutoAttack's warnings."""
     n = result.n_examples
     published = result.published or {}
+    data_source = result.provenance.get("data_source")
+    # A difference means something only on the images the figure was measured on: all of the real test set.
+    not_real_cifar = isinstance(data_source, str) and "written by ikl-zoo" in data_source
+    comparable = n == FULL_TEST_SET and not not_real_cifar
 
     def row(stage: str, fraction: float, published_key: str | None, seconds: float | None) -> list[str]:
         figure = published.get(published_key) if published_key else None
@@ -29,7 +33,7 @@ def format_summary(result: EvalResult) -> str:
             f"{100 * fraction:.2f}%",
             f"{round(fraction * n)}/{n}",
             f"{figure:.2f}%" if figure is not None else "",
-            f"{100 * fraction - figure:+.2f}" if figure is not None else "",
+            f"{100 * fraction - figure:+.2f}" if figure is not None and comparable else "",
             f"{seconds:.1f} s" if seconds is not None else "",
         ]
 
@@ -63,9 +67,10 @@ def format_summary(result: EvalResult) -> str:
         source = published.get("source", "registry")
         note = f"published: {source}, on the full {FULL_TEST_SET:,}-image test set"
         if n != FULL_TEST_SET:
-            note += f"; this run used {n} images, so the difference is not a like-for-like comparison"
+            note += f"; this run used {n} images, so no difference is given (not a like-for-like comparison)"
+        elif not_real_cifar:
+            note += "; this run's images are not the real test set, so no difference is given"
         lines.append(note)
-    data_source = result.provenance.get("data_source")
     if data_source:
         lines.append(f"data: {data_source}")
     for message in result.warnings:
