@@ -234,3 +234,35 @@ def test_auto_batch_size_backs_off_on_out_of_memory_and_keeps_flags(
     result = evaluate(SmallMemory(tiny_model), *cifar10_sample, batch_size="auto", chunk_size=20, **SQUARE)
     assert result.batch_size == 5 and result.robust_flags == direct_square(0, 5)
     assert any("out of memory at batch size 10" in message for message in result.warnings)
+
+
+def test_fab_t_is_autoattacks_single_restart_targeted_fab(tiny_model, cifar10_sample):
+    """FAB-T is FAB targeted with one restart, set by AutoAttack before each batch over the object's five:
+    the same flags and the same number of model passes as a direct call (five restarts would take about
+    four times as many, yet find the same points here)."""
+    from pyautoattack import AutoAttack
+
+    x, y = cifar10_sample
+    fab = {"n_iter": 5, "n_target_classes": 2}
+
+    class Counted(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.forward_calls = inner, 0
+
+        def forward(self, images):
+            self.forward_calls += 1
+            return self.inner(images)
+
+    counted = Counted(tiny_model)
+    adversary = AutoAttack(counted, norm="Linf", eps=TINY_EPS, version="custom", attacks=["fab-t"], seed=0,
+                           device="cpu")
+    for name, value in fab.items():
+        setattr(adversary.fab, name, value)
+    assert adversary.fab.n_restarts == 5
+    _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=20)
+    result = evaluate(tiny_model, x, y, eps=TINY_EPS, version="custom", attacks=["fab-t"],
+                      attack_options={"fab": fab}, seed=0, batch_size=20, chunk_size=20, progress=False)
+    assert result.robust_flags == (y_adv == y).tolist()
+    assert 0 < sum(result.robust_flags) < 20
+    assert result.model_passes["forward"] == counted.forward_calls

@@ -76,6 +76,28 @@ def test_model_state_is_restored_and_passes_are_counted(tiny_model, cifar10_samp
     assert result.model_passes["forward"] > result.model_passes["backward"]
 
 
+def test_a_model_left_in_train_mode_is_attacked_in_eval_mode(tiny_model, cifar10_sample):
+    """Dropout and batch statistics off for every pass (else AutoAttack sees a randomised defence), the
+    caller's train mode back afterwards."""
+
+    class Watched(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.dropout, self.modes = inner, torch.nn.Dropout(0.5), set()
+
+        def forward(self, x):
+            self.modes.add(self.training)
+            return self.inner(self.dropout(x))
+
+    watched = Watched(tiny_model).train()
+    result = evaluate(watched, *cifar10_sample, batch_size=20, chunk_size=20, **FAST)
+    assert watched.modes == {False} and watched.training and watched.dropout.training
+    assert not any("randomized" in message for message in result.warnings), result.warnings
+    watched.eval()
+    assert result.robust_flags == evaluate(watched, *cifar10_sample, batch_size=20, chunk_size=20,
+                                           **FAST).robust_flags
+
+
 def test_result_fields(tiny_model, cifar10_sample, tmp_path):
     x, y = cifar10_sample
     result = evaluate(tiny_model, x, y, model_id="tiny", dataset="cifar10", seed=3, batch_size=20, **FAST)
