@@ -134,3 +134,32 @@ def test_eval_command_measures_a_peer(peer_state, no_drive, sample_dir, tmp_path
     result = EvalResult.load(tmp_path / "run" / "result.json")
     assert result.model_id == "robustbench:Wong2020Fast" and result.n_examples == 4
     assert result.provenance["model_source"] == "RobustBench model zoo (Wong2020Fast, cifar10, Linf)"
+
+
+@pytest.mark.parametrize(
+    ("eps", "version", "attached"),
+    [
+        (8 / 255, "standard", True),
+        (8 / 255, "custom", False),
+        (8 / 255, "plus", False),
+        (8 / 255, "rand", False),
+        (4 / 255, "standard", False),
+        (0.031, "standard", False),  # the old way of writing 8/255: another budget
+    ],
+)
+def test_published_figures_go_only_with_the_threat_model_and_version_they_were_measured_under(
+    peer_state, no_drive, sample_dir, tmp_path, monkeypatch, eps, version, attached
+):
+    """RobustBench's figure is standard AutoAttack at the board's eps: any other run gets none to compare."""
+    import ikl_zoo.evaluate.run as run_module
+
+    _place(peer_state, tmp_path / "cache")
+    handed_over = {}
+    monkeypatch.setattr(run_module, "evaluate", lambda *args, **kwargs: handed_over.update(kwargs))
+    run_module.evaluate_model(
+        f"robustbench:{PEER}", data_dir=sample_dir, n_examples=2, eps=eps, version=version,
+        attacks=["apgd-ce"] if version == "custom" else None, device="cpu",
+        robustbench_dir=tmp_path / "cache",
+    )
+    assert (handed_over["published"] is not None) == attached
+    assert handed_over["eps"] == eps and handed_over["version"] == version
