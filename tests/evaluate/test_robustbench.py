@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import requests
 import torch
@@ -11,7 +13,7 @@ from ikl_zoo._robustbench import import_robustbench, robustbench_model_dicts
 from ikl_zoo.cli import main
 from ikl_zoo.errors import CheckpointError, UnknownModelError
 from ikl_zoo.evaluate import EvalResult
-from ikl_zoo.evaluate.sources import load_for_evaluation
+from ikl_zoo.evaluate.sources import _weights_only_torch_load, load_for_evaluation
 
 PEER = "Wong2020Fast"  # a PreActResNet-18: the smallest CIFAR-10 Linf entry to build
 
@@ -91,6 +93,11 @@ def test_a_checkpoint_that_would_run_code_is_refused(no_drive, tmp_path):
     torch.save({"state_dict": Payload()}, path, _use_new_zipfile_serialization=True)
     with pytest.raises(CheckpointError, match=f"could not load {path} .*delete it to download it again"):
         load_for_evaluation(f"robustbench:{PEER}", dataset="cifar10", robustbench_dir=tmp_path)
+    # Even a call that asks for a full unpickle gets weights_only while robustbench loads, and only then.
+    original = torch.load
+    with _weights_only_torch_load(), pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=False)
+    assert torch.load is original
 
 
 def test_unknown_peer_suggests_close_ids():

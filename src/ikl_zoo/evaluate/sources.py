@@ -161,9 +161,15 @@ def load_robustbench_model(
 
 @contextmanager
 def _weights_only_torch_load() -> Iterator[None]:
-    """robustbench calls ``torch.load`` without ``weights_only``; force it so a download never runs code."""
+    """robustbench calls ``torch.load`` without ``weights_only``; force it so a download never runs code,
+    whatever the call asks for."""
     original = torch.load
-    torch.load = functools.partial(original, weights_only=True)
+
+    @functools.wraps(original)
+    def weights_only_load(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **{**kwargs, "weights_only": True})
+
+    torch.load = weights_only_load
     try:
         yield
     finally:
