@@ -247,7 +247,7 @@ def cifar_dataset(
                 f"{name} in {folder} does not match torchvision's md5 sums ({corrupted}): replace those "
                 f"files from {tv_class.filename}, or delete the folder so it is downloaded again"
             ) from None
-        reason = f"download failed: {error}" if download else "download disabled"
+        reason = f"download failed: {_one_line(error)}" if download else "download disabled"
         hint = _layout_hint(dataset, root, train=train)
         raise DatasetNotFoundError(f"{name} not found in {root} ({reason}): {hint}") from None
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ikl_zoo.errors import CheckpointError, IklZooError, UnknownModelError
+from ikl_zoo.errors import CheckpointError, IklZooError, UnknownModelError, first_line
 from ikl_zoo.reference import STANDARD_EPS, published_figures
 
 ROBUSTBENCH_PREFIX = "robustbench:"
@@ -146,7 +146,7 @@ def load_robustbench_model(
     except IklZooError:
         raise
     except Exception as error:  # gdown, requests, torch.load: any failure is the same fix for the user
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         if path.is_file():
             raise CheckpointError(
                 f"robustbench could not load {path} ({type(error).__name__}: {reason}): delete it to "
