@@ -19,7 +19,7 @@ def test_card_for_registry_model_user_folder_and_all(tmp_path, make_result):
     out = run("card", "Cui2023Decoupled_WRN-34-10", "--result", result_path, "-o", tmp_path / "card")
     assert out.exit_code == 0, out.output
     text = (tmp_path / "card" / "README.md").read_text()
-    assert "| Measured | 85.30 ± 0.69 | 57.00 ± 0.97 | 10,000 |" in text
+    assert "| Measured | 85.30 [84.59, 85.98] | 57.00 [56.03, 57.97] | 10,000 |" in text
 
     folder = tmp_path / "trained"
     folder.mkdir()
@@ -118,3 +118,14 @@ def test_submit_refuses_drafts_and_writes_complete_submissions(tmp_path, make_re
     entry = (tmp_path / "ok" / "model_zoo_entry.py").read_text()
     assert "lambda: WideResNet(depth=34, widen_factor=10, sub_block1=False)," in entry and "'1AbC'" in entry
     assert "DRAFT" not in out.output
+
+
+def test_submit_of_a_zoo_folder_result_without_name_asks_for_one(tmp_path, make_result):
+    """A zoo folder is measured under its path: the error names that id and asks for --name."""
+    make_result("runs/tiny/model", n_examples=4).save(tmp_path / "r.json")
+    out = run("submit", "--result", tmp_path / "r.json", "-o", tmp_path / "s", "--draft")
+    assert out.exit_code == 2 and out.output.count("\n") == 1, out.output
+    assert out.output.startswith("Error: the result's model id 'runs/tiny/model' cannot name model_info/")
+    assert "pass --name <FirstAuthor><Year><FirstWordOfTitle>" in out.output
+    assert "--name 'runs" not in out.output
+    assert not (tmp_path / "s").exists()

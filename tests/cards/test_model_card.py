@@ -60,6 +60,18 @@ def test_registry_card_parses_back_with_published_and_measured_results(tmp_path,
     assert measured.dataset_split == "test[:1000]" and published.dataset_split == "test"
 
 
+def test_small_sample_interval_is_the_wilson_interval_not_a_symmetric_spread(make_result):
+    """0 of 4 robust: the 95% Wilson interval is 0-48.99%, not "0.00 ± 24.49" (which hides the upper half)."""
+    body = str(build_model_card(
+        "Cui2023Decoupled_WRN-34-10", dataset="cifar100",
+        result=make_result(
+            "Cui2023Decoupled_WRN-34-10", dataset="cifar100", n_examples=4, clean=0.25, robust=0.0
+        ),
+    ))
+    assert "| Measured | 25.00 [4.56, 69.94] | 0.00 [0.00, 48.99] | 4 |" in body
+    assert "±" not in body
+
+
 def test_card_body_covers_use_training_results_limits_and_citation(make_result):
     text = str(
         build_model_card(
@@ -73,7 +85,7 @@ def test_card_body_covers_use_training_results_limits_and_citation(make_result):
         assert heading in body
     assert 'ikl_zoo.load_model("Cui2023Decoupled_WRN-34-10", dataset="cifar100")' in body
     assert "| Published | 65.76 | 31.91 | 10,000 | RobustBench leaderboard |" in body
-    assert "| Measured | 65.70 ± 0.93 | 32.00 ± 0.91 | 10,000 |" in body
+    assert "| Measured | 65.70 [64.76, 66.62] | 32.00 [31.09, 32.92] | 10,000 |" in body
     assert "| Difference | -0.06 | +0.09 |" in body
     assert "AutoAttack bounds robust accuracy from above" in body
     assert BIBTEX in body and "@inproceedings{cui2024decoupled," in body

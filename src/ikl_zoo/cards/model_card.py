@@ -559,15 +559,15 @@ def _results(subject: CardSubject, measurement: Measurement | None) -> str:
         if facts:
             how += f"; {facts}"
         lines.append(
-            f"| Measured | {clean:.2f} ± {_wilson_half_width(measurement.clean_acc, n):.2f} | "
-            f"{robust:.2f} ± {_wilson_half_width(measurement.robust_acc, n):.2f} | {n:,} | {how} |"
+            f"| Measured | {clean:.2f} {_wilson_interval(measurement.clean_acc, n)} | "
+            f"{robust:.2f} {_wilson_interval(measurement.robust_acc, n)} | {n:,} | {how} |"
         )
         if published is not None:
             lines.append(
                 f"| Difference | {clean - published['clean_acc']:+.2f} | "
                 f"{robust - published['autoattack_acc']:+.2f} | | measured minus published |"
             )
-        lines += ["", "± is the half-width of a 95% Wilson interval over the test examples evaluated."]
+        lines += ["", "In brackets: the 95% Wilson interval over the test examples evaluated."]
     if published is None and measurement is None:
         lines = [
             "No published or measured figures yet: run `ikl-zoo eval` and rebuild this card with "
@@ -576,11 +576,17 @@ def _results(subject: CardSubject, measurement: Measurement | None) -> str:
     return "\n".join(lines)
 
 
-def _wilson_half_width(fraction: float, n: int, z: float = 1.959964) -> float:
-    """Half the width of the 95% Wilson score interval, in percent."""
+def _wilson_interval(fraction: float, n: int, z: float = 1.959964) -> str:
+    """The 95% Wilson score interval in percent, ``[low, high]``.
+
+    Given as its bounds, not as ``± half-width``: the interval is centred away from the measured fraction
+    (0/4 correct spans 0-49%), so a ``±`` around the measurement would understate the upper bound.
+    """
     denominator = 1 + z * z / n
-    spread = z * math.sqrt(fraction * (1 - fraction) / n + z * z / (4 * n * n))
-    return 100 * spread / denominator
+    centre = (fraction + z * z / (2 * n)) / denominator
+    spread = z * math.sqrt(fraction * (1 - fraction) / n + z * z / (4 * n * n)) / denominator
+    low, high = max(0.0, centre - spread), min(1.0, centre + spread)
+    return f"[{100 * low:.2f}, {100 * high:.2f}]"
 
 
 def _license(subject: CardSubject) -> str:

@@ -178,6 +178,13 @@ def build_submission(
     unknown = sorted(set(info) - set(INFO_KEYS))
     if unknown:
         raise ValueError(f"unknown info keys {unknown}; expected some of {list(INFO_KEYS)}")
+    if name is None and not FILE_NAME_PATTERN.match(measurement.board_id):
+        # A zoo folder is measured under its path, which names no file: the name has to come from the user.
+        raise SubmissionRefusedError(
+            f"the result's model id {measurement.model_id!r} cannot name model_info/{measurement.dataset}/"
+            f"{measurement.threat_model}/<name>.json: pass --name <FirstAuthor><Year><FirstWordOfTitle>, "
+            "e.g. Cui2023Decoupled_WRN-28-10"
+        )
     name = name or measurement.board_id
     if not FILE_NAME_PATTERN.match(name):
         raise SubmissionRefusedError(
