@@ -241,6 +241,7 @@ def eval_command(
     Run it under `torchrun --nproc-per-node N` to deal the chunks to N GPUs (or CPU processes).
     """
     import os
+    from pathlib import Path
 
     from ikl_zoo.errors import EvaluationError
     from ikl_zoo.evaluate.attacks import check_eps, show_autoattack_warnings
@@ -249,6 +250,12 @@ def eval_command(
         check_eps(eps, norm=norm)
     except EvaluationError as error:
         raise click.BadParameter(str(error), param_hint="'--eps'") from None
+    replaces_weights = checkpoint is not None and not model_id.startswith("robustbench:")
+    if record and replaces_weights and not Path(model_id).expanduser().is_dir():
+        # write_record refuses such a result at the end: say so before hours of attacks.
+        from ikl_zoo.leaderboard.records import replaced_weights_error
+
+        raise replaced_weights_error(model_id, checkpoint, dataset=dataset)
     from ikl_zoo.evaluate.run import default_run_dir, evaluate_model
     from ikl_zoo.evaluate.summary import format_summary
 

@@ -260,3 +260,16 @@ def test_killed_run_resumes_to_the_flags_of_an_uninterrupted_run(tiny_folder, sa
     assert result.robust_flags == uninterrupted.robust_flags
     assert result.per_attack == uninterrupted.per_attack
     assert 0 < sum(result.robust_flags) < 20
+
+
+def test_record_of_a_registry_model_with_other_weights_is_refused_before_the_run(sample_dir, tmp_path):
+    """The record would be refused after the attacks; --record with --checkpoint says so before any work."""
+    out = tmp_path / "run"
+    (tmp_path / "mine.pt").write_bytes(b"never read: the refusal comes first")
+    outcome = CliRunner().invoke(main, [
+        "eval", "--model", "demo-resnet18", "--checkpoint", str(tmp_path / "mine.pt"), "--data-dir",
+        str(sample_dir), *TINY_ARGS, "--out", str(out), "--record", "--records", str(tmp_path / "records"),
+    ])
+    line = _assert_one_error_line(outcome, "Error: the result measures demo-resnet18 with weights from")
+    assert f"`ikl-zoo convert {tmp_path / 'mine.pt'} --model demo-resnet18 --dataset cifar10 -o DIR`" in line
+    assert not out.exists() and not (tmp_path / "records").exists()

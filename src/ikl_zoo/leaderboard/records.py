@@ -236,6 +236,18 @@ def record_path(
     return Path(root) / dataset / threat_model / f"{stem}.json"
 
 
+def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> LeaderboardError:
+    """Why a registered model measured with a local checkpoint is not recorded, and the command that fixes it.
+
+    ``ikl-zoo eval --record`` raises it before the run, ``write_record`` for a result already made.
+    """
+    return LeaderboardError(
+        f"the result measures {model_id} with weights from {weights}, not its published weights, so it "
+        f"cannot be recorded as {model_id}: make a zoo folder of that checkpoint (`ikl-zoo convert {weights} "
+        f"--model {model_id} --dataset {dataset} -o DIR`) and evaluate the folder (`--model DIR`)"
+    )
+
+
 def write_record(
     result: EvalResult | Measurement, *, root: str | os.PathLike[str] = DEFAULT_ROOT, overwrite: bool = False
 ) -> Path:
@@ -249,11 +261,7 @@ def write_record(
     check_board(measurement.dataset, measurement.threat_model)
     weights = replaced_weights(measurement.provenance)
     if weights is not None:
-        raise LeaderboardError(
-            f"the result measures {measurement.model_id} with weights from {weights}, not its published "
-            f"weights, so it cannot be recorded as {measurement.model_id}: make a zoo folder of that "
-            "checkpoint (`ikl-zoo convert`) and evaluate the folder"
-        )
+        raise replaced_weights_error(measurement.model_id, weights, dataset=measurement.dataset)
     path = record_path(
         measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model, root=root
     )
