@@ -88,31 +88,6 @@ def main() -> None:
     if args.child:  # one form in a fresh process, so that ru_maxrss is this form's own peak
         print(json.dumps(measure(args.child, **common)))
         return
-    results = []
-    for form in FORMS:
-        if device.type == "cuda":
-            results.append(measure(form, **common))
-            torch.cuda.empty_cache()
-        else:
-            command = [
-                sys.executable,
-                __file__,
-                "--child",
-                form,
-                "--batch",
-                str(args.batch),
-                "--classes",
-                str(args.classes),
-                "--device",
-                "cpu",
-                "--dtype",
-                args.dtype,
-                "--repeats",
-                str(args.repeats),
-            ]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            results.append(json.loads(output.strip().splitlines()[-1]))
-
     where = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -122,12 +97,26 @@ def main() -> None:
         f"IKL wMSE term, forward + backward, batch {args.batch} x {args.classes} classes, {args.dtype}, "
         f"{where}"
     )
-    print(f"{'form':<10} {'time (ms)':>12} {'peak memory (MiB)':>20} {'loss':>14}")
-    for result in results:
+    print(f"{'form':<10} {'time (ms)':>12} {'peak memory (MiB)':>20} {'loss':>14}", flush=True)
+    results = []
+    for form in FORMS:  # each row as soon as it is measured: a pairwise failure keeps the O(C) row
+        try:
+            results.append(_measure_form(form, args, common))
+        except subprocess.CalledProcessError as error:
+            last_line = (error.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"{form:<10} FAILED: {last_line}", flush=True)
+            continue
+        except RuntimeError as error:  # out of memory, most likely
+            print(f"{form:<10} FAILED: {error}", flush=True)
+            continue
+        result = results[-1]
         print(
             f"{result['form']:<10} {result['seconds'] * 1e3:>12.3f} {result['peak_bytes'] / 2**20:>20.1f} "
-            f"{result['value']:>14.6g}"
+            f"{result['value']:>14.6g}",
+            flush=True,
         )
+    if len(results) < len(FORMS):
+        raise SystemExit(1)
     fast, slow = results
     print(
         f"pairwise / O(C): time x{slow['seconds'] / fast['seconds']:.1f}, "
@@ -135,6 +124,21 @@ def main() -> None:
     )
     if abs(fast["value"] - slow["value"]) > 1e-4 * abs(slow["value"]):
         raise SystemExit(f"the two forms disagree: {fast['value']} vs {slow['value']}")
+
+
+def _measure_form(form: str, args: argparse.Namespace, common: dict) -> dict:
+    """On CUDA in this process; on CPU in a fresh one, so that ``ru_maxrss`` is this form's own peak."""
+    if common["device"].type == "cuda":
+        try:
+            return measure(form, **common)
+        finally:
+            torch.cuda.empty_cache()
+    command = [
+        sys.executable, __file__, "--child", form, "--batch", str(args.batch), "--classes", str(args.classes),
+        "--device", "cpu", "--dtype", args.dtype, "--repeats", str(args.repeats),
+    ]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

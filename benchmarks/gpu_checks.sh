@@ -12,17 +12,19 @@ cd "$(dirname "$0")/.."
 out=${OUT:-benchmarks/out}
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 1
+    || { echo "no wheels to install: run benchmarks/gpu_wheels.sh first (every part needs ikl-zoo)"; exit 1; }
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, ikl_zoo; print('torch', torch.__version__, 'ikl_zoo', ikl_zoo.__version__)" | tee -a "$out/gpu.txt"
 
+# Each part sizes its work to a budget below its hard limit and prints its figures as it goes; a part that
+# fails or is stopped at its limit does not stop the next one.
 run() {  # name, time limit in seconds, command...
     local name=$1 limit=$2; shift 2
     echo "=== $name (limit ${limit}s)"
-    timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
+    timeout -k 10 "$limit" "$@" 2>&1 | tee "$out/$name.txt"
     echo "=== $name exit ${PIPESTATUS[0]}"
 }
-run gpu_eval 330 python3 benchmarks/gpu_eval.py --budget-s 280
-run gpu_train 90 python3 benchmarks/gpu_train.py
+run gpu_eval 330 python3 benchmarks/gpu_eval.py --budget-s 240
+run gpu_train 90 python3 benchmarks/gpu_train.py --budget-s 60
 run bench_losses 60 python3 benchmarks/bench_losses.py --device cuda

@@ -31,6 +31,7 @@ import argparse
 import math
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
@@ -101,7 +102,9 @@ def build_model(architecture: str, device: torch.device, seed: int) -> torch.nn.
 
 @torch.no_grad()
 def own_predictions(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return torch.cat([model(x[i : i + 500].to(device)).argmax(1).cpu() for i in range(0, len(x), 500)])
+    """Labels the model gets right in strict fp32 (TF32 could flip a borderline one, left unattacked)."""
+    with precision(tf32=False):
+        return torch.cat([model(x[i : i + 500].to(device)).argmax(1).cpu() for i in range(0, len(x), 500)])
 
 
 def synchronize(device: torch.device) -> None:
@@ -122,21 +125,31 @@ def input_gradient_step(model: torch.nn.Module, xb: torch.Tensor) -> None:
     torch.autograd.grad(loss, xb)
 
 
-def throughput(
-    model: torch.nn.Module, x: torch.Tensor, device: torch.device, *, channels_last: bool, tf32: bool
-) -> tuple[float, float]:
-    """Seconds per image and FLOPs per image of one forward + input-gradient pass (frozen weights)."""
+def flops_per_image(model: torch.nn.Module, xb: torch.Tensor) -> float | None:
+    """FLOPs of one forward + input-gradient pass per image; None where the counter fails (the timing
+    does not depend on it)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    try:
+        with FlopCounterMode(display=False) as counter:
+            input_gradient_step(model, xb[:2])
+        return counter.get_total_flops() / 2
+    except Exception as error:  # a missing FLOP formula must not cost the timings
+        log(f"  (FLOP count failed: {type(error).__name__}: {error})")
+        return None
+
+
+def throughput(
+    model: torch.nn.Module, x: torch.Tensor, device: torch.device, *, channels_last: bool, tf32: bool
+) -> tuple[float, float | None]:
+    """Seconds per image and FLOPs per image of one forward + input-gradient pass (frozen weights)."""
     frozen = [p.requires_grad_(False) for p in model.parameters()]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     xb = x.to(device).contiguous(memory_format=memory_format).requires_grad_(True)
     try:
         with precision(tf32=tf32):
-            with FlopCounterMode(display=False) as counter:
-                input_gradient_step(model, xb[:2])
-            flops_per_image = counter.get_total_flops() / 2
+            flops = flops_per_image(model, xb)
             for step in range(5):
                 if step == 2:
                     synchronize(device)
@@ -148,7 +161,7 @@ def throughput(
         for parameter in frozen:
             parameter.requires_grad_(True)
         model.to(memory_format=torch.contiguous_format)
-    return seconds, flops_per_image
+    return seconds, flops
 
 
 def suite_options(targets: int, queries: int) -> dict[str, dict[str, int]]:
@@ -249,14 +262,15 @@ def part_throughput(model, device: torch.device, batch: int) -> float:
     ):
         seconds, flops = throughput(model, x, device, channels_last=channels_last, tf32=tf32)
         seconds_fp32 = seconds_fp32 or seconds
-        log(
-            f"  {label:22s} {1e3 * seconds:.3f} ms/image, {flops / 1e9:.1f} GFLOP/image, "
-            f"{flops / seconds / 1e12:.1f} TFLOP/s achieved"
+        rate = "FLOPs not counted" if flops is None else (
+            f"{flops / 1e9:.1f} GFLOP/image, {flops / seconds / 1e12:.1f} TFLOP/s achieved"
         )
+        log(f"  {label:22s} {1e3 * seconds:.3f} ms/image, {rate}")
     return seconds_fp32
 
 
-def part_apgd(model, x, y, args, device) -> None:
+def part_apgd(model, x, y, args, device) -> float:
+    """Prints the APGD-CE comparison; returns the direct strict call's seconds per image."""
     n = len(x)
     options = {"apgd": {"n_restarts": 1}}
     threat = f"Linf {args.eps * 255:.3g}/255, seed {args.seed}"
@@ -288,6 +302,7 @@ def part_apgd(model, x, y, args, device) -> None:
         f"{default_s:.1f} s ({direct_s / default_s:.2f}x the strict call), {percent(default)} robust; "
         f"flags agree with strict fp32 on {agreement(direct, default)}/{n}"
     )
+    return direct_s / n
 
 
 def part_suite(model, x, y, args, device) -> None:
@@ -345,23 +360,57 @@ def check_layouts(model, x, y, *, eps, seed, device) -> None:
         log(f"  {name} vs plain: {agreement(runs['plain'], runs[name])}/{n} flags equal")
 
 
-def image_counts(args, seconds_per_step: float, remaining: float) -> tuple[int, int]:
-    """Images for the APGD-CE and suite parts, budgeting both sides as if neither were faster."""
-    apgd_cost = APGD_STEPS * seconds_per_step * 2.5  # direct strict, ikl-zoo, direct TF32
+APGD_SHARE = 0.4
+"""Share of the time left after the throughput part that the APGD-CE part may take when the suite runs."""
+APGD_RUNS = 2.5
+"""The APGD-CE part's cost in direct strict calls: direct strict, ikl-zoo, direct TF32 (about half)."""
+MIN_IMAGES = 10
+"""Fewer images than this measure nothing: a part that cannot fit them in its time is skipped, with a line."""
+
+
+def image_count(seconds: float, cost_per_image: float, max_images: int) -> int:
+    """The images that fit ``seconds`` at ``cost_per_image``, at most ``max_images``: a multiple of 50 from
+    100 on, else of 10; 0 when fewer than ``MIN_IMAGES`` fit."""
+    fit = int(max(seconds, 0.0) / cost_per_image)
+    if fit >= max_images:
+        return max_images
+    rounded = fit // 50 * 50 if fit >= 100 else fit // 10 * 10
+    return rounded if rounded >= MIN_IMAGES else 0
+
+
+def suite_steps(args) -> float:
+    """Model passes per image of the shortened suite, if every image survived every attack."""
     targets = args.suite_targets
-    suite_steps = APGD_STEPS * (1 + targets) + FAB_STEPS_PER_TARGET * targets + args.suite_queries / 3
-    suite_cost = 2 * suite_steps * seconds_per_step
-    share = 1.0 if args.skip_suite else 0.4
+    return APGD_STEPS * (1 + targets) + FAB_STEPS_PER_TARGET * targets + args.suite_queries / 3
 
-    def count(seconds: float, cost: float) -> int:
-        return int(max(min(100, args.max_images), min(args.max_images, seconds / cost // 50 * 50)))
 
-    return count(share * remaining, apgd_cost), count((1 - share) * remaining, suite_cost)
+def apgd_images(args, seconds_per_step: float, remaining: float) -> int:
+    """Images for the APGD-CE part, both sides budgeted as if neither were faster; the suite gets the
+    rest, sized again once this part has run (see ``suite_images``)."""
+    share = 1.0 if args.skip_suite else APGD_SHARE
+    return image_count(share * remaining, APGD_STEPS * seconds_per_step * APGD_RUNS, args.max_images)
+
+
+def suite_images(args, seconds_per_step: float, remaining: float) -> int:
+    """Images for the suite, priced at the step time the APGD-CE part achieved, both sides alike."""
+    return image_count(remaining, 2 * suite_steps(args) * seconds_per_step, args.max_images)
+
+
+def run_part(name: str, failures: list[str], action: Callable[[], object]) -> object | None:
+    """Runs one part; a failure prints its traceback and the next part still runs."""
+    try:
+        return action()
+    except Exception:  # one broken part must not cost the others' figures
+        log(f"  {name} FAILED:")
+        log(traceback.format_exc().rstrip())
+        failures.append(name)
+        return None
 
 
 def main() -> int:
     args = parse_args()
     started = time.perf_counter()
+    deadline = started + args.budget_s
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         log("no CUDA GPU visible: this benchmark needs one (benchmarks/bench_eval_cpu.py runs on CPU)")
@@ -382,22 +431,47 @@ def main() -> int:
         "with RANDOM weights (no checkpoint is reachable here); labels are its own predictions, so "
         "accuracies below are not robustness results"
     )
-    seconds_per_step = part_throughput(model, device, args.direct_batch_size)
+    failures: list[str] = []
+    seconds_per_step = run_part(
+        "1. throughput", failures, lambda: part_throughput(model, device, args.direct_batch_size)
+    )
+    if seconds_per_step is None:  # the model's own passes failed: no attack can run, each part says so
+        seconds_per_step = math.inf
 
-    remaining = args.budget_s - (time.perf_counter() - started) - 30.0  # start-up, probes, checks
-    if args.check_layouts:
-        remaining -= 40.0
-    n_apgd, n_suite = image_counts(args, seconds_per_step, remaining)
-    x = tiled_images(max(n_apgd, n_suite))
+    def remaining() -> float:  # seconds left for attacks, keeping room for probes, checks and the last lines
+        return deadline - time.perf_counter() - 30.0 - (40.0 if args.check_layouts else 0.0)
+
+    def too_little(seconds: float) -> str:
+        if math.isinf(seconds_per_step):
+            return "no step time to size it with (part 1 failed)"
+        return f"{max(seconds, 0):.0f} s left of --budget-s {args.budget_s:g} fit too few images"
+
+    x = tiled_images(args.max_images)
     y = own_predictions(model, x, device)
-    part_apgd(model, x[:n_apgd], y[:n_apgd], args, device)
+    n_apgd = apgd_images(args, seconds_per_step, remaining())
+    if n_apgd:
+        measured = run_part(
+            "2. APGD-CE", failures, lambda: part_apgd(model, x[:n_apgd], y[:n_apgd], args, device)
+        )
+        if measured is not None:  # the step time the direct call achieved, its overheads included
+            seconds_per_step = measured / APGD_STEPS
+    else:
+        log(f"2. APGD-CE skipped: {too_little(remaining())}")
     if not args.skip_suite:
-        part_suite(model, x[:n_suite], y[:n_suite], args, device)
+        n_suite = suite_images(args, seconds_per_step, remaining())
+        if n_suite:
+            run_part("3. suite", failures, lambda: part_suite(model, x[:n_suite], y[:n_suite], args, device))
+        else:
+            log(f"3. standard suite skipped: {too_little(remaining())}")
     if args.check_layouts:
         log("layout check (eps/8 so that some points survive, first 128 images):")
-        check_layouts(model, x, y, eps=args.eps / 8, seed=args.seed, device=device)
-    log(f"total {time.perf_counter() - started:.1f} s")
-    return 0
+        run_part(
+            "layout check", failures,
+            lambda: check_layouts(model, x, y, eps=args.eps / 8, seed=args.seed, device=device),
+        )
+    failed = f"; FAILED: {', '.join(failures)}" if failures else ""
+    log(f"total {time.perf_counter() - started:.1f} s{failed}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
