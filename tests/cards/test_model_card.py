@@ -209,3 +209,25 @@ def test_unwritable_card_folder_is_a_one_line_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(IklZooError, match="cannot write .*part of that path is a file"):
         write_model_card("demo-resnet18", tmp_path / "file" / "card")
+
+
+def test_folder_converted_from_other_weights_is_not_carded_as_the_registry_model():
+    """`convert mine.pt --model demo-resnet18`: the pinned sha256 shows these are not the shipped weights."""
+    from ikl_zoo import get_model_entry
+
+    pinned = get_model_entry("demo-resnet18").pretrained.package_file_sha256
+    config = {
+        "model_id": "demo-resnet18", "dataset": "cifar10", "threat_model": "Linf", "eps": 8 / 255,
+        "architecture": {
+            "architecture_class": "CifarResNet", "blocks_per_stage": [2, 2, 2, 2], "num_classes": 10
+        },
+        "sha256": "ab" * 32, "source": {"checkpoint": "mine.pt", "sha256": "cd" * 32},
+    }
+    mine = str(build_model_card(config))
+    assert "does not record how it was trained" in mine and "published checkpoints" in mine
+    assert 'load_model("demo-resnet18"' not in mine and "ikl_zoo.load_model(folder)" in mine
+    assert "ships with pyautoattack" not in mine
+
+    original = {"checkpoint": "model_test.pt", "sha256": pinned}
+    shipped = str(build_model_card({**config, "source": original}))
+    assert 'load_model("demo-resnet18"' in shipped and "ships with pyautoattack" in shipped

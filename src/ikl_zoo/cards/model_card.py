@@ -222,7 +222,7 @@ def _subject_from_config(config: dict[str, Any]) -> CardSubject:
             f"config.json names dataset {dataset!r}; ikl-zoo cards cover {', '.join(HUB_DATASETS)}"
         )
     entry = registry_entry(str(config["model_id"]), dataset)
-    if entry is not None and not config.get("training"):
+    if entry is not None and not config.get("training") and not _known_other_weights(entry, config):
         return _subject_from_entry(entry, config)
     architecture = config.get("architecture")
     training = config.get("training")
@@ -244,6 +244,18 @@ def _subject_from_config(config: dict[str, Any]) -> CardSubject:
         weights_sha256=config.get("sha256"),
         license=str(config.get("license") or "unknown"),
     )
+
+
+def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
+    """A folder converted for a registry id from a checkpoint that the pinned sha256 says is not its own.
+
+    Its card must not be the registry model's (published figures, loading the published weights). Without a
+    pinned sha256 nothing can tell, and a folder naming a registry id is taken as that model's weights.
+    """
+    pinned = {entry.pretrained.sha256, entry.pretrained.package_file_sha256} - {None}
+    source = config.get("source")
+    hashes = {config.get("sha256"), source.get("sha256") if isinstance(source, Mapping) else None}
+    return bool(pinned) and not pinned & hashes
 
 
 def architecture_name(architecture: Any) -> str:
@@ -438,6 +450,12 @@ def _summary(subject: CardSubject) -> str:
         text = (
             f"A {subject.architecture} classifier for {data} shipped with ikl-zoo for demonstrations: "
             f"{subject.note or 'not IKL-AT'}. Its numbers are never IKL-AT results."
+        )
+    elif not subject.training:  # e.g. a checkpoint converted for a registry architecture: origin unknown
+        text = (
+            f"A {subject.architecture} classifier for {data}, checked against {subject.threat_text} "
+            f"perturbations; its config.json does not record how it was trained. "
+            f"It is not one of the paper's published checkpoints."
         )
     else:
         how = "IKL-AT (the IKL loss in adversarial training)" if subject.is_ikl_at else "ikl-zoo's training"
