@@ -231,3 +231,16 @@ def test_folder_converted_from_other_weights_is_not_carded_as_the_registry_model
     original = {"checkpoint": "model_test.pt", "sha256": pinned}
     shipped = str(build_model_card({**config, "source": original}))
     assert 'load_model("demo-resnet18"' in shipped and "ships with pyautoattack" in shipped
+
+
+def test_a_registry_folder_converted_from_an_unpinned_file_does_not_claim_the_authors_weights():
+    config = {
+        "model_id": "Cui2023Decoupled_WRN-34-10", "dataset": "cifar10", "threat_model": "Linf",
+        "eps": 8 / 255, "sha256": "ab" * 32,
+    }
+    published = str(build_model_card(config))
+    assert "The weights are the authors' checkpoint from RobustBench's model zoo" in published
+    converted = str(build_model_card({**config, "source": {"checkpoint": "mine.pth", "sha256": "cd" * 32}}))
+    assert "The weights are the authors' checkpoint" not in converted
+    assert "converted by ikl-zoo from `mine.pth` (sha256 `" + "cd" * 32 in converted
+    assert "nothing pins to the authors' checkpoint" in converted

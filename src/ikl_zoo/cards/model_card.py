@@ -84,6 +84,8 @@ class CardSubject:
     hub_repo_id: str | None = None
     weights_sha256: str | None = None
     license: str = "mit"
+    unverified_source: dict[str, Any] | None = None
+    """For a folder converted for a registry id from a file no pinned sha256 confirms: its ``source``."""
 
     @property
     def threat_text(self) -> str:
@@ -207,7 +209,17 @@ def _subject_from_entry(entry: ModelEntry, config: Mapping[str, Any] | None) -> 
         additional_data=entry.additional_data,
         hub_repo_id=entry.pretrained.hub_repo_id(),
         weights_sha256=config.get("sha256") or entry.pretrained.sha256,
+        unverified_source=_unverified_source(entry, config),
     )
+
+
+def _unverified_source(entry: ModelEntry, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A folder's converted-from record when no pinned sha256 confirms it holds the registry's weights."""
+    source = config.get("source")
+    pinned = {entry.pretrained.sha256, entry.pretrained.package_file_sha256} - {None}
+    if not isinstance(source, Mapping) or pinned:
+        return None  # with a pin, other weights never reach a registry card (see _known_other_weights)
+    return dict(source)
 
 
 def _subject_from_config(config: dict[str, Any]) -> CardSubject:
@@ -470,9 +482,20 @@ def _summary(subject: CardSubject) -> str:
         text += (
             f"\n\nIt is listed on [RobustBench]({ROBUSTBENCH_URL}) as `{subject.model_id}`"
             f"{f', rank {rank[0]} of {rank[1]} on its {data} {subject.threat_model} board' if rank else ''}"
-            f" (RobustBench's `model_info/` at commit {REFERENCE_COMMIT}). The weights are the authors' "
-            f"checkpoint from RobustBench's model zoo, converted to safetensors by ikl-zoo."
+            f" (RobustBench's `model_info/` at commit {REFERENCE_COMMIT})."
         )
+        source = subject.unverified_source
+        if source is None:
+            text += " The weights are the authors' checkpoint from RobustBench's model zoo, converted to " \
+                    "safetensors by ikl-zoo."
+        else:
+            text += (
+                " The weights in this repository were converted by ikl-zoo from "
+                f"`{source.get('checkpoint')}` (sha256 `{source.get('sha256')}`), which nothing pins to the "
+                "authors' checkpoint: the "
+                "published figures describe these weights only if that file is the authors' checkpoint from "
+                "RobustBench's model zoo. Evaluate them (`ikl-zoo eval`) to know."
+            )
     return text
 
 
