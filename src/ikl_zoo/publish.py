@@ -132,6 +132,21 @@ def _check_threat(config: dict[str, Any], config_path: Path) -> None:
         raise CheckpointError(f"{config_path} has eps {eps!r}; expected a positive number such as 8/255")
 
 
+def _refusal_fix(error: Exception, repo_id: str) -> str:
+    """What to do about the Hub's answer: only an authentication failure is fixed by logging in."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    owner = repo_id.split("/")[0]
+    if status == 401:
+        return "log in with `hf auth login` or pass --token"
+    if status == 403:
+        return f"the token may not write to {owner}: use a write token of an account that may"
+    if status == 404:
+        return f"{owner} does not exist on this Hub or is not visible to the token: check --repo-id"
+    if status is None:
+        return "check the folder and the arguments"
+    return f"HTTP {status}: the Hub's reason is above"
+
+
 def push_zoo_folder(
     folder: str | os.PathLike[str],
     *,
@@ -176,8 +191,9 @@ def push_zoo_folder(
             allow_patterns=list(PUSHED_FILES),
         )
     except (HfHubHTTPError, ValueError) as error:
-        raise PublishError(f"the Hub refused the upload to {repo_id}: {first_line(error)} (log in with "
-                           "`hf auth login` or pass --token with write access)") from None
+        raise PublishError(
+            f"the Hub refused the upload to {repo_id}: {first_line(error)} ({_refusal_fix(error, repo_id)})"
+        ) from None
     except (OSError, *transport_errors()) as error:
         from huggingface_hub import constants
 

@@ -304,3 +304,37 @@ def test_push_bad_repo_id_revision_and_unreachable_hub(tmp_path, tiny_entry, tin
         run("push", str(folder), "--repo-id", "my-org/tiny"),
         f"could not reach the Hub at {closed}", "HF_ENDPOINT",
     )
+
+
+def _hub_response(status: int):
+    """A response of the HTTP client huggingface_hub uses (httpx2, or httpx before it)."""
+    import importlib
+
+    for client in ("httpx2", "httpx"):
+        try:
+            http = importlib.import_module(client)
+        except ImportError:
+            continue
+        return http.Response(status, request=http.Request("POST", "http://hub.invalid/api/repos/create"))
+    pytest.skip("neither httpx2 nor httpx is installed: huggingface_hub's HTTP errors cannot be built")
+
+
+@pytest.mark.parametrize(
+    ("status", "advice"),
+    [(401, "log in with `hf auth login`"), (403, "may not write to my-org"), (404, "my-org does not exist"),
+     (400, "HTTP 400")],
+)
+def test_push_refusal_advice_follows_the_hubs_answer(
+    tmp_path, tiny_entry, tiny_model, monkeypatch, status, advice
+) -> None:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    def refuse(*args, **kwargs):
+        raise HfHubHTTPError(f"{status} Client Error", response=_hub_response(status))
+
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
+    folder = save_zoo_folder(tiny_model, tmp_path / "zoo", entry_or_config=tiny_entry)
+    result = run("push", str(folder), "--repo-id", "my-org/tiny")
+    assert_one_line_error(result, "the Hub refused the upload to my-org/tiny", advice)
+    assert ("log in" in result.stderr) == (status == 401)
