@@ -245,3 +245,18 @@ def test_a_record_of_replaced_weights_is_not_shown_as_the_model(tmp_path, make_r
     board = build_board("cifar10", "Linf", records_root=tmp_path)
     assert not board.has_measurements
     assert any("weights from x.pt" in note for note in board.notes)
+
+
+def test_extra_data_a_record_does_not_state_is_unknown_not_no(tmp_path, make_result):
+    write_record(make_result("my-wrn", n_examples=10_000, clean=0.95, robust=0.90), root=tmp_path)
+    board = build_board("cifar10", "Linf", records_root=tmp_path, no_extra_data=True)
+    mine = board.rows[board.rows["model_id"] == "my-wrn"].iloc[0]
+    assert mine["additional_data"] is None
+    line = next(line for line in render_board(board, "md").splitlines() if "my-wrn" in line)
+    cells = [cell.strip() for cell in line.split("|")]
+    assert "unknown" in cells and "no" not in cells
+    assert json.loads(render_board(board, "json"))["rows"][0]["additional_data"] in (False, None)
+    from ikl_zoo.leaderboard.plot import board_figure
+
+    legend = board_figure(board).axes[0].get_legend_handles_labels()[1]
+    assert any(label.startswith("CIFAR training set only (") for label in legend)

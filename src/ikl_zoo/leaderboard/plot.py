@@ -56,10 +56,11 @@ def board_figure(board: Board) -> Figure:
     listed = rows[rows["on_robustbench"]]
     others = listed[~listed["ikl_at"]]
     generated = others["footnote"].str.contains(GENERATED_DATA)
+    extra_data = others["additional_data"].eq(True)  # an object column once unlisted models join the board
     groups = {
-        "CIFAR training set only": others[~others["additional_data"] & ~generated],
-        "generated images (per footnote)": others[~others["additional_data"] & generated],
-        "extra real data": others[others["additional_data"].astype(bool)],
+        "CIFAR training set only": others[~extra_data & ~generated],
+        "generated images (per footnote)": others[~extra_data & generated],
+        "extra real data": others[extra_data],
     }
     for label, group in groups.items():
         if not group.empty:

@@ -116,7 +116,7 @@ def build_board(
     if only_ikl:
         rows = rows[rows["ikl_at"]]
     if no_extra_data:
-        rows = rows[~rows["additional_data"].astype(bool)]
+        rows = rows[~rows["additional_data"].eq(True)]  # unknown (None) is kept, and shown as unknown
     if top is not None:
         rows = rows.head(top)
     return Board(dataset, threat_model, rows.reset_index(drop=True), reference.source, notes=tuple(notes))
@@ -276,7 +276,9 @@ def _merge(
                     "clean_acc": math.nan,
                     "autoattack_acc": math.nan,
                     "best_known": math.nan,
-                    "additional_data": bool(info.get("additional_data")),
+                    # None: the record does not say (a user's model); shown as unknown, never as "no".
+                    "additional_data": info.get("additional_data")
+                    if isinstance(info.get("additional_data"), bool) else None,
                     "architecture": info.get("architecture") or "",
                     "venue": info.get("venue") or "",
                     "footnote": info.get("footnote") or "",
@@ -448,7 +450,7 @@ def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
         cells["Best known"] = _number(row["best_known"])
         if comparing:
             cells["Delta best known"] = _number(row["delta_vs_first_best_known"], signed=True)
-        cells["Extra data"] = "yes" if row["additional_data"] else "no"
+        cells["Extra data"] = {True: "yes", False: "no"}.get(row["additional_data"], "unknown")
         cells["Architecture"] = markup.escape(row["architecture"])
         cells["Venue"] = markup.escape(row["venue"])
         if measured:
