@@ -113,7 +113,7 @@ def _user_folder(tmp_path, **extra):
             "widen_factor": 4,
             "num_classes": 10,
         },
-        "training": {"loss": "ikl", "epochs": 110, "beta": 6.0, "lr": 0.1},
+        "training": {"loss": "ikl", "epochs": 110, "beta": 6.0, "lr": 0.1, "eps": 8 / 255},
         **extra,
     }
     (folder / "config.json").write_text(json.dumps(config))
@@ -130,6 +130,7 @@ def test_user_trained_folder_gets_its_own_card(tmp_path, make_result):
     assert loaded.data.license == "unknown" and "ikl-at" in loaded.data.tags
     text = path.read_text()
     assert "WideResNet-16-4" in text and "| epochs | 110 |" in text and "| loss | ikl |" in text
+    assert "| eps | 8/255 |" in text
     assert 'snapshot_download("me/my-ikl-wrn")' in text and "ikl_zoo.load_model(folder)" in text
     assert "authors' checkpoint" not in text and "not one of the paper's published checkpoints" in text
     assert "500 of the 10,000 test images" in text and "set `license` in config.json" in text

@@ -557,7 +557,10 @@ def _training(subject: CardSubject) -> str:
             "|---|---|",
         ]
         for key, value in training.items():
-            shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
+            if key == "eps" and isinstance(value, int | float):
+                shown = format_eps(value, subject.threat_model)  # 8/255, as the paper writes it
+            else:
+                shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
             lines.append(f"| {key} | {shown.replace('|', '/')} |")
         return "\n".join(lines)
     text = f"{str(training).rstrip('.')}." if training else "Not recorded."
