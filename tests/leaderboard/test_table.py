@@ -260,3 +260,11 @@ def test_extra_data_a_record_does_not_state_is_unknown_not_no(tmp_path, make_res
 
     legend = board_figure(board).axes[0].get_legend_handles_labels()[1]
     assert any(label.startswith("CIFAR training set only (") for label in legend)
+
+
+def test_top_names_the_measured_rows_it_cuts(tmp_path, make_result):
+    write_record(make_result("my-wrn", n_examples=4, clean=0.5, robust=0.25), root=tmp_path)
+    board = build_board("cifar10", "Linf", records_root=tmp_path, top=3)
+    assert len(board.rows) == 3 and "my-wrn" not in set(board.rows["model_id"])
+    assert any("below the top 3, measured by ikl-zoo: my-wrn" in note for note in board.notes)
+    assert not any("below the top" in note for note in build_board(records_root=tmp_path).notes)

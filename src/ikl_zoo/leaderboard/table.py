@@ -118,6 +118,11 @@ def build_board(
     if no_extra_data:
         rows = rows[~rows["additional_data"].eq(True)]  # unknown (None) is kept, and shown as unknown
     if top is not None:
+        cut = rows.iloc[top:]
+        measured = cut.loc[cut["measured_autoattack_acc"].notna(), "model_id"].tolist()
+        if measured:
+            notes.append(f"Not shown: below the top {top}, measured by ikl-zoo: {', '.join(measured)} "
+                         "(leave out --top to see them)")
         rows = rows.head(top)
     return Board(dataset, threat_model, rows.reset_index(drop=True), reference.source, notes=tuple(notes))
 
