@@ -241,18 +241,19 @@ def eval_command(
     Run it under `torchrun --nproc-per-node N` to deal the chunks to N GPUs (or CPU processes).
     """
     import os
-    from pathlib import Path
 
     from ikl_zoo.errors import EvaluationError
     from ikl_zoo.evaluate.attacks import check_eps, show_autoattack_warnings
+    from ikl_zoo.zoo.registry import list_models
 
     try:  # before any model or data is loaded
         check_eps(eps, norm=norm)
     except EvaluationError as error:
         raise click.BadParameter(str(error), param_hint="'--eps'") from None
-    replaces_weights = checkpoint is not None and not model_id.startswith("robustbench:")
-    if record and replaces_weights and not Path(model_id).expanduser().is_dir():
-        # write_record refuses such a result at the end: say so before hours of attacks.
+    registered = any(entry.model_id == model_id and entry.dataset == dataset for entry in list_models())
+    if record and checkpoint is not None and registered:
+        # write_record refuses such a result at the end: say so before hours of attacks. An id that is not
+        # registered gets the loader's error (close names), not advice to convert for it.
         from ikl_zoo.leaderboard.records import replaced_weights_error
 
         raise replaced_weights_error(model_id, checkpoint, dataset=dataset)

@@ -273,3 +273,15 @@ def test_record_of_a_registry_model_with_other_weights_is_refused_before_the_run
     line = _assert_one_error_line(outcome, "Error: the result measures demo-resnet18 with weights from")
     assert f"`ikl-zoo convert {tmp_path / 'mine.pt'} --model demo-resnet18 --dataset cifar10 -o DIR`" in line
     assert not out.exists() and not (tmp_path / "records").exists()
+
+
+def test_record_with_a_checkpoint_of_a_mistyped_id_names_the_id_not_a_convert(sample_dir, tmp_path):
+    """Convert advice for an id that is not registered would send the user to a second error."""
+    (tmp_path / "mine.pt").write_bytes(b"never read: the unknown id comes first")
+    outcome = CliRunner().invoke(main, [
+        "eval", "--model", "demo-resnet19", "--checkpoint", str(tmp_path / "mine.pt"), "--data-dir",
+        str(sample_dir), *TINY_ARGS, "--out", str(tmp_path / "run"), "--record",
+        "--records", str(tmp_path / "records"),
+    ])
+    line = _assert_one_error_line(outcome, "Error: ")
+    assert "demo-resnet18" in line and "ikl-zoo convert" not in line
