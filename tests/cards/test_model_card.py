@@ -245,3 +245,14 @@ def test_a_registry_folder_converted_from_an_unpinned_file_does_not_claim_the_au
     assert "The weights are the authors' checkpoint" not in converted
     assert "converted by ikl-zoo from `mine.pth` (sha256 `" + "cd" * 32 in converted
     assert "nothing pins to the authors' checkpoint" in converted
+
+
+def test_a_registry_folder_converted_from_a_folder_names_no_missing_hash():
+    """`convert FOLDER --model ID`: the source records no file hash, and the card must not print `None`."""
+    config = {
+        "model_id": "Cui2023Decoupled_WRN-34-10", "dataset": "cifar10", "threat_model": "Linf",
+        "eps": 8 / 255, "sha256": "ab" * 32, "source": {"checkpoint": "wrn34-folder"},
+    }
+    card = str(build_model_card(config))
+    assert "converted by ikl-zoo from `wrn34-folder`, which nothing pins" in card
+    assert "None" not in card

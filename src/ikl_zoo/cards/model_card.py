@@ -216,8 +216,7 @@ def _subject_from_entry(entry: ModelEntry, config: Mapping[str, Any] | None) -> 
 def _unverified_source(entry: ModelEntry, config: Mapping[str, Any]) -> dict[str, Any] | None:
     """A folder's converted-from record when no pinned sha256 confirms it holds the registry's weights."""
     source = config.get("source")
-    pinned = {entry.pretrained.sha256, entry.pretrained.package_file_sha256} - {None}
-    if not isinstance(source, Mapping) or pinned:
+    if not isinstance(source, Mapping) or _pinned_sha256s(entry):
         return None  # with a pin, other weights never reach a registry card (see _known_other_weights)
     return dict(source)
 
@@ -264,10 +263,15 @@ def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
     Its card must not be the registry model's (published figures, loading the published weights). Without a
     pinned sha256 nothing can tell, and a folder naming a registry id is taken as that model's weights.
     """
-    pinned = {entry.pretrained.sha256, entry.pretrained.package_file_sha256} - {None}
+    pinned = _pinned_sha256s(entry)
     source = config.get("source")
     hashes = {config.get("sha256"), source.get("sha256") if isinstance(source, Mapping) else None}
     return bool(pinned) and not pinned & hashes
+
+
+def _pinned_sha256s(entry: ModelEntry) -> set[str]:
+    """The hashes the registry pins for an entry's published weights (none yet for most)."""
+    return {entry.pretrained.sha256, entry.pretrained.package_file_sha256} - {None}
 
 
 def architecture_name(architecture: Any) -> str:
@@ -325,8 +329,9 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
     if weights is not None and subject.in_registry:
         raise CardError(
             f"the result measures {measurement.model_id} with weights from {weights}, not the published "
-            f"weights this card describes: make a zoo folder of that checkpoint (`ikl-zoo convert`), "
-            "evaluate it and card the folder"
+            f"weights this card describes: make a zoo folder of that checkpoint (`ikl-zoo convert "
+            f"{weights} --model {measurement.model_id} --dataset {measurement.dataset} -o DIR`), evaluate it "
+            "and card DIR"
         )
     same_weights = (
         subject.weights_sha256 and checkpoint_sha256(measurement.provenance) == subject.weights_sha256
@@ -486,15 +491,19 @@ def _summary(subject: CardSubject) -> str:
         )
         source = subject.unverified_source
         if source is None:
-            text += " The weights are the authors' checkpoint from RobustBench's model zoo, converted to " \
-                    "safetensors by ikl-zoo."
-        else:
             text += (
-                " The weights in this repository were converted by ikl-zoo from "
-                f"`{source.get('checkpoint')}` (sha256 `{source.get('sha256')}`), which nothing pins to the "
-                "authors' checkpoint: the "
-                "published figures describe these weights only if that file is the authors' checkpoint from "
-                "RobustBench's model zoo. Evaluate them (`ikl-zoo eval`) to know."
+                " The weights are the authors' checkpoint from RobustBench's model zoo, converted to "
+                "safetensors by ikl-zoo."
+            )
+        else:
+            # A folder converted from another zoo folder records no file hash of its own.
+            origin = f"`{source['checkpoint']}`" if source.get("checkpoint") else "a local checkpoint"
+            digest = f" (sha256 `{source['sha256']}`)" if source.get("sha256") else ""
+            text += (
+                f" The weights in this repository were converted by ikl-zoo from {origin}{digest}, which "
+                "nothing pins to the authors' checkpoint: the published figures describe these weights only "
+                "if that file is the authors' checkpoint from RobustBench's model zoo. Evaluate them "
+                "(`ikl-zoo eval`) to know."
             )
     return text
 
