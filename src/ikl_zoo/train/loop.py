@@ -296,12 +296,14 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 def _check_finite(net: nn.Module, epoch: int) -> None:
     """A diverged network is never saved: the last checkpoint stays the last finite state."""
-    for name, value in net.state_dict().items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise TrainingError(
-                f"training diverged in epoch {epoch} ({name} is no longer finite); the checkpoint of the "
-                "previous epoch is kept: train again with a lower --lr (or --amp off)"
-            )
+    from ikl_zoo.zoo.checkpoints import non_finite_tensors
+
+    non_finite = non_finite_tensors(net.state_dict())
+    if non_finite:
+        raise TrainingError(
+            f"training diverged in epoch {epoch} ({non_finite[0]} is no longer finite); the checkpoint of "
+            "the previous epoch is kept: train again with a lower --lr (or --amp off)"
+        )
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
