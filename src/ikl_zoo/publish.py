@@ -109,7 +109,8 @@ def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
         if non_finite:
             raise CheckpointError(
                 f"{folder / WEIGHTS_NAME} has NaN or infinite values in {len(non_finite)} tensors "
-                f"(e.g. {', '.join(non_finite[:3])})"
+                f"(e.g. {', '.join(non_finite[:3])}): the training run diverged or the file is damaged; "
+                "convert another checkpoint"
             )
     except CheckpointError as error:
         raise PublishError(f"not pushing {folder}: {error}") from None

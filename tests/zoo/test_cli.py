@@ -280,7 +280,8 @@ def test_push_refuses_non_finite_weights(tmp_path, tiny_entry, tiny_model, monke
     state["fc.bias"][0] = float("nan")
     save_file(state, str(folder / WEIGHTS_NAME))
     _edit_config(folder, sha256=file_sha256(folder / WEIGHTS_NAME))
-    assert_one_line_error(run("push", str(folder), "--repo-id", "my-org/tiny"), "NaN or infinite", "fc.bias")
+    assert_one_line_error(run("push", str(folder), "--repo-id", "my-org/tiny"), "NaN or infinite", "fc.bias",
+                          "convert another checkpoint")
 
 
 def test_push_bad_repo_id_revision_and_unreachable_hub(tmp_path, tiny_entry, tiny_model, monkeypatch) -> None:
