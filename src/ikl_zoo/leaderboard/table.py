@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ikl_zoo import __version__
-from ikl_zoo.evaluate.summary import format_eps
+from ikl_zoo.evaluate.summary import FULL_TEST_SET, format_eps
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Record, load_records, record_path
 from ikl_zoo.leaderboard.reference import (
@@ -34,7 +34,6 @@ from ikl_zoo.paper import PAPER_TITLE
 FORMATS = ("md", "csv", "latex", "html", "json")
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 STANDARD_VERSION = "standard"
-FULL_TEST_SET = 10_000
 STAR = "\u2605"
 """Marks IKL-AT rows in every rendered table."""
 ROW_COLUMNS = [
