@@ -306,3 +306,13 @@ def test_network_errors_of_the_hubs_http_client_are_one_line(fake_hub, tiny_entr
     expected = "Hugging Face Hub ikl-zoo/tiny-wrn-cifar10@main: .*Connection refused"
     with pytest.raises(DownloadError, match=expected):
         download_checkpoint("tiny-wrn")
+
+
+def test_a_config_json_on_the_hub_with_a_malformed_sha256_is_one_line(fake_hub, published, drive) -> None:
+    config = json.loads((published / CONFIG_NAME).read_text())
+    fake_hub.add_file(TINY_REPO, CONFIG_NAME, json.dumps({**config, "sha256": 5}).encode())
+    with pytest.raises(DownloadError) as error:
+        download_checkpoint("tiny-wrn")
+    message = str(error.value)
+    assert "the repository's config.json is damaged" in message and "not 64 hex digits" in message
+    assert "\n" not in message and "rewrite it" not in message

@@ -103,6 +103,11 @@ def read_zoo_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(
             f"{config_path} has no \"architecture\" object; rewrite it with `ikl-zoo convert`"
         )
+    recorded = config.get("sha256")
+    if recorded is not None and not _is_sha256(recorded):  # checked by every reader, downloads included
+        raise CheckpointError(
+            f"{config_path} has sha256 {recorded!r}, not 64 hex digits; rewrite it with `ikl-zoo convert`"
+        )
     return config
 
 
@@ -113,13 +118,7 @@ def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dic
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{folder} is not a zoo folder: {WEIGHTS_NAME} is missing")
-    recorded = config.get("sha256")
-    if recorded is not None and not _is_sha256(recorded):
-        raise CheckpointError(
-            f"{folder / CONFIG_NAME} has sha256 {recorded!r}, not 64 hex digits; "
-            "rewrite it with `ikl-zoo convert`"
-        )
-    if recorded:
+    if config.get("sha256"):
         verify_sha256(
             weights, config["sha256"],
             fix=f"{weights} is corrupt or changed after {CONFIG_NAME} was written: convert or fetch it again",

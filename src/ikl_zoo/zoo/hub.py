@@ -187,9 +187,13 @@ def _config_sha256(config_path: Path, entry: ModelEntry) -> str | None:
     try:
         config = read_zoo_config(config_path.parent)
     except CheckpointError as error:  # without it a truncated download would pass unchecked
-        problem = str(error).split("; ")[0]  # read_zoo_config's fix is for local folders, not this one
-        raise _HostMiss(f"the repository's {CONFIG_NAME} is damaged ({problem})") from None
+        raise _HostMiss(f"the repository's {CONFIG_NAME} is damaged ({_problem_only(error)})") from None
     return config.get("sha256")
+
+
+def _problem_only(error: CheckpointError) -> str:
+    """``read_zoo_config``'s message without its fix, which is for a user's own folder, not a download."""
+    return str(error).split("; ")[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,8 +210,7 @@ def _from_drive_cache(entry: ModelEntry) -> Path | None:
     try:
         config = read_zoo_config(folder)
     except CheckpointError as error:
-        problem = str(error).split("; ")[0]  # drop read_zoo_config's own fix, which is not this one
-        raise CheckpointError(f"the ikl-zoo cache is damaged: {problem}; {fix}") from None
+        raise CheckpointError(f"the ikl-zoo cache is damaged: {_problem_only(error)}; {fix}") from None
     expected = entry.pretrained.sha256 or config.get("sha256")
     if expected:
         verify_sha256(weights, expected, fix=fix)
