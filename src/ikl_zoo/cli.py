@@ -331,7 +331,8 @@ def leaderboard(
         from ikl_zoo.leaderboard.records import output_errors
 
         with output_errors(out_file, fix="pass an -o/--out path you can write"):
-            click.echo(f"wrote {write_text_atomic(out_file, text)}")
+            written = write_text_atomic(out_file, text)
+        click.echo(f"wrote {written}")  # outside: a closed stdout is not the file's fault
     else:
         click.echo(text, nl=False)
     if plot:
