@@ -256,3 +256,15 @@ def test_a_registry_folder_converted_from_a_folder_names_no_missing_hash():
     card = str(build_model_card(config))
     assert "converted by ikl-zoo from `wrn34-folder`, which nothing pins" in card
     assert "None" not in card
+
+
+@pytest.mark.parametrize(
+    "changes", [{"n_examples": 500}, {"version": "custom"}], ids=["subset", "other-version"]
+)
+def test_no_difference_to_the_published_figures_unless_like_for_like(make_result, changes):
+    result = make_result(
+        "Cui2023Decoupled_WRN-34-10", dataset="cifar100", clean=0.6570, robust=0.3200, **changes
+    )
+    body = str(build_model_card("Cui2023Decoupled_WRN-34-10", dataset="cifar100", result=result))
+    assert "| Measured |" in body and "| Difference |" not in body
+    assert "No difference to the published figures is given" in body

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.evaluate.summary import format_eps
+from ikl_zoo.evaluate.summary import FULL_TEST_SET, format_eps, on_the_published_images
 from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, find_fact, replaced_weights
 from ikl_zoo.leaderboard.records import (
     DEFAULT_ROOT,
@@ -56,7 +56,6 @@ BIBTEX = """@inproceedings{cui2024decoupled,
 HUB_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 BASE_TAGS = ["adversarial-robustness", "robustbench", "autoattack", "image-classification"]
-FULL_TEST_SET = 10_000
 
 
 class CardError(IklZooError):
@@ -615,12 +614,20 @@ def _results(subject: CardSubject, measurement: Measurement | None) -> str:
             f"| Measured | {clean:.2f} {_wilson_interval(measurement.clean_acc, n)} | "
             f"{robust:.2f} {_wilson_interval(measurement.robust_acc, n)} | {n:,} | {how} |"
         )
-        if published is not None:
+        like_for_like = measurement.version == "standard" and on_the_published_images(
+            n, measurement.provenance
+        )
+        if published is not None and like_for_like:
             lines.append(
                 f"| Difference | {clean - published['clean_acc']:+.2f} | "
                 f"{robust - published['autoattack_acc']:+.2f} | | measured minus published |"
             )
         lines += ["", "In brackets: the 95% Wilson interval over the test examples evaluated."]
+        if published is not None and not like_for_like:
+            lines[-1] += (
+                " No difference to the published figures is given: they are standard AutoAttack on the full "
+                f"{FULL_TEST_SET:,}-image test set, and this measurement is not."
+            )
     if published is None and measurement is None:
         lines = [
             "No published or measured figures yet: run `ikl-zoo eval` and rebuild this card with "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from tabulate import tabulate
 
 from ikl_zoo.evaluate.result import EvalResult
@@ -17,14 +20,20 @@ def format_eps(eps: float, norm: str) -> str:
     return f"{eps:g}"
 
 
+def on_the_published_images(n_examples: int, provenance: Mapping[str, Any]) -> bool:
+    """A difference to a published figure means something only on the images it was measured on: all of
+    the real test set (not a subset, not a folder ikl-zoo wrote)."""
+    data_source = provenance.get("data_source")
+    written_here = isinstance(data_source, str) and "written by ikl-zoo" in data_source
+    return n_examples == FULL_TEST_SET and not written_here
+
+
 def format_summary(result: EvalResult) -> str:
     """A header, the table of accuracies (clean, after each attack, final) and AutoAttack's warnings."""
     n = result.n_examples
     published = result.published or {}
     data_source = result.provenance.get("data_source")
-    # A difference means something only on the images the figure was measured on: all of the real test set.
-    not_real_cifar = isinstance(data_source, str) and "written by ikl-zoo" in data_source
-    comparable = n == FULL_TEST_SET and not not_real_cifar
+    comparable = on_the_published_images(n, result.provenance)
 
     def row(stage: str, fraction: float, published_key: str | None, seconds: float | None) -> list[str]:
         figure = published.get(published_key) if published_key else None
@@ -68,7 +77,7 @@ def format_summary(result: EvalResult) -> str:
         note = f"published: {source}, on the full {FULL_TEST_SET:,}-image test set"
         if n != FULL_TEST_SET:
             note += f"; this run used {n} images, so no difference is given (not a like-for-like comparison)"
-        elif not_real_cifar:
+        elif not comparable:
             note += "; this run's images are not the real test set, so no difference is given"
         lines.append(note)
     if data_source:
