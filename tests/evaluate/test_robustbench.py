@@ -170,3 +170,12 @@ def test_published_figures_go_only_with_the_threat_model_and_version_they_were_m
     )
     assert (handed_over["published"] is not None) == attached
     assert handed_over["eps"] == eps and handed_over["version"] == version
+
+
+def test_a_registered_model_with_another_checkpoint_is_marked_as_replaced_weights():
+    from importlib.resources import files
+
+    shipped = files("pyautoattack") / "examples" / "model_test.pt"
+    source = load_for_evaluation("demo-resnet18", dataset="cifar10", checkpoint=str(shipped))
+    assert source.replaced_weights == str(shipped) and source.published is None
+    assert load_for_evaluation("demo-resnet18", dataset="cifar10").replaced_weights is None

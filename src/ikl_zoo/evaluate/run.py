@@ -84,6 +84,7 @@ def evaluate_model(
         checkpoint_path = source.checkpoint_path
         provenance = {
             "model_source": source.description,
+            "replaced_weights": source.replaced_weights,
             "checkpoint": str(checkpoint_path) if checkpoint_path is not None else None,
             "checkpoint_sha256": file_sha256(checkpoint_path)
             if checkpoint_path is not None and Path(checkpoint_path).is_file() else None,

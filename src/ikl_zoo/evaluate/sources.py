@@ -37,6 +37,9 @@ class ModelSource:
     published: dict[str, Any] | None = None
     published_threat: tuple[str, float] | None = None
     """(norm, eps) the published figures were measured under."""
+    replaced_weights: str | None = None
+    """The checkpoint a registered model was given instead of its published weights: a record of it must
+    never stand for the registered model."""
 
 
 def load_for_evaluation(
@@ -90,7 +93,7 @@ def load_for_evaluation(
     if checkpoint is not None:
         return ModelSource(
             model=model, model_id=model_id, description=f"{model_id} with weights from {checkpoint}",
-            checkpoint_path=_weights_file(Path(checkpoint)),
+            checkpoint_path=_weights_file(Path(checkpoint)), replaced_weights=str(checkpoint),
         )
     published = entry.published.to_dict() if entry.published is not None else None
     return ModelSource(

@@ -88,9 +88,13 @@ def describe(provenance: Mapping[str, Any]) -> str:
 def replaced_weights(provenance: Mapping[str, Any]) -> str | None:
     """The local checkpoint a registered model was evaluated with instead of its published weights, if any.
 
-    ``ikl-zoo eval --model ID --checkpoint FILE`` records ``model_source: "ID with weights from FILE"``;
-    such a measurement is of FILE, not of ID, and must never stand for ID's published figures.
+    ``ikl-zoo eval --model ID --checkpoint FILE`` records ``replaced_weights: FILE`` (results written before
+    that key existed say so only in ``model_source: "ID with weights from FILE"``); such a measurement is of
+    FILE, not of ID, and must never stand for ID's published figures.
     """
+    if "replaced_weights" in provenance:
+        recorded = provenance["replaced_weights"]
+        return str(recorded) if recorded else None
     source = provenance.get("model_source")
     match = re.search(r" with weights from (.+)$", source) if isinstance(source, str) else None
     return match.group(1) if match else None
