@@ -252,6 +252,13 @@ def cifar_dataset(
         raise DatasetNotFoundError(f"{name} not found in {root} ({reason}): {hint}") from None
 
 
+def is_official_cifar(dataset: str, *, data_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``data_dir`` holds torchvision's md5-checked CIFAR rather than a folder ikl-zoo wrote: only
+    there is a measurement on the images a published figure was measured on."""
+    _check_dataset(dataset)
+    return _marker(Path(data_dir).expanduser(), dataset) is None
+
+
 def data_source(dataset: str, *, data_dir: str | os.PathLike[str]) -> str:
     """What a data dir holds, for records: torchvision's md5-checked CIFAR, or a folder ikl-zoo wrote."""
     _check_dataset(dataset)

@@ -58,13 +58,14 @@ def test_eval_prints_the_summary_and_writes_the_result(tiny_folder, sample_dir, 
     assert "data: CIFAR-10 folder written by ikl-zoo: foolbox sample (test 0-19)" in outcome.output
     assert f"result: {out / 'result.json'}" in outcome.output
     assert result.provenance["data_source"].endswith("foolbox sample (test 0-19)")
+    assert result.provenance["official_test_set"] is False
     assert len(result.provenance["checkpoint_sha256"]) == 64
     record = next(line for line in lines if line.startswith("record: "))
     written = json.loads(Path(record.removeprefix("record: ")).read_text())
     assert written["ikl_zoo"]["measurement"]["n_examples"] == 20
 
 
-def _published_result(n: int, data_source: str) -> EvalResult:
+def _published_result(n: int, data_source: str, **provenance: object) -> EvalResult:
     robust = round(0.7 * n)
     return EvalResult(
         model_id="Cui2023Decoupled_WRN-28-10", dataset="cifar10", threat_model="Linf", eps=8 / 255,
@@ -72,7 +73,7 @@ def _published_result(n: int, data_source: str) -> EvalResult:
         batch_size=20, chunk_size=500, clean_acc=0.95, robust_acc=robust / n, clean_flags=[True] * n,
         robust_flags=[True] * robust + [False] * (n - robust),
         per_attack=dict.fromkeys(["apgd-ce", "apgd-t", "fab-t", "square"], robust / n),
-        provenance={"data_source": data_source},
+        provenance={"data_source": data_source, **provenance},
         published={"clean_acc": 92.16, "autoattack_acc": 67.73, "source": "RobustBench leaderboard"},
     )
 
@@ -102,6 +103,15 @@ def test_summary_gives_no_difference_where_the_images_are_not_the_published_ones
     assert "92.16%" in text and "67.73%" in text
     assert "+2.84" not in text and "+2.27" not in text
     assert why in text and "no difference is given" in text
+
+
+def test_the_official_test_set_is_read_from_its_own_key_before_the_data_sources_wording():
+    from ikl_zoo.evaluate import summary
+
+    reworded = _published_result(10_000, "CIFAR-10 sample folder (reworded)", official_test_set=False)
+    assert "no difference is given" in summary.format_summary(reworded)
+    official = _published_result(10_000, "written by ikl-zoo (a misleading path)", official_test_set=True)
+    assert "+2.27" in summary.format_summary(official)
 
 
 def _assert_one_error_line(outcome, message: str) -> str:

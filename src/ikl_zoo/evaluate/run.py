@@ -64,7 +64,7 @@ def evaluate_model(
     are attached when the run's threat model and version are the ones they were measured under. With
     ``out``, chunks and ``result.json`` are written there (see :func:`evaluate`).
     """
-    from ikl_zoo.data import data_source, load_test_examples
+    from ikl_zoo.data import data_source, is_official_cifar, load_test_examples
     from ikl_zoo.zoo.checkpoints import file_sha256
 
     resolved = resolve_device(device, nn.Identity())
@@ -90,6 +90,7 @@ def evaluate_model(
             if checkpoint_path is not None and Path(checkpoint_path).is_file() else None,
             "data_dir": str(Path(data_dir).expanduser().resolve()),
             "data_source": data_source(dataset, data_dir=data_dir),
+            "official_test_set": is_official_cifar(dataset, data_dir=data_dir),
         }
         return evaluate(
             source.model, x, y, eps=eps, norm=norm, version=version, attacks=attacks,
