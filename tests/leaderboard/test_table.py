@@ -268,3 +268,23 @@ def test_top_names_the_measured_rows_it_cuts(tmp_path, make_result):
     assert len(board.rows) == 3 and "my-wrn" not in set(board.rows["model_id"])
     assert any("below the top 3, measured by ikl-zoo: my-wrn" in note for note in board.notes)
     assert not any("below the top" in note for note in build_board(records_root=tmp_path).notes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "note"),
+    [
+        ({}, None),
+        ({"n_examples": 500}, "500 of 10,000 examples (estimate)"),
+        ({"provenance": {"official_test_set": False}}, "not the official test set"),
+    ],
+    ids=["full-official", "subset", "written-folder"],
+)
+def test_a_difference_to_the_published_figure_only_for_a_like_for_like_measurement(tmp_path, make_result,
+                                                                                   changes, note):
+    write_record(make_result("Cui2023Decoupled_WRN-28-10", **changes), root=tmp_path)
+    rows = build_board("cifar10", "Linf", records_root=tmp_path).rows
+    row = rows[rows["model_id"] == "Cui2023Decoupled_WRN-28-10"].iloc[0]
+    assert bool(row["measured_comparable"]) == (note is None)
+    assert pd.isna(row["delta_autoattack_acc"]) == (note is not None)
+    if note is not None:
+        assert note in row["measured_note"]
