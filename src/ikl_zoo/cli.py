@@ -244,14 +244,13 @@ def eval_command(
 
     from ikl_zoo.errors import EvaluationError
     from ikl_zoo.evaluate.attacks import check_eps, show_autoattack_warnings
-    from ikl_zoo.zoo.registry import list_models
+    from ikl_zoo.zoo.registry import is_registered
 
     try:  # before any model or data is loaded
         check_eps(eps, norm=norm)
     except EvaluationError as error:
         raise click.BadParameter(str(error), param_hint="'--eps'") from None
-    registered = any(entry.model_id == model_id and entry.dataset == dataset for entry in list_models())
-    if record and checkpoint is not None and registered:
+    if record and checkpoint is not None and is_registered(model_id, dataset=dataset):
         # write_record refuses such a result at the end: say so before hours of attacks. An id that is not
         # registered gets the loader's error (close names), not advice to convert for it.
         from ikl_zoo.leaderboard.records import replaced_weights_error

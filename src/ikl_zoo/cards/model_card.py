@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.evaluate.summary import FULL_TEST_SET, format_eps, on_the_published_images
+from ikl_zoo.evaluate.summary import FULL_TEST_SET, format_eps
 from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, find_fact, replaced_weights
 from ikl_zoo.leaderboard.records import (
     DEFAULT_ROOT,
@@ -614,9 +614,7 @@ def _results(subject: CardSubject, measurement: Measurement | None) -> str:
             f"| Measured | {clean:.2f} {_wilson_interval(measurement.clean_acc, n)} | "
             f"{robust:.2f} {_wilson_interval(measurement.robust_acc, n)} | {n:,} | {how} |"
         )
-        like_for_like = measurement.version == "standard" and on_the_published_images(
-            n, measurement.provenance
-        )
+        like_for_like = measurement.comparable_with_published
         if published is not None and like_for_like:
             lines.append(
                 f"| Difference | {clean - published['clean_acc']:+.2f} | "

@@ -71,12 +71,11 @@ def load_for_evaluation(
         )
 
     from ikl_zoo.zoo.loading import load_model, pretrained_weights_path, read_zoo_config
-    from ikl_zoo.zoo.registry import get_model_entry, list_models
+    from ikl_zoo.zoo.registry import get_model_entry, is_registered
 
-    model = load_model(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision)
-    registered = any(e.model_id == model_id and e.dataset == dataset for e in list_models())
-    if not registered:
-        folder = Path(model_id).expanduser()
+    registered = is_registered(model_id, dataset=dataset)
+    folder = Path(model_id).expanduser()
+    if not registered and folder.is_dir():  # before its weights are read
         trained_on = read_zoo_config(folder).get("dataset")
         if trained_on is not None and trained_on != dataset:
             # Its labels would fit the wider head (CIFAR-10's 0-9 in CIFAR-100's 100 outputs): refuse here.
@@ -84,6 +83,8 @@ def load_for_evaluation(
                 f"{folder} holds a {trained_on} model (its config.json says so), not a {dataset} one: "
                 f"pass --dataset {trained_on}"
             )
+    model = load_model(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision)
+    if not registered:
         path = Path(checkpoint) if checkpoint is not None else folder
         return ModelSource(
             model=model, model_id=model_id, description=f"zoo folder {folder}",

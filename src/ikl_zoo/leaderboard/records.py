@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import UnknownModelError
-from ikl_zoo.evaluate.summary import format_eps
+from ikl_zoo.evaluate.summary import format_eps, on_the_published_images
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.reference import (
     LeaderboardError,
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 RECORD_FORMAT = 1
 DEFAULT_ROOT = "leaderboard"
+STANDARD_VERSION = "standard"
+"""The AutoAttack version RobustBench's leaderboards are measured with."""
 MODEL_INFO_KEYS = (
     "link",
     "name",
@@ -134,6 +136,12 @@ class Measurement:
     @property
     def board_id(self) -> str:
         return robustbench_name(self.model_id)
+
+    @property
+    def comparable_with_published(self) -> bool:
+        """Measured as RobustBench measures (standard AutoAttack, the whole official test set): only then
+        is a difference to a published figure, or a place among RobustBench's ranked rows, meaningful."""
+        return self.version == STANDARD_VERSION and on_the_published_images(self.n_examples, self.provenance)
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 
 from ikl_zoo import __version__
-from ikl_zoo.evaluate.summary import FULL_TEST_SET, format_eps, on_the_published_images
+from ikl_zoo.evaluate.summary import FULL_TEST_SET, format_eps
 from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Record, load_records, record_path
+from ikl_zoo.leaderboard.records import DEFAULT_ROOT, STANDARD_VERSION, Record, load_records, record_path
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
     LeaderboardError,
@@ -33,7 +33,6 @@ from ikl_zoo.paper import PAPER_TITLE
 
 FORMATS = ("md", "csv", "latex", "html", "json")
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-STANDARD_VERSION = "standard"
 STAR = "\u2605"
 """Marks IKL-AT rows in every rendered table."""
 ROW_COLUMNS = [
@@ -263,7 +262,7 @@ def _merge(
             "measured_n_examples": measurement.n_examples,
             "measured_version": measurement.version,
             "measured_note": _measured_note(record),
-            "measured_comparable": _measured_as_robustbench_measures(record),
+            "measured_comparable": measurement.comparable_with_published,
         }
         board_id = measurement.board_id
         if board_id in rows.index:
@@ -293,20 +292,19 @@ def _merge(
                 }
             )
     rows = rows.reset_index(drop=True)
-    # A difference to the published figure, and a place among the ranked rows for a model RobustBench does
-    # not list, only for a figure measured as RobustBench measures (standard AutoAttack, the whole official
-    # test set); anything else is an estimate: no difference, placed below the ranked rows.
-    comparable = rows["measured_comparable"].astype(bool)
-    rows["delta_clean_acc"] = (rows["measured_clean_acc"] - rows["clean_acc"]).where(comparable)
-    rows["delta_autoattack_acc"] = (rows["measured_autoattack_acc"] - rows["autoattack_acc"]).where(
-        comparable
-    )
     if extra:
         rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
     rows["rank"] = rows["rank"].astype("Int64")
     rows["measured_n_examples"] = rows["measured_n_examples"].astype("Int64")
+    # A difference to the published figure, and a place among the ranked rows for a model RobustBench does
+    # not list, only for a figure measured as RobustBench measures (standard AutoAttack, the whole official
+    # test set); anything else is an estimate: no difference, placed below the ranked rows.
     comparable = rows["measured_comparable"].astype(bool)
     rows["measured_comparable"] = comparable
+    rows["delta_clean_acc"] = (rows["measured_clean_acc"] - rows["clean_acc"]).where(comparable)
+    rows["delta_autoattack_acc"] = (rows["measured_autoattack_acc"] - rows["autoattack_acc"]).where(
+        comparable
+    )
     measured_key = rows["measured_autoattack_acc"].where(comparable)
     order_key = rows["best_known"].where(rows["on_robustbench"], measured_key)
     rows = rows.assign(_key=order_key, _listed=rows["on_robustbench"].astype(int))
@@ -316,13 +314,6 @@ def _merge(
     return rows[ROW_COLUMNS].reset_index(drop=True), notes
 
 
-def _measured_as_robustbench_measures(record: Record) -> bool:
-    measurement = record.measurement
-    return measurement.version == STANDARD_VERSION and on_the_published_images(
-        measurement.n_examples, measurement.provenance
-    )
-
-
 def _measured_note(record: Record) -> str:
     measurement = record.measurement
     parts = [f"{measurement.n_examples} examples"]
@@ -330,7 +321,7 @@ def _measured_note(record: Record) -> str:
         parts[0] = f"{measurement.n_examples} of {FULL_TEST_SET:,} examples (estimate)"
     if measurement.version != STANDARD_VERSION:
         parts.append(f"version {measurement.version} ({', '.join(measurement.attacks)}), not comparable")
-    elif measurement.n_examples >= FULL_TEST_SET and not _measured_as_robustbench_measures(record):
+    elif measurement.n_examples >= FULL_TEST_SET and not measurement.comparable_with_published:
         parts.append("not the official test set, not comparable")
     return ", ".join(parts)
 

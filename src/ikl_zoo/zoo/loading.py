@@ -28,7 +28,7 @@ from ikl_zoo.zoo.checkpoints import (
     state_dict_mismatch,
     verify_sha256,
 )
-from ikl_zoo.zoo.registry import NUM_CLASSES, ModelEntry, get_model_entry, list_models
+from ikl_zoo.zoo.registry import NUM_CLASSES, ModelEntry, get_model_entry, is_registered, list_models
 
 __all__ = [
     "file_sha256",
@@ -137,7 +137,7 @@ def _registered(model_id: str, dataset: str) -> ModelEntry | None:
     """The registry entry, None for an existing folder, or the registry's one-line error for anything else."""
     if not model_id.strip():
         raise UnknownModelError("empty model id: pass a registered id (`ikl-zoo list`) or a zoo folder")
-    if any(entry.model_id == model_id and entry.dataset == dataset for entry in list_models()):
+    if is_registered(model_id, dataset=dataset):
         return get_model_entry(model_id, dataset=dataset)
     path = Path(model_id).expanduser()
     if path.is_dir():

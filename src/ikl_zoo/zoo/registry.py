@@ -118,6 +118,12 @@ def list_models(*, dataset: str | None = None) -> list[ModelEntry]:
     return [entry for entry in _REGISTRY.values() if dataset is None or entry.dataset == dataset]
 
 
+def is_registered(model_id: str, *, dataset: str) -> bool:
+    """Whether the registry holds ``model_id`` for ``dataset`` (anything else is a folder or an error)."""
+    _ensure_builtin_models()
+    return (dataset, model_id) in _REGISTRY
+
+
 def get_model_entry(model_id: str, *, dataset: str = "cifar10") -> ModelEntry:
     """Look up a model; an unknown id raises with close names and the other dataset where it exists."""
     _ensure_builtin_models()
