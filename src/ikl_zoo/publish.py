@@ -15,9 +15,9 @@ from ikl_zoo.zoo.checkpoints import (
     CARD_NAME,
     CONFIG_NAME,
     WEIGHTS_NAME,
+    check_finite,
     file_sha256,
     model_from_config,
-    non_finite_tensors,
     read_zoo_config,
     read_zoo_folder,
     save_zoo_folder,
@@ -105,13 +105,7 @@ def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
                 f"{folder / CONFIG_NAME} says {config['dataset']} ({expected} classes) but the network has "
                 f"{classes[-1]} outputs: fix the dataset or convert the right checkpoint"
             )
-        non_finite = non_finite_tensors(state)
-        if non_finite:
-            raise CheckpointError(
-                f"{folder / WEIGHTS_NAME} has NaN or infinite values in {len(non_finite)} tensors "
-                f"(e.g. {', '.join(non_finite[:3])}): the training run diverged or the file is damaged; "
-                "convert another checkpoint"
-            )
+        check_finite(state, source=str(folder / WEIGHTS_NAME), fix="convert another checkpoint")
     except CheckpointError as error:
         raise PublishError(f"not pushing {folder}: {error}") from None
     return config

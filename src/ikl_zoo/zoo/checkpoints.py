@@ -390,6 +390,16 @@ def non_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:
     ]
 
 
+def check_finite(tensors: Mapping[str, torch.Tensor], *, source: str, fix: str) -> None:
+    """Refuse weights holding NaN or infinity, naming a few: diverged weights are never loaded or pushed."""
+    non_finite = non_finite_tensors(tensors)
+    if non_finite:
+        raise CheckpointError(
+            f"{source} has NaN or infinite values in {len(non_finite)} tensors "
+            f"(e.g. {', '.join(non_finite[:3])}): the training run diverged or the file is damaged; {fix}"
+        )
+
+
 def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> str | None:
     """One line describing how ``tensors`` differ from ``model``'s state_dict, or None if they fit exactly.
 

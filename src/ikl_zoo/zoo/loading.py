@@ -18,9 +18,9 @@ from ikl_zoo.errors import CheckpointError, UnknownModelError
 from ikl_zoo.zoo.checkpoints import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    check_finite,
     file_sha256,
     model_from_config,
-    non_finite_tensors,
     read_state_dict,
     read_zoo_config,
     read_zoo_folder,
@@ -111,13 +111,7 @@ def load_state_dict_strict(
         raise CheckpointError(
             f"{source} does not fit {model_name}: {problem}; is it a checkpoint of this model?"
         )
-    non_finite = non_finite_tensors(state)
-    if non_finite:
-        raise CheckpointError(
-            f"{source} has NaN or infinite values in {len(non_finite)} tensors "
-            f"(e.g. {', '.join(non_finite[:3])}): the training run diverged or the file is damaged; "
-            "use another checkpoint"
-        )
+    check_finite(state, source=source, fix="use another checkpoint")
     # A plain dict (no _metadata): BatchNorm then fills in a missing num_batches_tracked.
     model.load_state_dict(dict(state), strict=True)
 
