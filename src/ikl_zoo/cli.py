@@ -512,13 +512,12 @@ def train(recipe_name: str | None, data_dir: str, out_dir: str, resume: bool, de
     import json
     import os
 
-    from ikl_zoo.train import Recipe, load_training_checkpoint, resolve_recipe, train_ikl_at
+    from ikl_zoo.train import resolve_recipe, train_ikl_at
 
     overrides = {key: value for key, value in knobs.items() if key in _RECIPE_KNOBS and value is not None}
     recipe = resolve_recipe(recipe_name, overrides=overrides, out_dir=out_dir, resume=resume)
-    if show_recipe:  # None: resuming with the checkpoint's recipe as it is
-        shown = recipe or Recipe.from_dict(load_training_checkpoint(out_dir)["recipe"])
-        click.echo(json.dumps(shown.to_dict(), indent=2))
+    if show_recipe:
+        click.echo(json.dumps(recipe.to_dict(), indent=2))
         return
     result = train_ikl_at(
         recipe, data_dir=data_dir, out_dir=out_dir, resume=resume, device=device, amp=amp, workers=workers,

@@ -356,16 +356,15 @@ def resolve_recipe(
     overrides: dict[str, Any],
     out_dir: str | os.PathLike[str],
     resume: bool,
-) -> Recipe | None:
-    """The recipe a command line asks for: a preset (default: the dataset's) with overrides.
-
-    None when resuming a checkpoint with neither a preset nor an override given: the checkpoint's recipe
-    is then used as it is.
+) -> Recipe:
+    """The recipe a command line asks for: a preset (default: the dataset's) with overrides, or, when
+    resuming a checkpoint with neither given, the checkpoint's recipe as it is.
     """
     from ikl_zoo.train.recipes import get_recipe
 
-    if resume and name is None and not overrides and load_training_checkpoint(out_dir) is not None:
-        return None
+    saved = load_training_checkpoint(out_dir) if resume and name is None and not overrides else None
+    if saved is not None:
+        return Recipe.from_dict(saved["recipe"])
     return get_recipe(name or overrides.get("dataset") or "cifar10", **overrides)
 
 
