@@ -268,3 +268,17 @@ def test_no_difference_to_the_published_figures_unless_like_for_like(make_result
     body = str(build_model_card("Cui2023Decoupled_WRN-34-10", dataset="cifar100", result=result))
     assert "| Measured |" in body and "| Difference |" not in body
     assert "No difference to the published figures is given" in body
+
+
+def test_a_folder_converted_from_the_authors_drive_file_is_the_authors_checkpoint():
+    entry = get_model_entry("Cui2023Decoupled_WRN-34-10", dataset="cifar10")
+    config = {
+        "model_id": entry.model_id, "dataset": "cifar10", "threat_model": "Linf", "eps": 8 / 255,
+        "sha256": "ab" * 32,
+        "source": {
+            "host": "Google Drive", "gdrive_id": entry.pretrained.gdrive_id, "original_sha256": "cd" * 32
+        },
+    }
+    text = str(build_model_card(config))
+    assert "The weights are the authors' checkpoint from RobustBench's model zoo" in text
+    assert "nothing pins" not in text

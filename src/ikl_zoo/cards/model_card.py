@@ -217,6 +217,8 @@ def _unverified_source(entry: ModelEntry, config: Mapping[str, Any]) -> dict[str
     source = config.get("source")
     if not isinstance(source, Mapping) or _pinned_sha256s(entry):
         return None  # with a pin, other weights never reach a registry card (see _known_other_weights)
+    if entry.pretrained.gdrive_id and source.get("gdrive_id") == entry.pretrained.gdrive_id:
+        return None  # converted by the Drive fallback from the authors' own file (RobustBench's id)
     return dict(source)
 
 
