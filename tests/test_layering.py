@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "ikl_zoo.paper": 0,
     "ikl_zoo.reference": 0,
     "ikl_zoo._robustbench": 0,
+    "ikl_zoo.threat": 0,
     # Registry and loading; the data loaders; the losses. Peers: none imports another.
     "ikl_zoo.zoo": 1,
     "ikl_zoo.data": 1,
@@ -148,3 +149,41 @@ def test_the_check_catches_backward_imports(
     module: str, package: str, source: str, expected: list[str]
 ) -> None:
     assert backward_imports(module, imported_modules(source, package=package)) == expected
+
+
+def import_graph(src: Path = SRC) -> dict[str, set[str]]:
+    """Module -> the ikl_zoo modules it imports, function-level imports included."""
+    graph = {}
+    for path in sorted(src.joinpath("ikl_zoo").rglob("*.py")):
+        module, package = _module_name(path)
+        graph[module] = imported_modules(path.read_text(), package=package, src=src) - {module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle, found by a depth-first walk: each as the list of modules that lead back to its start."""
+    cycles, state = [], {}  # state: 1 on the current path, 2 done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    return cycles
+
+
+def test_no_import_cycle() -> None:
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c", "a"]]

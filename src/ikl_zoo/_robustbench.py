@@ -38,3 +38,6 @@ def robustbench_model_dicts() -> dict:
         dataset.value: {threat.value: models for threat, models in by_threat.items()}
         for dataset, by_threat in model_dicts.items()
     }
+
+ROBUSTBENCH_PREFIX = "robustbench:"
+"""``robustbench:<id>`` names a RobustBench model wherever ikl-zoo takes a model."""

@@ -1,18 +1,26 @@
-"""Errors a user can act on: each message is one line that names the fix.
+"""Errors a user can act on: a ``problem`` and the ``fix`` that mends it, printed as one line.
 
-The CLI prints them without a traceback; library callers can catch ``IklZooError``.
+The CLI prints them without a traceback; library callers can catch ``IklZooError`` and read its fields
+instead of parsing the text.
 """
 
 from __future__ import annotations
 
 
 class IklZooError(Exception):
-    """Base class: a problem with the user's input or environment, not a bug."""
+    """A problem with the user's input or environment, not a bug; ``fix`` says what to do about it."""
+
+    def __init__(self, problem: str, *, fix: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return self.problem if not self.fix else f"{self.problem}: {self.fix}"
 
 
 class UnknownModelError(IklZooError, KeyError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+    """An id the registry does not hold for that dataset, nor a zoo folder."""
 
 
 class CheckpointError(IklZooError):
@@ -20,11 +28,11 @@ class CheckpointError(IklZooError):
 
 
 class ChecksumMismatchError(CheckpointError):
-    pass
+    """Weights whose sha256 differs from the one pinned for them."""
 
 
 class DatasetNotFoundError(IklZooError):
-    pass
+    """Test images that are neither in the data dir nor allowed to be downloaded."""
 
 
 class DataError(DatasetNotFoundError):

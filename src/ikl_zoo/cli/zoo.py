@@ -1,0 +1,77 @@
+"""Zoo commands: list, download, convert, push, sample-data."""
+
+from __future__ import annotations
+
+import click
+
+from ikl_zoo.cli.base import DATASET_OPTION, IklZooCommand
+
+
+@click.command(cls=IklZooCommand, name="list")
+@click.option("--dataset", type=click.Choice(["cifar10", "cifar100"]), default=None, help="Only this one.")
+def list_command(dataset: str | None) -> None:
+    """Registered models with their published clean and AutoAttack accuracy (%)."""
+    from ikl_zoo.zoo.catalog import format_models_table, models_table
+
+    click.echo(format_models_table(models_table(dataset=dataset)))
+
+
+@click.command(cls=IklZooCommand)
+@click.argument("model")
+@DATASET_OPTION
+@click.option("--revision", default=None, help="Hub branch, tag or commit (default: the pinned one).")
+def download(model: str, dataset: str, revision: str | None) -> None:
+    """Fetch MODEL's weights into the cache (Hub, else Google Drive) and print their path and sha256."""
+    from ikl_zoo.zoo.checkpoints import file_sha256
+    from ikl_zoo.zoo.hub import download_checkpoint
+
+    path = download_checkpoint(model, dataset=dataset, revision=revision)
+    click.echo(f"path: {path}")
+    click.echo(f"sha256: {file_sha256(path)}")
+
+
+@click.command(cls=IklZooCommand)
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=str))
+@click.option("--model", "model_id", required=True, help="Registered id the checkpoint belongs to.")
+@DATASET_OPTION
+@click.option(
+    "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Zoo folder to write."
+)
+@click.option("--overwrite", is_flag=True, help="Replace the zoo files of a folder that is not empty.")
+def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrite: bool) -> None:
+    """Turn CHECKPOINT (.pt/.pth/.safetensors, any wrapping) into a Hub-ready folder with a model card."""
+    from ikl_zoo.publish import convert_checkpoint
+    from ikl_zoo.zoo.checkpoints import CONFIG_NAME, read_zoo_config
+
+    folder = convert_checkpoint(checkpoint, out_dir, model_id=model_id, dataset=dataset, overwrite=overwrite)
+    click.echo(f"wrote {folder} (model.safetensors, {CONFIG_NAME}, README.md)")
+    click.echo(f"sha256: {read_zoo_config(folder)['sha256']}")
+
+
+@click.command(cls=IklZooCommand)
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("--repo-id", required=True, help="ORG/NAME on the Hugging Face Hub (created if missing).")
+@click.option("--revision", default=None, help="Branch to push to (created if missing; default main).")
+@click.option("--private", is_flag=True, help="Create the repository as private.")
+@click.option("--token", default=None, help="Hub write token (default: HF_TOKEN or `hf auth login`).")
+def push(folder: str, repo_id: str, revision: str | None, private: bool, token: str | None) -> None:
+    """Check FOLDER (config.json, model.safetensors, sha256) and upload it to the Hub."""
+    from ikl_zoo.publish import push_zoo_folder
+
+    url = push_zoo_folder(folder, repo_id=repo_id, revision=revision, private=private, token=token)
+    click.echo(f"pushed {folder} to {repo_id}: {url}")
+
+
+# --- data and evaluation commands: sample-data, eval ---------------------------------------------
+
+
+@click.command(cls=IklZooCommand, name="sample-data")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Data dir to write.")
+@click.option("--dataset", "datasets", type=click.Choice(["cifar10", "cifar100"]), multiple=True,
+              help="Only these datasets (repeatable; default both).")
+def sample_data(out_dir: str, datasets: tuple[str, ...]) -> None:
+    """Write the 20 real CIFAR-10 and CIFAR-100 test images foolbox ships as a data dir (test split only)."""
+    from ikl_zoo.data import write_sample_data_dir
+
+    root = write_sample_data_dir(out_dir, datasets=datasets or ("cifar10", "cifar100"))
+    click.echo(f"wrote {root} (CIFAR test images 0-19 of {', '.join(datasets or ('cifar10', 'cifar100'))})")

@@ -1,0 +1,91 @@
+"""``EvalSettings``: what an evaluation is, as one frozen object.
+
+The CLI builds it once; :func:`ikl_zoo.evaluate.evaluate` and the run directory take it whole; a resumed
+run compares it; ``result.json`` records it; boards and cards read it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ikl_zoo.errors import EvaluationError
+from ikl_zoo.threat import DATASETS, NORMS, format_eps
+
+VERSIONS = ("standard", "plus", "rand", "custom")
+PRECISIONS = ("ieee",)
+"""``ieee``: strict fp32 everywhere (TF32 off), the same flags on every GPU generation."""
+DEFAULT_CHUNK_SIZE = 500
+"""Examples per chunk: the unit of resumption and of sharding (about a minute of H100 time per chunk
+for a robust WRN-28-10 under standard AutoAttack)."""
+DEFAULT_N_EXAMPLES = 10_000
+"""RobustBench evaluates on the full CIFAR test split."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """One evaluation's settings; the ones that change a flag are its ``identity``."""
+
+    eps: float = 8 / 255
+    norm: str = "Linf"
+    version: str = "standard"
+    attacks: tuple[str, ...] | None = None
+    """The custom version's attacks, as given; the version fixes them otherwise."""
+    attack_options: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """The custom version's settings, e.g. ``{"apgd": {"n_iter": 10}}``."""
+    seed: int = 0
+    batch_size: int | str = "auto"
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    dataset: str = "cifar10"
+    n_examples: int = DEFAULT_N_EXAMPLES
+    precision: str = "ieee"
+    device: str = "auto"
+    compile: bool = False
+    channels_last: bool | None = None
+    """``None``: on for GPUs, off for CPUs."""
+
+    def __post_init__(self) -> None:
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("version", self.version, VERSIONS)
+        _check_choice("precision", self.precision, PRECISIONS)
+        for name in ("n_examples", "chunk_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise EvaluationError(f"{name.replace('_', ' ')} must be a positive integer, got {value!r}")
+        if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise EvaluationError(f"batch size must be a positive integer or 'auto', got {self.batch_size!r}")
+        if self.attacks is not None:
+            object.__setattr__(self, "attacks", tuple(self.attacks))
+        object.__setattr__(self, "attack_options", {k: dict(v) for k, v in (self.attack_options or {}).items()})
+
+    @property
+    def eps_text(self) -> str:
+        return format_eps(self.eps, self.norm)
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a flag depends on: a resumed run must have the same."""
+        data = self.to_dict()
+        for name in ("device", "batch_size"):  # the device moves; auto batch size is resolved and kept apart
+            data.pop(name)
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["attacks"] = list(self.attacks) if self.attacks is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalSettings:
+        """Settings read back from a run directory or a result; an unknown key names the field."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EvaluationError(f"unknown evaluation setting {unknown[0]!r}: expected one of {sorted(known)}")
+        return cls(**dict(data))
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise EvaluationError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")

@@ -1,0 +1,29 @@
+"""The vocabulary every layer shares: datasets, norms and how a perturbation budget is written."""
+
+from __future__ import annotations
+
+import math
+
+DATASETS = ("cifar10", "cifar100")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+NORMS = ("Linf", "L2", "L1")
+
+
+def format_eps(eps: float, norm: str = "Linf") -> str:
+    """``8/255`` for Linf budgets on the 1/255 grid (how the field writes them), else the number."""
+    steps = eps * 255
+    if norm == "Linf" and abs(steps - round(steps)) < 1e-6 and round(steps) > 0:
+        return f"{round(steps)}/255"
+    return f"{eps:g}"
+
+
+def parse_eps(text: str) -> float:
+    """``"8/255"`` or ``"0.5"`` as a number; ``ValueError`` naming the expected form otherwise."""
+    numerator, _, denominator = text.partition("/")
+    try:
+        eps = float(numerator) / float(denominator) if denominator else float(numerator)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{text!r} is not a number or a fraction such as 8/255") from None
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"{text!r} must be a positive finite number, e.g. 8/255")
+    return eps
