@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-run
 
-.PHONY: demo test lint cards clean
+.PHONY: demo test docs lint cards clean
 
 $(BIN)/ikl-zoo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip "setuptools<81" wheel
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,docs]"
 	touch $@
 
 demo: $(BIN)/ikl-zoo
@@ -20,8 +20,13 @@ demo: $(BIN)/ikl-zoo
 		--data-dir $(DEMO_DIR)/data --n-examples 20 --eps 8/255 --version standard \
 		--no-download --out $(DEMO_DIR)/eval --resume
 
+# The tests, then the documentation: a broken link or a stale API reference fails too.
 test: $(BIN)/ikl-zoo
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory docs
+
+docs: $(BIN)/ikl-zoo
+	$(BIN)/mkdocs build --strict --site-dir site
 
 lint: $(BIN)/ikl-zoo
 	$(BIN)/ruff check src tests benchmarks
@@ -30,4 +35,4 @@ cards: $(BIN)/ikl-zoo
 	$(BIN)/ikl-zoo card --all -o cards
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(DEMO_DIR) site build *.egg-info src/*.egg-info
