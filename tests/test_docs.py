@@ -1,4 +1,4 @@
-"""The README and docs/ describe the CLI as it is: every command line they show names real commands and options.
+"""The README and docs/ describe the CLI as it is: each command line they show names real commands, options.
 
 The strict mkdocs build (`make docs`, run by `make test`) checks links, anchors and the generated references;
 this test needs no mkdocs and points at the exact line that went stale.
@@ -53,8 +53,11 @@ def stale_references(text: str) -> list[str]:
             continue
         words = shlex.split(re.sub(r"\[|\]|\.\.\.", " ", match.group(2)), posix=True)
         unknown = [w.split("=")[0] for w in words if w.startswith("--")]
-        problems += [f"{match.group(1)} has no option {o}: {line.strip()}" for o in unknown
-                     if o not in option_names(command)]
+        problems += [
+            f"{match.group(1)} has no option {o}: {line.strip()}"
+            for o in unknown
+            if o not in option_names(command)
+        ]
     return problems
 
 
@@ -72,6 +75,6 @@ def test_the_check_catches_a_stale_option() -> None:
 def test_readme_is_a_front_page() -> None:
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= MAX_README_LINES
-    first_block = lines[lines.index("```sh") + 1:][:2]
+    first_block = lines[lines.index("```sh") + 1 :][:2]
     assert first_block[0].startswith("make demo") and first_block[1].startswith("make test")
     assert sum(bool(COMMAND_LINE.search(line)) for line in shell_lines("\n".join(lines))) >= 10
