@@ -273,7 +273,7 @@ def test_zoo_folder_sha256_that_is_not_a_hash(tmp_path, tiny_entry, tiny_model) 
     config = json.loads((folder / CONFIG_NAME).read_text())
     config["sha256"] = 123
     (folder / CONFIG_NAME).write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="has sha256 123, not 64 hex digits"):
+    with pytest.raises(CheckpointError, match="field 'sha256' must be 64 hex digits, not 123"):
         load_model(str(folder))
 
 

@@ -208,6 +208,9 @@ def test_environment_variables_reach_huggingface_hub_in_a_fresh_process(fake_hub
     weights = b"not really weights, download does not parse them"
     config = {
         "model_id": "Cui2023Decoupled_WRN-34-10",
+        "dataset": "cifar10",
+        "threat_model": "Linf",
+        "eps": 8 / 255,
         "sha256": hashlib.sha256(weights).hexdigest(),
         "architecture": {"architecture_class": "WideResNet"},
     }
@@ -314,5 +317,5 @@ def test_a_config_json_on_the_hub_with_a_malformed_sha256_is_one_line(fake_hub, 
     with pytest.raises(DownloadError) as error:
         download_checkpoint("tiny-wrn")
     message = str(error.value)
-    assert "the repository's config.json is damaged" in message and "not 64 hex digits" in message
+    assert "the repository's config.json is damaged" in message and "must be 64 hex digits, not 5" in message
     assert "\n" not in message and "rewrite it" not in message
