@@ -9,6 +9,7 @@ A *zoo folder* is what ikl-zoo publishes on the Hugging Face Hub and what ``conv
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -83,15 +84,10 @@ def read_folder(folder: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], str]:
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{folder} is not a zoo folder: {WEIGHTS_NAME} is missing")
-    if spec.sha256:
-        sha256 = verify_sha256(
-            weights, spec.sha256,
-            fix=f"{weights} is corrupt or changed after {CONFIG_NAME} was written: convert or fetch it again",
-        )
-    else:
-        sha256 = file_sha256(weights)
+    fix = f"{weights} changed after {CONFIG_NAME} was written: convert or fetch it again"
+    sha256 = verify_sha256(weights, spec.sha256, fix=fix)
     if not looks_like_safetensors(read_head(weights)):
-        raise CheckpointError(f"{weights} is not a safetensors file", fix="rewrite the folder with `ikl-zoo convert`")
+        raise CheckpointError(f"{weights} is not a safetensors file", fix="rewrite it with `ikl-zoo convert`")
     return spec, load_safetensors(weights), sha256
 
 
@@ -128,7 +124,9 @@ def save_zoo_folder(
         spec = spec.with_json({**json.loads(json.dumps(extra)), "sha256": None})
     except (TypeError, ValueError) as error:
         raise ValueError(f"extra must be JSON data: {error}") from None
-    state = model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module) else model_or_state_dict
+    state = model_or_state_dict
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
     tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
     with torch.device("meta"):
         problem = state_dict_mismatch(spec.build(), tensors)
@@ -142,12 +140,14 @@ def save_zoo_folder(
     with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
         # Written into the file atomic_path made, not by save_file: that creates its own file, mode 0600.
         tmp.write_bytes(save(tensors, metadata={"format": "pt"}))
-    write_json_atomic(out_dir / CONFIG_NAME, spec.replace(sha256=file_sha256(out_dir / WEIGHTS_NAME)).to_json())
+    spec = dataclasses.replace(spec, sha256=file_sha256(out_dir / WEIGHTS_NAME))
+    write_json_atomic(out_dir / CONFIG_NAME, spec.to_json())
     return out_dir
 
 
 def load_state_dict_strict(
-    model: nn.Module, state: dict[str, torch.Tensor], *, source: str, model_name: str, dataset: str | None = None
+    model: nn.Module, state: dict[str, torch.Tensor], *, source: str, model_name: str,
+    dataset: str | None = None,
 ) -> None:
     """``model.load_state_dict(state, strict=True)`` with one-line errors that name the fix."""
     expected_classes, found_classes = _class_counts(model, state)
@@ -162,7 +162,8 @@ def load_state_dict_strict(
             hint = "pass a checkpoint of this model"
         where = f" for {dataset}" if dataset else ""
         raise CheckpointError(
-            f"{source} has {found_classes} classes but {model_name}{where} expects {expected_classes}", fix=hint
+            f"{source} has {found_classes} classes but {model_name}{where} expects {expected_classes}",
+            fix=hint,
         )
     problem = state_dict_mismatch(model, state)
     if problem:

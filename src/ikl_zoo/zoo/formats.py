@@ -1,4 +1,4 @@
-"""Checkpoint files in any format the IKL-AT and RobustBench checkpoints come in, read without unpickling code.
+"""Checkpoint files in every format the IKL-AT and RobustBench checkpoints come in.
 
 Reading never unpickles arbitrary objects: safetensors, or ``torch.load(weights_only=True)``.
 """
@@ -31,10 +31,10 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: str | os.PathLike[str], expected: str, *, fix: str | None = None) -> str:
-    """Raise ``ChecksumMismatchError`` unless ``path`` hashes to ``expected``; returns the hash."""
+def verify_sha256(path: str | os.PathLike[str], expected: str | None, *, fix: str | None = None) -> str:
+    """The file's sha256, hashed once; ``ChecksumMismatchError`` unless it is ``expected`` (when given)."""
     actual = file_sha256(path)
-    if actual != expected.lower():
+    if expected is not None and actual != expected.lower():
         raise ChecksumMismatchError(
             f"sha256 mismatch for {path}: expected {expected}, got {actual}",
             fix=fix or f"the file is corrupt or not the published one: delete {path} and download it again",

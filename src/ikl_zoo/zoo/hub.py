@@ -1,17 +1,11 @@
 """Published weights: the Hugging Face Hub first, the authors' original Google Drive files second.
 
-The Hub is reached only through ``huggingface_hub.hf_hub_download``, so its cache, ``HF_HUB_OFFLINE``,
-``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_TOKEN`` work as everywhere else. The repository is
-``<IKL_ZOO_HUB_NAMESPACE>/<name>`` (namespace ``ikl-zoo`` by default) at the registry's pinned revision.
-
-When the Hub does not have the weights (or cannot be reached and has nothing cached), the original
-PyTorch checkpoint is fetched from Google Drive with gdown (without any Hugging Face token), loaded with
-``torch.load(weights_only=True)``, checked against the architecture and converted once into a zoo folder
-(``model.safetensors`` + ``config.json``, the same files as the Hub repository) in the ikl-zoo cache::
-
-    $IKL_ZOO_CACHE/gdrive/<dataset>/<model_id>/     (default IKL_ZOO_CACHE: $HF_HOME/ikl-zoo)
-
-Later loads use that folder, offline included. sha256 is verified whenever it is known.
+The Hub is reached only through ``hf_hub_download``, so its cache and ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``,
+``HF_HOME``/``HF_HUB_CACHE`` and ``HF_TOKEN`` work as everywhere else; the repository is
+``<IKL_ZOO_HUB_NAMESPACE or ikl-zoo>/<name>`` at the registry's pinned revision. Otherwise the authors'
+PyTorch checkpoint is fetched from Google Drive (no Hugging Face token sent), checked against the architecture
+and converted once into a zoo folder, ``$IKL_ZOO_CACHE/gdrive/<dataset>/<model_id>/`` (default
+``$HF_HOME/ikl-zoo``), which later loads use, offline included. sha256 is verified whenever it is known.
 """
 
 from __future__ import annotations
@@ -43,18 +37,12 @@ class Weights:
     """A local, verified copy of a model's published weights."""
 
     path: Path
-    sha256: str
-    """Hashed once, while verifying."""
-    commit: str | None = None
-    """The Hub commit the file came from (its snapshot folder), or None for other hosts."""
+    sha256: str  # hashed once, while verifying
+    commit: str | None = None  # the Hub commit (snapshot folder) the file came from
 
 
 class _HostMiss(Exception):
-    """One host could not provide the weights; ``reason`` ends up in the final one-line error."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """One host could not provide the weights: its one argument is the reason."""
 
 
 @dataclass(frozen=True)
@@ -99,20 +87,19 @@ def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
         raise DownloadError(f"{name} has no Hugging Face Hub repository, so no revision",
                             fix="leave --revision out")
     if spec.package_file:
-        path = package_file_path(spec)
-        return Weights(path, spec.package_file_sha256 or file_sha256(path))
+        return package_file_weights(spec)
     attempts: list[Attempt] = []
     if spec.hub_repo_name:
         try:
             return _from_hub(spec, revision or spec.revision)
         except _HostMiss as miss:
             attempts.append(Attempt(f"Hugging Face Hub {spec.hub_repo_id()}@{revision or spec.revision}",
-                                    miss.reason))
+                                    miss.args[0]))
         if revision is not None:
             raise DownloadError(
                 f"could not get the weights of {name}: {attempts[0]}",
-                fix="Only the Hub serves an explicit revision: fix the revision, or leave --revision out to use "
-                "the pinned one (Google Drive original included)",
+                fix="Only the Hub serves an explicit revision: fix the revision, or leave --revision out to "
+                "use the pinned one (Google Drive original included)",
             )
     cached = _from_drive_cache(spec)
     if cached is not None:
@@ -121,7 +108,7 @@ def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
         try:
             return _from_drive(spec)
         except _HostMiss as miss:
-            attempts.append(Attempt(f"Google Drive {spec.gdrive_id}", miss.reason))
+            attempts.append(Attempt(f"Google Drive {spec.gdrive_id}", miss.args[0]))
     raise DownloadError(
         f"could not get the weights of {name}: {'; '.join(map(str, attempts)) or 'no host is known'}",
         fix=_download_fix(spec),
@@ -131,7 +118,7 @@ def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
 def _download_fix(spec: ModelSpec) -> str:
     fixes = ["use a local copy of the file (`ikl-zoo eval --checkpoint PATH`, checkpoint= in Python, "
              "or `ikl-zoo convert PATH` for a zoo folder)",
-             "unset HF_HUB_OFFLINE" if _offline() else "check the network or set HF_ENDPOINT to a reachable mirror"]
+             "unset HF_HUB_OFFLINE" if _offline() else "check the network or set HF_ENDPOINT to a mirror"]
     if spec.hub_repo_name:
         fixes.append("set IKL_ZOO_HUB_NAMESPACE if another organisation hosts the weights")
     return "; or ".join(fixes)
@@ -145,6 +132,11 @@ def _offline() -> bool:
 
 def package_file_path(spec: ModelSpec) -> Path:
     """The weights an installed package ships (``"package:relative/path"``), sha256-verified."""
+    return package_file_weights(spec).path
+
+
+def package_file_weights(spec: ModelSpec) -> Weights:
+    """The weights an installed package ships, hashed once."""
     if not spec.package_file or ":" not in spec.package_file:
         raise CheckpointError(f"{spec.model_id} has no package file to load")
     package, _, relative = spec.package_file.partition(":")
@@ -155,15 +147,8 @@ def package_file_path(spec: ModelSpec) -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing from the installed {package}",
                               fix=f"reinstall it (pip install --force-reinstall {package})")
-    if spec.package_file_sha256:
-        verify_sha256(path, spec.package_file_sha256,
-                      fix=f"the installed {package} differs from the one ikl-zoo knows: reinstall it")
-    return path
-
-
-# --------------------------------------------------------------------------------------------------
-# Hugging Face Hub
-# --------------------------------------------------------------------------------------------------
+    fix = f"the installed {package} differs from the one ikl-zoo knows: reinstall it"
+    return Weights(path, verify_sha256(path, spec.package_file_sha256, fix=fix))
 
 
 def _from_hub(spec: ModelSpec, revision: str) -> Weights:
@@ -173,8 +158,7 @@ def _from_hub(spec: ModelSpec, revision: str) -> Weights:
     weights = _hub_file(repo_id, spec.filename, revision)
     expected = spec.sha256 or _config_sha256(config_path, spec)
     # A snapshot file links to a blob: only removing the repository's cache folder forces a fresh copy.
-    fix = f"delete {weights.parents[2]} and rerun to download it again"
-    sha256 = verify_sha256(weights, expected, fix=fix) if expected else file_sha256(weights)
+    sha256 = verify_sha256(weights, expected, fix=f"delete {weights.parents[2]} and rerun to download again")
     return Weights(weights, sha256, commit=weights.parent.name)
 
 
@@ -235,11 +219,6 @@ def _config_sha256(config_path: Path, spec: ModelSpec) -> str | None:
         raise _HostMiss(f"the repository's {CONFIG_NAME} is damaged ({error.problem})") from None
 
 
-# --------------------------------------------------------------------------------------------------
-# Google Drive
-# --------------------------------------------------------------------------------------------------
-
-
 def _from_drive_cache(spec: ModelSpec) -> Weights | None:
     folder = drive_cache_folder(spec)
     weights = folder / WEIGHTS_NAME
@@ -250,7 +229,7 @@ def _from_drive_cache(spec: ModelSpec) -> Weights | None:
         expected = spec.sha256 or read_spec(folder).sha256
     except CheckpointError as error:
         raise CheckpointError(f"the ikl-zoo cache is damaged: {error.problem}", fix=fix) from None
-    return Weights(weights, verify_sha256(weights, expected, fix=fix) if expected else file_sha256(weights))
+    return Weights(weights, verify_sha256(weights, expected, fix=fix))
 
 
 def _from_drive(spec: ModelSpec) -> Weights:
@@ -269,7 +248,7 @@ def _from_drive(spec: ModelSpec) -> Weights:
         ) from None
     weights = folder / WEIGHTS_NAME
     fix = f"delete {folder} and rerun to convert it again"
-    return Weights(weights, verify_sha256(weights, spec.sha256, fix=fix) if spec.sha256 else file_sha256(weights))
+    return Weights(weights, verify_sha256(weights, spec.sha256, fix=fix))
 
 
 def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:

@@ -88,7 +88,8 @@ def load(
         shown = Path(checkpoint).expanduser()
         state, path, sha256 = _read_checkpoint(shown)
         if spec is None:
-            spec, description = read_spec(Path(model_id).expanduser()), f"zoo folder {Path(model_id).expanduser()}"
+            folder = Path(model_id).expanduser()
+            spec, description = read_spec(folder), f"zoo folder {folder}"
         else:
             description = f"{model_id} with weights from {checkpoint}"
     elif spec is None:

@@ -26,7 +26,9 @@ _CIFAR_ONLY = "IKL-AT (TRADES-style, IKL loss, AWP) on the CIFAR training set on
 _NORMALISATION = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
 
 
-def _cui2023(model_id: str, dataset: str, *, gdrive_id: str, figures: tuple[float, float], **facts: str) -> ModelSpec:
+def _cui2023(
+    model_id: str, dataset: str, *, gdrive_id: str, figures: tuple[float, float], **facts: str
+) -> ModelSpec:
     """One of the authors' published networks: WRN-28-10 (SiLU, DeepMind's) or TRADES' WRN-34-10."""
     num_classes = NUM_CLASSES[dataset]
     if "WRN-28-10" in model_id:

@@ -12,7 +12,6 @@ Google Drive id, package file, note); those stay out of config.json.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -53,39 +52,29 @@ class PublishedFigures:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model: how to build it, what its weights are, and (for registry entries) where they are published."""
+    """A model: how to build it, what its weights are and, for registry entries, where they are published."""
 
     model_id: str
     dataset: str
     architecture_class: str
-    arguments: Mapping[str, Any]
-    """Constructor keyword arguments of ``architecture_class`` (JSON data: tuples become lists)."""
+    arguments: Mapping[str, Any]  # constructor keyword arguments, as JSON data (tuples become lists)
     threat_model: str = "Linf"
     eps: float = 8 / 255
-    sha256: str | None = None
-    """sha256 of the weights file (``filename``) when known."""
-    source: Mapping[str, Any] | None = None
-    """The checkpoint converted into these weights and its sha256 (or the Google Drive file)."""
-    training_facts: Mapping[str, Any] | None = None
-    """config.json's ``training``: the recipe and run of a model trained with ikl-zoo."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Other config.json keys (e.g. a trained model's ``class_prior``, ``data``, ``seed``), kept as they are."""
+    sha256: str | None = None  # of the weights file (``filename``), when known
+    source: Mapping[str, Any] | None = None  # the checkpoint converted into these weights, and its sha256
+    training_facts: Mapping[str, Any] | None = None  # config.json's "training": recipe and run
+    extra: Mapping[str, Any] = field(default_factory=dict)  # other config.json keys, kept as they are
     ikl_zoo_version: str = __version__
-    # Registry facts: where the published weights live and what was published for them.
-    architecture: str = ""
-    """Display name of the architecture (``WideResNet-34-10``); the class name when not given."""
+    # Registry facts: what was published for the model and where its weights live.
+    architecture: str = ""  # display name (``WideResNet-34-10``); the class name when not given
     published: PublishedFigures | None = None
-    hub_repo_name: str | None = None
-    """Repository name on the Hugging Face Hub; the namespace comes from ``IKL_ZOO_HUB_NAMESPACE``."""
+    hub_repo_name: str | None = None  # the Hub namespace comes from IKL_ZOO_HUB_NAMESPACE
     filename: str = WEIGHTS_NAME
     revision: str = "main"
-    gdrive_id: str | None = None
-    """Original host of the authors' PyTorch checkpoint (RobustBench's model zoo)."""
-    package_file: str | None = None
-    """``"package:relative/path"``: weights shipped inside an installed package (the demo model)."""
+    gdrive_id: str | None = None  # the authors' PyTorch checkpoint (RobustBench's model zoo)
+    package_file: str | None = None  # "package:relative/path": weights an installed package ships
     package_file_sha256: str | None = None
-    training: str = ""
-    """How the published weights were trained, in words."""
+    training: str = ""  # how the published weights were trained, in words
     note: str = ""
     is_ikl_at: bool = True
     additional_data: bool = False
@@ -166,16 +155,18 @@ class ModelSpec:
         """This spec's config.json facts with ``changes`` applied (validated); registry facts are dropped."""
         return ModelSpec.from_json({**self.to_json(), **changes})
 
-    def replace(self, **changes: Any) -> ModelSpec:
-        return dataclasses.replace(self, **changes)
-
 
 def is_sha256(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
 
 
+def _is_architecture(value: object) -> bool:
+    return isinstance(value, Mapping) and isinstance(value.get("architecture_class"), str)
+
+
 def _is_eps(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
 
 
 _FIELD_CHECKS = (
@@ -183,7 +174,7 @@ _FIELD_CHECKS = (
     ("dataset", lambda value: value in DATASETS, f"one of {', '.join(DATASETS)}"),
     ("threat_model", lambda value: value in NORMS, f"one of {', '.join(NORMS)}"),
     ("eps", _is_eps, "a positive number such as 8/255 = 0.0314"),
-    ("architecture", lambda value: isinstance(value, Mapping) and isinstance(value.get("architecture_class"), str),
+    ("architecture", _is_architecture,
      'an object with "architecture_class"'),
     ("sha256", is_sha256, "64 hex digits"),
 )
@@ -192,21 +183,21 @@ _FIELD_CHECKS = (
 def model_from_config(config: Mapping[str, Any]) -> nn.Module:
     """Build the (untrained) network a config describes.
 
-    ``config`` is a zoo folder's config.json (its ``"architecture"`` object is used) or that object itself:
-    ``{"architecture_class": "WideResNet" | "DMWideResNet" | "CifarResNet", **constructor keyword arguments}``.
+    ``config`` is a zoo folder's config.json (its ``"architecture"`` object is used) or that object itself,
+    ``{"architecture_class": "WideResNet" | "DMWideResNet" | "CifarResNet", **constructor arguments}``.
     """
     arch = config.get("architecture", config)
     if not isinstance(arch, Mapping) or "architecture_class" not in arch:
-        raise CheckpointError('config has no "architecture_class"', fix="pass a zoo config.json or a registry config")
+        raise CheckpointError('config has no "architecture_class"', fix="pass a config.json")
     kwargs = {key: tuple(value) if isinstance(value, list) else value
               for key, value in arch.items() if key != "architecture_class"}
     name = arch["architecture_class"]
     if name not in BUILDERS:
-        raise CheckpointError(f"unknown architecture_class {name!r} in config", fix=f"use one of {', '.join(BUILDERS)}")
+        raise CheckpointError(f"unknown architecture_class {name!r}", fix=f"use one of {', '.join(BUILDERS)}")
     if isinstance(kwargs.get("activation"), str):
         activation = getattr(nn, kwargs["activation"], None)
         if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
-            raise CheckpointError(f"unknown activation {kwargs['activation']!r} in config", fix="use e.g. SiLU, ReLU")
+            raise CheckpointError(f"unknown activation {kwargs['activation']!r}", fix="use e.g. SiLU or ReLU")
         kwargs["activation"] = activation
     missing = [key for key in ("mean", "std") if key not in kwargs]
     if name == "DMWideResNet" and missing:
