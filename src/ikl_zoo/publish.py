@@ -15,10 +15,10 @@ from ikl_zoo.zoo.checkpoints import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     check_finite,
+    check_fits,
     read_folder,
     read_zoo_config,
     save_zoo_folder,
-    state_dict_mismatch,
 )
 from ikl_zoo.zoo.hub import transport_errors
 from ikl_zoo.zoo.loading import load
@@ -58,7 +58,8 @@ def convert_checkpoint(
     from ikl_zoo.cards import write_model_card
 
     try:
-        folder = save_zoo_folder(loaded.network, out_dir, entry_or_config=loaded.spec, extra={"source": source})
+        spec = loaded.spec
+        folder = save_zoo_folder(loaded.network, out_dir, entry_or_config=spec, extra={"source": source})
         write_model_card(loaded.spec, folder, config=read_zoo_config(folder))
     except OSError as error:
         raise PublishError(
@@ -72,24 +73,12 @@ def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """config.json of a folder safe to publish: both files present, sha256 matching, weights fitting."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise PublishError(f"{folder} is not a folder", fix="make one with `ikl-zoo convert CKPT --model ID -o DIR`")
+        raise PublishError(f"{folder} is not a folder", fix="make one with `ikl-zoo convert CKPT --model ID -o D`")
     try:
         spec, state, _ = read_folder(folder)
         if not spec.sha256:
             raise CheckpointError(f"{folder / CONFIG_NAME} has no sha256 of {WEIGHTS_NAME}")
-        import torch
-
-        with torch.device("meta"):
-            skeleton = spec.build()
-        problem = state_dict_mismatch(skeleton, state)
-        if problem:
-            raise CheckpointError(f"{folder / WEIGHTS_NAME} does not fit its config.json architecture: {problem}")
-        classes = [layer.out_features for layer in skeleton.modules() if isinstance(layer, torch.nn.Linear)]
-        if classes and classes[-1] != spec.num_classes:
-            raise CheckpointError(
-                f"{folder / CONFIG_NAME} says {spec.dataset} ({spec.num_classes} classes) but the network has "
-                f"{classes[-1]} outputs", fix="fix the dataset or convert the right checkpoint",
-            )
+        check_fits(spec, state, what=str(folder / WEIGHTS_NAME))
         check_finite(state, source=str(folder / WEIGHTS_NAME), fix="convert another checkpoint")
     except CheckpointError as error:
         raise PublishError(f"not pushing {folder}: {error.problem}", fix=error.fix) from None
@@ -143,7 +132,7 @@ def push_zoo_folder(
         if private and not api.repo_info(repo_id, repo_type="model").private:
             # create_repo(exist_ok=True) leaves an existing repository as it is: public stays public.
             raise PublishError(
-                f"{repo_id} already exists and is public, so what --private asked to keep private is not uploaded",
+                f"{repo_id} already exists and is public: not uploading what --private asked to keep private",
                 fix="make the repository private on the Hub first, or leave --private out",
             )
         if revision and revision != "main":

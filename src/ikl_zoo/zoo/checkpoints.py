@@ -25,10 +25,7 @@ from ikl_zoo.threat import NUM_CLASSES
 from ikl_zoo.zoo.formats import (
     check_finite,
     file_sha256,
-    load_safetensors,
-    looks_like_safetensors,
     non_finite_tensors,
-    read_head,
     read_weights_file,
     state_dict_mismatch,
     torch_load_reason,
@@ -86,9 +83,7 @@ def read_folder(folder: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], str]:
         raise CheckpointError(f"{folder} is not a zoo folder: {WEIGHTS_NAME} is missing")
     fix = f"{weights} changed after {CONFIG_NAME} was written: convert or fetch it again"
     sha256 = verify_sha256(weights, spec.sha256, fix=fix)
-    if not looks_like_safetensors(read_head(weights)):
-        raise CheckpointError(f"{weights} is not a safetensors file", fix="rewrite it with `ikl-zoo convert`")
-    return spec, load_safetensors(weights), sha256
+    return spec, read_weights_file(weights, safetensors_only=True), sha256
 
 
 def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -128,10 +123,7 @@ def save_zoo_folder(
     if isinstance(state, nn.Module):
         state = state.state_dict()
     tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
-    with torch.device("meta"):
-        problem = state_dict_mismatch(spec.build(), tensors)
-    if problem:
-        raise CheckpointError(f"weights do not fit {spec.architecture_class}: {problem}")
+    check_fits(spec, tensors, what="weights")
 
     from safetensors.torch import save
 
@@ -143,6 +135,22 @@ def save_zoo_folder(
     spec = dataclasses.replace(spec, sha256=file_sha256(out_dir / WEIGHTS_NAME))
     write_json_atomic(out_dir / CONFIG_NAME, spec.to_json())
     return out_dir
+
+
+def check_fits(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], *, what: str) -> None:
+    """Refuse weights that do not fit the spec's architecture exactly, or outputs that are not its classes."""
+    with torch.device("meta"):
+        skeleton = spec.build()
+    problem = state_dict_mismatch(skeleton, tensors)
+    if problem:
+        raise CheckpointError(f"{what} do not fit the {spec.architecture_class} of its config: {problem}")
+    outputs = [layer.out_features for layer in skeleton.modules() if isinstance(layer, nn.Linear)]
+    if outputs and outputs[-1] != spec.num_classes:
+        raise CheckpointError(
+            f"the config says {spec.dataset} ({spec.num_classes} classes) but the network has {outputs[-1]} "
+            "outputs",
+            fix="fix the dataset or convert the right checkpoint",
+        )
 
 
 def load_state_dict_strict(

@@ -42,46 +42,43 @@ def verify_sha256(path: str | os.PathLike[str], expected: str | None, *, fix: st
     return actual
 
 
-def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a ``.safetensors`` or PyTorch file, unwrapped and without DataParallel prefixes.
-
-    The format is detected from the bytes, not the suffix.
-    """
+def read_weights_file(path: Path, *, safetensors_only: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` or PyTorch file (told apart by their bytes, not the suffix),
+    unwrapped and without DataParallel prefixes."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes)", fix="download or save it again")
-    head = read_head(path)
-    if looks_like_html(head):
+    head = _read_head(path)
+    if _looks_like_html(head):
         raise CheckpointError(
             f"{path} is an HTML page, not weights (Google Drive quota?)",
             fix="download the checkpoint again in a browser or later, or pass --checkpoint with a good copy",
         )
-    tensors = load_safetensors(path) if looks_like_safetensors(head) else _unwrap(_torch_load(path), path)
-    return _strip_prefix(tensors)
+    # safetensors: an 8-byte little-endian header length, then a JSON object.
+    if len(head) > 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30):
+        return _strip_prefix(_load_safetensors(path))
+    if safetensors_only:
+        raise CheckpointError(f"{path} is not a safetensors file", fix="rewrite it with `ikl-zoo convert`")
+    return _strip_prefix(_unwrap(_torch_load(path), path))
 
 
-def is_html_file(path: str | os.PathLike[str]) -> bool:
+def is_html_file(path: Path) -> bool:
     """Whether a file is a web page (what Google Drive returns past its download quota)."""
-    return looks_like_html(read_head(Path(path)))
+    return _looks_like_html(_read_head(path))
 
 
-def read_head(path: Path, size: int = 1024) -> bytes:
+def _read_head(path: Path, size: int = 1024) -> bytes:
     with open(path, "rb") as handle:
         return handle.read(size)
 
 
-def looks_like_html(head: bytes) -> bool:
+def _looks_like_html(head: bytes) -> bool:
     text = head.lstrip().lower()
     return text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in text[:512]
 
 
-def looks_like_safetensors(head: bytes) -> bool:
-    # 8-byte little-endian header length, then a JSON object.
-    return len(head) > 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30)
-
-
-def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -96,17 +93,13 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _numpy_scalar_globals() -> list[Any]:
     """What a numpy scalar beside the weights (``"best_acc": np.float64(...)``) needs: plain data, no code.
-
-    Files name the reconstructor by the path of the numpy that saved them (``numpy.core`` before 2.0).
-    """
+    Files name the reconstructor by the path of the numpy that saved them (``numpy.core`` before 2.0)."""
     import numpy as np
 
     scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
     dtype_classes = [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"]
-    return [
-        (scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"), np.dtype,
-        *dtype_classes,
-    ]
+    return [(scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"), np.dtype,
+            *dtype_classes]
 
 
 def _torch_load(path: Path) -> Any:
@@ -183,10 +176,8 @@ def _strip_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def non_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors holding NaN or infinity (a diverged run or a damaged file)."""
-    return [
-        key for key, value in tensors.items()
-        if value.is_floating_point() and not bool(torch.isfinite(value).all())
-    ]
+    return [key for key, value in tensors.items()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], *, source: str, fix: str) -> None:
@@ -208,11 +199,9 @@ def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     missing = [key for key in expected if key not in tensors and not key.endswith(".num_batches_tracked")]
     unexpected = [key for key in tensors if key not in expected]
-    wrong_shape = [
-        f"{key} {tuple(tensors[key].shape)} vs {shape}"
-        for key, shape in expected.items()
-        if key in tensors and tuple(tensors[key].shape) != shape
-    ]
+    found = {key: tuple(value.shape) for key, value in tensors.items()}
+    wrong_shape = [f"{key} {found[key]} vs {shape}" for key, shape in expected.items()
+                   if found.get(key, shape) != shape]
     parts = []
     if missing:
         parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
