@@ -1,7 +1,5 @@
 """Publishing weights: a checkpoint into a Hub-ready zoo folder with its model card, checked, then pushed.
-
-It sits after the zoo and the cards (it uses both), so that the zoo never imports the cards.
-"""
+It uses both the zoo and the cards, so that the zoo never imports the cards."""
 
 from __future__ import annotations
 
@@ -36,9 +34,8 @@ def convert_checkpoint(
 ) -> Path:
     """Turn a checkpoint in any supported format into a zoo folder with its model card; returns the folder.
 
-    The checkpoint is loaded strictly into the registered architecture first, so a folder is only
-    written for weights that fit. A folder that already holds anything is refused unless ``overwrite``
-    (then its three files are replaced and everything else in it is kept).
+    The checkpoint is loaded strictly into the registered architecture first. A folder that already holds
+    anything is refused unless ``overwrite`` (then its three files are replaced, the rest kept).
     """
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
@@ -52,15 +49,13 @@ def convert_checkpoint(
         )
     loaded = load(model_id, dataset=dataset, checkpoint=checkpoint)
     checkpoint = Path(checkpoint).expanduser()
-    source: dict[str, Any] = {"checkpoint": checkpoint.name}
-    if checkpoint.is_file():
-        source["sha256"] = loaded.sha256
+    source = {"checkpoint": checkpoint.name, **({"sha256": loaded.sha256} if checkpoint.is_file() else {})}
     from ikl_zoo.cards import write_model_card
 
     try:
         spec = loaded.spec
         folder = save_zoo_folder(loaded.network, out_dir, entry_or_config=spec, extra={"source": source})
-        write_model_card(loaded.spec, folder, config=read_zoo_config(folder))
+        write_model_card(spec, folder, config=read_zoo_config(folder))
     except OSError as error:
         raise PublishError(
             f"cannot write {out_dir} ({error.strerror or type(error).__name__})",
@@ -73,7 +68,8 @@ def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """config.json of a folder safe to publish: both files present, sha256 matching, weights fitting."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise PublishError(f"{folder} is not a folder", fix="make one with `ikl-zoo convert CKPT --model ID -o D`")
+        raise PublishError(f"{folder} is not a folder",
+                           fix="make one with `ikl-zoo convert CKPT --model ID -o DIR`")
     try:
         spec, state, _ = read_folder(folder)
         if not spec.sha256:
@@ -89,15 +85,12 @@ def _refusal_fix(error: Exception, repo_id: str) -> str:
     """What to do about the Hub's answer: only an authentication failure is fixed by logging in."""
     status = getattr(getattr(error, "response", None), "status_code", None)
     owner = repo_id.split("/")[0]
-    if status == 401:
-        return "log in with `hf auth login` or pass --token"
-    if status == 403:
-        return f"the token may not write to {owner}: use a write token of an account that may"
-    if status == 404:
-        return f"{owner} does not exist on this Hub or is not visible to the token: check --repo-id"
-    if status is None:
-        return "check the folder and the arguments"
-    return f"HTTP {status}: the Hub's reason is above"
+    return {
+        401: "log in with `hf auth login` or pass --token",
+        403: f"the token may not write to {owner}: use a write token of an account that may",
+        404: f"{owner} does not exist on this Hub or is not visible to the token: check --repo-id",
+        None: "check the folder and the arguments",
+    }.get(status, f"HTTP {status}: the Hub's reason is above")
 
 
 def push_zoo_folder(
@@ -109,11 +102,8 @@ def push_zoo_folder(
     token: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Validate a zoo folder and upload it to ``repo_id`` (created if needed); returns the commit URL.
-
-    Only ``model.safetensors``, ``config.json`` and ``README.md`` are uploaded. ``token`` defaults to
-    ``HF_TOKEN`` / the stored login, as everywhere in huggingface_hub.
-    """
+    """Validate a zoo folder and upload its three files to ``repo_id`` (created if needed); returns the
+    commit URL. ``token`` defaults to ``HF_TOKEN`` / the stored login, as everywhere in huggingface_hub."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
     from huggingface_hub.utils import validate_repo_id

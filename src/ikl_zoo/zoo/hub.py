@@ -136,7 +136,6 @@ def package_file_path(spec: ModelSpec) -> Path:
 
 
 def package_file_weights(spec: ModelSpec) -> Weights:
-    """The weights an installed package ships, hashed once."""
     if not spec.package_file or ":" not in spec.package_file:
         raise CheckpointError(f"{spec.model_id} has no package file to load")
     package, _, relative = spec.package_file.partition(":")
@@ -174,11 +173,9 @@ def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
     )
 
     try:
-        return Path(
-            hf_hub_download(
-                repo_id, filename, revision=revision, library_name="ikl-zoo", library_version=__version__
-            )
-        )
+        path = hf_hub_download(repo_id, filename, revision=revision, library_name="ikl-zoo",
+                               library_version=__version__)
+        return Path(path)
     except LocalEntryNotFoundError:
         state = "offline (HF_HUB_OFFLINE is set)" if _offline() else "unreachable"
         raise _HostMiss(f"{state} and {filename} is not in the Hub cache") from None
@@ -197,8 +194,6 @@ def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
 def transport_errors() -> tuple[type[Exception], ...]:
     """The HTTP client's own network errors: httpx (huggingface_hub 1.x) or httpx2 (later); OSError covers
     requests (0.x). Their errors are not OSErrors."""
-    import importlib
-
     errors: list[type[Exception]] = []
     for client in ("httpx", "httpx2"):
         try:
