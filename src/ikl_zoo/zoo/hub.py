@@ -22,13 +22,13 @@ from ikl_zoo.zoo.checkpoints import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     file_sha256,
+    is_html_file,
     load_state_dict_strict,
     read_spec,
     read_state_dict,
     save_zoo_folder,
     verify_sha256,
 )
-from ikl_zoo.zoo.formats import is_html_file
 from ikl_zoo.zoo.registry import ModelSpec, get_model_entry
 
 
