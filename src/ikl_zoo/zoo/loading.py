@@ -1,7 +1,6 @@
 """Loading: a registered id or a zoo folder in, the network with verified weights out, in eval mode.
 
-Weights come from, in order: the ``checkpoint`` argument; a file shipped inside an installed package
-(the demo model); the Hugging Face Hub, then the original Google Drive host (``ikl_zoo.zoo.hub``).
+Weights come from the ``checkpoint`` argument, else the zoo folder, else the published host (``zoo.hub``).
 Loading is strict: every key and shape must match, and a checkpoint for the other dataset is named as such.
 """
 
@@ -27,17 +26,13 @@ from ikl_zoo.zoo.checkpoints import (
     read_zoo_config,
     read_zoo_folder,
     save_zoo_folder,
-    verify_sha256,
 )
 from ikl_zoo.zoo.hub import fetch_weights, package_file_path
 from ikl_zoo.zoo.registry import get_model_entry, is_registered
 from ikl_zoo.zoo.spec import ModelSpec
 
-__all__ = [
-    "LoadedModel", "file_sha256", "load", "load_model", "load_state_dict_strict", "model_from_config",
-    "package_file_path", "read_state_dict", "read_zoo_config", "read_zoo_folder", "save_zoo_folder",
-    "verify_sha256",
-]
+__all__ = ["LoadedModel", "file_sha256", "load", "load_model", "model_from_config", "package_file_path",
+           "read_state_dict", "read_zoo_config", "read_zoo_folder", "save_zoo_folder"]
 
 
 @dataclass(frozen=True)
@@ -46,12 +41,10 @@ class LoadedModel:
 
     network: nn.Module
     spec: ModelSpec
-    description: str
-    """Where the model came from, in words: ``"<id> (<architecture>), published weights"`` etc."""
+    description: str  # where the model came from, e.g. "<id> (<architecture>), published weights"
     weights_path: Path
     sha256: str
-    hub_commit: str | None = None
-    """The Hub commit of published weights that came from the Hub."""
+    hub_commit: str | None = None  # for published weights that came from the Hub
 
 
 def load_model(

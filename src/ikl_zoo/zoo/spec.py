@@ -1,13 +1,8 @@
 """``ModelSpec``: what a model is. A registry entry and a zoo folder's config.json are the same object.
 
-config.json holds the spec's own facts (what the weights are)::
-
-    {"ikl_zoo_version", "model_id", "dataset", "threat_model", "eps",
-     "architecture": {"architecture_class": ..., **constructor arguments},
-     "sha256": <of model.safetensors>, "source": {...} (converted), "training": {...} (trained), **extra}
-
-The registry adds what it knows about published weights (display name, published figures, Hub repository,
-Google Drive id, package file, note); those stay out of config.json.
+config.json holds what the weights are: ``{"ikl_zoo_version", "model_id", "dataset", "threat_model", "eps",
+"architecture": {"architecture_class", **constructor arguments}, "sha256", "source": {...} (converted),
+"training": {...} (trained), **extra}``. What the registry knows about published weights stays out of it.
 """
 
 from __future__ import annotations
@@ -39,10 +34,8 @@ _OWN_KEYS = ("ikl_zoo_version", "model_id", "dataset", "threat_model", "eps", "a
 class PublishedFigures:
     """The accuracies a model's authors or RobustBench published, the yardstick for a measurement."""
 
-    clean_acc: float
-    """Clean accuracy in percent on the full test set."""
-    autoattack_acc: float
-    """AutoAttack (standard) robust accuracy in percent."""
+    clean_acc: float  # percent, full test set
+    autoattack_acc: float  # percent, AutoAttack standard
     source: str
 
     def to_dict(self) -> dict[str, float | str]:
@@ -130,7 +123,7 @@ class ModelSpec:
         if not isinstance(data, Mapping):
             raise CheckpointError(f"{where} is not a JSON object", fix=REWRITE_FIX)
         for name, valid, expected in _FIELD_CHECKS:
-            if name == "sha256" and data.get(name) is None:  # a folder being written has none yet
+            if data.get(name) is None and name in _OPTIONAL_KEYS:
                 continue
             if name not in data:
                 raise CheckpointError(f"{where}: field '{name}' is missing", fix=REWRITE_FIX)
@@ -138,9 +131,6 @@ class ModelSpec:
                 raise CheckpointError(
                     f"{where}: field '{name}' must be {expected}, not {data[name]!r}", fix=REWRITE_FIX
                 )
-        for name in ("source", "training"):
-            if data.get(name) is not None and not isinstance(data[name], Mapping):
-                raise CheckpointError(f"{where}: field '{name}' must be an object", fix=REWRITE_FIX)
         architecture = dict(data["architecture"])
         return cls(
             model_id=data["model_id"], dataset=data["dataset"],
@@ -177,7 +167,10 @@ _FIELD_CHECKS = (
     ("architecture", _is_architecture,
      'an object with "architecture_class"'),
     ("sha256", is_sha256, "64 hex digits"),
+    ("source", lambda value: isinstance(value, Mapping), "an object"),
+    ("training", lambda value: isinstance(value, Mapping), "an object"),
 )
+_OPTIONAL_KEYS = ("sha256", "source", "training")  # a folder being written has no sha256 yet
 
 
 def model_from_config(config: Mapping[str, Any]) -> nn.Module:
