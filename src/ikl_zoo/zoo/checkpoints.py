@@ -216,23 +216,16 @@ def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -
     found = {key: tuple(value.shape) for key, value in tensors.items()}
     wrong_shape = [f"{key} {found[key]} vs {shape}" for key, shape in expected.items()
                    if found.get(key, shape) != shape]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-    if wrong_shape:
-        parts.append(f"{len(wrong_shape)} shape mismatches (e.g. {'; '.join(wrong_shape[:2])})")
-    return "; ".join(parts) or None
+    problems = [(len(missing), "missing keys", ", ".join(missing[:3])),
+                (len(unexpected), "unexpected keys", ", ".join(unexpected[:3])),
+                (len(wrong_shape), "shape mismatches", "; ".join(wrong_shape[:2]))]
+    return "; ".join(f"{count} {kind} (e.g. {example})" for count, kind, example in problems if count) or None
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint: a zoo folder (sha256 checked), a ``.safetensors`` or a PyTorch file.
-
-    PyTorch files (``.pt``/``.pth``, zip or legacy pickle) are loaded with ``weights_only=True`` and may hold
-    a raw state_dict or one wrapped in ``state_dict``/``model_state_dict``, keys prefixed ``module.``,
-    ``module.0.`` or ``model.``. The format is detected from the bytes, not the suffix.
-    """
+    """The tensors of a checkpoint: a zoo folder (sha256 checked), a ``.safetensors`` or a PyTorch file
+    (zip or legacy pickle, ``weights_only=True``) holding a raw state_dict or one wrapped in ``state_dict``/
+    ``model_state_dict``, keys prefixed ``module.``, ``module.0.`` or ``model.`` or not."""
     path = Path(path).expanduser()
     return read_folder(path)[1] if path.is_dir() else read_weights_file(path)
 
@@ -283,11 +276,9 @@ def save_zoo_folder(
 ) -> Path:
     """Write a Hub-ready zoo folder (``model.safetensors`` + ``config.json``) and return its path.
 
-    ``entry_or_config`` is a ``ModelSpec`` (a registry entry) or config.json data with at least
-    ``model_id``, ``dataset``, ``threat_model``, ``eps`` and ``architecture``. ``extra`` adds keys such as
-    ``"training"`` or ``"source"``; it may not replace those keys. The weights must fit the architecture
-    exactly (checked, so the folder always loads). Both files are written atomically; a README.md already in
-    the folder is kept.
+    ``entry_or_config`` is a ``ModelSpec`` or config.json data (``model_id``, ``dataset``, ``threat_model``,
+    ``eps``, ``architecture``); ``extra`` adds keys such as ``"training"`` or ``"source"``, never replacing
+    those. The weights must fit exactly, so the folder always loads. Both files are written atomically.
     """
     spec = entry_or_config
     if not isinstance(spec, ModelSpec):
