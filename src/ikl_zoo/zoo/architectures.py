@@ -25,9 +25,7 @@ def _blocks_per_group(depth: int) -> int:
     return (depth - 4) // 6
 
 
-# --------------------------------------------------------------------------------------------------
 # WRN-34-10 as TRADES and RobustBench define it: ReLU, pre-activation, inputs in [0, 1].
-# --------------------------------------------------------------------------------------------------
 
 
 class TradesBlock(nn.Module):
@@ -105,9 +103,7 @@ class WideResNet(nn.Module):
         return self.fc(out)
 
 
-# --------------------------------------------------------------------------------------------------
 # WRN-28-10 as DeepMind and RobustBench define it: SiLU, explicit "SAME" padding, normalisation inside.
-# --------------------------------------------------------------------------------------------------
 
 
 class DMBlock(nn.Module):
@@ -176,9 +172,7 @@ class DMWideResNet(nn.Module):
         return self.logits(out)
 
 
-# --------------------------------------------------------------------------------------------------
 # The CIFAR ResNet-18 whose plainly trained checkpoint ships with pyautoattack (demo model).
-# --------------------------------------------------------------------------------------------------
 
 
 class ResNetBlock(nn.Module):

@@ -76,9 +76,8 @@ def download_checkpoint(model_id: str, *, dataset: str = "cifar10", revision: st
 def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
     """A registered model's weights: a package file, the Hub, the converted Drive cache, then Google Drive.
 
-    ``revision`` overrides the registry's pinned Hub revision and is served by the Hub only (the Drive
-    original is not that revision). Drive is skipped when ``HF_HUB_OFFLINE`` is set. Raises
-    ``DownloadError`` naming every attempt and the fix, ``ChecksumMismatchError`` on a bad file.
+    ``revision`` overrides the pinned Hub revision and is served by the Hub only. Raises ``DownloadError``
+    naming every attempt and the fix, ``ChecksumMismatchError`` on a bad file.
     """
     name = f"{spec.model_id} ({spec.dataset})"
     if revision is not None and not revision.strip():
@@ -241,9 +240,9 @@ def _from_drive(spec: ModelSpec) -> Weights:
             f"cannot write the ikl-zoo cache {folder} ({first_line(error)}): set IKL_ZOO_CACHE to a folder "
             "you can write"
         ) from None
-    weights = folder / WEIGHTS_NAME
-    fix = f"delete {folder} and rerun to convert it again"
-    return Weights(weights, verify_sha256(weights, spec.sha256, fix=fix))
+    converted = _from_drive_cache(spec)
+    assert converted is not None
+    return converted
 
 
 def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:
