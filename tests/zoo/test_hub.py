@@ -72,6 +72,23 @@ def test_download_then_cache_hit(fake_hub, published, tiny_model, images) -> Non
     assert any(r.method == "HEAD" for r in fake_hub.requests[-2:]), "online, the revision is still checked"
 
 
+def test_load_fetches_and_hashes_the_published_weights_once(fake_hub, published, monkeypatch) -> None:
+    from ikl_zoo.zoo import checkpoints
+    from ikl_zoo.zoo.loading import load
+
+    hashed, real_sha256 = [], checkpoints.file_sha256
+    monkeypatch.setattr(
+        checkpoints, "file_sha256", lambda path: hashed.append(Path(path)) or real_sha256(path)
+    )
+    loaded = load("tiny-wrn")
+    assert hashed == [loaded.weights_path], "the weights are hashed once, while verifying"
+    assert loaded.sha256 == real_sha256(published / WEIGHTS_NAME)
+    assert loaded.hub_commit == fake_hub.repos[TINY_REPO].commit
+    assert loaded.description == "tiny-wrn (WideResNet-10-1), published weights"
+    assert loaded.spec.model_id == "tiny-wrn" and not loaded.network.training
+    assert len(fake_hub.file_gets(WEIGHTS_NAME)) == 1 and len(fake_hub.file_gets(CONFIG_NAME)) == 1
+
+
 def test_offline_mode_serves_the_cache_without_any_request(fake_hub, published, monkeypatch, images) -> None:
     from huggingface_hub import constants
 
