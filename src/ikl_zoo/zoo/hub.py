@@ -161,32 +161,24 @@ def _from_hub(spec: ModelSpec, revision: str) -> Weights:
 
 
 def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import errors, hf_hub_download
 
     try:
         path = hf_hub_download(repo_id, filename, revision=revision, library_name="ikl-zoo",
                                library_version=__version__)
         return Path(path)
-    except LocalEntryNotFoundError:
+    except errors.LocalEntryNotFoundError:
         state = "offline (HF_HUB_OFFLINE is set)" if _offline() else "unreachable"
         raise _HostMiss(f"{state} and {filename} is not in the Hub cache") from None
-    except GatedRepoError:
+    except errors.GatedRepoError:
         raise _HostMiss("the repository is gated: accept its terms and set HF_TOKEN") from None
-    except RepositoryNotFoundError:
+    except errors.RepositoryNotFoundError:
         raise _HostMiss("repository not found (or private: set HF_TOKEN)") from None
-    except RevisionNotFoundError:
+    except errors.RevisionNotFoundError:
         raise _HostMiss(f"revision {revision} not found") from None
-    except EntryNotFoundError:
+    except errors.EntryNotFoundError:
         raise _HostMiss(f"{filename} not found in the repository") from None
-    except (HfHubHTTPError, OSError, ValueError, *transport_errors()) as error:
+    except (errors.HfHubHTTPError, OSError, ValueError, *transport_errors()) as error:
         raise _HostMiss(first_line(error)) from None
 
 
