@@ -289,7 +289,7 @@ def save_zoo_folder(
     if clashing:
         raise ValueError(f"extra may not replace the config keys {clashing}")
     try:  # before any file is written: a config.json that cannot be written must not leave new weights
-        spec = spec.with_json({**json.loads(json.dumps(extra)), "sha256": None})
+        spec = ModelSpec.from_json({**spec.to_json(), **json.loads(json.dumps(extra)), "sha256": None})
     except (TypeError, ValueError) as error:
         raise ValueError(f"extra must be JSON data: {error}") from None
     state = model_or_state_dict

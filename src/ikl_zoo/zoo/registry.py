@@ -15,8 +15,7 @@ from ikl_zoo.threat import DATASETS, NUM_CLASSES
 from ikl_zoo.zoo.architectures import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
 from ikl_zoo.zoo.spec import ModelSpec, PublishedFigures
 
-ModelEntry = ModelSpec
-"""A registered model is its spec."""
+ModelEntry = ModelSpec  # a registered model is its spec
 
 _SOURCE = "RobustBench leaderboard (Cui et al., NeurIPS 2024)"
 _GENERATED = (

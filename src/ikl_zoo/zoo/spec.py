@@ -141,10 +141,6 @@ class ModelSpec:
             ikl_zoo_version=str(data.get("ikl_zoo_version", __version__)),
         )
 
-    def with_json(self, changes: Mapping[str, Any]) -> ModelSpec:
-        """This spec's config.json facts with ``changes`` applied (validated); registry facts are dropped."""
-        return ModelSpec.from_json({**self.to_json(), **changes})
-
 
 def is_sha256(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
