@@ -135,6 +135,7 @@ def package_file_path(spec: ModelSpec) -> Path:
 
 
 def package_file_weights(spec: ModelSpec) -> Weights:
+    """The weights an installed package ships (the demo model's), verified and hashed once."""
     if not spec.package_file or ":" not in spec.package_file:
         raise CheckpointError(f"{spec.model_id} has no package file to load")
     package, _, relative = spec.package_file.partition(":")
