@@ -1,11 +1,8 @@
 """Publishing weights: a checkpoint into a Hub-ready zoo folder with its model card, checked, then pushed.
-
-It sits after the zoo and the cards (it uses both), so that the zoo never imports the cards.
-"""
+It uses both the zoo and the cards, so that the zoo never imports the cards."""
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -16,17 +13,15 @@ from ikl_zoo.zoo.checkpoints import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     check_finite,
-    file_sha256,
-    model_from_config,
+    check_fits,
+    read_folder,
     read_zoo_config,
-    read_zoo_folder,
     save_zoo_folder,
-    state_dict_mismatch,
 )
-from ikl_zoo.zoo.registry import DATASETS, NUM_CLASSES, get_model_entry
+from ikl_zoo.zoo.hub import transport_errors
+from ikl_zoo.zoo.loading import load
 
 PUSHED_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
-THREAT_MODELS = ("Linf", "L2", "L1")
 
 
 def convert_checkpoint(
@@ -39,37 +34,32 @@ def convert_checkpoint(
 ) -> Path:
     """Turn a checkpoint in any supported format into a zoo folder with its model card; returns the folder.
 
-    The checkpoint is loaded strictly into the registered architecture first, so a folder is only
-    written for weights that fit. A folder that already holds anything is refused unless ``overwrite``
-    (then its three files are replaced and everything else in it is kept).
+    The checkpoint is loaded strictly into the registered architecture first. A folder that already holds
+    anything is refused unless ``overwrite`` (then its three files are replaced, the rest kept).
     """
-    from ikl_zoo.zoo.loading import load_model
-
-    entry = get_model_entry(model_id, dataset=dataset)
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
-        raise PublishError(f"{out_dir} is a file: pass an -o/--out folder")
+        raise PublishError(f"{out_dir} is a file", fix="pass an -o/--out folder")
     present = sorted(path.name for path in out_dir.iterdir()) if out_dir.is_dir() else []
     if present and not overwrite:
         shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
         raise PublishError(
-            f"{out_dir} is not empty ({shown}): pass a new -o/--out folder, or --overwrite to replace "
-            f"its {', '.join(PUSHED_FILES)}"
+            f"{out_dir} is not empty ({shown})",
+            fix=f"pass a new -o/--out folder, or --overwrite to replace its {', '.join(PUSHED_FILES)}",
         )
-    model = load_model(model_id, dataset=dataset, checkpoint=checkpoint)
+    loaded = load(model_id, dataset=dataset, checkpoint=checkpoint)
     checkpoint = Path(checkpoint).expanduser()
-    source: dict[str, Any] = {"checkpoint": checkpoint.name}
-    if checkpoint.is_file():
-        source["sha256"] = file_sha256(checkpoint)
+    source = {"checkpoint": checkpoint.name, **({"sha256": loaded.sha256} if checkpoint.is_file() else {})}
     from ikl_zoo.cards import write_model_card
 
     try:
-        folder = save_zoo_folder(model, out_dir, entry_or_config=entry, extra={"source": source})
-        write_model_card(entry, folder, config=read_zoo_config(folder))
+        spec = loaded.spec
+        folder = save_zoo_folder(loaded.network, out_dir, entry_or_config=spec, extra={"source": source})
+        write_model_card(spec, folder, config=read_zoo_config(folder))
     except OSError as error:
-        reason = error.strerror or type(error).__name__
         raise PublishError(
-            f"cannot write {out_dir} ({reason}): pass an -o/--out folder you can write"
+            f"cannot write {out_dir} ({error.strerror or type(error).__name__})",
+            fix="pass an -o/--out folder you can write",
         ) from None
     return folder
 
@@ -78,68 +68,29 @@ def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """config.json of a folder safe to publish: both files present, sha256 matching, weights fitting."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise PublishError(
-            f"{folder} is not a folder; make one with `ikl-zoo convert CKPT --model ID -o DIR`"
-        )
+        raise PublishError(f"{folder} is not a folder",
+                           fix="make one with `ikl-zoo convert CKPT --model ID -o DIR`")
     try:
-        config, state = read_zoo_folder(folder)
-        if not config.get("sha256"):
+        spec, state, _ = read_folder(folder)
+        if not spec.sha256:
             raise CheckpointError(f"{folder / CONFIG_NAME} has no sha256 of {WEIGHTS_NAME}")
-        missing = [key for key in ("model_id", "dataset", "threat_model", "eps") if key not in config]
-        if missing:
-            raise CheckpointError(f"{folder / CONFIG_NAME} lacks {', '.join(missing)}")
-        _check_threat(config, folder / CONFIG_NAME)
-        import torch
-
-        with torch.device("meta"):
-            skeleton = model_from_config(config)
-        problem = state_dict_mismatch(skeleton, state)
-        if problem:
-            raise CheckpointError(
-                f"{folder / WEIGHTS_NAME} does not fit its config.json architecture: {problem}"
-            )
-        classes = [layer.out_features for layer in skeleton.modules() if isinstance(layer, torch.nn.Linear)]
-        expected = NUM_CLASSES[config["dataset"]]
-        if classes and classes[-1] != expected:
-            raise CheckpointError(
-                f"{folder / CONFIG_NAME} says {config['dataset']} ({expected} classes) but the network has "
-                f"{classes[-1]} outputs: fix the dataset or convert the right checkpoint"
-            )
+        check_fits(spec, state, what=str(folder / WEIGHTS_NAME))
         check_finite(state, source=str(folder / WEIGHTS_NAME), fix="convert another checkpoint")
     except CheckpointError as error:
-        raise PublishError(f"not pushing {folder}: {error}") from None
-    return config
-
-
-def _check_threat(config: dict[str, Any], config_path: Path) -> None:
-    """The dataset, threat model and eps a published card and leaderboard will show: they must make sense."""
-    if config["dataset"] not in DATASETS:
-        raise CheckpointError(
-            f"{config_path} has dataset {config['dataset']!r}; expected one of {', '.join(DATASETS)}"
-        )
-    if config["threat_model"] not in THREAT_MODELS:
-        raise CheckpointError(
-            f"{config_path} has threat_model {config['threat_model']!r}; "
-            f"expected one of {', '.join(THREAT_MODELS)}"
-        )
-    eps = config["eps"]
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
-        raise CheckpointError(f"{config_path} has eps {eps!r}; expected a positive number such as 8/255")
+        raise PublishError(f"not pushing {folder}: {error.problem}", fix=error.fix) from None
+    return spec.to_json()
 
 
 def _refusal_fix(error: Exception, repo_id: str) -> str:
     """What to do about the Hub's answer: only an authentication failure is fixed by logging in."""
     status = getattr(getattr(error, "response", None), "status_code", None)
     owner = repo_id.split("/")[0]
-    if status == 401:
-        return "log in with `hf auth login` or pass --token"
-    if status == 403:
-        return f"the token may not write to {owner}: use a write token of an account that may"
-    if status == 404:
-        return f"{owner} does not exist on this Hub or is not visible to the token: check --repo-id"
-    if status is None:
-        return "check the folder and the arguments"
-    return f"HTTP {status}: the Hub's reason is above"
+    return {
+        401: "log in with `hf auth login` or pass --token",
+        403: f"the token may not write to {owner}: use a write token of an account that may",
+        404: f"{owner} does not exist on this Hub or is not visible to the token: check --repo-id",
+        None: "check the folder and the arguments",
+    }.get(status, f"HTTP {status}: the Hub's reason is above")
 
 
 def push_zoo_folder(
@@ -151,23 +102,18 @@ def push_zoo_folder(
     token: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Validate a zoo folder and upload it to ``repo_id`` (created if needed); returns the commit URL.
-
-    Only ``model.safetensors``, ``config.json`` and ``README.md`` are uploaded. ``token`` defaults to
-    ``HF_TOKEN`` / the stored login, as everywhere in huggingface_hub.
-    """
+    """Validate a zoo folder and upload its three files to ``repo_id`` (created if needed); returns the
+    commit URL. ``token`` defaults to ``HF_TOKEN`` / the stored login, as everywhere in huggingface_hub."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    from ikl_zoo.zoo.hub import transport_errors
-
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
-        raise PublishError(f"invalid --repo-id {repo_id!r}: {error} (expected ORG/NAME)") from None
+        raise PublishError(f"invalid --repo-id {repo_id!r} ({error})", fix="pass ORG/NAME") from None
     if revision is not None and not revision.strip():
-        raise PublishError("empty --revision: pass a branch name, or leave it out to push to main")
+        raise PublishError("empty --revision", fix="pass a branch name, or leave it out to push to main")
     config = validate_zoo_folder(folder)
     api = HfApi(token=token)
     message = commit_message or f"Upload {config['model_id']} ({config['dataset']}) with ikl-zoo"
@@ -176,8 +122,8 @@ def push_zoo_folder(
         if private and not api.repo_info(repo_id, repo_type="model").private:
             # create_repo(exist_ok=True) leaves an existing repository as it is: public stays public.
             raise PublishError(
-                f"{repo_id} already exists and is public: not uploading what --private asked to keep private "
-                "(make the repository private on the Hub first, or leave --private out)"
+                f"{repo_id} already exists and is public: not uploading what --private asked to keep private",
+                fix="make the repository private on the Hub first, or leave --private out",
             )
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -187,11 +133,13 @@ def push_zoo_folder(
         )
     except (HfHubHTTPError, ValueError) as error:
         raise PublishError(
-            f"the Hub refused the upload to {repo_id}: {first_line(error)} ({_refusal_fix(error, repo_id)})"
+            f"the Hub refused the upload to {repo_id} ({first_line(error)})", fix=_refusal_fix(error, repo_id)
         ) from None
     except (OSError, *transport_errors()) as error:
         from huggingface_hub import constants
 
-        raise PublishError(f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id}: "
-                           f"{first_line(error)}; check the network or HF_ENDPOINT") from None
+        raise PublishError(
+            f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id} ({first_line(error)})",
+            fix="check the network or HF_ENDPOINT",
+        ) from None
     return str(getattr(commit, "commit_url", commit))

@@ -7,52 +7,43 @@ import dataclasses
 import pytest
 import torch
 
+from ikl_zoo.threat import DATASETS, NUM_CLASSES
 from ikl_zoo.zoo import registry
-from ikl_zoo.zoo.architectures import WideResNet
-from ikl_zoo.zoo.registry import ModelEntry, PretrainedConfig
+from ikl_zoo.zoo.spec import ModelSpec
 
 TINY_ID = "tiny-wrn"
 TINY_GDRIVE_ID = "1-tinyDriveIdForTests"
 
 
-def tiny_entry_for(dataset: str, *, sha256: str | None = None) -> ModelEntry:
-    num_classes = registry.NUM_CLASSES[dataset]
-    return ModelEntry(
+def tiny_entry_for(dataset: str, *, sha256: str | None = None) -> ModelSpec:
+    return ModelSpec(
         model_id=TINY_ID,
         dataset=dataset,
-        constructor=lambda: WideResNet(10, 1, num_classes=num_classes),
+        architecture_class="WideResNet",
+        arguments={"depth": 10, "widen_factor": 1, "num_classes": NUM_CLASSES[dataset]},
         architecture="WideResNet-10-1",
-        pretrained=PretrainedConfig(
-            hub_repo_name=f"{TINY_ID}-{dataset}", gdrive_id=TINY_GDRIVE_ID, sha256=sha256
-        ),
+        hub_repo_name=f"{TINY_ID}-{dataset}",
+        gdrive_id=TINY_GDRIVE_ID,
+        sha256=sha256,
         training="test fixture",
-        config={
-            "architecture_class": "WideResNet",
-            "depth": 10,
-            "widen_factor": 1,
-            "num_classes": num_classes,
-        },
     )
 
 
 @pytest.fixture
-def tiny_entry(monkeypatch: pytest.MonkeyPatch) -> ModelEntry:
+def tiny_entry(monkeypatch: pytest.MonkeyPatch) -> ModelSpec:
     """A WRN-10-1 registered as ``tiny-wrn`` for CIFAR-10 (and CIFAR-100) for the duration of a test."""
-    registry.list_models()  # register the built-in models first
-    for dataset in registry.DATASETS:
+    for dataset in DATASETS:
         entry = tiny_entry_for(dataset)
         monkeypatch.setitem(registry._REGISTRY, entry.key, entry)
     return registry.get_model_entry(TINY_ID, dataset="cifar10")
 
 
 @pytest.fixture
-def pin_tiny_sha256(monkeypatch: pytest.MonkeyPatch, tiny_entry: ModelEntry):
+def pin_tiny_sha256(monkeypatch: pytest.MonkeyPatch, tiny_entry: ModelSpec):
     """Give the CIFAR-10 tiny entry a registry sha256, as published entries have."""
 
-    def pin(sha256: str) -> ModelEntry:
-        entry = dataclasses.replace(
-            tiny_entry, pretrained=dataclasses.replace(tiny_entry.pretrained, sha256=sha256)
-        )
+    def pin(sha256: str) -> ModelSpec:
+        entry = dataclasses.replace(tiny_entry, sha256=sha256)
         monkeypatch.setitem(registry._REGISTRY, entry.key, entry)
         return entry
 
@@ -60,7 +51,7 @@ def pin_tiny_sha256(monkeypatch: pytest.MonkeyPatch, tiny_entry: ModelEntry):
 
 
 @pytest.fixture
-def tiny_model(tiny_entry: ModelEntry) -> torch.nn.Module:
+def tiny_model(tiny_entry: ModelSpec) -> torch.nn.Module:
     """A tiny-wrn with random weights and non-trivial BatchNorm statistics, in eval mode."""
     torch.manual_seed(0)
     model = tiny_entry.create()

@@ -273,7 +273,7 @@ def test_zoo_folder_sha256_that_is_not_a_hash(tmp_path, tiny_entry, tiny_model) 
     config = json.loads((folder / CONFIG_NAME).read_text())
     config["sha256"] = 123
     (folder / CONFIG_NAME).write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="has sha256 123, not 64 hex digits"):
+    with pytest.raises(CheckpointError, match="field 'sha256' must be 64 hex digits, not 123"):
         load_model(str(folder))
 
 
@@ -329,3 +329,22 @@ def test_numpy_scalars_beside_the_weights_load_and_other_objects_are_named(
     torch.save({"state_dict": tiny_model.state_dict(), "args": argparse.Namespace(lr=0.1)}, with_args)
     with pytest.raises(CheckpointError, match=r"Python objects besides tensors \(argparse.Namespace\)"):
         read_state_dict(with_args)
+
+
+def test_a_spec_is_its_config_json_and_names_the_field_that_is_wrong() -> None:
+    from ikl_zoo.zoo.registry import get_model_entry
+    from ikl_zoo.zoo.spec import ModelSpec
+
+    spec = get_model_entry("Cui2023Decoupled_WRN-28-10", dataset="cifar100")
+    config = spec.to_json()
+    assert config["architecture"]["mean"] == [0.5071, 0.4865, 0.4409] and "published" not in config
+    again = ModelSpec.from_json(config)
+    assert again.to_json() == config and again.config == spec.config and again.num_classes == 100
+    assert type(again.build()) is type(spec.build())
+    for field, value, expected in [("eps", -1, "field 'eps' must be a positive number"),
+                                   ("dataset", "mnist", "field 'dataset' must be one of cifar10, cifar100"),
+                                   ("architecture", [], "field 'architecture' must be an object")]:
+        with pytest.raises(CheckpointError, match=expected):
+            ModelSpec.from_json({**config, field: value})
+    with pytest.raises(CheckpointError, match="config.json: field 'eps' is missing"):
+        ModelSpec.from_json({key: value for key, value in config.items() if key != "eps"})

@@ -255,9 +255,9 @@ def _edit_config(folder, **changes) -> None:
     ("damage", "expected"),
     [
         ({"dataset": "cifar100"}, "says cifar100 (100 classes) but the network has 10 outputs"),
-        ({"threat_model": "Linf-ish"}, "threat_model 'Linf-ish'"),
-        ({"eps": "8/255"}, "eps '8/255'; expected a positive number"),
-        ({"sha256": 123}, "sha256 123, not 64 hex digits"),
+        ({"threat_model": "Linf-ish"}, "field 'threat_model' must be one of Linf, L2, L1, not 'Linf-ish'"),
+        ({"eps": "8/255"}, "field 'eps' must be a positive number such as 8/255 = 0.0314, not '8/255'"),
+        ({"sha256": 123}, "field 'sha256' must be 64 hex digits, not 123"),
     ],
 )
 def test_push_refuses_a_config_that_would_publish_a_wrong_card(

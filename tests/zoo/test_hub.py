@@ -72,6 +72,23 @@ def test_download_then_cache_hit(fake_hub, published, tiny_model, images) -> Non
     assert any(r.method == "HEAD" for r in fake_hub.requests[-2:]), "online, the revision is still checked"
 
 
+def test_load_fetches_and_hashes_the_published_weights_once(fake_hub, published, monkeypatch) -> None:
+    from ikl_zoo.zoo import checkpoints
+    from ikl_zoo.zoo.loading import load
+
+    hashed, real_sha256 = [], checkpoints.file_sha256
+    monkeypatch.setattr(
+        checkpoints, "file_sha256", lambda path: hashed.append(Path(path)) or real_sha256(path)
+    )
+    loaded = load("tiny-wrn")
+    assert hashed == [loaded.weights_path], "the weights are hashed once, while verifying"
+    assert loaded.sha256 == real_sha256(published / WEIGHTS_NAME)
+    assert loaded.hub_commit == fake_hub.repos[TINY_REPO].commit
+    assert loaded.description == "tiny-wrn (WideResNet-10-1), published weights"
+    assert loaded.spec.model_id == "tiny-wrn" and not loaded.network.training
+    assert len(fake_hub.file_gets(WEIGHTS_NAME)) == 1 and len(fake_hub.file_gets(CONFIG_NAME)) == 1
+
+
 def test_offline_mode_serves_the_cache_without_any_request(fake_hub, published, monkeypatch, images) -> None:
     from huggingface_hub import constants
 
@@ -208,6 +225,9 @@ def test_environment_variables_reach_huggingface_hub_in_a_fresh_process(fake_hub
     weights = b"not really weights, download does not parse them"
     config = {
         "model_id": "Cui2023Decoupled_WRN-34-10",
+        "dataset": "cifar10",
+        "threat_model": "Linf",
+        "eps": 8 / 255,
         "sha256": hashlib.sha256(weights).hexdigest(),
         "architecture": {"architecture_class": "WideResNet"},
     }
@@ -314,5 +334,5 @@ def test_a_config_json_on_the_hub_with_a_malformed_sha256_is_one_line(fake_hub, 
     with pytest.raises(DownloadError) as error:
         download_checkpoint("tiny-wrn")
     message = str(error.value)
-    assert "the repository's config.json is damaged" in message and "not 64 hex digits" in message
+    assert "the repository's config.json is damaged" in message and "must be 64 hex digits, not 5" in message
     assert "\n" not in message and "rewrite it" not in message

@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from ikl_zoo.cli.base import DATASET_OPTION, IklZooCommand
+from ikl_zoo.threat import DATASETS
 
 
 @click.command(cls=IklZooCommand, name="list")
-@click.option("--dataset", type=click.Choice(["cifar10", "cifar100"]), default=None, help="Only this one.")
+@click.option("--dataset", type=click.Choice(DATASETS), default=None, help="Only this one.")
 def list_command(dataset: str | None) -> None:
     """Registered models with their published clean and AutoAttack accuracy (%)."""
     from ikl_zoo.zoo.catalog import format_models_table, models_table
@@ -22,12 +23,12 @@ def list_command(dataset: str | None) -> None:
 @click.option("--revision", default=None, help="Hub branch, tag or commit (default: the pinned one).")
 def download(model: str, dataset: str, revision: str | None) -> None:
     """Fetch MODEL's weights into the cache (Hub, else Google Drive) and print their path and sha256."""
-    from ikl_zoo.zoo.checkpoints import file_sha256
-    from ikl_zoo.zoo.hub import download_checkpoint
+    from ikl_zoo.zoo.hub import fetch_weights
+    from ikl_zoo.zoo.registry import get_model_entry
 
-    path = download_checkpoint(model, dataset=dataset, revision=revision)
-    click.echo(f"path: {path}")
-    click.echo(f"sha256: {file_sha256(path)}")
+    weights = fetch_weights(get_model_entry(model, dataset=dataset), revision=revision)
+    click.echo(f"path: {weights.path}")
+    click.echo(f"sha256: {weights.sha256}")
 
 
 @click.command(cls=IklZooCommand)
@@ -41,11 +42,11 @@ def download(model: str, dataset: str, revision: str | None) -> None:
 def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrite: bool) -> None:
     """Turn CHECKPOINT (.pt/.pth/.safetensors, any wrapping) into a Hub-ready folder with a model card."""
     from ikl_zoo.publish import convert_checkpoint
-    from ikl_zoo.zoo.checkpoints import CONFIG_NAME, read_zoo_config
+    from ikl_zoo.zoo.checkpoints import CONFIG_NAME, read_spec
 
     folder = convert_checkpoint(checkpoint, out_dir, model_id=model_id, dataset=dataset, overwrite=overwrite)
     click.echo(f"wrote {folder} (model.safetensors, {CONFIG_NAME}, README.md)")
-    click.echo(f"sha256: {read_zoo_config(folder)['sha256']}")
+    click.echo(f"sha256: {read_spec(folder).sha256}")
 
 
 @click.command(cls=IklZooCommand)
@@ -62,16 +63,16 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, token: 
     click.echo(f"pushed {folder} to {repo_id}: {url}")
 
 
-# --- data and evaluation commands: sample-data, eval ---------------------------------------------
+# --- data: sample-data ---------------------------------------------------------------------------
 
 
 @click.command(cls=IklZooCommand, name="sample-data")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Data dir to write.")
-@click.option("--dataset", "datasets", type=click.Choice(["cifar10", "cifar100"]), multiple=True,
+@click.option("--dataset", "datasets", type=click.Choice(DATASETS), multiple=True,
               help="Only these datasets (repeatable; default both).")
 def sample_data(out_dir: str, datasets: tuple[str, ...]) -> None:
     """Write the 20 real CIFAR-10 and CIFAR-100 test images foolbox ships as a data dir (test split only)."""
     from ikl_zoo.data import write_sample_data_dir
 
-    root = write_sample_data_dir(out_dir, datasets=datasets or ("cifar10", "cifar100"))
-    click.echo(f"wrote {root} (CIFAR test images 0-19 of {', '.join(datasets or ('cifar10', 'cifar100'))})")
+    root = write_sample_data_dir(out_dir, datasets=datasets or DATASETS)
+    click.echo(f"wrote {root} (CIFAR test images 0-19 of {', '.join(datasets or DATASETS)})")

@@ -86,8 +86,8 @@ def evaluate_model(
             "model_source": source.description,
             "replaced_weights": source.replaced_weights,
             "checkpoint": str(checkpoint_path) if checkpoint_path is not None else None,
-            "checkpoint_sha256": file_sha256(checkpoint_path)
-            if checkpoint_path is not None and Path(checkpoint_path).is_file() else None,
+            "checkpoint_sha256": source.checkpoint_sha256 or (file_sha256(checkpoint_path)
+            if checkpoint_path is not None and Path(checkpoint_path).is_file() else None),
             "data_dir": str(Path(data_dir).expanduser().resolve()),
             "data_source": data_source(dataset, data_dir=data_dir),
             "official_test_set": is_official_cifar(dataset, data_dir=data_dir),

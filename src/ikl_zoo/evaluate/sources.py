@@ -37,6 +37,8 @@ class ModelSource:
     published: dict[str, Any] | None = None
     published_threat: tuple[str, float] | None = None
     """(norm, eps) the published figures were measured under."""
+    checkpoint_sha256: str | None = None
+    """sha256 of ``checkpoint_path`` when the loader already computed it."""
     replaced_weights: str | None = None
     """The checkpoint a registered model was given instead of its published weights: a record of it must
     never stand for the registered model."""
@@ -70,8 +72,8 @@ def load_for_evaluation(
             published_threat=(threat_model, STANDARD_EPS[threat_model]) if published is not None else None,
         )
 
-    from ikl_zoo.zoo.loading import load_model, pretrained_weights_path, read_zoo_config
-    from ikl_zoo.zoo.registry import get_model_entry, is_registered
+    from ikl_zoo.zoo.loading import load, read_zoo_config
+    from ikl_zoo.zoo.registry import is_registered
 
     registered = is_registered(model_id, dataset=dataset)
     folder = Path(model_id).expanduser()
@@ -83,33 +85,17 @@ def load_for_evaluation(
                 f"{folder} holds a {trained_on} model (its config.json says so), not a {dataset} one: "
                 f"pass --dataset {trained_on}"
             )
-    model = load_model(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision)
-    if not registered:
-        path = Path(checkpoint) if checkpoint is not None else folder
-        return ModelSource(
-            model=model, model_id=model_id, description=f"zoo folder {folder}",
-            checkpoint_path=_weights_file(path),
-        )
-    entry = get_model_entry(model_id, dataset=dataset)
-    if checkpoint is not None:
-        return ModelSource(
-            model=model, model_id=model_id, description=f"{model_id} with weights from {checkpoint}",
-            checkpoint_path=_weights_file(Path(checkpoint)), replaced_weights=str(checkpoint),
-        )
-    published = entry.published.to_dict() if entry.published is not None else None
-    return ModelSource(
-        model=model, model_id=model_id, description=f"{model_id} ({entry.architecture}), published weights",
-        checkpoint_path=pretrained_weights_path(entry, revision=revision), published=published,
-        published_threat=(entry.threat_model, entry.eps),
+    loaded = load(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision)
+    source = ModelSource(
+        model=loaded.network, model_id=model_id, description=loaded.description,
+        checkpoint_path=loaded.weights_path, checkpoint_sha256=loaded.sha256,
     )
-
-
-def _weights_file(path: Path) -> Path:
-    """The file whose sha256 the record gives: a zoo folder's weights file, or the checkpoint itself."""
-    from ikl_zoo.zoo.checkpoints import WEIGHTS_NAME
-
-    path = path.expanduser()
-    return path / WEIGHTS_NAME if path.is_dir() else path
+    if registered and checkpoint is not None:
+        source.replaced_weights = str(checkpoint)
+    elif registered and loaded.spec.published is not None:
+        source.published = loaded.spec.published.to_dict()
+        source.published_threat = (loaded.spec.threat_model, loaded.spec.eps)
+    return source
 
 
 def robustbench_cache_dir() -> Path:

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ikl_zoo.errors import IklZooError
+from ikl_zoo.threat import DATASETS, NUM_CLASSES
 from ikl_zoo.zoo.architectures import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
-from ikl_zoo.zoo.registry import DATASETS, NUM_CLASSES, list_models
+from ikl_zoo.zoo.registry import list_models
 
 _RELEASED_CODE = "github.com/jiequancui/DKL, DKLv2/Adv-training-dkl/train_dkl_{}.py"
 _PAPER = "Cui et al., Decoupled Kullback-Leibler Divergence Loss, NeurIPS 2024 (arXiv 2305.13948)"

@@ -6,6 +6,9 @@ Attribute names are dictated by the published checkpoints (TRADES' ``WideResNet`
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,9 +25,7 @@ def _blocks_per_group(depth: int) -> int:
     return (depth - 4) // 6
 
 
-# --------------------------------------------------------------------------------------------------
 # WRN-34-10 as TRADES and RobustBench define it: ReLU, pre-activation, inputs in [0, 1].
-# --------------------------------------------------------------------------------------------------
 
 
 class TradesBlock(nn.Module):
@@ -51,18 +52,23 @@ class TradesBlock(nn.Module):
         return shortcut + out
 
 
-class TradesBlockGroup(nn.Module):
-    def __init__(self, num_blocks: int, in_planes: int, out_planes: int, stride: int) -> None:
+class BlockGroup(nn.Module):
+    """``num_blocks`` blocks, the first changing width and stride, held under the attribute the checkpoints
+    name (``layer`` in TRADES' network, ``block`` in DeepMind's)."""
+
+    def __init__(
+        self, attribute: str, make_block: Callable[..., nn.Module], num_blocks: int, planes: tuple[int, int],
+        stride: int,
+    ) -> None:
         super().__init__()
-        self.layer = nn.Sequential(
-            *(
-                TradesBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
-                for i in range(num_blocks)
-            )
-        )
+        self.attribute = attribute
+        in_planes, out_planes = planes
+        blocks = [make_block(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
+                  for i in range(num_blocks)]
+        setattr(self, attribute, nn.Sequential(*blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x)
+        return getattr(self, self.attribute)(x)
 
 
 class WideResNet(nn.Module):
@@ -73,9 +79,9 @@ class WideResNet(nn.Module):
         num_blocks = _blocks_per_group(depth)
         channels = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.conv1 = nn.Conv2d(3, channels[0], 3, stride=1, padding=1, bias=False)
-        self.block1 = TradesBlockGroup(num_blocks, channels[0], channels[1], 1)
-        self.block2 = TradesBlockGroup(num_blocks, channels[1], channels[2], 2)
-        self.block3 = TradesBlockGroup(num_blocks, channels[2], channels[3], 2)
+        self.block1 = BlockGroup("layer", TradesBlock, num_blocks, (channels[0], channels[1]), 1)
+        self.block2 = BlockGroup("layer", TradesBlock, num_blocks, (channels[1], channels[2]), 2)
+        self.block3 = BlockGroup("layer", TradesBlock, num_blocks, (channels[2], channels[3]), 2)
         self.bn1 = nn.BatchNorm2d(channels[3])
         self.relu = nn.ReLU(inplace=True)
         self.fc = nn.Linear(channels[3], num_classes)
@@ -97,9 +103,7 @@ class WideResNet(nn.Module):
         return self.fc(out)
 
 
-# --------------------------------------------------------------------------------------------------
 # WRN-28-10 as DeepMind and RobustBench define it: SiLU, explicit "SAME" padding, normalisation inside.
-# --------------------------------------------------------------------------------------------------
 
 
 class DMBlock(nn.Module):
@@ -130,34 +134,6 @@ class DMBlock(nn.Module):
         return shortcut + out
 
 
-class DMBlockGroup(nn.Module):
-    def __init__(
-        self,
-        num_blocks: int,
-        in_planes: int,
-        out_planes: int,
-        stride: int,
-        activation: type[nn.Module],
-        bn_momentum: float,
-    ) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            *(
-                DMBlock(
-                    in_planes if i == 0 else out_planes,
-                    out_planes,
-                    stride if i == 0 else 1,
-                    activation,
-                    bn_momentum,
-                )
-                for i in range(num_blocks)
-            )
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x)
-
-
 class DMWideResNet(nn.Module):
     """DeepMind's WideResNet: the WRN-28-10 (SiLU) that IKL-AT trains with generated data."""
 
@@ -179,11 +155,11 @@ class DMWideResNet(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(3, 1, 1), persistent=False)
         self.init_conv = nn.Conv2d(3, channels[0], 3, stride=1, padding=1, bias=False)
-        self.layer = nn.Sequential(
-            DMBlockGroup(num_blocks, channels[0], channels[1], 1, activation, bn_momentum),
-            DMBlockGroup(num_blocks, channels[1], channels[2], 2, activation, bn_momentum),
-            DMBlockGroup(num_blocks, channels[2], channels[3], 2, activation, bn_momentum),
-        )
+        block = functools.partial(DMBlock, activation=activation, bn_momentum=bn_momentum)
+        self.layer = nn.Sequential(*(
+            BlockGroup("block", block, num_blocks, (channels[i], channels[i + 1]), 1 if i == 0 else 2)
+            for i in range(3)
+        ))
         self.batchnorm = nn.BatchNorm2d(channels[3], momentum=bn_momentum)
         self.relu = activation()
         self.logits = nn.Linear(channels[3], num_classes)
@@ -196,9 +172,7 @@ class DMWideResNet(nn.Module):
         return self.logits(out)
 
 
-# --------------------------------------------------------------------------------------------------
 # The CIFAR ResNet-18 whose plainly trained checkpoint ships with pyautoattack (demo model).
-# --------------------------------------------------------------------------------------------------
 
 
 class ResNetBlock(nn.Module):

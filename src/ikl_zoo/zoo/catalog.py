@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import pandas as pd
 
-from ikl_zoo.zoo.registry import ModelEntry, list_models
+from ikl_zoo.threat import format_eps
+from ikl_zoo.zoo.registry import ModelSpec, list_models
 
 COLUMNS = ("dataset", "id", "architecture", "threat", "clean %", "AutoAttack %", "note")
 
 
-def threat_label(entry: ModelEntry) -> str:
+def threat_label(spec: ModelSpec) -> str:
     """``"Linf 8/255"``: eps as the fraction papers write."""
-    return f"{entry.threat_model} {Fraction(entry.eps).limit_denominator(1000)}"
+    return f"{spec.threat_model} {format_eps(spec.eps, spec.threat_model)}"
 
 
 def models_table(*, dataset: str | None = None) -> pd.DataFrame:

@@ -1,16 +1,16 @@
-"""Checkpoint files: reading any published format safely, and writing Hub-ready zoo folders.
+"""Checkpoint files in every format the IKL-AT and RobustBench checkpoints come in, read without unpickling
+code (safetensors, or ``torch.load(weights_only=True)``); zoo folders; loading weights strictly.
 
 A *zoo folder* is what ikl-zoo publishes on the Hugging Face Hub and what ``convert`` and training write::
 
     model.safetensors   the state_dict, safetensors (no pickle)
-    config.json         what the weights are, enough to rebuild the network without the registry
+    config.json         the model's ``ModelSpec``: enough to rebuild the network without the registry
     README.md           the model card (written by ``ikl_zoo.cards`` or ``ikl-zoo convert``; optional here)
-
-Reading never unpickles arbitrary objects: safetensors, or ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,18 +23,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ikl_zoo import __version__
 from ikl_zoo.atomic import atomic_path, write_json_atomic
 from ikl_zoo.errors import CheckpointError, ChecksumMismatchError, first_line
-from ikl_zoo.zoo.registry import ModelEntry
+from ikl_zoo.threat import NUM_CLASSES
+from ikl_zoo.zoo.registry import list_models
+from ikl_zoo.zoo.spec import REWRITE_FIX, WEIGHTS_NAME, ModelSpec
+from ikl_zoo.zoo.spec import model_from_config as model_from_config  # where callers have found it
 
-WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
-
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 _KEY_PREFIXES = ("module.0.", "module.", "model.")
-_CONFIG_CORE_KEYS = ("model_id", "dataset", "threat_model", "eps", "architecture")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -46,97 +45,41 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: str | os.PathLike[str], expected: str, *, fix: str | None = None) -> str:
-    """Raise ``ChecksumMismatchError`` unless ``path`` hashes to ``expected``; returns the hash."""
+def verify_sha256(path: str | os.PathLike[str], expected: str | None, *, fix: str | None = None) -> str:
+    """The file's sha256, hashed once; ``ChecksumMismatchError`` unless it is ``expected`` (when given)."""
     actual = file_sha256(path)
-    if actual != expected.lower():
-        fix = fix or f"the file is corrupt or not the published one: delete {path} and download it again"
-        raise ChecksumMismatchError(f"sha256 mismatch for {path}: expected {expected}, got {actual}; {fix}")
+    if expected is not None and actual != expected.lower():
+        raise ChecksumMismatchError(
+            f"sha256 mismatch for {path}: expected {expected}, got {actual}",
+            fix=fix or f"the file is corrupt or not the published one: delete {path} and download it again",
+        )
     return actual
 
 
-# --------------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------------
-
-
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint in any format the IKL-AT and RobustBench checkpoints come in.
-
-    Accepts a zoo folder (sha256 checked against its config.json), a ``.safetensors`` file, or a PyTorch
-    file (``.pt``/``.pth``, zip or legacy pickle, loaded with ``weights_only=True``) holding a raw
-    state_dict or one wrapped in ``state_dict``/``model_state_dict``, with keys prefixed ``module.``,
-    ``module.0.`` or ``model.``. The format is detected from the bytes, not the suffix.
-    """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        return read_zoo_folder(path)[1]
+def read_weights_file(path: Path, *, safetensors_only: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` or PyTorch file (told apart by their bytes, not the suffix),
+    unwrapped and without DataParallel prefixes."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes): download or save it again")
+        raise CheckpointError(f"{path} is empty (0 bytes)", fix="download or save it again")
     head = _read_head(path)
     if _looks_like_html(head):
         raise CheckpointError(
-            f"{path} is an HTML page, not weights (Google Drive quota?): download the checkpoint again in a "
-            "browser or later, or pass --checkpoint with a good copy"
+            f"{path} is an HTML page, not weights (Google Drive quota?)",
+            fix="download the checkpoint again in a browser or later, or pass --checkpoint with a good copy",
         )
-    tensors = _load_safetensors(path) if _looks_like_safetensors(head) else _unwrap(_torch_load(path), path)
-    return _strip_prefix(tensors)
+    # safetensors: an 8-byte little-endian header length, then a JSON object.
+    if len(head) > 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30):
+        return _strip_prefix(_load_safetensors(path))
+    if safetensors_only:
+        raise CheckpointError(f"{path} is not a safetensors file", fix="rewrite it with `ikl-zoo convert`")
+    return _strip_prefix(_unwrap(_torch_load(path), path))
 
 
-def read_zoo_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The config.json of a zoo folder, checked to say what architecture it holds."""
-    folder = Path(folder).expanduser()
-    config_path = folder / CONFIG_NAME
-    if not config_path.is_file():
-        raise CheckpointError(
-            f"{folder} is not a zoo folder: {CONFIG_NAME} is missing (make one with `ikl-zoo convert`)"
-        )
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(
-            f"{config_path} is not valid JSON ({error}); rewrite it with `ikl-zoo convert`"
-        ) from None
-    if not isinstance(config, dict) or not isinstance(config.get("architecture"), dict):
-        raise CheckpointError(
-            f"{config_path} has no \"architecture\" object; rewrite it with `ikl-zoo convert`"
-        )
-    recorded = config.get("sha256")
-    if recorded is not None and not _is_sha256(recorded):  # checked by every reader, downloads included
-        raise CheckpointError(
-            f"{config_path} has sha256 {recorded!r}, not 64 hex digits; rewrite it with `ikl-zoo convert`"
-        )
-    return config
-
-
-def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``(config, state_dict)`` of a zoo folder; the weights' sha256 is checked against config.json."""
-    folder = Path(folder).expanduser()
-    config = read_zoo_config(folder)
-    weights = folder / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{folder} is not a zoo folder: {WEIGHTS_NAME} is missing")
-    if config.get("sha256"):
-        verify_sha256(
-            weights, config["sha256"],
-            fix=f"{weights} is corrupt or changed after {CONFIG_NAME} was written: convert or fetch it again",
-        )
-    if not _looks_like_safetensors(_read_head(weights)):
-        raise CheckpointError(
-            f"{weights} is not a safetensors file; rewrite the folder with `ikl-zoo convert`"
-        )
-    return config, _load_safetensors(weights)
-
-
-def _is_sha256(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
-
-
-def is_html_file(path: str | os.PathLike[str]) -> bool:
+def is_html_file(path: Path) -> bool:
     """Whether a file is a web page (what Google Drive returns past its download quota)."""
-    return _looks_like_html(_read_head(Path(path)))
+    return _looks_like_html(_read_head(path))
 
 
 def _read_head(path: Path, size: int = 1024) -> bytes:
@@ -149,11 +92,6 @@ def _looks_like_html(head: bytes) -> bool:
     return text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in text[:512]
 
 
-def _looks_like_safetensors(head: bytes) -> bool:
-    # 8-byte little-endian header length, then a JSON object.
-    return len(head) > 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30)
-
-
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -162,24 +100,20 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(
-            f"{path} is a truncated or corrupt safetensors file ({first_line(error)}): "
-            "download or convert it again"
+            f"{path} is a truncated or corrupt safetensors file ({first_line(error)})",
+            fix="download or convert it again",
         ) from None
 
 
 def _numpy_scalar_globals() -> list[Any]:
     """What a numpy scalar beside the weights (``"best_acc": np.float64(...)``) needs: plain data, no code.
-
-    Files name the reconstructor by the path of the numpy that saved them (``numpy.core`` before 2.0).
-    """
+    Files name the reconstructor by the path of the numpy that saved them (``numpy.core`` before 2.0)."""
     import numpy as np
 
     scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
     dtype_classes = [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"]
-    return [
-        (scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"), np.dtype,
-        *dtype_classes,
-    ]
+    return [(scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"), np.dtype,
+            *dtype_classes]
 
 
 def _torch_load(path: Path) -> Any:
@@ -194,8 +128,8 @@ def _torch_load(path: Path) -> Any:
         if found or "Unsupported global" in str(error):
             what = f" ({found.group(1)})" if found else ""
             raise CheckpointError(
-                f"{path} holds Python objects besides tensors{what}, which ikl-zoo refuses to unpickle; save "
-                "model.state_dict() instead, or convert it once in a trusted environment"
+                f"{path} holds Python objects besides tensors{what}, which ikl-zoo refuses to unpickle",
+                fix="save model.state_dict() instead, or convert it once in a trusted environment",
             ) from None
         raise _not_a_checkpoint(path, error) from None
     except Exception as error:  # the unpickler meets arbitrary bytes: KeyError, IndexError, zip errors...
@@ -215,8 +149,8 @@ def torch_load_reason(error: BaseException) -> str:
 
 def _not_a_checkpoint(path: Path, error: BaseException) -> CheckpointError:
     return CheckpointError(
-        f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({torch_load_reason(error)}): "
-        "download or save it again"
+        f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({torch_load_reason(error)})",
+        fix="download or save it again",
     )
 
 
@@ -230,13 +164,13 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
         obj = obj[wrapper]
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(
-            f"{path} holds no state_dict (found {type(obj).__name__}); save model.state_dict()"
+            f"{path} holds no state_dict (found {type(obj).__name__})", fix="save model.state_dict()"
         )
     not_tensors = [key for key, value in obj.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         raise CheckpointError(
-            f"{path} is not a state_dict: entries {', '.join(map(str, not_tensors[:5]))} are not tensors "
-            f"(expected the weights directly or under one of {', '.join(_WRAPPER_KEYS)})"
+            f"{path} is not a state_dict: entries {', '.join(map(str, not_tensors[:5]))} are not tensors",
+            fix=f"save the weights directly or under one of {', '.join(_WRAPPER_KEYS)}",
         )
     return dict(obj)
 
@@ -254,140 +188,10 @@ def _strip_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return tensors
 
 
-# --------------------------------------------------------------------------------------------------
-# Building from config.json
-# --------------------------------------------------------------------------------------------------
-
-
-def model_from_config(config: Mapping[str, Any]) -> nn.Module:
-    """Build the (untrained) network a config describes.
-
-    ``config`` is a zoo folder's config.json (its ``"architecture"`` object is used) or that object itself,
-    e.g. a registry entry's ``config``: ``{"architecture_class": "WideResNet" | "DMWideResNet" |
-    "CifarResNet", **constructor keyword arguments}``.
-    """
-    from ikl_zoo.zoo import architectures
-
-    arch = config.get("architecture", config)
-    if not isinstance(arch, Mapping) or "architecture_class" not in arch:
-        raise CheckpointError(
-            'config has no "architecture_class"; expected a zoo config.json or a registry config'
-        )
-    kwargs = {key: value for key, value in arch.items() if key != "architecture_class"}
-    name = arch["architecture_class"]
-    builders = {"WideResNet": architectures.WideResNet, "DMWideResNet": architectures.DMWideResNet,
-                "CifarResNet": architectures.CifarResNet}
-    if name not in builders:
-        raise CheckpointError(f"unknown architecture_class {name!r} in config; known: {', '.join(builders)}")
-    if isinstance(kwargs.get("activation"), str):
-        activation = getattr(nn, kwargs["activation"], None)
-        if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
-            raise CheckpointError(
-                f"unknown activation {kwargs['activation']!r} in config (expected e.g. SiLU, ReLU)"
-            )
-        kwargs["activation"] = activation
-    missing = [key for key in ("mean", "std") if key not in kwargs]
-    if name == "DMWideResNet" and missing:
-        # The normalisation is in no checkpoint (non-persistent buffers): a default would be a silent guess.
-        raise CheckpointError(
-            f"config builds DMWideResNet without {' and '.join(missing)}: add the dataset's normalisation "
-            '(e.g. "mean": [0.4914, 0.4822, 0.4465], "std": [0.2471, 0.2435, 0.2616] for CIFAR-10)'
-        )
-    for key in ("mean", "std", "blocks_per_stage"):
-        if isinstance(kwargs.get(key), list):
-            kwargs[key] = tuple(kwargs[key])
-    try:
-        return builders[name](**kwargs)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"config cannot build {name}: {first_line(error)}") from None
-
-
-def architecture_config(entry: ModelEntry) -> dict[str, Any]:
-    """A registry entry's architecture as JSON-ready data (tuples as lists)."""
-    return json.loads(json.dumps(entry.config))
-
-
-# --------------------------------------------------------------------------------------------------
-# Writing zoo folders
-# --------------------------------------------------------------------------------------------------
-
-
-def save_zoo_folder(
-    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
-    out_dir: str | os.PathLike[str],
-    *,
-    entry_or_config: ModelEntry | Mapping[str, Any],
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a Hub-ready zoo folder (``model.safetensors`` + ``config.json``) and return its path.
-
-    ``entry_or_config`` is a registry ``ModelEntry`` or a mapping with the keys ``model_id``, ``dataset``,
-    ``threat_model``, ``eps`` and ``architecture`` (``{"architecture_class": ..., **kwargs}``, as
-    ``model_from_config`` takes). config.json then holds::
-
-        {"ikl_zoo_version", "model_id", "dataset", "threat_model", "eps", "architecture": {...},
-         "sha256": <hex sha256 of model.safetensors>, **extra}
-
-    ``extra`` adds keys such as ``"training"`` (hyper-parameters) or ``"source"``; it may not replace the
-    keys above. The weights must fit the architecture exactly (checked, so the folder always loads with
-    ``load_model(folder)``). Both files are written atomically; a README.md already in the folder is kept.
-    """
-    core = _core_config(entry_or_config)
-    extra = dict(extra or {})
-    clashing = sorted(set(extra) & {*core, "ikl_zoo_version", "sha256"})
-    if clashing:
-        raise ValueError(f"extra may not replace the config keys {clashing}")
-    try:  # before any file is written: a config.json that cannot be written must not leave new weights
-        json.dumps(extra)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"extra must be JSON data: {error}") from None
-    state = model_or_state_dict
-    if isinstance(state, nn.Module):
-        state = state.state_dict()
-    tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
-    _check_fits_architecture(tensors, core)
-
-    from safetensors.torch import save
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
-        # Written into the file atomic_path made, not by save_file: that creates its own file, mode 0600.
-        tmp.write_bytes(save(tensors, metadata={"format": "pt"}))
-    config = {"ikl_zoo_version": __version__, **core, "sha256": file_sha256(out_dir / WEIGHTS_NAME), **extra}
-    write_json_atomic(out_dir / CONFIG_NAME, config)
-    return out_dir
-
-
-def _core_config(entry_or_config: ModelEntry | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(entry_or_config, ModelEntry):
-        entry = entry_or_config
-        return {"model_id": entry.model_id, "dataset": entry.dataset, "threat_model": entry.threat_model,
-                "eps": entry.eps, "architecture": architecture_config(entry)}
-    missing = [key for key in _CONFIG_CORE_KEYS if key not in entry_or_config]
-    if missing:
-        raise ValueError(f"entry_or_config lacks {missing}; it needs {list(_CONFIG_CORE_KEYS)}")
-    core = {key: entry_or_config[key] for key in _CONFIG_CORE_KEYS}
-    core["architecture"] = json.loads(json.dumps(core["architecture"]))
-    return core
-
-
-def _check_fits_architecture(tensors: Mapping[str, torch.Tensor], core: Mapping[str, Any]) -> None:
-    with torch.device("meta"):
-        skeleton = model_from_config(core["architecture"])
-    problem = state_dict_mismatch(skeleton, tensors)
-    if problem:
-        raise CheckpointError(
-            f"weights do not fit {core['architecture'].get('architecture_class')}: {problem}"
-        )
-
-
 def non_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors holding NaN or infinity (a diverged run or a damaged file)."""
-    return [
-        key for key, value in tensors.items()
-        if value.is_floating_point() and not bool(torch.isfinite(value).all())
-    ]
+    return [key for key, value in tensors.items()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all())]
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], *, source: str, fix: str) -> None:
@@ -395,8 +199,8 @@ def check_finite(tensors: Mapping[str, torch.Tensor], *, source: str, fix: str) 
     non_finite = non_finite_tensors(tensors)
     if non_finite:
         raise CheckpointError(
-            f"{source} has NaN or infinite values in {len(non_finite)} tensors "
-            f"(e.g. {', '.join(non_finite[:3])}): the training run diverged or the file is damaged; {fix}"
+            f"{source} has NaN or infinite values in {len(non_finite)} tensors (e.g. "
+            f"{', '.join(non_finite[:3])}), so the training run diverged or the file is damaged", fix=fix,
         )
 
 
@@ -409,16 +213,154 @@ def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     missing = [key for key in expected if key not in tensors and not key.endswith(".num_batches_tracked")]
     unexpected = [key for key in tensors if key not in expected]
-    wrong_shape = [
-        f"{key} {tuple(tensors[key].shape)} vs {shape}"
-        for key, shape in expected.items()
-        if key in tensors and tuple(tensors[key].shape) != shape
-    ]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-    if wrong_shape:
-        parts.append(f"{len(wrong_shape)} shape mismatches (e.g. {'; '.join(wrong_shape[:2])})")
-    return "; ".join(parts) or None
+    found = {key: tuple(value.shape) for key, value in tensors.items()}
+    wrong_shape = [f"{key} {found[key]} vs {shape}" for key, shape in expected.items()
+                   if found.get(key, shape) != shape]
+    problems = [(len(missing), "missing keys", ", ".join(missing[:3])),
+                (len(unexpected), "unexpected keys", ", ".join(unexpected[:3])),
+                (len(wrong_shape), "shape mismatches", "; ".join(wrong_shape[:2]))]
+    return "; ".join(f"{count} {kind} (e.g. {example})" for count, kind, example in problems if count) or None
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint: a zoo folder (sha256 checked), a ``.safetensors`` or a PyTorch file
+    (zip or legacy pickle, ``weights_only=True``) holding a raw state_dict or one wrapped in ``state_dict``/
+    ``model_state_dict``, keys prefixed ``module.``, ``module.0.`` or ``model.`` or not."""
+    path = Path(path).expanduser()
+    return read_folder(path)[1] if path.is_dir() else read_weights_file(path)
+
+
+def read_spec(folder: str | os.PathLike[str]) -> ModelSpec:
+    """The ``ModelSpec`` a zoo folder's config.json describes, every field checked."""
+    folder = Path(folder).expanduser()
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"{folder} is not a zoo folder: {CONFIG_NAME} is missing", fix="make one with `ikl-zoo convert`"
+        )
+    try:
+        data = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{config_path} is not valid JSON ({error})", fix=REWRITE_FIX) from None
+    return ModelSpec.from_json(data, where=str(config_path))
+
+
+def read_zoo_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The config.json of a zoo folder as data, once ``read_spec`` has checked it."""
+    return read_spec(folder).to_json()
+
+
+def read_folder(folder: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], str]:
+    """``(spec, state_dict, sha256)`` of a zoo folder; the weights are hashed once, against config.json."""
+    spec = read_spec(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{folder} is not a zoo folder: {WEIGHTS_NAME} is missing")
+    fix = f"{weights} changed after {CONFIG_NAME} was written: convert or fetch it again"
+    sha256 = verify_sha256(weights, spec.sha256, fix=fix)
+    return spec, read_weights_file(weights, safetensors_only=True), sha256
+
+
+def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(config, state_dict)`` of a zoo folder; the weights' sha256 is checked against config.json."""
+    spec, state, _ = read_folder(Path(folder).expanduser())
+    return spec.to_json(), state
+
+
+def save_zoo_folder(
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
+    out_dir: str | os.PathLike[str],
+    *,
+    entry_or_config: ModelSpec | Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a Hub-ready zoo folder (``model.safetensors`` + ``config.json``) and return its path.
+
+    ``entry_or_config`` is a ``ModelSpec`` or config.json data (``model_id``, ``dataset``, ``threat_model``,
+    ``eps``, ``architecture``); ``extra`` adds keys such as ``"training"`` or ``"source"``, never replacing
+    those. The weights must fit exactly, so the folder always loads. Both files are written atomically.
+    """
+    spec = entry_or_config
+    if not isinstance(spec, ModelSpec):
+        spec = ModelSpec.from_json(spec, where="entry_or_config")
+    extra = dict(extra or {})
+    clashing = sorted(set(extra) & {"ikl_zoo_version", "model_id", "dataset", "threat_model", "eps",
+                                    "architecture", "sha256"})
+    if clashing:
+        raise ValueError(f"extra may not replace the config keys {clashing}")
+    try:  # before any file is written: a config.json that cannot be written must not leave new weights
+        spec = ModelSpec.from_json({**spec.to_json(), **json.loads(json.dumps(extra)), "sha256": None})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"extra must be JSON data: {error}") from None
+    state = model_or_state_dict
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
+    tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
+    check_fits(spec, tensors, what="weights")
+
+    from safetensors.torch import save
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
+        # Written into the file atomic_path made, not by save_file: that creates its own file, mode 0600.
+        tmp.write_bytes(save(tensors, metadata={"format": "pt"}))
+    spec = dataclasses.replace(spec, sha256=file_sha256(out_dir / WEIGHTS_NAME))
+    write_json_atomic(out_dir / CONFIG_NAME, spec.to_json())
+    return out_dir
+
+
+def check_fits(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], *, what: str) -> None:
+    """Refuse weights that do not fit the spec's architecture exactly, or outputs that are not its classes."""
+    with torch.device("meta"):
+        skeleton = spec.build()
+    problem = state_dict_mismatch(skeleton, tensors)
+    if problem:
+        raise CheckpointError(f"{what} do not fit the {spec.architecture_class} of its config: {problem}")
+    outputs = [layer.out_features for layer in skeleton.modules() if isinstance(layer, nn.Linear)]
+    if outputs and outputs[-1] != spec.num_classes:
+        raise CheckpointError(
+            f"the config says {spec.dataset} ({spec.num_classes} classes) but the network has {outputs[-1]} "
+            "outputs",
+            fix="fix the dataset or convert the right checkpoint",
+        )
+
+
+def load_state_dict_strict(
+    model: nn.Module, state: dict[str, torch.Tensor], *, source: str, model_name: str,
+    dataset: str | None = None,
+) -> None:
+    """``model.load_state_dict(state, strict=True)`` with one-line errors that name the fix."""
+    expected_classes, found_classes = _class_counts(model, state)
+    if expected_classes is not None and found_classes is not None and expected_classes != found_classes:
+        registered_for = {spec.dataset for spec in list_models() if spec.model_id == model_name}
+        matching = [ds for ds, count in NUM_CLASSES.items() if count == found_classes]
+        if matching and matching[0] in registered_for:
+            hint = f"pass --dataset {matching[0]}"
+        elif matching:
+            hint = f"it is a {matching[0]} checkpoint; pass a {dataset or 'matching'} one of {model_name}"
+        else:
+            hint = "pass a checkpoint of this model"
+        where = f" for {dataset}" if dataset else ""
+        raise CheckpointError(
+            f"{source} has {found_classes} classes but {model_name}{where} expects {expected_classes}",
+            fix=hint,
+        )
+    problem = state_dict_mismatch(model, state)
+    if problem:
+        raise CheckpointError(f"{source} does not fit {model_name}: {problem}",
+                              fix="is it a checkpoint of this model?")
+    check_finite(state, source=source, fix="use another checkpoint")
+    # A plain dict (no _metadata): BatchNorm then fills in a missing num_batches_tracked.
+    model.load_state_dict(dict(state), strict=True)
+
+
+def _class_counts(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[int | None, int | None]:
+    """Output width of the model's last Linear layer and of the same layer in ``state``."""
+    linear_names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linear_names:
+        return None, None
+    key = f"{linear_names[-1]}.weight"
+    found = state.get(key)
+    expected = model.state_dict()[key].shape[0]
+    return expected, (found.shape[0] if found is not None and found.dim() == 2 else None)

@@ -1,23 +1,19 @@
 """Published weights: the Hugging Face Hub first, the authors' original Google Drive files second.
 
-The Hub is reached only through ``huggingface_hub.hf_hub_download``, so its cache, ``HF_HUB_OFFLINE``,
-``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_TOKEN`` work as everywhere else. The repository is
-``<IKL_ZOO_HUB_NAMESPACE>/<name>`` (namespace ``ikl-zoo`` by default) at the registry's pinned revision.
-
-When the Hub does not have the weights (or cannot be reached and has nothing cached), the original
-PyTorch checkpoint is fetched from Google Drive with gdown (without any Hugging Face token), loaded with
-``torch.load(weights_only=True)``, checked against the architecture and converted once into a zoo folder
-(``model.safetensors`` + ``config.json``, the same files as the Hub repository) in the ikl-zoo cache::
-
-    $IKL_ZOO_CACHE/gdrive/<dataset>/<model_id>/     (default IKL_ZOO_CACHE: $HF_HOME/ikl-zoo)
-
-Later loads use that folder, offline included. sha256 is verified whenever it is known.
+The Hub is reached only through ``hf_hub_download``, so its cache and ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``,
+``HF_HOME``/``HF_HUB_CACHE`` and ``HF_TOKEN`` work as everywhere else; the repository is
+``<IKL_ZOO_HUB_NAMESPACE or ikl-zoo>/<name>`` at the registry's pinned revision. Otherwise the authors'
+PyTorch checkpoint is fetched from Google Drive (no Hugging Face token sent), checked against the architecture
+and converted once into a zoo folder, ``$IKL_ZOO_CACHE/gdrive/<dataset>/<model_id>/`` (default
+``$HF_HOME/ikl-zoo``), which later loads use, offline included. sha256 is verified whenever it is known.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ikl_zoo import __version__
@@ -27,16 +23,37 @@ from ikl_zoo.zoo.checkpoints import (
     WEIGHTS_NAME,
     file_sha256,
     is_html_file,
+    load_state_dict_strict,
+    read_spec,
     read_state_dict,
-    read_zoo_config,
     save_zoo_folder,
     verify_sha256,
 )
-from ikl_zoo.zoo.registry import ModelEntry, get_model_entry
+from ikl_zoo.zoo.registry import ModelSpec, get_model_entry
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A local, verified copy of a model's published weights."""
+
+    path: Path
+    sha256: str  # hashed once, while verifying
+    commit: str | None = None  # the Hub commit (snapshot folder) the file came from
 
 
 class _HostMiss(Exception):
-    """One host could not provide the weights; the reason ends up in the final one-line error."""
+    """One host could not provide the weights: its one argument is the reason."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One host tried for the weights and why it did not provide them."""
+
+    host: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.host}: {self.reason}"
 
 
 def zoo_cache_dir() -> Path:
@@ -46,68 +63,64 @@ def zoo_cache_dir() -> Path:
     return Path(os.environ.get("IKL_ZOO_CACHE") or Path(constants.HF_HOME) / "ikl-zoo").expanduser()
 
 
-def drive_cache_folder(entry: ModelEntry) -> Path:
-    """Zoo folder holding an entry's Google Drive checkpoint converted to safetensors."""
-    return zoo_cache_dir() / "gdrive" / entry.dataset / entry.model_id
+def drive_cache_folder(spec: ModelSpec) -> Path:
+    """Zoo folder holding a model's Google Drive checkpoint converted to safetensors."""
+    return zoo_cache_dir() / "gdrive" / spec.dataset / spec.model_id
 
 
 def download_checkpoint(model_id: str, *, dataset: str = "cifar10", revision: str | None = None) -> Path:
-    """Local path of a registered model's weights (safetensors), fetched if needed and sha256-verified.
+    """Local path of a registered model's weights (safetensors), fetched if needed and sha256-verified."""
+    return fetch_weights(get_model_entry(model_id, dataset=dataset), revision=revision).path
 
-    Tries the Hugging Face Hub (``revision`` overrides the registry's pinned one), then the ikl-zoo cache
-    of converted Google Drive files, then Google Drive itself (skipped when ``HF_HUB_OFFLINE`` is set).
-    An explicit ``revision`` is served by the Hub only: the Drive original is not that revision.
-    Raises ``DownloadError`` naming every attempt and the fix, ``ChecksumMismatchError`` on a bad file.
+
+def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
+    """A registered model's weights: a package file, the Hub, the converted Drive cache, then Google Drive.
+
+    ``revision`` overrides the pinned Hub revision and is served by the Hub only. Raises ``DownloadError``
+    naming every attempt and the fix, ``ChecksumMismatchError`` on a bad file.
     """
-    entry = get_model_entry(model_id, dataset=dataset)
-    pretrained = entry.pretrained
+    name = f"{spec.model_id} ({spec.dataset})"
     if revision is not None and not revision.strip():
-        raise DownloadError("empty revision: pass a Hub branch, tag or commit, or leave --revision out")
-    if revision is not None and not pretrained.hub_repo_name:
-        raise DownloadError(
-            f"{model_id} ({dataset}) has no Hugging Face Hub repository, so no revision: leave --revision out"
-        )
-    if pretrained.package_file:
-        from ikl_zoo.zoo.loading import package_file_path
-
-        return package_file_path(entry)
-    attempts: list[str] = []
-    if pretrained.hub_repo_name:
-        pinned_by_caller = revision is not None
-        revision = revision or pretrained.revision
+        raise DownloadError("empty revision", fix="pass a Hub branch, tag or commit, or leave --revision out")
+    if revision is not None and not spec.hub_repo_name:
+        raise DownloadError(f"{name} has no Hugging Face Hub repository, so no revision",
+                            fix="leave --revision out")
+    if spec.package_file:
+        return package_file_weights(spec)
+    attempts: list[Attempt] = []
+    if spec.hub_repo_name:
         try:
-            return _from_hub(entry, revision)
+            return _from_hub(spec, revision or spec.revision)
         except _HostMiss as miss:
-            attempts.append(f"Hugging Face Hub {pretrained.hub_repo_id()}@{revision}: {miss}")
-        if pinned_by_caller:
+            attempts.append(Attempt(f"Hugging Face Hub {spec.hub_repo_id()}@{revision or spec.revision}",
+                                    miss.args[0]))
+        if revision is not None:
             raise DownloadError(
-                f"could not get the weights of {model_id} ({dataset}): {attempts[0]}. Only the Hub serves an "
-                "explicit revision: fix the revision, or leave --revision out to use the pinned one "
-                "(Google Drive original included)"
+                f"could not get the weights of {name}: {attempts[0]}",
+                fix="Only the Hub serves an explicit revision: fix the revision, or leave --revision out to "
+                "use the pinned one (Google Drive original included)",
             )
-    cached = _from_drive_cache(entry)
+    cached = _from_drive_cache(spec)
     if cached is not None:
         return cached
-    if pretrained.gdrive_id:
-        if _offline():
-            attempts.append(f"Google Drive {pretrained.gdrive_id}: skipped (HF_HUB_OFFLINE is set)")
-        else:
-            try:
-                return _from_drive(entry)
-            except _HostMiss as miss:
-                attempts.append(f"Google Drive {pretrained.gdrive_id}: {miss}")
-    fixes = ["use a local copy of the file (`ikl-zoo eval --checkpoint PATH`, checkpoint= in Python, "
-             "or `ikl-zoo convert PATH` for a zoo folder)"]
-    if _offline():
-        fixes.append("unset HF_HUB_OFFLINE")
-    else:
-        fixes.append("check the network or set HF_ENDPOINT to a reachable mirror")
-    if pretrained.hub_repo_name:
-        fixes.append("set IKL_ZOO_HUB_NAMESPACE if another organisation hosts the weights")
+    if spec.gdrive_id:
+        try:
+            return _from_drive(spec)
+        except _HostMiss as miss:
+            attempts.append(Attempt(f"Google Drive {spec.gdrive_id}", miss.args[0]))
     raise DownloadError(
-        f"could not get the weights of {model_id} ({dataset}): {'; '.join(attempts) or 'no host is known'}. "
-        f"Fix: {'; or '.join(fixes)}"
+        f"could not get the weights of {name}: {'; '.join(map(str, attempts)) or 'no host is known'}",
+        fix=_download_fix(spec),
     )
+
+
+def _download_fix(spec: ModelSpec) -> str:
+    fixes = ["use a local copy of the file (`ikl-zoo eval --checkpoint PATH`, checkpoint= in Python, "
+             "or `ikl-zoo convert PATH` for a zoo folder)",
+             "unset HF_HUB_OFFLINE" if _offline() else "check the network or set HF_ENDPOINT to a mirror"]
+    if spec.hub_repo_name:
+        fixes.append("set IKL_ZOO_HUB_NAMESPACE if another organisation hosts the weights")
+    return "; or ".join(fixes)
 
 
 def _offline() -> bool:
@@ -116,61 +129,63 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-# --------------------------------------------------------------------------------------------------
-# Hugging Face Hub
-# --------------------------------------------------------------------------------------------------
+def package_file_path(spec: ModelSpec) -> Path:
+    """The weights an installed package ships (``"package:relative/path"``), sha256-verified."""
+    return package_file_weights(spec).path
 
 
-def _from_hub(entry: ModelEntry, revision: str) -> Path:
-    repo_id = entry.pretrained.hub_repo_id()
+def package_file_weights(spec: ModelSpec) -> Weights:
+    """The weights an installed package ships (the demo model's), verified and hashed once."""
+    if not spec.package_file or ":" not in spec.package_file:
+        raise CheckpointError(f"{spec.model_id} has no package file to load")
+    package, _, relative = spec.package_file.partition(":")
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise CheckpointError(f"{spec.model_id} needs the package {package}", fix=f"pip install {package}")
+    path = Path(next(iter(found.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing from the installed {package}",
+                              fix=f"reinstall it (pip install --force-reinstall {package})")
+    fix = f"the installed {package} differs from the one ikl-zoo knows: reinstall it"
+    return Weights(path, verify_sha256(path, spec.package_file_sha256, fix=fix))
+
+
+def _from_hub(spec: ModelSpec, revision: str) -> Weights:
+    repo_id = spec.hub_repo_id()
     assert repo_id is not None
     config_path = _hub_file(repo_id, CONFIG_NAME, revision)
-    weights = _hub_file(repo_id, entry.pretrained.filename, revision)
-    expected = entry.pretrained.sha256 or _config_sha256(config_path, entry)
-    if expected:
-        # A snapshot file links to a blob: only removing the repository's cache folder forces a fresh copy.
-        repo_cache = weights.parents[2]
-        verify_sha256(weights, expected, fix=f"delete {repo_cache} and rerun to download it again")
-    return weights
+    weights = _hub_file(repo_id, spec.filename, revision)
+    expected = spec.sha256 or _config_sha256(config_path, spec)
+    # A snapshot file links to a blob: only removing the repository's cache folder forces a fresh copy.
+    sha256 = verify_sha256(weights, expected, fix=f"delete {weights.parents[2]} and rerun to download again")
+    return Weights(weights, sha256, commit=weights.parent.name)
 
 
 def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import errors, hf_hub_download
 
     try:
-        return Path(
-            hf_hub_download(
-                repo_id, filename, revision=revision, library_name="ikl-zoo", library_version=__version__
-            )
-        )
-    except LocalEntryNotFoundError:
+        path = hf_hub_download(repo_id, filename, revision=revision, library_name="ikl-zoo",
+                               library_version=__version__)
+        return Path(path)
+    except errors.LocalEntryNotFoundError:
         state = "offline (HF_HUB_OFFLINE is set)" if _offline() else "unreachable"
         raise _HostMiss(f"{state} and {filename} is not in the Hub cache") from None
-    except GatedRepoError:
+    except errors.GatedRepoError:
         raise _HostMiss("the repository is gated: accept its terms and set HF_TOKEN") from None
-    except RepositoryNotFoundError:
+    except errors.RepositoryNotFoundError:
         raise _HostMiss("repository not found (or private: set HF_TOKEN)") from None
-    except RevisionNotFoundError:
+    except errors.RevisionNotFoundError:
         raise _HostMiss(f"revision {revision} not found") from None
-    except EntryNotFoundError:
+    except errors.EntryNotFoundError:
         raise _HostMiss(f"{filename} not found in the repository") from None
-    except (HfHubHTTPError, OSError, ValueError, *transport_errors()) as error:
+    except (errors.HfHubHTTPError, OSError, ValueError, *transport_errors()) as error:
         raise _HostMiss(first_line(error)) from None
 
 
 def transport_errors() -> tuple[type[Exception], ...]:
     """The HTTP client's own network errors: httpx (huggingface_hub 1.x) or httpx2 (later); OSError covers
     requests (0.x). Their errors are not OSErrors."""
-    import importlib
-
     errors: list[type[Exception]] = []
     for client in ("httpx", "httpx2"):
         try:
@@ -180,64 +195,55 @@ def transport_errors() -> tuple[type[Exception], ...]:
     return tuple(errors)
 
 
-def _config_sha256(config_path: Path, entry: ModelEntry) -> str | None:
+def _config_sha256(config_path: Path, spec: ModelSpec) -> str | None:
     """The sha256 a Hub repository's config.json records for its weights (it guards against truncation)."""
-    if entry.pretrained.filename != WEIGHTS_NAME:
+    if spec.filename != WEIGHTS_NAME:
         return None
     try:
-        config = read_zoo_config(config_path.parent)
+        return read_spec(config_path.parent).sha256
     except CheckpointError as error:  # without it a truncated download would pass unchecked
-        raise _HostMiss(f"the repository's {CONFIG_NAME} is damaged ({_problem_only(error)})") from None
-    return config.get("sha256")
+        # Its fix is for a user's own folder, not a download: only the problem is told.
+        raise _HostMiss(f"the repository's {CONFIG_NAME} is damaged ({error.problem})") from None
 
 
-def _problem_only(error: CheckpointError) -> str:
-    """``read_zoo_config``'s message without its fix, which is for a user's own folder, not a download."""
-    return str(error).split("; ")[0]
-
-
-# --------------------------------------------------------------------------------------------------
-# Google Drive
-# --------------------------------------------------------------------------------------------------
-
-
-def _from_drive_cache(entry: ModelEntry) -> Path | None:
-    folder = drive_cache_folder(entry)
+def _from_drive_cache(spec: ModelSpec) -> Weights | None:
+    folder = drive_cache_folder(spec)
     weights = folder / WEIGHTS_NAME
     if not (weights.is_file() and (folder / CONFIG_NAME).is_file()):
         return None
     fix = f"delete {folder} and rerun to convert it again"
     try:
-        config = read_zoo_config(folder)
+        expected = spec.sha256 or read_spec(folder).sha256
     except CheckpointError as error:
-        raise CheckpointError(f"the ikl-zoo cache is damaged: {_problem_only(error)}; {fix}") from None
-    expected = entry.pretrained.sha256 or config.get("sha256")
-    if expected:
-        verify_sha256(weights, expected, fix=fix)
-    return weights
+        raise CheckpointError(f"the ikl-zoo cache is damaged: {error.problem}", fix=fix) from None
+    return Weights(weights, verify_sha256(weights, expected, fix=fix))
 
 
-def _from_drive(entry: ModelEntry) -> Path:
+def _from_drive(spec: ModelSpec) -> Weights:
     """Download the authors' checkpoint (no Hugging Face token involved), convert it, return its weights."""
-    folder = drive_cache_folder(entry)
+    if _offline():
+        raise _HostMiss("skipped (HF_HUB_OFFLINE is set)")
+    folder = drive_cache_folder(spec)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{entry.model_id}.") as tmp:
-            return _convert_from_drive(entry, folder, Path(tmp))
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{spec.model_id}.") as tmp:
+            _convert_from_drive(spec, folder, Path(tmp))
     except OSError as error:
         raise _HostMiss(
             f"cannot write the ikl-zoo cache {folder} ({first_line(error)}): set IKL_ZOO_CACHE to a folder "
             "you can write"
         ) from None
+    converted = _from_drive_cache(spec)
+    assert converted is not None
+    return converted
 
 
-def _convert_from_drive(entry: ModelEntry, folder: Path, tmp: Path) -> Path:
+def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:
     import gdown
 
-    gdrive_id = entry.pretrained.gdrive_id
-    original = tmp / f"{entry.model_id}.pt"
+    original = tmp / f"{spec.model_id}.pt"
     try:
-        result = gdown.download(id=gdrive_id, output=str(original), quiet=False)
+        result = gdown.download(id=spec.gdrive_id, output=str(original), quiet=False)
     except Exception as error:  # gdown raises its own and requests' exceptions
         raise _HostMiss(f"download failed ({first_line(error)})") from None
     if result is None or not original.is_file() or original.stat().st_size == 0:
@@ -245,19 +251,10 @@ def _convert_from_drive(entry: ModelEntry, folder: Path, tmp: Path) -> Path:
     if is_html_file(original):
         raise _HostMiss("received an HTML page, not weights (Google Drive quota?): try again later")
     try:
-        state = read_state_dict(original)
-        model = entry.create()
-        from ikl_zoo.zoo.loading import load_state_dict_strict
-
-        load_state_dict_strict(
-            model, state, source=f"Google Drive file {gdrive_id}", model_name=entry.model_id,
-            dataset=entry.dataset,
-        )
+        model = spec.build()
+        load_state_dict_strict(model, read_state_dict(original), source=f"Google Drive file {spec.gdrive_id}",
+                               model_name=spec.model_id, dataset=spec.dataset)
     except CheckpointError as error:
         raise _HostMiss(str(error)) from None
-    source = {"host": "Google Drive", "gdrive_id": gdrive_id, "original_sha256": file_sha256(original)}
-    save_zoo_folder(model, folder, entry_or_config=entry, extra={"source": source})
-    weights = folder / WEIGHTS_NAME
-    if entry.pretrained.sha256:
-        verify_sha256(weights, entry.pretrained.sha256, fix=f"delete {folder} and rerun to convert it again")
-    return weights
+    source = {"host": "Google Drive", "gdrive_id": spec.gdrive_id, "original_sha256": file_sha256(original)}
+    save_zoo_folder(model, folder, entry_or_config=spec, extra={"source": source})

@@ -1,0 +1,202 @@
+"""``ModelSpec``: what a model is. A registry entry and a zoo folder's config.json are the same object.
+
+config.json holds what the weights are: ``{"ikl_zoo_version", "model_id", "dataset", "threat_model", "eps",
+"architecture": {"architecture_class", **constructor arguments}, "sha256", "source": {...} (converted),
+"training": {...} (trained), **extra}``. What the registry knows about published weights stays out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ikl_zoo import __version__
+from ikl_zoo.errors import CheckpointError, first_line
+from ikl_zoo.threat import DATASETS, NORMS, NUM_CLASSES
+from ikl_zoo.zoo import architectures
+
+DEFAULT_HUB_NAMESPACE = "ikl-zoo"
+WEIGHTS_NAME = "model.safetensors"
+REWRITE_FIX = "rewrite it with `ikl-zoo convert`"
+BUILDERS = {"WideResNet": architectures.WideResNet, "DMWideResNet": architectures.DMWideResNet,
+            "CifarResNet": architectures.CifarResNet}
+_OWN_KEYS = ("ikl_zoo_version", "model_id", "dataset", "threat_model", "eps", "architecture", "sha256",
+             "source", "training")
+
+
+@dataclass(frozen=True)
+class PublishedFigures:
+    """The accuracies a model's authors or RobustBench published, the yardstick for a measurement."""
+
+    clean_acc: float  # percent, full test set
+    autoattack_acc: float  # percent, AutoAttack standard
+    source: str
+
+    def to_dict(self) -> dict[str, float | str]:
+        """The shape results, records and cards carry published figures in."""
+        return {"clean_acc": self.clean_acc, "autoattack_acc": self.autoattack_acc, "source": self.source}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model: how to build it, what its weights are and, for registry entries, where they are published."""
+
+    model_id: str
+    dataset: str
+    architecture_class: str
+    arguments: Mapping[str, Any]  # constructor keyword arguments, as JSON data (tuples become lists)
+    threat_model: str = "Linf"
+    eps: float = 8 / 255
+    sha256: str | None = None  # of the weights file (``filename``), when known
+    source: Mapping[str, Any] | None = None  # the checkpoint converted into these weights, and its sha256
+    training_facts: Mapping[str, Any] | None = None  # config.json's "training": recipe and run
+    extra: Mapping[str, Any] = field(default_factory=dict)  # other config.json keys, kept as they are
+    ikl_zoo_version: str = __version__
+    # Registry facts: what was published for the model and where its weights live.
+    architecture: str = ""  # display name (``WideResNet-34-10``); the class name when not given
+    published: PublishedFigures | None = None
+    hub_repo_name: str | None = None  # the Hub namespace comes from IKL_ZOO_HUB_NAMESPACE
+    filename: str = WEIGHTS_NAME
+    revision: str = "main"
+    gdrive_id: str | None = None  # the authors' PyTorch checkpoint (RobustBench's model zoo)
+    package_file: str | None = None  # "package:relative/path": weights an installed package ships
+    package_file_sha256: str | None = None
+    training: str = ""  # how the published weights were trained, in words
+    note: str = ""
+    is_ikl_at: bool = True
+    additional_data: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arguments", json.loads(json.dumps(dict(self.arguments))))
+        if not self.architecture:
+            object.__setattr__(self, "architecture", self.architecture_class)
+
+    @property
+    def num_classes(self) -> int:
+        return NUM_CLASSES[self.dataset]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.dataset, self.model_id)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """config.json's ``architecture`` object: ``{"architecture_class": ..., **arguments}``."""
+        return {"architecture_class": self.architecture_class, **self.arguments}
+
+    @property
+    def pretrained(self) -> ModelSpec:
+        """The weights facts (``hub_repo_name``, ``sha256``, ``gdrive_id``...) live on the spec itself."""
+        return self
+
+    def hub_repo_id(self, namespace: str | None = None) -> str | None:
+        if self.hub_repo_name is None:
+            return None
+        namespace = namespace or os.environ.get("IKL_ZOO_HUB_NAMESPACE") or DEFAULT_HUB_NAMESPACE
+        return f"{namespace}/{self.hub_repo_name}"
+
+    def build(self) -> nn.Module:
+        """A freshly initialised (untrained) network of this architecture."""
+        return model_from_config(self.config)
+
+    create = build
+
+    def to_json(self) -> dict[str, Any]:
+        """config.json of a zoo folder holding this model's weights."""
+        data: dict[str, Any] = {
+            "ikl_zoo_version": self.ikl_zoo_version, "model_id": self.model_id, "dataset": self.dataset,
+            "threat_model": self.threat_model, "eps": self.eps, "architecture": self.config,
+        }
+        optional = {"sha256": self.sha256, "source": self.source, "training": self.training_facts}
+        data.update({key: value for key, value in optional.items() if value is not None})
+        return json.loads(json.dumps({**data, **self.extra}))
+
+    @classmethod
+    def from_json(cls, data: Any, *, where: str = "config.json") -> ModelSpec:
+        """The spec a config.json describes; ``CheckpointError`` naming the field that is wrong."""
+        if not isinstance(data, Mapping):
+            raise CheckpointError(f"{where} is not a JSON object", fix=REWRITE_FIX)
+        for name, valid, expected in _FIELD_CHECKS:
+            if data.get(name) is None and name in _OPTIONAL_KEYS:
+                continue
+            if name not in data:
+                raise CheckpointError(f"{where}: field '{name}' is missing", fix=REWRITE_FIX)
+            if not valid(data[name]):
+                raise CheckpointError(
+                    f"{where}: field '{name}' must be {expected}, not {data[name]!r}", fix=REWRITE_FIX
+                )
+        architecture = dict(data["architecture"])
+        return cls(
+            model_id=data["model_id"], dataset=data["dataset"],
+            architecture_class=architecture.pop("architecture_class"), arguments=architecture,
+            threat_model=data["threat_model"], eps=float(data["eps"]), sha256=data.get("sha256"),
+            source=data.get("source"), training_facts=data.get("training"),
+            extra={key: value for key, value in data.items() if key not in _OWN_KEYS},
+            ikl_zoo_version=str(data.get("ikl_zoo_version", __version__)),
+        )
+
+
+def is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
+
+
+def _is_architecture(value: object) -> bool:
+    return isinstance(value, Mapping) and isinstance(value.get("architecture_class"), str)
+
+
+def _is_eps(value: object) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value > 0
+
+
+_FIELD_CHECKS = (
+    ("model_id", lambda value: isinstance(value, str) and bool(value.strip()), "a non-empty string"),
+    ("dataset", lambda value: value in DATASETS, f"one of {', '.join(DATASETS)}"),
+    ("threat_model", lambda value: value in NORMS, f"one of {', '.join(NORMS)}"),
+    ("eps", _is_eps, "a positive number such as 8/255 = 0.0314"),
+    ("architecture", _is_architecture,
+     'an object with "architecture_class"'),
+    ("sha256", is_sha256, "64 hex digits"),
+    ("source", lambda value: isinstance(value, Mapping), "an object"),
+    ("training", lambda value: isinstance(value, Mapping), "an object"),
+)
+_OPTIONAL_KEYS = ("sha256", "source", "training")  # a folder being written has no sha256 yet
+
+
+def model_from_config(config: Mapping[str, Any]) -> nn.Module:
+    """Build the (untrained) network a config describes.
+
+    ``config`` is a zoo folder's config.json (its ``"architecture"`` object is used) or that object itself,
+    ``{"architecture_class": "WideResNet" | "DMWideResNet" | "CifarResNet", **constructor arguments}``.
+    """
+    arch = config.get("architecture", config)
+    if not isinstance(arch, Mapping) or "architecture_class" not in arch:
+        raise CheckpointError('config has no "architecture_class"', fix="pass a config.json")
+    kwargs = {key: tuple(value) if isinstance(value, list) else value
+              for key, value in arch.items() if key != "architecture_class"}
+    name = arch["architecture_class"]
+    if name not in BUILDERS:
+        raise CheckpointError(f"unknown architecture_class {name!r}", fix=f"use one of {', '.join(BUILDERS)}")
+    if isinstance(kwargs.get("activation"), str):
+        activation = getattr(nn, kwargs["activation"], None)
+        if not (isinstance(activation, type) and issubclass(activation, nn.Module)):
+            raise CheckpointError(f"unknown activation {kwargs['activation']!r}", fix="use e.g. SiLU or ReLU")
+        kwargs["activation"] = activation
+    missing = [key for key in ("mean", "std") if key not in kwargs]
+    if name == "DMWideResNet" and missing:
+        # The normalisation is in no checkpoint (non-persistent buffers): a default would be a silent guess.
+        raise CheckpointError(
+            f"config builds DMWideResNet without {' and '.join(missing)}",
+            fix="add the dataset's normalisation "
+            '(e.g. "mean": [0.4914, 0.4822, 0.4465], "std": [0.2471, 0.2435, 0.2616] for CIFAR-10)',
+        )
+    try:
+        return BUILDERS[name](**kwargs)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"config cannot build {name}: {first_line(error)}") from None
