@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -94,7 +94,6 @@ def evaluate(
     the chunks are dealt to the ranks and every rank returns the merged result.
     """
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     check_inputs(x, y)
     settings, facts = _settings_and_facts(settings, facts, keywords, model=model, n_examples=x.shape[0])
     job = _start(model, x, y, settings=settings, facts=facts)
@@ -111,22 +110,30 @@ def evaluate(
         done, pending, batch_size = _plan(job, model)
         runner = _ChunkRunner(job, counting, batch_size=batch_size, progress=progress and job.shard.is_main)
         done.update(_gather(job.shard, _run_pending(job, runner, pending)))
-    result_data = None
-    if job.shard.is_main:
-        extra = {
-            "started": started_at, "resumed_chunks": job.n_chunks - len(pending),
-            "world_size": job.shard.world_size, "channels_last": job.channels_last,
-            "torch_compile": settings.compile, "autoattack_settings": runner.autoattack_settings,
-            "weights_sha256": job.identity["weights_sha256"], "data_sha256": job.identity["data_sha256"],
-        }
-        result = merge_chunks(
-            [done[index] for index in range(job.n_chunks)], settings=job.settings, facts=job.facts,
-            attacks=job.attacks, extra=extra, wall_seconds=time.perf_counter() - started,
-        )
-        result_data = result.to_dict()
-        if job.run_dir is not None:
-            job.run_dir.save_result(result_data)
+    result_data = _finish(job, done, resumed=job.n_chunks - len(pending), runner=runner, started=started)
     return EvalResult.from_dict(job.shard.broadcast(result_data))
+
+
+def _finish(
+    job: _Job, done: dict[int, ChunkOutcome], *, resumed: int, runner: _ChunkRunner, started: float
+) -> dict[str, Any] | None:
+    """Rank 0 merges every chunk into the result and saves it; the other ranks get it from rank 0."""
+    if not job.shard.is_main:
+        return None
+    extra = {
+        "started": job.started_at, "resumed_chunks": resumed,
+        "world_size": job.shard.world_size, "channels_last": job.channels_last,
+        "torch_compile": job.settings.compile, "autoattack_settings": runner.autoattack_settings,
+        "weights_sha256": job.identity["weights_sha256"], "data_sha256": job.identity["data_sha256"],
+    }
+    result = merge_chunks(
+        [done[index] for index in range(job.n_chunks)], settings=job.settings, facts=job.facts,
+        attacks=job.attacks, extra=extra, wall_seconds=time.perf_counter() - started,
+    )
+    result_data = result.to_dict()
+    if job.run_dir is not None:
+        job.run_dir.save_result(result_data)
+    return result_data
 
 
 def _settings_and_facts(
@@ -161,6 +168,7 @@ class _Job:
     identity: dict[str, Any]
     """What a resumed run must share: the settings that change a flag, the model's weights and the data."""
     run_dir: RunDir | None = None
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property
     def n_chunks(self) -> int:
