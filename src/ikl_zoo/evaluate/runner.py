@@ -25,30 +25,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ikl_zoo.errors import EvaluationError
-from ikl_zoo.evaluate.attacks import (
-    attack_chunk,
-    autoattack_settings,
-    build_adversary,
-    check_attack_options,
-    check_eps,
-    collect_autoattack_warnings,
-    resolve_attacks,
-    run_checks,
-)
+from ikl_zoo.evaluate import attacks as aa
+from ikl_zoo.evaluate import prepare
 from ikl_zoo.evaluate.distributed import Shard, current_shard
 from ikl_zoo.evaluate.merge import merge_chunks
-from ikl_zoo.evaluate.prepare import (
-    CountingModel,
-    auto_batch_size,
-    check_fp32,
-    check_inputs,
-    data_digest,
-    evaluation_mode,
-    free_memory,
-    is_out_of_memory,
-    resolve_device,
-    weights_digest,
-)
+from ikl_zoo.evaluate.prepare import auto_batch_size
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
 from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, EvalSettings
 from ikl_zoo.evaluate.store import ChunkOutcome, RunDir, open_run_dir
@@ -94,7 +75,7 @@ def evaluate(
     the chunks are dealt to the ranks and every rank returns the merged result.
     """
     started = time.perf_counter()
-    check_inputs(x, y)
+    prepare.check_inputs(x, y)
     settings, facts = _settings_and_facts(settings, facts, keywords, model=model, n_examples=x.shape[0])
     job = _start(model, x, y, settings=settings, facts=facts)
     if out is not None:
@@ -102,11 +83,11 @@ def evaluate(
         settings_data = job.settings.to_dict()
         open_run_dir(job.run_dir, job.identity, settings=settings_data, resume=resume, shard=job.shard)
     rng_devices = [job.device] if job.device.type == "cuda" else []
-    with evaluation_mode(model, job.device, channels_last=job.channels_last), torch.random.fork_rng(
+    with prepare.evaluation_mode(model, job.device, channels_last=job.channels_last), torch.random.fork_rng(
         devices=rng_devices, device_type="cuda"
     ):
         network = torch.compile(model) if settings.compile else model
-        counting = CountingModel(network, channels_last=job.channels_last)
+        counting = prepare.CountingModel(network, channels_last=job.channels_last)
         done, pending, batch_size = _plan(job, model)
         runner = _ChunkRunner(job, counting, batch_size=batch_size, progress=progress and job.shard.is_main)
         done.update(_gather(job.shard, _run_pending(job, runner, pending)))
@@ -191,12 +172,12 @@ def _start(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, settings: EvalSettings, facts: ModelFacts
 ) -> _Job:
     """Check everything an attack would trip over later, then place the model on its device."""
-    attacks = resolve_attacks(version=settings.version, norm=settings.norm, attacks=settings.attacks)
-    options = check_attack_options(settings.attack_options, version=settings.version)
-    check_eps(settings.eps, norm=settings.norm)
+    attacks = aa.resolve_attacks(version=settings.version, norm=settings.norm, attacks=settings.attacks)
+    options = aa.check_attack_options(settings.attack_options, version=settings.version)
+    aa.check_eps(settings.eps, norm=settings.norm)
     _check_seed(settings.seed, -(-settings.n_examples // settings.chunk_size))
-    check_fp32(model)
-    device = resolve_device(settings.device, model)
+    prepare.check_fp32(model)
+    device = prepare.resolve_device(settings.device, model)
     model.to(device)
     shard = current_shard()
     if shard.active and device.type == "cuda":
@@ -205,7 +186,8 @@ def _start(
     settings = replace(settings, attack_options=options, device=str(device), channels_last=channels_last)
     x, y = x.detach().to("cpu"), y.detach().to("cpu", torch.int64)
     identity = {
-        "model_id": facts.model_id, "weights_sha256": weights_digest(model), "data_sha256": data_digest(x, y),
+        "model_id": facts.model_id, "weights_sha256": prepare.weights_digest(model),
+        "data_sha256": prepare.data_digest(x, y),
         **settings.identity(), "attacks": attacks,
     }
     return _Job(settings, facts, x, y, attacks, device, channels_last, shard, identity)
@@ -304,15 +286,15 @@ def _check_seed(seed: Any, n_chunks: int) -> None:
 class _ChunkRunner:
     """Attacks one chunk at a time with a fresh AutoAttack seeded ``seed + index``, and saves it."""
 
-    def __init__(self, job: _Job, counting: CountingModel, *, batch_size: int, progress: bool) -> None:
+    def __init__(self, job: _Job, counting: nn.Module, *, batch_size: int, progress: bool) -> None:
         self.job, self.counting, self.batch_size, self.progress = job, counting, batch_size, progress
         self.checked = False
-        self.autoattack_settings = autoattack_settings(self._adversary(job.settings.seed))
+        self.autoattack_settings = aa.autoattack_settings(self._adversary(job.settings.seed))
         self.device_name = _device_name(job.device)
 
     def _adversary(self, seed: int):
         settings = self.job.settings
-        return build_adversary(
+        return aa.build_adversary(
             self.counting, eps=settings.eps, norm=settings.norm, version=settings.version,
             attacks=self.job.attacks, seed=seed, device=self.job.device,
             attack_options=settings.attack_options,
@@ -322,7 +304,7 @@ class _ChunkRunner:
         start, stop = self.job.bounds(index)
         seed = self.job.settings.seed + index
         before = self.counting.passes()
-        with collect_autoattack_warnings() as autoattack_warnings:
+        with aa.collect_autoattack_warnings() as autoattack_warnings:
             x, y = self.job.x[start:stop], self.job.y[start:stop]
             found, checks_seconds, back_offs = self._attack(index, x, y)
         after = self.counting.passes()
@@ -348,16 +330,16 @@ class _ChunkRunner:
             try:
                 checks_seconds = self._checks(adversary, x, y)
                 torch.manual_seed(seed)  # AutoAttack seeds before each attack, not before its clean pass
-                found = attack_chunk(
+                found = aa.attack_chunk(
                     adversary, x, y, batch_size=self.batch_size, step_counter=self.counting.set_on_forward,
                     progress=self.progress, label=f"chunk {index + 1}/{self.job.n_chunks} ",
                 )
                 return found, checks_seconds, back_offs
             except RuntimeError as error:
-                if not is_out_of_memory(error):
+                if not prepare.is_out_of_memory(error):
                     raise
                 del adversary
-                free_memory()
+                prepare.free_memory()
                 back_offs.append(self._back_off(index))
 
     def _back_off(self, index: int) -> str:
@@ -390,7 +372,7 @@ class _ChunkRunner:
             return 0.0
         started = time.perf_counter()
         with torch.no_grad():
-            n_classes = run_checks(adversary, x, y, batch_size=self.batch_size)
+            n_classes = aa.run_checks(adversary, x, y, batch_size=self.batch_size)
         label_max = int(self.job.y.max())
         if label_max >= n_classes:
             raise EvaluationError(
