@@ -327,54 +327,47 @@ def _norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return delta.abs().sum(dim=1)
 
 
-class _Collector(logging.Handler):
-    def __init__(self) -> None:
+class _EachOnce(logging.Handler):
+    """Hands each distinct AutoAttack warning to ``action`` once (APGD's come once per batch)."""
+
+    def __init__(self, action: Callable[[str], None]) -> None:
         super().__init__(level=logging.WARNING)
-        self.messages: list[str] = []
+        self.action, self.seen = action, []
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message not in self.messages:
-            self.messages.append(message)
+        if message not in self.seen:
+            self.seen.append(message)
+            self.action(message)
+
+
+@contextmanager
+def _handling(handler: logging.Handler, *, propagate: bool = True) -> Iterator[None]:
+    logger = logging.getLogger(AUTOATTACK_LOGGER)
+    before = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = propagate and before
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = before
 
 
 @contextmanager
 def collect_autoattack_warnings() -> Iterator[list[str]]:
     """Collect AutoAttack's warnings (its checks log to 'auto-attack') while they still reach the user."""
-    collector = _Collector()
-    logger = logging.getLogger(AUTOATTACK_LOGGER)
-    logger.addHandler(collector)
-    try:
-        yield collector.messages
-    finally:
-        logger.removeHandler(collector)
-
-
-class _TqdmWriter(logging.Handler):
-    def __init__(self, prefix: str) -> None:
-        super().__init__(level=logging.WARNING)
-        self.prefix = prefix
-        self.shown: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message not in self.shown:  # the checks run once per process, APGD's once per batch
-            self.shown.add(message)
-            tqdm.write(f"{self.prefix}{message}", file=sys.stderr)
+    collector = _EachOnce(lambda message: None)
+    with _handling(collector):
+        yield collector.seen
 
 
 @contextmanager
 def show_autoattack_warnings(prefix: str = "AutoAttack warning: ") -> Iterator[None]:
     """Print AutoAttack's warnings on stderr between the progress bars, each once, for a command line."""
-    logger = logging.getLogger(AUTOATTACK_LOGGER)
-    handler, propagate = _TqdmWriter(prefix), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
+    printer = _EachOnce(lambda message: tqdm.write(f"{prefix}{message}", file=sys.stderr))
+    with _handling(printer, propagate=False):
         yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
 
 
 def autoattack_settings(adversary: AutoAttack) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,13 @@ from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate.settings import EvalSettings
 
 RESULT_FORMAT = 2
-_SHOWN = ("dataset", "threat_model", "eps", "version", "n_examples", "seed", "chunk_size")
-"""Settings ``result.json`` also shows at its top level, for a reader that does not know ``settings``."""
+_FROM_SETTINGS = {
+    "dataset": "dataset", "threat_model": "norm", "eps": "eps", "version": "version",
+    "n_examples": "n_examples", "seed": "seed", "chunk_size": "chunk_size",
+}
+"""A result's attributes that are its settings' (``result.threat_model`` is ``result.settings.norm``);
+``result.json`` shows them at its top level too, for readers that do not know ``settings``."""
+_SHOWN = tuple(_FROM_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -63,34 +69,6 @@ class EvalResult:
     """AutoAttack's own warnings (randomised or dynamic defence, softmax output, Square finding extra
     points, ...) and the evaluator's (out-of-memory back-offs), each once."""
 
-    @property
-    def dataset(self) -> str:
-        return self.settings.dataset
-
-    @property
-    def threat_model(self) -> str:
-        return self.settings.norm
-
-    @property
-    def eps(self) -> float:
-        return self.settings.eps
-
-    @property
-    def version(self) -> str:
-        return self.settings.version
-
-    @property
-    def n_examples(self) -> int:
-        return self.settings.n_examples
-
-    @property
-    def seed(self) -> int:
-        return self.settings.seed
-
-    @property
-    def chunk_size(self) -> int:
-        return self.settings.chunk_size
-
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         del data["settings"]
@@ -127,3 +105,6 @@ class EvalResult:
         except EvaluationError as error:
             raise EvaluationError(f"{path}: {error.problem}", fix=error.fix) from None
 
+
+for _name, _setting in _FROM_SETTINGS.items():
+    setattr(EvalResult, _name, property(attrgetter(f"settings.{_setting}")))

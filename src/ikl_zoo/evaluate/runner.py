@@ -55,24 +55,16 @@ def evaluate(
 ) -> EvalResult:
     """Clean and AutoAttack robust accuracy of ``model`` on images ``x`` (N x C x H x W, in [0, 1]), ``y``.
 
-    ``settings`` says how (or pass its fields as keywords: ``eps=..., norm=..., version=..., attacks=...,
-    seed=..., batch_size=..., device=...``, and ``model_id``, ``published``, ``provenance`` for ``facts``);
-    its ``n_examples`` becomes ``len(x)``. ``version`` is AutoAttack's (standard, plus, rand, or custom
-    with ``attacks`` and optional ``attack_options`` such as ``{"apgd": {"n_iter": 10}}``). Chunk k is
-    attacked with seed ``seed + k``, torch's global RNG seeded alike for its clean pass, so a randomised
-    defence resumes exactly too.
-
-    The flags depend on the batch size, so it is fixed per run: ``batch_size="auto"`` takes the largest
-    batch that fits (at most ``chunk_size``; every rank the same) and halves it on out-of-memory for the
-    unfinished chunk and all later ones; with ``out`` the size is kept there and a resumed run continues
-    with it instead of probing again. ``provenance["chunk_batch_sizes"]`` gives each chunk's size, and a
-    warning says when they differ.
-
-    With ``out``, each finished chunk is saved there and ``resume=True`` continues an interrupted run
-    (refusing one made with other settings; starting a new one, with a note, where there is none).
-    ``device=None`` keeps the model where it is; the model is put in eval mode with frozen weights for the
-    run and restored afterwards, and the caller's RNG state is restored too. Under ``torch.distributed``
-    the chunks are dealt to the ranks and every rank returns the merged result.
+    ``settings`` says how, or its fields come as keywords (``eps=..., norm=..., version=..., attacks=...,
+    seed=..., batch_size=..., device=...``; ``model_id``, ``published``, ``provenance`` make ``facts``); its
+    ``n_examples`` becomes ``len(x)``. Chunk k is attacked with seed ``seed + k`` (torch's global RNG seeded
+    alike for the clean pass). ``batch_size="auto"`` takes the largest batch that fits (every rank the same)
+    and halves it on out-of-memory for the unfinished chunk and all later ones, kept in ``out`` for a resumed
+    run; ``provenance["chunk_batch_sizes"]`` gives each chunk's. With ``out``, each finished chunk is saved
+    there and ``resume=True`` continues an interrupted run (refusing one made with other settings).
+    ``device=None`` keeps the model where it is; the model's mode, weights and the caller's RNG state are
+    restored afterwards. Under ``torch.distributed`` the chunks are dealt to the ranks and every rank
+    returns the merged result.
     """
     started = time.perf_counter()
     prepare.check_inputs(x, y)
