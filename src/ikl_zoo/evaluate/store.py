@@ -30,7 +30,8 @@ from ikl_zoo.evaluate.distributed import Shard
 
 _T = TypeVar("_T")
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
+"""2: the identity holds the settings of an EvalSettings."""
 
 
 @dataclass
