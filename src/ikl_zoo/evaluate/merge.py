@@ -36,7 +36,7 @@ def merge_chunks(
         clean_acc=clean_acc, robust_acc=sum(robust_flags) / n, clean_flags=clean_flags,
         robust_flags=robust_flags, per_attack=per_attack, timings=_timings(outcomes, wall_seconds),
         model_passes=_passes(outcomes),
-        provenance=_provenance(outcomes, settings=settings, extra={**extra, **facts.provenance}),
+        provenance=_provenance(outcomes, settings=settings, extra={**extra, **(facts.provenance or {})}),
         published=dict(published) if published is not None else None,
         warnings=_warnings(outcomes, per_attack=per_attack, clean_acc=clean_acc),
     )
