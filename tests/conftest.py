@@ -22,6 +22,8 @@ from urllib.parse import unquote
 import pytest
 
 from ikl_zoo.evaluate.result import EvalResult
+from ikl_zoo.evaluate.settings import EvalSettings
+from ikl_zoo.threat import DATASETS
 
 
 @dataclass
@@ -228,6 +230,7 @@ PROVENANCE = {
     "device": "NVIDIA H100 80GB HBM3",
     "checkpoint_sha256": "ab" * 32,
     "data": "cifar10 test split, torchvision layout",
+    "official_test_set": True,
 }
 
 
@@ -241,21 +244,23 @@ def build_result(
     threat_model: str = "Linf",
     eps: float = 8 / 255,
     version: str = "standard",
-    seed: int | None = 0,
+    seed: int = 0,
     provenance: dict | None = None,
 ) -> EvalResult:
     n_clean, n_robust = round(clean * n_examples), round(robust * n_examples)
+    custom = version == "custom"
+    settings = EvalSettings(
+        eps=eps, norm=threat_model, version=version, attacks=["apgd-ce"] if custom else None, seed=seed,
+        batch_size=500, chunk_size=500, dataset=dataset if dataset in DATASETS else "cifar10",
+        n_examples=n_examples,
+    )
+    if dataset not in DATASETS:  # a hand-edited result: the evaluator never writes one
+        object.__setattr__(settings, "dataset", dataset)
     return EvalResult(
         model_id=model_id,
-        dataset=dataset,
-        threat_model=threat_model,
-        eps=eps,
-        version=version,
+        settings=settings,
         attacks=list(STANDARD_ATTACKS) if version == "standard" else ["apgd-ce"],
-        n_examples=n_examples,
-        seed=seed,
         batch_size=500,
-        chunk_size=500,
         clean_acc=n_clean / n_examples,
         robust_acc=n_robust / n_examples,
         clean_flags=[i < n_clean for i in range(n_examples)],

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from ikl_zoo._robustbench import import_robustbench, robustbench_model_dicts
 from ikl_zoo.cli import main
 from ikl_zoo.errors import CheckpointError, UnknownModelError
-from ikl_zoo.evaluate import EvalResult
+from ikl_zoo.evaluate import EvalResult, EvalSettings
 from ikl_zoo.evaluate.sources import _weights_only_torch_load, load_for_evaluation
 
 PEER = "Wong2020Fast"  # a PreActResNet-18: the smallest CIFAR-10 Linf entry to build
@@ -163,13 +163,14 @@ def test_published_figures_go_only_with_the_threat_model_and_version_they_were_m
     _place(peer_state, tmp_path / "cache")
     handed_over = {}
     monkeypatch.setattr(run_module, "evaluate", lambda *args, **kwargs: handed_over.update(kwargs))
-    run_module.evaluate_model(
-        f"robustbench:{PEER}", data_dir=sample_dir, n_examples=2, eps=eps, version=version,
-        attacks=["apgd-ce"] if version == "custom" else None, device="cpu",
-        robustbench_dir=tmp_path / "cache",
+    request = run_module.ModelRequest(
+        f"robustbench:{PEER}", data_dir=sample_dir, robustbench_dir=tmp_path / "cache"
     )
-    assert (handed_over["published"] is not None) == attached
-    assert handed_over["eps"] == eps and handed_over["version"] == version
+    attacks = ["apgd-ce"] if version == "custom" else None
+    settings = EvalSettings(n_examples=2, eps=eps, version=version, attacks=attacks, device="cpu")
+    run_module.evaluate_model(request, settings=settings)
+    assert (handed_over["facts"].published is not None) == attached
+    assert handed_over["settings"] == settings
 
 
 def test_a_registered_model_with_another_checkpoint_is_marked_as_replaced_weights():

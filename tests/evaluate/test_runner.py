@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ikl_zoo.errors import EvaluationError
-from ikl_zoo.evaluate import EvalResult, evaluate
+from ikl_zoo.evaluate import EvalResult, EvalSettings, evaluate
 
 from .conftest import FAST_APGD, TINY_EPS
 
@@ -117,6 +117,32 @@ def test_result_fields(tiny_model, cifar10_sample, tmp_path):
     assert provenance["devices"][0].startswith("cpu")
     restored = EvalResult.load(result.save(tmp_path / "result.json"))
     assert restored == result
+    written = json.loads((tmp_path / "result.json").read_text())
+    assert written["format"] == 2 and EvalSettings.from_dict(written["settings"]) == result.settings
+    assert result.settings.n_examples == 20 and result.settings.attack_options == FAST_APGD
+
+
+def test_settings_whole_or_as_keywords_are_the_same_evaluation(tiny_model, cifar10_sample):
+    settings = EvalSettings(
+        eps=TINY_EPS, version="custom", attacks=["apgd-ce"], attack_options=FAST_APGD, batch_size=20,
+        device="cpu",
+    )
+    whole = evaluate(tiny_model, *cifar10_sample, settings=settings, progress=False)
+    keywords = evaluate(tiny_model, *cifar10_sample, batch_size=20, device="cpu", **FAST)
+    assert whole.settings == keywords.settings and whole.robust_flags == keywords.robust_flags
+    with pytest.raises(TypeError, match="not both"):
+        evaluate(tiny_model, *cifar10_sample, settings=settings, seed=1)
+
+
+def test_a_result_of_an_earlier_version_is_refused_with_the_fix(tiny_model, cifar10_sample, tmp_path):
+    result = evaluate(tiny_model, *cifar10_sample, batch_size=20, **FAST)
+    old = {key: value for key, value in result.to_dict().items() if key not in ("format", "settings")}
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(old))
+    with pytest.raises(EvaluationError) as error:
+        EvalResult.load(path)
+    assert error.value.problem == f"{path}: a result of an earlier ikl-zoo version"
+    assert "re-run" in error.value.fix and "ikl-zoo record --overwrite" in error.value.fix
 
 
 def test_run_dir_holds_manifest_chunks_and_result(tiny_model, cifar10_sample, tmp_path):

@@ -8,13 +8,13 @@ from importlib import resources
 
 import pytest
 
-from ikl_zoo.evaluate.summary import format_eps
 from ikl_zoo.leaderboard.reference import (
     LeaderboardError,
     is_standard_eps,
     load_reference,
     reference_entry,
 )
+from ikl_zoo.threat import format_eps
 from ikl_zoo.zoo.registry import list_models
 
 

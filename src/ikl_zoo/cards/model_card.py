@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.evaluate.summary import FULL_TEST_SET, format_eps
+from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, find_fact, replaced_weights
 from ikl_zoo.leaderboard.records import (
     DEFAULT_ROOT,
@@ -35,6 +35,7 @@ from ikl_zoo.leaderboard.reference import (
 )
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT, published_from_row
+from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.evaluate.summary import format_eps
 from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, missing_facts, replaced_weights
 from ikl_zoo.leaderboard.records import (
     Measurement,
@@ -33,6 +32,7 @@ from ikl_zoo.leaderboard.reference import (
     is_standard_eps,
     reference_entry,
 )
+from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
 import click
 
 from ikl_zoo.cli.base import DATASET_OPTION, IklZooCommand
+from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, DEFAULT_N_EXAMPLES, VERSIONS
+from ikl_zoo.threat import NORMS, parse_eps
 
 
 def _parse_eps(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    numerator, _, denominator = value.partition("/")
     try:
-        eps = float(numerator) / float(denominator) if denominator else float(numerator)
-    except (ValueError, ZeroDivisionError):
-        raise click.BadParameter(f"{value!r} is not a number or a fraction such as 8/255") from None
-    if not (math.isfinite(eps) and eps > 0):
-        raise click.BadParameter(f"{value!r} must be a positive finite number, e.g. 8/255")
-    return eps
+        return parse_eps(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def _parse_batch_size(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
@@ -55,12 +51,12 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
               help="CIFAR in torchvision's layout (downloaded there if missing), or `ikl-zoo sample-data`'s.")
 @click.option("--download/--no-download", default=True, show_default=True,
               help="Download CIFAR into --data-dir when it is missing.")
-@click.option("--n-examples", type=click.IntRange(min=1), default=10000, show_default=True,
+@click.option("--n-examples", type=click.IntRange(min=1), default=DEFAULT_N_EXAMPLES, show_default=True,
               help="The first N test images (RobustBench uses all 10,000).")
 @click.option("--eps", default="8/255", show_default=True, callback=_parse_eps,
               help="Budget, e.g. 8/255 or 0.5.")
-@click.option("--norm", type=click.Choice(["Linf", "L2", "L1"]), default="Linf", show_default=True)
-@click.option("--version", "aa_version", type=click.Choice(["standard", "plus", "rand", "custom"]),
+@click.option("--norm", type=click.Choice(NORMS), default="Linf", show_default=True)
+@click.option("--version", "aa_version", type=click.Choice(VERSIONS),
               default="standard", show_default=True, help="AutoAttack version.")
 @click.option("--attacks", default=None, help="Custom version: comma-separated, e.g. apgd-ce,apgd-t.")
 @click.option("--attack-option", "attack_options", multiple=True, callback=_parse_attack_options,
@@ -68,7 +64,7 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
 @click.option("--seed", type=int, default=0, show_default=True, help="Chunk k is attacked with seed + k.")
 @click.option("--batch-size", default="auto", show_default=True, callback=_parse_batch_size,
               help="Attack batch size, or auto: the largest that fits, halved on out-of-memory.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=500, show_default=True,
+@click.option("--chunk-size", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE, show_default=True,
               help="Examples per chunk: the unit of resumption and of sharding over ranks.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -110,19 +106,24 @@ def eval_command(
         from ikl_zoo.leaderboard.records import replaced_weights_error
 
         raise replaced_weights_error(model_id, checkpoint, dataset=dataset)
-    from ikl_zoo.evaluate.run import default_run_dir, evaluate_model
+    from ikl_zoo.evaluate.run import ModelRequest, default_run_dir, evaluate_model
+    from ikl_zoo.evaluate.settings import EvalSettings
     from ikl_zoo.evaluate.summary import format_summary
 
-    if out_dir is None:
-        out_dir = str(default_run_dir(model_id, dataset=dataset, norm=norm, eps=eps, version=aa_version))
+    settings = EvalSettings(
+        eps=eps, norm=norm, version=aa_version, attack_options=attack_options, seed=seed,
+        attacks=[a.strip() for a in attacks.split(",") if a.strip()] if attacks else None,
+        batch_size=batch_size, chunk_size=chunk_size, dataset=dataset, n_examples=n_examples, device=device,
+        compile=compile_model, channels_last=channels_last,
+    )
+    request = ModelRequest(
+        model_id, checkpoint=checkpoint, revision=revision, data_dir=data_dir, download=download,
+        robustbench_dir=robustbench_dir,
+    )
+    out_dir = out_dir or str(default_run_dir(model_id, settings))
     with show_autoattack_warnings():
         result = evaluate_model(
-            model_id, dataset=dataset, checkpoint=checkpoint, revision=revision, data_dir=data_dir,
-            download=download, n_examples=n_examples, eps=eps, norm=norm, version=aa_version,
-            attacks=[a.strip() for a in attacks.split(",") if a.strip()] if attacks else None,
-            attack_options=attack_options, seed=seed, batch_size=batch_size, chunk_size=chunk_size,
-            device=device, out=out_dir, resume=resume, channels_last=channels_last,
-            compile_model=compile_model, robustbench_dir=robustbench_dir, progress=not no_progress,
+            request, settings=settings, out=out_dir, resume=resume, progress=not no_progress
         )
     if os.environ.get("RANK", "0") != "0":
         return

@@ -25,9 +25,9 @@ from pyautoattack import checks as aa_checks
 from tqdm.auto import tqdm
 
 from ikl_zoo.errors import EvaluationError
+from ikl_zoo.evaluate.settings import VERSIONS
+from ikl_zoo.threat import NORMS
 
-NORMS = ("Linf", "L2", "L1")
-VERSIONS = ("standard", "plus", "rand", "custom")
 ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 AUTOATTACK_LOGGER = "auto-attack"
 
@@ -236,62 +236,87 @@ def attack_chunk(
     ``step_counter(callback)`` installs a callback the model wrapper calls on every forward pass (None
     removes it); the per-attack bar advances with it, so its ETA moves inside long batches too.
     """
-    device = adversary.device
-    n = x_orig.shape[0]
     timings: dict[str, float] = {}
     attack_flags: dict[str, torch.Tensor] = {}
     max_perturbation = 0.0
     with torch.no_grad():
         start_time = time.perf_counter()
-        robust_flags = torch.zeros(n, dtype=torch.bool)
-        for start in range(0, n, batch_size):
-            x = x_orig[start:start + batch_size].clone().to(device)
-            y = y_orig[start:start + batch_size].clone().to(device)
-            output = adversary.get_logits(x).max(dim=1)[1]
-            robust_flags[start:start + batch_size] = y.eq(output).cpu()
+        robust_flags = _clean_flags(adversary, x_orig, y_orig, batch_size=batch_size)
         clean_flags = robust_flags.clone()
         timings["clean"] = time.perf_counter() - start_time
-
         for attack in adversary.attacks_to_run:
-            num_robust = int(robust_flags.sum().item())
-            if num_robust == 0:  # AutoAttack stops: nothing left to attack
-                attack_flags[attack] = robust_flags.clone()
-                timings[attack] = 0.0
-                continue
             start_time = time.perf_counter()
-            robust_idx = torch.nonzero(robust_flags, as_tuple=False).reshape(-1)
-            n_batches = -(-num_robust // batch_size)
-            bar = tqdm(
-                total=n_batches * expected_steps(adversary, attack), desc=f"{label}{attack}", unit="step",
-                leave=False, disable=not progress, dynamic_ncols=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} (at most)",
-            )
-            if step_counter is not None:
-                step_counter(lambda bar=bar: bar.update(1) if bar.n < bar.total else None)
-            try:
-                for batch_index in range(n_batches):
-                    batch_idx = robust_idx[batch_index * batch_size:(batch_index + 1) * batch_size]
-                    x = x_orig[batch_idx].clone().to(device)
-                    y = y_orig[batch_idx].clone().to(device)
-                    adv = _perturb(adversary, attack, x, y)
-                    output = adversary.get_logits(adv).max(dim=1)[1]
-                    fooled = ~y.eq(output).cpu()
-                    robust_flags[batch_idx[fooled]] = False
-                    if fooled.any():
-                        delta = (adv[fooled.to(adv.device)] - x[fooled.to(x.device)]).flatten(1).cpu()
-                        max_perturbation = max(max_perturbation, float(_norm(delta, adversary.norm).max()))
-                    bar.n = (batch_index + 1) * expected_steps(adversary, attack)
-                    bar.refresh()
-            finally:
-                if step_counter is not None:
-                    step_counter(None)
-                bar.close()
+            if robust_flags.any():
+                largest = _attack_with_bar(
+                    adversary, attack, (x_orig, y_orig), robust_flags, batch_size=batch_size,
+                    step_counter=step_counter, progress=progress, label=label,
+                )
+                max_perturbation = max(max_perturbation, largest)
+                timings[attack] = time.perf_counter() - start_time
+            else:  # AutoAttack stops: nothing left to attack
+                timings[attack] = 0.0
             attack_flags[attack] = robust_flags.clone()
-            timings[attack] = time.perf_counter() - start_time
     return ChunkAttackResult(
         clean_flags=clean_flags, robust_flags=robust_flags, attack_flags=attack_flags, timings=timings,
         max_perturbation=max_perturbation,
     )
+
+
+def _attack_with_bar(
+    adversary: AutoAttack,
+    attack: str,
+    examples: tuple[torch.Tensor, torch.Tensor],
+    robust_flags: torch.Tensor,
+    *,
+    batch_size: int,
+    step_counter: Callable[[Callable[[], None] | None], None] | None,
+    progress: bool,
+    label: str,
+) -> float:
+    """``_attack_survivors`` under a progress bar that the model's forward passes advance."""
+    bar = tqdm(
+        total=-(-int(robust_flags.sum()) // batch_size) * expected_steps(adversary, attack),
+        desc=f"{label}{attack}", unit="step", leave=False, disable=not progress, dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} (at most)",
+    )
+    if step_counter is not None:
+        step_counter(lambda bar=bar: bar.update(1) if bar.n < bar.total else None)
+    try:
+        return _attack_survivors(adversary, attack, *examples, robust_flags, batch_size, bar)
+    finally:
+        if step_counter is not None:
+            step_counter(None)
+        bar.close()
+
+
+def _clean_flags(adversary: AutoAttack, x_orig: torch.Tensor, y_orig: torch.Tensor, *, batch_size: int):
+    """Which examples the model classifies correctly, batch by batch as AutoAttack's clean pass."""
+    flags = torch.zeros(x_orig.shape[0], dtype=torch.bool)
+    for start in range(0, x_orig.shape[0], batch_size):
+        x = x_orig[start:start + batch_size].clone().to(adversary.device)
+        y = y_orig[start:start + batch_size].clone().to(adversary.device)
+        flags[start:start + batch_size] = y.eq(adversary.get_logits(x).max(dim=1)[1]).cpu()
+    return flags
+
+
+def _attack_survivors(adversary, attack, x_orig, y_orig, robust_flags, batch_size, bar) -> float:
+    """One attack on the examples still robust, in AutoAttack's batches; clears the flags of those it
+    fools (in place) and returns the largest perturbation that fooled the model."""
+    robust_idx = torch.nonzero(robust_flags, as_tuple=False).reshape(-1)
+    largest = 0.0
+    for batch_index in range(-(-len(robust_idx) // batch_size)):
+        batch_idx = robust_idx[batch_index * batch_size:(batch_index + 1) * batch_size]
+        x = x_orig[batch_idx].clone().to(adversary.device)
+        y = y_orig[batch_idx].clone().to(adversary.device)
+        adv = _perturb(adversary, attack, x, y)
+        fooled = ~y.eq(adversary.get_logits(adv).max(dim=1)[1]).cpu()
+        robust_flags[batch_idx[fooled]] = False
+        if fooled.any():
+            delta = (adv[fooled.to(adv.device)] - x[fooled.to(x.device)]).flatten(1).cpu()
+            largest = max(largest, float(_norm(delta, adversary.norm).max()))
+        bar.n = (batch_index + 1) * expected_steps(adversary, attack)
+        bar.refresh()
+    return largest
 
 
 def _norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
@@ -302,54 +327,47 @@ def _norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return delta.abs().sum(dim=1)
 
 
-class _Collector(logging.Handler):
-    def __init__(self) -> None:
+class _EachOnce(logging.Handler):
+    """Hands each distinct AutoAttack warning to ``action`` once (APGD's come once per batch)."""
+
+    def __init__(self, action: Callable[[str], None]) -> None:
         super().__init__(level=logging.WARNING)
-        self.messages: list[str] = []
+        self.action, self.seen = action, []
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message not in self.messages:
-            self.messages.append(message)
+        if message not in self.seen:
+            self.seen.append(message)
+            self.action(message)
+
+
+@contextmanager
+def _handling(handler: logging.Handler, *, propagate: bool = True) -> Iterator[None]:
+    logger = logging.getLogger(AUTOATTACK_LOGGER)
+    before = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = propagate and before
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = before
 
 
 @contextmanager
 def collect_autoattack_warnings() -> Iterator[list[str]]:
     """Collect AutoAttack's warnings (its checks log to 'auto-attack') while they still reach the user."""
-    collector = _Collector()
-    logger = logging.getLogger(AUTOATTACK_LOGGER)
-    logger.addHandler(collector)
-    try:
-        yield collector.messages
-    finally:
-        logger.removeHandler(collector)
-
-
-class _TqdmWriter(logging.Handler):
-    def __init__(self, prefix: str) -> None:
-        super().__init__(level=logging.WARNING)
-        self.prefix = prefix
-        self.shown: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message not in self.shown:  # the checks run once per process, APGD's once per batch
-            self.shown.add(message)
-            tqdm.write(f"{self.prefix}{message}", file=sys.stderr)
+    collector = _EachOnce(lambda message: None)
+    with _handling(collector):
+        yield collector.seen
 
 
 @contextmanager
 def show_autoattack_warnings(prefix: str = "AutoAttack warning: ") -> Iterator[None]:
     """Print AutoAttack's warnings on stderr between the progress bars, each once, for a command line."""
-    logger = logging.getLogger(AUTOATTACK_LOGGER)
-    handler, propagate = _TqdmWriter(prefix), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
+    printer = _EachOnce(lambda message: tqdm.write(f"{prefix}{message}", file=sys.stderr))
+    with _handling(printer, propagate=False):
         yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
 
 
 def autoattack_settings(adversary: AutoAttack) -> dict[str, Any]:

@@ -29,38 +29,30 @@ class CountingModel(nn.Module):
 
     def __init__(self, model: nn.Module, *, channels_last: bool = False) -> None:
         super().__init__()
-        self.model = model
-        self.channels_last = channels_last
-        self.forward_calls = 0
-        self.forward_images = 0
-        self.backward_calls = 0
-        self.backward_images = 0
+        self.model, self.channels_last = model, channels_last
+        self.counts = dict.fromkeys(("forward", "backward", "forward_images", "backward_images"), 0)
         self.on_forward: Callable[[], None] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         output = self.model(x)
-        self.forward_calls += 1
-        self.forward_images += x.shape[0]
+        self._count("forward", x)
         if output.requires_grad:
-            output.register_hook(self._count_backward)
+            output.register_hook(lambda grad: self._count("backward", grad))
         if self.on_forward is not None:
             self.on_forward()
         return output
 
-    def _count_backward(self, grad: torch.Tensor) -> None:
-        self.backward_calls += 1
-        self.backward_images += grad.shape[0]
+    def _count(self, direction: str, batch: torch.Tensor) -> None:
+        self.counts[direction] += 1
+        self.counts[f"{direction}_images"] += batch.shape[0]
 
     def set_on_forward(self, callback: Callable[[], None] | None) -> None:
         self.on_forward = callback
 
     def passes(self) -> dict[str, int]:
-        return {
-            "forward": self.forward_calls, "backward": self.backward_calls,
-            "forward_images": self.forward_images, "backward_images": self.backward_images,
-        }
+        return dict(self.counts)
 
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"

@@ -4,11 +4,34 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from ikl_zoo.atomic import write_json_atomic
+from ikl_zoo.errors import EvaluationError
+from ikl_zoo.evaluate.settings import EvalSettings
+
+RESULT_FORMAT = 2
+_FROM_SETTINGS = {
+    "dataset": "dataset", "threat_model": "norm", "eps": "eps", "version": "version",
+    "n_examples": "n_examples", "seed": "seed", "chunk_size": "chunk_size",
+}
+"""A result's attributes that are its settings' (``result.threat_model`` is ``result.settings.norm``);
+``result.json`` shows them at its top level too, for readers that do not know ``settings``."""
+_SHOWN = tuple(_FROM_SETTINGS)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a result says about the model beside the settings: its name, published figures, provenance."""
+
+    model_id: str | None = None
+    """Default: the model's class name."""
+    published: Mapping[str, Any] | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -20,15 +43,11 @@ class EvalResult:
     """
 
     model_id: str
-    dataset: str
-    threat_model: str
-    eps: float
-    version: str
+    settings: EvalSettings
     attacks: list[str]
-    n_examples: int
-    seed: int
+    """The attacks run, in order (the version's own unless it is custom)."""
     batch_size: int
-    chunk_size: int
+    """The batch size the run ran at (the smallest, after an out-of-memory back-off of ``auto``)."""
     clean_acc: float
     robust_acc: float
     clean_flags: list[bool]
@@ -51,11 +70,29 @@ class EvalResult:
     points, ...) and the evaluator's (out-of-memory back-offs), each once."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["settings"]
+        shown = {name: getattr(self, name) for name in _SHOWN}
+        return {"format": RESULT_FORMAT, **data, **shown, "settings": self.settings.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        return cls(**data)
+        """A result this version wrote; one of an earlier version is refused with the way to redo it, and
+        one whose top-level summary contradicts its settings (edited by hand) is refused too."""
+        if data.get("format") != RESULT_FORMAT:
+            if "model_id" not in data:
+                raise ValueError(f"no model_id and no format {RESULT_FORMAT}")
+            raise EvaluationError(
+                "a result of an earlier ikl-zoo version",
+                fix="re-run the evaluation (`ikl-zoo eval`), then `ikl-zoo record --overwrite` the new "
+                "result.json",
+            )
+        values = {key: value for key, value in data.items() if key not in (*_SHOWN, "format", "settings")}
+        result = cls(settings=EvalSettings.from_dict(data["settings"]), **values)
+        for name in _SHOWN:
+            if name in data and data[name] != getattr(result, name):
+                raise ValueError(f"{name} is {data[name]!r} but the settings say {getattr(result, name)!r}")
+        return result
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically: a reader never sees half a file, a crash never loses the previous one."""
@@ -63,4 +100,11 @@ class EvalResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EvalResult:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except EvaluationError as error:
+            raise EvaluationError(f"{path}: {error.problem}", fix=error.fix) from None
+
+
+for _name, _setting in _FROM_SETTINGS.items():
+    setattr(EvalResult, _name, property(attrgetter(f"settings.{_setting}")))

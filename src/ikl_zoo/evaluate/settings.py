@@ -40,7 +40,8 @@ class EvalSettings:
     dataset: str = "cifar10"
     n_examples: int = DEFAULT_N_EXAMPLES
     precision: str = "ieee"
-    device: str = "auto"
+    device: str | None = "auto"
+    """``auto``: this process's GPU if any, else the CPU; ``None``: wherever the model's weights are."""
     compile: bool = False
     channels_last: bool | None = None
     """``None``: on for GPUs, off for CPUs."""
@@ -58,16 +59,18 @@ class EvalSettings:
             raise EvaluationError(f"batch size must be a positive integer or 'auto', got {self.batch_size!r}")
         if self.attacks is not None:
             object.__setattr__(self, "attacks", tuple(self.attacks))
-        object.__setattr__(self, "attack_options", {k: dict(v) for k, v in (self.attack_options or {}).items()})
+        options = {name: dict(values) for name, values in (self.attack_options or {}).items()}
+        object.__setattr__(self, "attack_options", options)
 
     @property
     def eps_text(self) -> str:
         return format_eps(self.eps, self.norm)
 
     def identity(self) -> dict[str, Any]:
-        """The settings a flag depends on: a resumed run must have the same."""
+        """The settings a flag depends on: a resumed run must have the same. The device, its memory layout
+        and compilation may change between sessions; an auto batch size is resolved and kept apart."""
         data = self.to_dict()
-        for name in ("device", "batch_size"):  # the device moves; auto batch size is resolved and kept apart
+        for name in ("device", "compile", "channels_last"):
             data.pop(name)
         return data
 
@@ -82,7 +85,9 @@ class EvalSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise EvaluationError(f"unknown evaluation setting {unknown[0]!r}: expected one of {sorted(known)}")
+            raise EvaluationError(
+                f"unknown evaluation setting {unknown[0]!r}", fix=f"use one of {', '.join(sorted(known))}"
+            )
         return cls(**dict(data))
 
 

@@ -20,10 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ikl_zoo._robustbench import ROBUSTBENCH_PREFIX
 from ikl_zoo.errors import CheckpointError, IklZooError, UnknownModelError, first_line
 from ikl_zoo.reference import STANDARD_EPS, published_figures
-
-ROBUSTBENCH_PREFIX = "robustbench:"
 
 
 @dataclass

@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
 
 from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import EvaluationError
+from ikl_zoo.evaluate.distributed import Shard
 
-MANIFEST_FORMAT = 1
+_T = TypeVar("_T")
+
+MANIFEST_FORMAT = 2
+"""2: the identity holds the settings of an EvalSettings."""
 
 
 @dataclass
@@ -225,6 +231,37 @@ class RunDir:
             raise EvaluationError(
                 f"cannot write the run directory {self.path}: {error.strerror or error}{where}; {fix}"
             ) from None
+
+
+def open_run_dir(
+    run_dir: RunDir, identity: dict[str, Any], *, settings: dict[str, Any], resume: bool, shard: Shard
+) -> None:
+    """Every rank validates before anyone writes, and rank 0 writes before the others; a failure on any
+    rank is raised on every rank, so none waits for the others forever."""
+    manifest, problem = _attempt(lambda: run_dir.check(identity, resume=resume))
+    _raise_first(shard.all_gather(problem))
+    if resume and manifest is None and shard.is_main:
+        tqdm.write(f"--resume: {run_dir.path} holds no run yet; starting a new one there")
+
+    def write() -> None:
+        run_dir.write_manifest(identity, settings=settings)
+
+    _raise_first([shard.broadcast(_attempt(write)[1] if shard.is_main else None)])
+    _raise_first(shard.all_gather(_attempt(write)[1]))  # ranks on another machine keep their own copy
+
+
+def _attempt(action: Callable[[], _T]) -> tuple[_T | None, str | None]:
+    """``action``'s value, or the message of the EvaluationError it raised."""
+    try:
+        return action(), None
+    except EvaluationError as error:
+        return None, str(error)
+
+
+def _raise_first(problems: list[str | None]) -> None:
+    for problem in problems:
+        if problem is not None:
+            raise EvaluationError(problem)
 
 
 _REDO_CHUNK = "delete it and rerun with --resume to redo that chunk"

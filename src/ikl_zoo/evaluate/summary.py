@@ -8,27 +8,15 @@ from typing import Any
 from tabulate import tabulate
 
 from ikl_zoo.evaluate.result import EvalResult
+from ikl_zoo.threat import format_eps
 
 FULL_TEST_SET = 10_000
-
-
-def format_eps(eps: float, norm: str) -> str:
-    """``8/255`` for budgets on the 1/255 grid (how the field writes Linf budgets), else the number."""
-    steps = eps * 255
-    if norm == "Linf" and abs(steps - round(steps)) < 1e-6 and round(steps) > 0:
-        return f"{round(steps)}/255"
-    return f"{eps:g}"
 
 
 def on_the_published_images(n_examples: int, provenance: Mapping[str, Any]) -> bool:
     """A difference to a published figure means something only on the images it was measured on: all of
     the real test set (not a subset, not a folder ikl-zoo wrote)."""
-    if "official_test_set" in provenance:
-        official = bool(provenance["official_test_set"])
-    else:  # results written before the key existed say it in the data source's wording
-        data_source = provenance.get("data_source")
-        official = not (isinstance(data_source, str) and "written by ikl-zoo" in data_source)
-    return n_examples == FULL_TEST_SET and official
+    return n_examples == FULL_TEST_SET and bool(provenance.get("official_test_set"))
 
 
 def format_summary(result: EvalResult) -> str:

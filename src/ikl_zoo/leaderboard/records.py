@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import UnknownModelError
-from ikl_zoo.evaluate.summary import format_eps, on_the_published_images
+from ikl_zoo.evaluate.summary import on_the_published_images
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.reference import (
     LeaderboardError,
@@ -32,6 +32,7 @@ from ikl_zoo.leaderboard.reference import (
 )
 from ikl_zoo.paper import PAPER_AUTHORS, PAPER_TITLE, PAPER_URL, PAPER_VENUE
 from ikl_zoo.reference import published_from_row
+from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ikl_zoo import __version__
-from ikl_zoo.evaluate.summary import FULL_TEST_SET, format_eps
+from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, STANDARD_VERSION, Record, load_records, record_path
 from ikl_zoo.leaderboard.reference import (
@@ -30,6 +30,7 @@ from ikl_zoo.leaderboard.reference import (
     robustbench_name,
 )
 from ikl_zoo.paper import PAPER_TITLE
+from ikl_zoo.threat import format_eps
 
 FORMATS = ("md", "csv", "latex", "html", "json")
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}

@@ -1,0 +1,107 @@
+"""One result from a run's chunks: flags joined, accuracies, times and passes summed, warnings once."""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+
+from ikl_zoo import __version__
+from ikl_zoo.evaluate.attacks import check_square_success, collect_autoattack_warnings
+from ikl_zoo.evaluate.result import EvalResult, ModelFacts
+from ikl_zoo.evaluate.settings import EvalSettings
+from ikl_zoo.evaluate.store import ChunkOutcome
+
+
+def merge_chunks(
+    outcomes: list[ChunkOutcome], *, settings: EvalSettings, facts: ModelFacts, attacks: list[str],
+    extra: dict[str, Any], wall_seconds: float,
+) -> EvalResult:
+    """The chunks' flags, times and warnings as one result; ``extra`` joins its provenance."""
+    clean_flags = [flag for outcome in outcomes for flag in outcome.clean_flags]
+    robust_flags = [flag for outcome in outcomes for flag in outcome.robust_flags]
+    n = len(clean_flags)
+    per_attack = {
+        attack: sum(flag for outcome in outcomes for flag in outcome.attack_flags[attack]) / n
+        for attack in attacks
+    }
+    clean_acc = sum(clean_flags) / n
+    requested = settings.batch_size
+    published = facts.published
+    return EvalResult(
+        model_id=facts.model_id, settings=settings, attacks=list(attacks),
+        batch_size=requested if isinstance(requested, int) else min(o.batch_size for o in outcomes),
+        clean_acc=clean_acc, robust_acc=sum(robust_flags) / n, clean_flags=clean_flags,
+        robust_flags=robust_flags, per_attack=per_attack, timings=_timings(outcomes, wall_seconds),
+        model_passes=_passes(outcomes),
+        provenance=_provenance(outcomes, settings=settings, extra={**extra, **(facts.provenance or {})}),
+        published=dict(published) if published is not None else None,
+        warnings=_warnings(outcomes, per_attack=per_attack, clean_acc=clean_acc),
+    )
+
+
+def _timings(outcomes: list[ChunkOutcome], wall_seconds: float) -> dict[str, float]:
+    timings: dict[str, float] = {"wall": wall_seconds}
+    for outcome in outcomes:
+        for key, seconds in outcome.timings.items():
+            timings[key] = timings.get(key, 0.0) + seconds
+    timings["total"] = sum(sum(outcome.timings.values()) for outcome in outcomes)
+    return timings
+
+
+def _passes(outcomes: list[ChunkOutcome]) -> dict[str, int]:
+    passes: dict[str, int] = {}
+    for outcome in outcomes:
+        for key, count in outcome.model_passes.items():
+            passes[key] = passes.get(key, 0) + count
+    return passes
+
+
+def _warnings(outcomes: list[ChunkOutcome], *, per_attack: dict[str, float], clean_acc: float) -> list[str]:
+    """The chunks' warnings, AutoAttack's on Square's success over the whole run, a mixed batch size: once."""
+    with collect_autoattack_warnings() as square_warning:
+        check_square_success(per_attack, clean_acc=clean_acc)
+    batch_sizes = [outcome.batch_size for outcome in outcomes]
+    mixed = [_describe_batch_sizes(batch_sizes)] if len(set(batch_sizes)) > 1 else []
+    messages = [*(message for outcome in outcomes for message in outcome.warnings), *square_warning, *mixed]
+    return list(dict.fromkeys(messages))
+
+
+def _provenance(outcomes: list[ChunkOutcome], *, settings: EvalSettings, extra: dict[str, Any]) -> dict:
+    import pyautoattack
+
+    return {
+        "ikl_zoo": __version__,
+        "torch": torch.__version__,
+        "pyautoattack": pyautoattack.__version__,
+        "python": platform.python_version(),
+        "devices": sorted({outcome.device for outcome in outcomes}),
+        "precision": "fp32 (TF32 and autocast off)",
+        "attack_options": settings.attack_options,
+        "chunk_batch_sizes": [outcome.batch_size for outcome in outcomes],
+        "max_perturbation": max((outcome.max_perturbation for outcome in outcomes), default=0.0),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def _describe_batch_sizes(batch_sizes: list[int]) -> str:
+    """``chunks ran at different batch sizes: 10 (chunk 0), 5 (chunks 1-3, 5)`` for a mixed run."""
+    groups: dict[int, list[list[int]]] = {}
+    for index, size in enumerate(batch_sizes):
+        ranges = groups.setdefault(size, [])
+        if ranges and ranges[-1][1] == index - 1:
+            ranges[-1][1] = index
+        else:
+            ranges.append([index, index])
+    parts = []
+    for size, ranges in groups.items():
+        listed = ", ".join(str(first) if first == last else f"{first}-{last}" for first, last in ranges)
+        plural = "s" if len(ranges) > 1 or ranges[0][0] != ranges[0][1] else ""
+        parts.append(f"{size} (chunk{plural} {listed})")
+    return (
+        f"chunks ran at different batch sizes: {', '.join(parts)} (an out-of-memory back-off); "
+        "a flag depends on its chunk's batch size"
+    )
