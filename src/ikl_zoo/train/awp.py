@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+
+from ikl_zoo.train.attack import autocast
 
 _TINY = 1e-20
 
@@ -44,12 +45,7 @@ class AdversarialWeightPerturbation:
         """
         self.proxy.load_state_dict(self.model.state_dict())
         self.proxy.train()
-        autocast = (
-            torch.autocast(device_type=x_clean.device.type, dtype=amp_dtype)
-            if amp_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        with autocast(x_clean.device.type, amp_dtype):
             logits_clean = self.proxy(x_clean)
             logits_adv = self.proxy(x_adv)
         loss = -loss_fn(logits_clean.float(), logits_adv.float())
