@@ -12,12 +12,15 @@ O(C) per sample: since ``D(z_m) - D(z_n) = D(z_m - z_n)`` and, with ``W = sum_j 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
     "ClassPrior",
+    "KDConfig",
     "dkl_loss",
     "ikl_kd_loss",
     "ikl_loss",
@@ -118,43 +121,55 @@ def ikl_loss(
     return beta * wmse + alpha * cross_entropy
 
 
+@dataclass(frozen=True)
+class KDConfig:
+    """The hyper-parameters of IKL for knowledge distillation (see ``ikl_kd_loss``)."""
+
+    alpha: float = 1.0
+    """Weight of the soft cross-entropy at ``temperature``."""
+    beta: float = 1.0
+    """Weight of the wMSE between logit differences."""
+    temperature: float = 1.0
+    weight_temperature: float = 1.0
+    """Temperature of the per-sample softmax weights used without a class prior."""
+    ce_weight: float = 1.0
+    """Weight of the hard-label cross-entropy of the student."""
+    warmup_epochs: float = 0.0
+    """The IKL terms grow linearly over these epochs; 0 disables the warm-up."""
+
+
 def ikl_kd_loss(
     z_m: Tensor,
     z_n: Tensor,
     y: Tensor,
     *,
+    config: KDConfig = KDConfig(),
     class_prior: Tensor | None = None,
-    alpha: float = 1.0,
-    beta: float = 1.0,
-    temperature: float = 1.0,
-    weight_temperature: float = 1.0,
-    ce_weight: float = 1.0,
     epoch: float | None = None,
-    warmup_epochs: float = 0.0,
 ) -> Tensor:
     """IKL for knowledge distillation: teacher logits ``z_m``, student logits ``z_n``, labels ``y``.
 
     ``ce_weight * CE(z_n, y) + min(epoch / warmup_epochs, 1) * (beta * wMSE + alpha * CE_T)`` where
     ``CE_T = -S(softmax(z_m / T)) . log softmax(z_n / T)``. The wMSE weights come from the class prior (global
     information on: pass ``class_prior``, e.g. a ``ClassPrior`` over teacher logits at ``weight_temperature``)
-    or, without it, from ``softmax(z_m / weight_temperature)`` per sample. ``warmup_epochs = 0`` disables the
-    warm-up; otherwise ``epoch`` (counted from 1, fractions allowed) is required.
+    or, without it, from ``softmax(z_m / weight_temperature)`` per sample. With a warm-up, ``epoch`` (counted
+    from 1, fractions allowed) is required.
     """
     _check_logits(z_m, z_n)
     if class_prior is not None:
         weights = _class_weights(class_prior, y, z_m)
     else:
-        weights = F.softmax(z_m.detach() / weight_temperature, dim=1)
-    if warmup_epochs > 0:
+        weights = F.softmax(z_m.detach() / config.weight_temperature, dim=1)
+    warmup = 1.0
+    if config.warmup_epochs > 0:
         if epoch is None:
             raise ValueError("ikl_kd_loss: pass epoch= when warmup_epochs > 0")
-        warmup = min(epoch / warmup_epochs, 1.0)
-    else:
-        warmup = 1.0
+        warmup = min(epoch / config.warmup_epochs, 1.0)
     wmse = weighted_logit_mse(z_m, z_n, weights).mean()
-    soft_targets = F.softmax(z_m.detach() / temperature, dim=1)
-    soft_cross_entropy = -(soft_targets * F.log_softmax(z_n / temperature, dim=1)).sum(1).mean()
-    return ce_weight * F.cross_entropy(z_n, y) + warmup * (beta * wmse + alpha * soft_cross_entropy)
+    soft_targets = F.softmax(z_m.detach() / config.temperature, dim=1)
+    soft_cross_entropy = -(soft_targets * F.log_softmax(z_n / config.temperature, dim=1)).sum(1).mean()
+    ikl = config.beta * wmse + config.alpha * soft_cross_entropy
+    return config.ce_weight * F.cross_entropy(z_n, y) + warmup * ikl
 
 
 class ClassPrior:
