@@ -18,15 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "ClassPrior",
-    "KDConfig",
-    "dkl_loss",
-    "ikl_kd_loss",
-    "ikl_loss",
-    "kl_loss",
-    "weighted_logit_mse",
-]
+__all__ = ["ClassPrior", "KDConfig", "dkl_loss", "ikl_kd_loss", "ikl_loss", "kl_loss", "weighted_logit_mse"]
 
 
 def _check_logits(z_m: Tensor, z_n: Tensor) -> None:
@@ -92,13 +84,7 @@ def dkl_loss(z_m: Tensor, z_n: Tensor, *, alpha: float = 1.0, beta: float = 1.0)
 
 
 def ikl_loss(
-    z_m: Tensor,
-    z_n: Tensor,
-    y: Tensor,
-    class_prior: Tensor,
-    *,
-    alpha: float = 1.0,
-    beta: float = 1.0,
+    z_m: Tensor, z_n: Tensor, y: Tensor, class_prior: Tensor, *, alpha: float = 1.0, beta: float = 1.0,
     prior_power: float = 1.0,
 ) -> Tensor:
     """IKL for adversarial training, as the paper's released code trains IKL-AT.
@@ -123,28 +109,18 @@ def ikl_loss(
 
 @dataclass(frozen=True)
 class KDConfig:
-    """The hyper-parameters of IKL for knowledge distillation (see ``ikl_kd_loss``)."""
+    """The hyper-parameters of IKL for knowledge distillation, as ``ikl_kd_loss`` uses them."""
 
     alpha: float = 1.0
-    """Weight of the soft cross-entropy at ``temperature``."""
     beta: float = 1.0
-    """Weight of the wMSE between logit differences."""
     temperature: float = 1.0
     weight_temperature: float = 1.0
-    """Temperature of the per-sample softmax weights used without a class prior."""
     ce_weight: float = 1.0
-    """Weight of the hard-label cross-entropy of the student."""
     warmup_epochs: float = 0.0
-    """The IKL terms grow linearly over these epochs; 0 disables the warm-up."""
 
 
 def ikl_kd_loss(
-    z_m: Tensor,
-    z_n: Tensor,
-    y: Tensor,
-    *,
-    config: KDConfig = KDConfig(),
-    class_prior: Tensor | None = None,
+    z_m: Tensor, z_n: Tensor, y: Tensor, *, config: KDConfig = KDConfig(), class_prior: Tensor | None = None,
     epoch: float | None = None,
 ) -> Tensor:
     """IKL for knowledge distillation: teacher logits ``z_m``, student logits ``z_n``, labels ``y``.
@@ -160,7 +136,7 @@ def ikl_kd_loss(
         weights = _class_weights(class_prior, y, z_m)
     else:
         weights = F.softmax(z_m.detach() / config.weight_temperature, dim=1)
-    warmup = 1.0
+    warmup = 1.0  # the IKL terms grow linearly over warmup_epochs
     if config.warmup_epochs > 0:
         if epoch is None:
             raise ValueError("ikl_kd_loss: pass epoch= when warmup_epochs > 0")
@@ -222,20 +198,14 @@ class ClassPrior:
         """The rows ``p_y`` for labels ``y``."""
         return self.prior[y.to(self.prior.device)]
 
-    def to(self, device: torch.device | str) -> ClassPrior:
-        self.prior = self.prior.to(device)
-        self._sums = self._sums.to(device)
-        return self
-
     def state_dict(self) -> dict[str, object]:
         return {"temperature": self.temperature, "prior": self.prior.clone(), "sums": self._sums.clone()}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         prior = torch.as_tensor(state["prior"], dtype=torch.float64)
         if prior.shape != self.prior.shape:
-            raise ValueError(
-                f"class prior of shape {tuple(prior.shape)} does not fit {self.num_classes} classes"
-            )
+            raise ValueError(f"class prior of shape {tuple(prior.shape)} does not fit {self.num_classes} "
+                             "classes")
         self.temperature = float(state["temperature"])  # type: ignore[arg-type]
         self.prior.copy_(prior)
         self._sums.copy_(torch.as_tensor(state["sums"], dtype=torch.float64))

@@ -9,19 +9,7 @@ from ikl_zoo.train.run_folder import load_training_checkpoint
 from ikl_zoo.train.trainer import IKLATTrainer, TrainingError
 
 __all__ = [
-    "RECIPES",
-    "AdversarialWeightPerturbation",
-    "IKLATTrainer",
-    "ModelEMA",
-    "Recipe",
-    "RecipeError",
-    "RunSettings",
-    "TrainResult",
-    "TrainingError",
-    "architecture_config",
-    "get_recipe",
-    "ikl_pgd_attack",
-    "load_training_checkpoint",
-    "resolve_recipe",
-    "train_ikl_at",
+    "RECIPES", "AdversarialWeightPerturbation", "IKLATTrainer", "ModelEMA", "Recipe", "RecipeError",
+    "RunSettings", "TrainResult", "TrainingError", "architecture_config", "get_recipe", "ikl_pgd_attack",
+    "load_training_checkpoint", "resolve_recipe", "train_ikl_at",
 ]

@@ -39,19 +39,21 @@ from ikl_zoo.zoo.checkpoints import model_from_config, non_finite_tensors
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How a run is carried out, apart from what it computes (that is the recipe)."""
+    """How a run is carried out, apart from what it computes (the recipe).
+
+    ``resume`` continues ``out_dir/checkpoint.pt`` if there is one (without it, an existing checkpoint is an
+    error); ``steps_per_epoch`` caps the batches of each epoch (smoke runs); ``stop_after_epochs`` ends this
+    run after that many epochs (e.g. a job time limit), to be continued with ``resume``.
+    """
 
     data_dir: str | os.PathLike[str]
     out_dir: str | os.PathLike[str]
     resume: bool = False
-    """Continue ``out_dir/checkpoint.pt`` if there is one; without it, an existing checkpoint is an error."""
     device: str | None = None
     amp: str = "off"
     workers: int = 4
     steps_per_epoch: int | None = None
-    """Cap the batches of each epoch (smoke runs)."""
     stop_after_epochs: int | None = None
-    """End this run after that many epochs (e.g. a job time limit), to be continued with ``resume``."""
     model_id: str | None = None
     download: bool = True
     progress: bool = True
@@ -68,8 +70,7 @@ class TrainResult:
     recipe: Recipe
     out_dir: Path
     checkpoint: Path
-    model_dir: Path | None
-    """The zoo folder; None while epochs remain (the run was stopped with ``stop_after_epochs``)."""
+    model_dir: Path | None  # the zoo folder; None while epochs remain (``stop_after_epochs``)
     epochs_done: int
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -89,21 +90,14 @@ class _Processes:
             torch.distributed.barrier()
 
 
-def _parse_device(device: str | None) -> torch.device | None:
-    if device is None:
-        return None
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        parsed = None
-    if parsed is None or parsed.type not in ("cpu", "cuda"):
-        raise TrainingError(f"unknown --device {device!r}", fix="use cpu, cuda or cuda:N")
-    return parsed
-
-
 def _start_processes(device: str | None) -> tuple[_Processes, torch.device]:
     """Join torchrun's process group when ``WORLD_SIZE`` > 1; pick the device (GPU ``LOCAL_RANK``)."""
-    asked = _parse_device(device)
+    try:
+        asked = None if device is None else torch.device(device)
+    except (RuntimeError, ValueError):
+        asked = torch.device("meta")
+    if asked is not None and asked.type not in ("cpu", "cuda"):
+        raise TrainingError(f"unknown --device {device!r}", fix="use cpu, cuda or cuda:N")
     use_cuda = torch.cuda.is_available() if asked is None else asked.type == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise TrainingError("--device cuda asked for, but torch sees no GPU", fix="pass --device cpu")

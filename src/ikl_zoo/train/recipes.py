@@ -190,7 +190,7 @@ def architecture_config(arch: str, *, dataset: str) -> dict[str, Any]:
     entries = [entry for entry in list_models() if entry.model_id == arch]
     if not entries:
         raise RecipeError(f"unknown --arch {arch!r}", fix="use wrn-DEPTH-WIDTH (TRADES WideResNet), "
-                          "wrn-DEPTH-WIDTH-silu (DeepMind WideResNet) or a model id from `ikl-zoo list`")
+                          "wrn-DEPTH-WIDTH-silu (DeepMind WideResNet) or a registered model id")
     entry = next((e for e in entries if e.dataset == dataset), entries[0])
     config = json.loads(json.dumps(entry.config))
     config["num_classes"] = num_classes
