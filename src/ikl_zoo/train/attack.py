@@ -18,17 +18,8 @@ def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.Abstract
 
 
 def ikl_pgd_attack(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    class_prior: Tensor,
-    *,
-    eps: float,
-    step_size: float,
-    steps: int,
-    alpha: float = 1.0,
-    beta: float = 0.0,
-    amp_dtype: torch.dtype | None = None,
+    model: nn.Module, x: Tensor, y: Tensor, class_prior: Tensor, *, eps: float, step_size: float, steps: int,
+    alpha: float = 1.0, beta: float = 0.0, amp_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Adversarial examples that maximise ``ikl_loss(model(x), model(x_adv), y, class_prior)``.
 
