@@ -36,6 +36,8 @@ from ikl_zoo.train.run_folder import (
 from ikl_zoo.train.trainer import IKLATTrainer, TrainingError
 from ikl_zoo.zoo.checkpoints import model_from_config, non_finite_tensors
 
+_STATISTICS = ("loss", "clean_correct", "adv_correct", "images")  # what each step sums, in this order
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -264,9 +266,7 @@ class _TrainingRun:
             if index >= self.batches:
                 break
             stats = trainer.step(images, y, epoch=epoch)
-            totals += torch.stack(
-                [stats["loss"], stats["clean_correct"], stats["adv_correct"], stats["images"]]
-            ).double()
+            totals += torch.stack([stats[key] for key in _STATISTICS]).double()
             if recipe.ema_every == "step":
                 trainer.ema.update(trainer.net, copy=epoch <= recipe.ema_start_epoch)
             bar.update(1)
@@ -321,6 +321,6 @@ class _TrainingRun:
             data = {"dataset": self.recipe.dataset, "split": "train", "images": len(self.train_set),
                     "augmentation": augmentation_description(autoaugment=self.recipe.autoaugment)}
             save_model(model_dir, self.trainer, run=self.run, architecture=self.architecture,
-                                  model_id=self.model_id, data=data)
+                       model_id=self.model_id, data=data)
         self.processes.barrier()
         return model_dir
