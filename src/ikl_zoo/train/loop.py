@@ -105,7 +105,8 @@ def _start_processes(device: str | None) -> tuple[_Processes, torch.device]:
         raise TrainingError("--device cuda asked for, but torch sees no GPU", fix="pass --device cpu")
     count = torch.cuda.device_count()
     if asked is not None and asked.type == "cuda" and (asked.index or 0) >= count:
-        raise TrainingError(f"--device {device}: torch sees {count} GPU(s), cuda:0 to cuda:{count - 1}")
+        raise TrainingError(f"--device {device}: torch sees {count} GPU(s)",
+                            fix=f"use cuda:0 to cuda:{count - 1}")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return _Processes(), torch.device(device or ("cuda" if use_cuda else "cpu"))

@@ -24,9 +24,8 @@ CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.json"
 MODEL_DIR_NAME = "model"
 CHECKPOINT_FORMAT = "ikl-zoo-train/1"
-_CHECKPOINT_KEYS = (
-    "recipe", "run", "epoch", "history", "model_id", "model", "optimizer", "ema", "class_prior",
-)
+_CHECKPOINT_KEYS = ("recipe", "run", "epoch", "history", "model_id", "model", "optimizer", "ema",
+                    "class_prior")
 
 
 def prepare_out_dir(out_dir: Path) -> None:
