@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ikl_zoo.losses import ClassPrior, dkl_loss, ikl_kd_loss, ikl_loss, kl_loss, weighted_logit_mse
+from ikl_zoo.losses import ClassPrior, KDConfig, dkl_loss, ikl_kd_loss, ikl_loss, kl_loss, weighted_logit_mse
 
 
 def _logits(batch: int = 16, classes: int = 10, *, seed: int = 0, scale: float = 3.0):
@@ -148,13 +148,13 @@ def test_ikl_kd_loss_with_and_without_global_information():
 
     common = dict(alpha=3.0, beta=1.5, temperature=temperature, weight_temperature=weight_temperature,
                   ce_weight=0.5)
-    no_gi = ikl_kd_loss(teacher, student, y, epoch=2, warmup_epochs=8, **common)
+    no_gi = ikl_kd_loss(teacher, student, y, epoch=2, config=KDConfig(warmup_epochs=8, **common))
     torch.testing.assert_close(no_gi, reference(F.softmax(teacher / weight_temperature, 1), 0.25))
     prior = _random_prior(10, seed=12)
-    with_gi = ikl_kd_loss(teacher, student, y, class_prior=prior, **common)
+    with_gi = ikl_kd_loss(teacher, student, y, class_prior=prior, config=KDConfig(**common))
     torch.testing.assert_close(with_gi, reference(prior[y], 1.0))
     with pytest.raises(ValueError, match="epoch="):
-        ikl_kd_loss(teacher, student, y, warmup_epochs=5)
+        ikl_kd_loss(teacher, student, y, config=KDConfig(warmup_epochs=5))
 
 
 def test_class_prior_accumulates_normalises_and_keeps_unseen_rows():

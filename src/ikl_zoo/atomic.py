@@ -46,9 +46,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as indented JSON, whole or not at all; returns ``path``."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-    return Path(path)
+    return write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

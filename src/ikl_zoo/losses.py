@@ -12,18 +12,13 @@ O(C) per sample: since ``D(z_m) - D(z_n) = D(z_m - z_n)`` and, with ``W = sum_j 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "ClassPrior",
-    "dkl_loss",
-    "ikl_kd_loss",
-    "ikl_loss",
-    "kl_loss",
-    "weighted_logit_mse",
-]
+__all__ = ["ClassPrior", "KDConfig", "dkl_loss", "ikl_kd_loss", "ikl_loss", "kl_loss", "weighted_logit_mse"]
 
 
 def _check_logits(z_m: Tensor, z_n: Tensor) -> None:
@@ -89,13 +84,7 @@ def dkl_loss(z_m: Tensor, z_n: Tensor, *, alpha: float = 1.0, beta: float = 1.0)
 
 
 def ikl_loss(
-    z_m: Tensor,
-    z_n: Tensor,
-    y: Tensor,
-    class_prior: Tensor,
-    *,
-    alpha: float = 1.0,
-    beta: float = 1.0,
+    z_m: Tensor, z_n: Tensor, y: Tensor, class_prior: Tensor, *, alpha: float = 1.0, beta: float = 1.0,
     prior_power: float = 1.0,
 ) -> Tensor:
     """IKL for adversarial training, as the paper's released code trains IKL-AT.
@@ -118,43 +107,45 @@ def ikl_loss(
     return beta * wmse + alpha * cross_entropy
 
 
+@dataclass(frozen=True)
+class KDConfig:
+    """The hyper-parameters of IKL for knowledge distillation, as ``ikl_kd_loss`` uses them."""
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    temperature: float = 1.0
+    weight_temperature: float = 1.0
+    ce_weight: float = 1.0
+    warmup_epochs: float = 0.0
+
+
 def ikl_kd_loss(
-    z_m: Tensor,
-    z_n: Tensor,
-    y: Tensor,
-    *,
-    class_prior: Tensor | None = None,
-    alpha: float = 1.0,
-    beta: float = 1.0,
-    temperature: float = 1.0,
-    weight_temperature: float = 1.0,
-    ce_weight: float = 1.0,
+    z_m: Tensor, z_n: Tensor, y: Tensor, *, config: KDConfig = KDConfig(), class_prior: Tensor | None = None,
     epoch: float | None = None,
-    warmup_epochs: float = 0.0,
 ) -> Tensor:
     """IKL for knowledge distillation: teacher logits ``z_m``, student logits ``z_n``, labels ``y``.
 
     ``ce_weight * CE(z_n, y) + min(epoch / warmup_epochs, 1) * (beta * wMSE + alpha * CE_T)`` where
     ``CE_T = -S(softmax(z_m / T)) . log softmax(z_n / T)``. The wMSE weights come from the class prior (global
     information on: pass ``class_prior``, e.g. a ``ClassPrior`` over teacher logits at ``weight_temperature``)
-    or, without it, from ``softmax(z_m / weight_temperature)`` per sample. ``warmup_epochs = 0`` disables the
-    warm-up; otherwise ``epoch`` (counted from 1, fractions allowed) is required.
+    or, without it, from ``softmax(z_m / weight_temperature)`` per sample. With a warm-up, ``epoch`` (counted
+    from 1, fractions allowed) is required.
     """
     _check_logits(z_m, z_n)
     if class_prior is not None:
         weights = _class_weights(class_prior, y, z_m)
     else:
-        weights = F.softmax(z_m.detach() / weight_temperature, dim=1)
-    if warmup_epochs > 0:
+        weights = F.softmax(z_m.detach() / config.weight_temperature, dim=1)
+    warmup = 1.0  # the IKL terms grow linearly over warmup_epochs
+    if config.warmup_epochs > 0:
         if epoch is None:
             raise ValueError("ikl_kd_loss: pass epoch= when warmup_epochs > 0")
-        warmup = min(epoch / warmup_epochs, 1.0)
-    else:
-        warmup = 1.0
+        warmup = min(epoch / config.warmup_epochs, 1.0)
     wmse = weighted_logit_mse(z_m, z_n, weights).mean()
-    soft_targets = F.softmax(z_m.detach() / temperature, dim=1)
-    soft_cross_entropy = -(soft_targets * F.log_softmax(z_n / temperature, dim=1)).sum(1).mean()
-    return ce_weight * F.cross_entropy(z_n, y) + warmup * (beta * wmse + alpha * soft_cross_entropy)
+    soft_targets = F.softmax(z_m.detach() / config.temperature, dim=1)
+    soft_cross_entropy = -(soft_targets * F.log_softmax(z_n / config.temperature, dim=1)).sum(1).mean()
+    ikl = config.beta * wmse + config.alpha * soft_cross_entropy
+    return config.ce_weight * F.cross_entropy(z_n, y) + warmup * ikl
 
 
 class ClassPrior:
@@ -207,20 +198,14 @@ class ClassPrior:
         """The rows ``p_y`` for labels ``y``."""
         return self.prior[y.to(self.prior.device)]
 
-    def to(self, device: torch.device | str) -> ClassPrior:
-        self.prior = self.prior.to(device)
-        self._sums = self._sums.to(device)
-        return self
-
     def state_dict(self) -> dict[str, object]:
         return {"temperature": self.temperature, "prior": self.prior.clone(), "sums": self._sums.clone()}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         prior = torch.as_tensor(state["prior"], dtype=torch.float64)
         if prior.shape != self.prior.shape:
-            raise ValueError(
-                f"class prior of shape {tuple(prior.shape)} does not fit {self.num_classes} classes"
-            )
+            raise ValueError(f"class prior of shape {tuple(prior.shape)} does not fit {self.num_classes} "
+                             "classes")
         self.temperature = float(state["temperature"])  # type: ignore[arg-type]
         self.prior.copy_(prior)
         self._sums.copy_(torch.as_tensor(state["sums"], dtype=torch.float64))

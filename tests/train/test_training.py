@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from ikl_zoo.cli import main
 from ikl_zoo.publish import validate_zoo_folder
-from ikl_zoo.train import TrainingError, get_recipe, load_training_checkpoint, train_ikl_at
+from ikl_zoo.train import RunSettings, TrainingError, get_recipe, load_training_checkpoint, train_ikl_at
 from ikl_zoo.zoo.loading import load_model, read_zoo_config
 
 pytestmark = pytest.mark.slow
@@ -119,10 +119,11 @@ def _small_recipe(**overrides):
 
 
 def _train(recipe, data_dir: Path, out_dir: Path, **run):
-    return train_ikl_at(
-        recipe, data_dir=data_dir, out_dir=out_dir, device="cpu", workers=0, steps_per_epoch=2,
-        download=False, progress=False, **run,
+    settings = RunSettings(
+        data_dir=data_dir, out_dir=out_dir, device="cpu", workers=0, steps_per_epoch=2, download=False,
+        progress=False, **run,
     )
+    return train_ikl_at(recipe, settings)
 
 
 def test_resume_continues_bit_for_bit(colour_cifar_dir: Path, tmp_path: Path):

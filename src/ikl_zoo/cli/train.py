@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+from typing import Any
+
 import click
 
 from ikl_zoo.cli.base import IklZooCommand
-
-_RECIPE_KNOBS = (
-    "dataset", "arch", "epochs", "batch_size", "lr", "lr_warmup_epochs", "momentum", "weight_decay", "eps",
-    "eps_ramp_epochs", "attack_steps", "attack_step_size", "alpha", "beta", "temperature", "prior_power",
-    "attack_alpha", "attack_beta", "awp_gamma", "awp_warmup_epochs", "ema_decay", "ema_every",
-    "ema_start_epoch", "autoaugment", "aug_weight", "seed",
-)
+from ikl_zoo.threat import format_eps, parse_eps
 
 
 def _radius(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     """``8/255`` or ``0.0314`` as a float."""
-    if value is None:
-        return None
-    numerator, _, denominator = value.partition("/")
     try:
-        radius = float(numerator) / float(denominator or 1)
-    except (ValueError, ZeroDivisionError):
-        raise click.BadParameter(f"{value!r} is not a radius such as 8/255 or 0.0314") from None
-    if not radius >= 0:
-        raise click.BadParameter("the radius must not be negative")
-    return radius
+        return None if value is None else parse_eps(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @click.command(cls=IklZooCommand)
@@ -77,35 +70,27 @@ def _radius(ctx: click.Context, param: click.Parameter, value: str | None) -> fl
 @click.option("--download/--no-download", default=True, show_default=True,
               help="Download CIFAR into --data-dir when it is missing.")
 @click.option("--show-recipe", is_flag=True, help="Print the resolved recipe as JSON and exit.")
-def train(recipe_name: str | None, data_dir: str, out_dir: str, resume: bool, device: str | None, amp: str,
-          workers: int, steps_per_epoch: int | None, stop_after_epochs: int | None, model_id: str | None,
-          download: bool, show_recipe: bool, **knobs: object) -> None:
+def train(recipe_name: str | None, show_recipe: bool, **options: Any) -> None:
     """Train a network with IKL-AT (TRADES-style, IKL loss, AWP, weight averaging); any knob overridable.
 
     Multi-GPU: torchrun --nproc-per-node N -m ikl_zoo.cli train ...
     """
-    import json
-    import os
+    from ikl_zoo.train import Recipe, RunSettings, resolve_recipe, train_ikl_at
 
-    from ikl_zoo.train import resolve_recipe, train_ikl_at
-
-    overrides = {key: value for key, value in knobs.items() if key in _RECIPE_KNOBS and value is not None}
-    recipe = resolve_recipe(recipe_name, overrides=overrides, out_dir=out_dir, resume=resume)
+    knobs = {knob.name for knob in dataclasses.fields(Recipe)}
+    overrides = {key: value for key, value in options.items() if key in knobs and value is not None}
+    settings = RunSettings(**{key: value for key, value in options.items() if key not in knobs})
+    recipe = resolve_recipe(recipe_name, overrides=overrides, out_dir=settings.out_dir,
+                            resume=settings.resume)
     if show_recipe:
         click.echo(json.dumps(recipe.to_dict(), indent=2))
         return
-    result = train_ikl_at(
-        recipe, data_dir=data_dir, out_dir=out_dir, resume=resume, device=device, amp=amp, workers=workers,
-        steps_per_epoch=steps_per_epoch, stop_after_epochs=stop_after_epochs, model_id=model_id,
-        download=download,
-    )
+    result = train_ikl_at(recipe, settings)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one process reports
         return
-    if result.model_dir is not None:
-        eps_255 = result.recipe.eps * 255
-        eps = f"{round(eps_255)}/255" if abs(eps_255 - round(eps_255)) < 1e-9 else f"{result.recipe.eps:g}"
-        click.echo(f"wrote {result.model_dir} (averaged weights); evaluate it with:\n  ikl-zoo eval --model "
-                   f"{result.model_dir} --dataset {result.recipe.dataset} --eps {eps} --data-dir {data_dir}")
-    else:
+    if result.model_dir is None:
         click.echo(f"stopped after epoch {result.epochs_done}; continue with the same command and --resume")
-
+        return
+    click.echo(f"wrote {result.model_dir} (averaged weights); evaluate it with:\n  ikl-zoo eval --model "
+               f"{result.model_dir} --dataset {result.recipe.dataset} --eps {format_eps(result.recipe.eps)} "
+               f"--data-dir {settings.data_dir}")

@@ -3,29 +3,13 @@
 from ikl_zoo.train.attack import ikl_pgd_attack
 from ikl_zoo.train.awp import AdversarialWeightPerturbation
 from ikl_zoo.train.ema import ModelEMA
-from ikl_zoo.train.loop import (
-    IKLATTrainer,
-    TrainingError,
-    TrainResult,
-    load_training_checkpoint,
-    resolve_recipe,
-    train_ikl_at,
-)
+from ikl_zoo.train.loop import RunSettings, TrainResult, resolve_recipe, train_ikl_at
 from ikl_zoo.train.recipes import RECIPES, Recipe, RecipeError, architecture_config, get_recipe
+from ikl_zoo.train.run_folder import load_training_checkpoint
+from ikl_zoo.train.trainer import IKLATTrainer, TrainingError
 
 __all__ = [
-    "RECIPES",
-    "AdversarialWeightPerturbation",
-    "IKLATTrainer",
-    "ModelEMA",
-    "Recipe",
-    "RecipeError",
-    "TrainResult",
-    "TrainingError",
-    "architecture_config",
-    "get_recipe",
-    "ikl_pgd_attack",
-    "load_training_checkpoint",
-    "resolve_recipe",
-    "train_ikl_at",
+    "RECIPES", "AdversarialWeightPerturbation", "IKLATTrainer", "ModelEMA", "Recipe", "RecipeError",
+    "RunSettings", "TrainResult", "TrainingError", "architecture_config", "get_recipe", "ikl_pgd_attack",
+    "load_training_checkpoint", "resolve_recipe", "train_ikl_at",
 ]

@@ -12,18 +12,14 @@ from ikl_zoo.losses import ikl_loss
 _FLOAT16_LOSS_SCALE = 1024.0
 
 
+def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision in ``dtype``, or nothing when it is None."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device_type, dtype=dtype)
+
+
 def ikl_pgd_attack(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    class_prior: Tensor,
-    *,
-    eps: float,
-    step_size: float,
-    steps: int,
-    alpha: float = 1.0,
-    beta: float = 0.0,
-    amp_dtype: torch.dtype | None = None,
+    model: nn.Module, x: Tensor, y: Tensor, class_prior: Tensor, *, eps: float, step_size: float, steps: int,
+    alpha: float = 1.0, beta: float = 0.0, amp_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Adversarial examples that maximise ``ikl_loss(model(x), model(x_adv), y, class_prior)``.
 
@@ -35,22 +31,18 @@ def ikl_pgd_attack(
     """
     was_training = model.training
     model.eval()
-    autocast = (
-        torch.autocast(device_type=x.device.type, dtype=amp_dtype)
-        if amp_dtype is not None
-        else contextlib.nullcontext()
-    )
+    mixed = autocast(x.device.type, amp_dtype)
     try:
         x = x.detach()
         prior = class_prior.detach().to(device=x.device, dtype=torch.float32)
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), mixed:
             logits_clean = model(x).float()
         x_adv = x + 0.001 * torch.randn_like(x)
         scale = _FLOAT16_LOSS_SCALE if amp_dtype == torch.float16 else 1.0
         for _ in range(steps):
             x_adv.requires_grad_(True)
             with torch.enable_grad():
-                with autocast:
+                with mixed:
                     logits_adv = model(x_adv)
                 loss = ikl_loss(logits_clean, logits_adv.float(), y, prior, alpha=alpha, beta=beta)
                 # Only the gradient's sign is used: scaling keeps float16 gradients from underflowing to 0.

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from ikl_zoo.train.attack import autocast
+
 _TINY = 1e-20
+
+
+def _to_norm_of(weight: Tensor, delta: Tensor) -> Tensor:
+    return weight.norm() / (delta.norm() + _TINY) * delta
 
 
 class AdversarialWeightPerturbation:
@@ -23,19 +28,13 @@ class AdversarialWeightPerturbation:
     """
 
     def __init__(self, model: nn.Module, *, gamma: float, lr: float) -> None:
-        self.model = model
-        self.gamma = gamma
+        self.model, self.gamma = model, gamma
         self.proxy = copy.deepcopy(model)
         self.proxy_optimizer = torch.optim.SGD(self.proxy.parameters(), lr=lr)
 
     def compute(
-        self,
-        x_clean: Tensor,
-        x_adv: Tensor,
-        loss_fn: Callable[[Tensor, Tensor], Tensor],
-        *,
-        amp_dtype: torch.dtype | None = None,
-        loss_scale: float = 1.0,
+        self, x_clean: Tensor, x_adv: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor], *,
+        amp_dtype: torch.dtype | None = None, loss_scale: float = 1.0,
     ) -> dict[str, Tensor]:
         """The perturbation for this batch; ``loss_fn(logits_clean, logits_adv)`` is the training loss.
 
@@ -44,35 +43,23 @@ class AdversarialWeightPerturbation:
         """
         self.proxy.load_state_dict(self.model.state_dict())
         self.proxy.train()
-        autocast = (
-            torch.autocast(device_type=x_clean.device.type, dtype=amp_dtype)
-            if amp_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with autocast:
-            logits_clean = self.proxy(x_clean)
-            logits_adv = self.proxy(x_adv)
+        with autocast(x_clean.device.type, amp_dtype):
+            logits_clean, logits_adv = self.proxy(x_clean), self.proxy(x_adv)
         loss = -loss_fn(logits_clean.float(), logits_adv.float())
         self.proxy_optimizer.zero_grad(set_to_none=True)
         (loss * loss_scale).backward()
         grads = [p.grad for p in self.proxy.parameters() if p.grad is not None]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world = torch.distributed.get_world_size()
             for grad in grads:
                 torch.distributed.all_reduce(grad)
-                grad.div_(world)
+                grad.div_(torch.distributed.get_world_size())
         if loss_scale != 1.0 and not torch.stack([grad.isfinite().all() for grad in grads]).all():
             return {}
         self.proxy_optimizer.step()
-        diff = {}
         proxy_params = dict(self.proxy.named_parameters())
-        with torch.no_grad():
-            for name, weight in self.model.named_parameters():
-                if weight.ndim <= 1:  # biases and BatchNorm affine parameters are not perturbed
-                    continue
-                delta = proxy_params[name] - weight
-                diff[name] = weight.norm() / (delta.norm() + _TINY) * delta
-        return diff
+        with torch.no_grad():  # biases and BatchNorm affine parameters are not perturbed
+            return {name: _to_norm_of(weight, proxy_params[name] - weight)
+                    for name, weight in self.model.named_parameters() if weight.ndim > 1}
 
     @torch.no_grad()
     def perturb(self, diff: dict[str, Tensor]) -> None:

@@ -15,17 +15,11 @@ from ikl_zoo.data import cifar_dataset
 class TwoViews:
     """Returns ``(basic(image), augmented(image))``: the second view is the AutoAugment one."""
 
-    def __init__(
-        self, basic: Callable[[Any], torch.Tensor], augmented: Callable[[Any], torch.Tensor]
-    ) -> None:
-        self.basic = basic
-        self.augmented = augmented
+    def __init__(self, basic: Callable[[Any], Any], augmented: Callable[[Any], Any]) -> None:
+        self.basic, self.augmented = basic, augmented
 
     def __call__(self, image: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return self.basic(image), self.augmented(image)
-
-    def __repr__(self) -> str:
-        return f"TwoViews(basic={self.basic!r}, augmented={self.augmented!r})"
 
 
 def training_transform(*, autoaugment: bool) -> Callable[[Any], Any]:
@@ -41,16 +35,12 @@ def training_transform(*, autoaugment: bool) -> Callable[[Any], Any]:
 def augmentation_description(*, autoaugment: bool) -> str:
     """The training transform in words, for the zoo folder's config and so its model card."""
     basic = "random crop 32 (padding 4) + horizontal flip"
-    if not autoaugment:
-        return basic
-    return f"two views: {basic}; the same + AutoAugment (CIFAR-10 policy)"
+    return f"two views: {basic}; the same + AutoAugment (CIFAR-10 policy)" if autoaugment else basic
 
 
 def training_dataset(
     dataset: str, *, data_dir: str | os.PathLike[str], autoaugment: bool, download: bool
 ) -> torch.utils.data.Dataset:
     """The CIFAR training split from ``data_dir`` with the training transform."""
-    return cifar_dataset(
-        dataset, data_dir=data_dir, train=True, transform=training_transform(autoaugment=autoaugment),
-        download=download,
-    )
+    transform = training_transform(autoaugment=autoaugment)
+    return cifar_dataset(dataset, data_dir=data_dir, train=True, transform=transform, download=download)

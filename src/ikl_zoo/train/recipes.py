@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ikl_zoo.data import DISPLAY_NAMES
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.threat import DATASETS, NUM_CLASSES
 from ikl_zoo.zoo.architectures import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
@@ -25,6 +26,10 @@ from ikl_zoo.zoo.registry import list_models
 
 _RELEASED_CODE = "github.com/jiequancui/DKL, DKLv2/Adv-training-dkl/train_dkl_{}.py"
 _PAPER = "Cui et al., Decoupled Kullback-Leibler Divergence Loss, NeurIPS 2024 (arXiv 2305.13948)"
+_AT_LEAST_ONE = ("epochs", "batch_size", "ema_start_epoch")
+_NOT_NEGATIVE = ("lr_warmup_epochs", "attack_steps", "awp_warmup_epochs")
+_FINITE_NOT_NEGATIVE = ("eps", "attack_step_size", "weight_decay", "awp_gamma", "aug_weight", "alpha", "beta",
+                        "attack_alpha", "attack_beta", "prior_power")
 
 
 class RecipeError(IklZooError):
@@ -33,87 +38,70 @@ class RecipeError(IklZooError):
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that decides what IKL-AT training computes (run settings such as the device are apart)."""
+    """Everything that decides what IKL-AT training computes (run settings such as the device are apart).
+
+    ``name`` is the preset it started from (``custom`` by hand), ``source`` where its values come from.
+    ``arch``: ``wrn-DEPTH-WIDTH`` (TRADES WideResNet, ReLU), ``wrn-DEPTH-WIDTH-silu`` (DeepMind WideResNet)
+    or a registered model id whose architecture is copied. ``batch_size`` is the global batch (split over
+    torchrun's processes); ``eps`` the final Linf radius for inputs in [0, 1], reached linearly over
+    ``eps_ramp_epochs`` (None: the whole training; 0: no ramp); ``attack_step_size`` a fraction of the current
+    eps. ``alpha``/``beta`` weigh IKL's cross-entropy and wMSE in the training loss, ``attack_alpha``/
+    ``attack_beta`` in the attack; ``temperature`` is the class prior's softmax temperature and
+    ``prior_power`` its power (the released ``gamma``). AWP (``awp_gamma``, 0: off) applies from epoch
+    ``awp_warmup_epochs``. The average (``ema_decay``) folds in end-of-epoch weights (``ema_every="epoch"``)
+    or every step's, starting as a copy at ``ema_start_epoch``. ``autoaugment`` adds a second, AutoAugment
+    view whose IKL term is weighted ``aug_weight``.
+    """
 
     name: str
-    """The preset this recipe started from (``custom`` when built by hand)."""
     source: str
-    """Where the preset's values come from."""
     dataset: str = "cifar10"
     arch: str = "wrn-34-10"
-    """``wrn-DEPTH-WIDTH`` (TRADES WideResNet, ReLU), ``wrn-DEPTH-WIDTH-silu`` (DeepMind WideResNet) or a
-    registered model id whose architecture is copied (``ikl-zoo list``)."""
     epochs: int = 200
     batch_size: int = 128
-    """The global batch: split evenly over the processes under torchrun."""
     lr: float = 0.2
     lr_warmup_epochs: int = 0
     momentum: float = 0.9
     weight_decay: float = 5e-4
     eps: float = 8 / 255
-    """Final Linf radius of the training attack, for inputs in [0, 1]."""
     eps_ramp_epochs: int | None = None
-    """Epochs over which eps grows linearly to its final value (None: the whole training; 0: no ramp)."""
     attack_steps: int = 5
     attack_step_size: float = 0.5
-    """Step size as a fraction of the current eps."""
     alpha: float = 3.0
-    """Weight of IKL's cross-entropy term in the training loss."""
     beta: float = 20.0
-    """Weight of IKL's wMSE term in the training loss."""
     temperature: float = 4.0
-    """Temperature of the softmax that builds the class prior."""
     prior_power: float = 1.0
-    """Power applied to the class prior in the training loss (the released code's ``gamma``)."""
     attack_alpha: float = 1.0
     attack_beta: float = 0.0
     awp_gamma: float = 0.005
-    """Relative size of the adversarial weight perturbation; 0 turns AWP off."""
     awp_warmup_epochs: int = 10
-    """AWP is applied from this epoch on (epochs count from 1)."""
     ema_decay: float = 0.9
     ema_every: str = "epoch"
-    """``epoch``: average the end-of-epoch weights; ``step``: average after every optimiser step."""
     ema_start_epoch: int = 1
-    """The average starts as a copy of the weights at the end of this epoch (during it, for ``step``)."""
     autoaugment: bool = False
-    """Two views per image, the second with AutoAugment's CIFAR-10 policy; its IKL term is weighted."""
     aug_weight: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.dataset not in DATASETS:
-            problems.append(f"dataset must be one of {', '.join(DATASETS)}")
-        for knob in ("epochs", "batch_size", "ema_start_epoch"):
-            if getattr(self, knob) < 1:
-                problems.append(f"{knob} must be at least 1")
-        for knob in ("lr_warmup_epochs", "attack_steps", "awp_warmup_epochs"):
-            if getattr(self, knob) < 0:
-                problems.append(f"{knob} must not be negative")
-        if self.eps_ramp_epochs is not None and self.eps_ramp_epochs < 0:
-            problems.append("eps_ramp_epochs must not be negative")
-        for knob in ("lr", "temperature"):
-            value = getattr(self, knob)
-            if not (math.isfinite(value) and value > 0):
-                problems.append(f"{knob} must be a positive finite number")
+        problems = [f"{knob} must be at least 1" for knob in _AT_LEAST_ONE if getattr(self, knob) < 1]
+        problems += [f"{knob} must not be negative" for knob in _NOT_NEGATIVE if getattr(self, knob) < 0]
+        problems += [f"{knob} must be a finite number >= 0" for knob in _FINITE_NOT_NEGATIVE
+                     if not (math.isfinite(getattr(self, knob)) and getattr(self, knob) >= 0)]
+        problems += [f"{knob} must be a positive finite number" for knob in ("lr", "temperature")
+                     if not (math.isfinite(getattr(self, knob)) and getattr(self, knob) > 0)]
+        checks = {
+            f"dataset must be one of {', '.join(DATASETS)}": self.dataset in DATASETS,
+            "eps_ramp_epochs must not be negative": self.eps_ramp_epochs is None or self.eps_ramp_epochs >= 0,
+            "momentum must lie in [0, 1)": 0 <= self.momentum < 1,
+            "seed must lie in [0, 2**32 - 1]": 0 <= self.seed < 2**32,
+            "ema_decay must lie in [0, 1)": 0 <= self.ema_decay < 1,
+            "ema_every must be 'epoch' or 'step'": self.ema_every in ("epoch", "step"),
+        }
+        problems += [problem for problem, passed in checks.items() if not passed]
         if math.isfinite(self.eps) and self.eps > 1:
             # Inputs lie in [0, 1]: a radius above 1 is almost always pixel levels (8 meaning 8/255).
             hint = f"did you mean {self.eps:g}/255?" if float(self.eps).is_integer() else "e.g. 8/255"
             problems.append(f"eps {self.eps:g} exceeds the [0, 1] image range ({hint})")
-        if not 0 <= self.momentum < 1:
-            problems.append("momentum must lie in [0, 1)")
-        if not 0 <= self.seed < 2**32:
-            problems.append("seed must lie in [0, 2**32 - 1]")
-        for knob in ("eps", "attack_step_size", "weight_decay", "awp_gamma", "aug_weight",
-                     "alpha", "beta", "attack_alpha", "attack_beta", "prior_power"):
-            value = getattr(self, knob)
-            if not (math.isfinite(value) and value >= 0):
-                problems.append(f"{knob} must be a finite number >= 0")
-        if not 0 <= self.ema_decay < 1:
-            problems.append("ema_decay must lie in [0, 1)")
-        if self.ema_every not in ("epoch", "step"):
-            problems.append("ema_every must be 'epoch' or 'step'")
         if problems:
             raise RecipeError(f"invalid recipe {self.name!r}: {'; '.join(problems)}")
 
@@ -126,9 +114,8 @@ class Recipe:
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise RecipeError(
-                f"unknown recipe knob(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
+            known_list = ", ".join(sorted(known))
+            raise RecipeError(f"unknown recipe knob(s) {', '.join(unknown)}", fix=f"known: {known_list}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,10 +144,10 @@ class Recipe:
 
 def _preset(dataset: str, attack_beta: float, **more: Any) -> Recipe:
     name = more.pop("name", dataset)
-    display = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[dataset]
     source = (
-        f"{_PAPER}: IKL-AT on {display}, alpha 3, beta 20, T 4, attack loss alpha 1 beta {attack_beta:g}; "
-        f"schedule, attack, AWP and weight averaging as in {_RELEASED_CODE.format(dataset)} "
+        f"{_PAPER}: IKL-AT on {DISPLAY_NAMES[dataset]}, alpha 3, beta 20, T 4, attack loss alpha 1 "
+        f"beta {attack_beta:g}; schedule, attack, AWP and weight averaging as in "
+        f"{_RELEASED_CODE.format(dataset)} "
         f"(whose shell scripts pass alpha 4: use --alpha 4 to match them)"
     )
     return Recipe(name=name, source=source, dataset=dataset, alpha=3.0, beta=20.0, temperature=4.0,
@@ -179,7 +166,7 @@ RECIPES: dict[str, Recipe] = {
 def get_recipe(name: str, **overrides: Any) -> Recipe:
     """A preset with some knobs overridden, e.g. ``get_recipe("cifar10", epochs=100, awp_gamma=0)``."""
     if name not in RECIPES:
-        raise RecipeError(f"unknown recipe {name!r}; presets: {', '.join(RECIPES)}")
+        raise RecipeError(f"unknown recipe {name!r}", fix=f"presets: {', '.join(RECIPES)}")
     return RECIPES[name].replace(**overrides)
 
 
@@ -193,9 +180,8 @@ def architecture_config(arch: str, *, dataset: str) -> dict[str, Any]:
     if match:
         depth, width = int(match.group(1)), int(match.group(2))
         if (depth - 4) % 6 != 0 or depth < 10 or width < 1:
-            raise RecipeError(
-                f"--arch {arch}: a WideResNet needs depth 6n+4 >= 10 and width >= 1 (e.g. wrn-34-10)"
-            )
+            raise RecipeError(f"--arch {arch}: a WideResNet needs depth 6n+4 >= 10 and width >= 1",
+                              fix="e.g. wrn-34-10")
         if match.group(3):
             return {"architecture_class": "DMWideResNet", "depth": depth, "width": width,
                     "activation": "SiLU", "num_classes": num_classes, **_normalisation(dataset)}
@@ -203,10 +189,8 @@ def architecture_config(arch: str, *, dataset: str) -> dict[str, Any]:
                 "num_classes": num_classes}
     entries = [entry for entry in list_models() if entry.model_id == arch]
     if not entries:
-        raise RecipeError(
-            f"unknown --arch {arch!r}: use wrn-DEPTH-WIDTH (TRADES WideResNet), wrn-DEPTH-WIDTH-silu "
-            "(DeepMind WideResNet) or a registered model id (`ikl-zoo list`)"
-        )
+        raise RecipeError(f"unknown --arch {arch!r}", fix="use wrn-DEPTH-WIDTH (TRADES WideResNet), "
+                          "wrn-DEPTH-WIDTH-silu (DeepMind WideResNet) or a registered model id")
     entry = next((e for e in entries if e.dataset == dataset), entries[0])
     config = json.loads(json.dumps(entry.config))
     config["num_classes"] = num_classes
