@@ -7,7 +7,6 @@ AutoAttack accuracy, published and (when given) measured, each with its source, 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -189,16 +188,15 @@ def _result_pair(
 
 
 def _card_context(subject: CardSubject, measurement: Measurement | None) -> dict[str, Any]:
-    """What the card template needs beyond the subject: looked-up facts and computed figures."""
-    note = " ".join(filter(None, [(subject.robustbench_row or {}).get("footnote"), subject.note]))
+    """What the card template needs beyond the subject and the measurement: looked-up facts."""
+    footnote = (subject.robustbench_row or {}).get("footnote")
     standard_eps = STANDARD_EPS.get(subject.threat_model)
     return {
-        "s": subject, "m": measurement, "data": DATASET_TITLES[subject.dataset],
+        "s": subject, "m": measurement, "data": DATASET_TITLES[subject.dataset], "footnote": footnote,
         "rank": _robustbench_rank(subject) if subject.robustbench_row else None,
-        "measured": _measured(subject, measurement) if measurement else None,
-        "training_rows": _training_rows(subject), "footnote": (subject.robustbench_row or {}).get("footnote"),
+        "measured_facts": facts.describe(measurement.provenance) if measurement else "",
         "nonstandard_eps": standard_eps is not None and not math.isclose(subject.eps, standard_eps),
-        "synthetic_data": "synthetic" in note.lower(), "full_test_set": FULL_TEST_SET,
+        "synthetic_data": "synthetic" in f"{footnote} {subject.note}".lower(), "full_test_set": FULL_TEST_SET,
         "paper_title": PAPER_TITLE, "paper_url": PAPER_URL, "robustbench_url": ROBUSTBENCH_URL,
         "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "version": __version__,
         "weights_name": WEIGHTS_NAME, "config_name": CONFIG_NAME,
@@ -211,41 +209,3 @@ def _robustbench_rank(subject: CardSubject) -> tuple[int, int] | None:
     board = build_board(subject.dataset, subject.threat_model, records_root=None)
     match = board.rows[board.rows["model_id"] == subject.model_id]
     return None if match.empty else (int(match.iloc[0]["rank"]), len(board.rows))
-
-
-def _training_rows(subject: CardSubject) -> list[tuple[str, str]] | None:
-    """The recorded training recipe as table rows (eps as the paper writes it), or None for prose."""
-    if not isinstance(subject.training, Mapping):
-        return None
-    rows = []
-    for key, value in subject.training.items():
-        if key == "eps" and isinstance(value, int | float):
-            shown = format_eps(value, subject.threat_model)
-        else:
-            shown = json.dumps(value) if isinstance(value, dict | list) else str(value)
-        rows.append((key, shown.replace("|", "/")))
-    return rows
-
-
-def _measured(subject: CardSubject, measurement: Measurement) -> dict[str, Any]:
-    """The measured row: percent figures, their Wilson intervals and how they were measured."""
-    n, published = measurement.n_examples, subject.published
-    figures = {
-        "clean": 100 * measurement.clean_acc, "robust": 100 * measurement.robust_acc,
-        "clean_ci": _wilson_interval(measurement.clean_acc, n),
-        "robust_ci": _wilson_interval(measurement.robust_acc, n),
-        "facts": facts.describe(measurement.provenance), "like_for_like": measurement.comparable_with_published,
-    }
-    if published is not None:
-        figures["clean_gap"] = figures["clean"] - published["clean_acc"]
-        figures["robust_gap"] = figures["robust"] - published["autoattack_acc"]
-    return figures
-
-
-def _wilson_interval(fraction: float, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The 95% Wilson score interval in percent, given as its bounds, not as ``± half-width``: it is centred
-    away from the measured fraction (0/4 correct spans 0-49%), so a ``±`` would understate the upper bound."""
-    denominator = 1 + z * z / n
-    centre = (fraction + z * z / (2 * n)) / denominator
-    spread = z * math.sqrt(fraction * (1 - fraction) / n + z * z / (4 * n * n)) / denominator
-    return 100 * max(0.0, centre - spread), 100 * min(1.0, centre + spread)

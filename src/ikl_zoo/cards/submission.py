@@ -48,10 +48,11 @@ CODE_URL = "https://github.com/jiequancui/DKL"
 ISSUE_FILE = "new-model-issue.md"
 ZOO_ENTRY_FILE = "model_zoo_entry.py"
 ROBUSTBENCH_ARCHITECTURES = {"WideResNet", "DMWideResNet"}
-_NORMALISATION = {
-    (0.4914, 0.4822, 0.4465): "CIFAR10_MEAN", (0.2471, 0.2435, 0.2616): "CIFAR10_STD",
-    (0.5071, 0.4865, 0.4409): "CIFAR100_MEAN", (0.2673, 0.2564, 0.2762): "CIFAR100_STD",
+NORMALISATIONS = {
+    "0.4914, 0.4822, 0.4465": "CIFAR10_MEAN", "0.2471, 0.2435, 0.2616": "CIFAR10_STD",
+    "0.5071, 0.4865, 0.4409": "CIFAR100_MEAN", "0.2673, 0.2564, 0.2762": "CIFAR100_STD",
 }
+"""The names robustbench's model zoo gives the normalisations of its architectures."""
 _INFO_OPTIONS = {
     "paper_title": "--paper-title", "link": "--paper-url", "authors": "--authors", "venue": "--venue",
     "architecture": "--architecture", "additional_data": "--additional-data",
@@ -91,34 +92,16 @@ class Submission:
 def submission_problems(result: EvalResult | Measurement, *, name: str, metadata: ModelMetadata) -> list[str]:
     """Every reason the result cannot go to RobustBench as it stands (empty when it can)."""
     m = Measurement.from_result(result)
-    problems = [] if (m.dataset, m.threat_model) in BOARDS else [
-        f"RobustBench has no {m.dataset} {m.threat_model} leaderboard"
-    ]
-    if m.n_examples < MIN_EXAMPLES:
-        problems.append(f"it covers {m.n_examples} test examples; RobustBench needs all {MIN_EXAMPLES:,} "
-                        f"(rerun `ikl-zoo eval` with --n-examples {MIN_EXAMPLES})")
-    if m.version != "standard" or tuple(m.attacks) != STANDARD_ATTACKS:
-        problems.append(f"it ran AutoAttack version {m.version!r} ({', '.join(m.attacks) or 'no attacks'}); "
-                        f"RobustBench needs version 'standard' ({', '.join(STANDARD_ATTACKS)})")
-    if m.threat_model in STANDARD_EPS and not is_standard_eps(m.eps, m.threat_model):
-        problems.append(f"it used eps {format_eps(m.eps, m.threat_model)}; RobustBench's {m.threat_model} "
-                        f"board uses {format_eps(STANDARD_EPS[m.threat_model], m.threat_model)}")
-    if m.seed is None:
-        problems.append("it records no seed, so nobody can rerun it exactly")
-    if gaps := facts.missing_facts(m.provenance):
-        problems.append(f"its provenance lacks the {', '.join(gaps)} (rerun with `ikl-zoo eval`)")
-    problems += _flag_gaps(result)
-    if (weights := facts.replaced_weights(m.provenance)) is not None:
-        problems.append(
-            f"it measures {m.model_id} with weights from {weights}, not its published weights (make a zoo "
-            "folder of that checkpoint with `ikl-zoo convert`, evaluate the folder, and pass --model-dir and "
-            "a new --name)"
-        )
-    if not NAME_PATTERN.match(name):
-        problems.append(f"{name!r} is not a RobustBench name: {NAME_FIX}")
-    if missing := [option for key, option in _INFO_OPTIONS.items() if _blank(getattr(metadata, key))]:
-        problems.append(f"RobustBench needs the paper's details: pass {', '.join(missing)}")
-    return problems
+    standard_eps = STANDARD_EPS.get(m.threat_model)
+    text = render(
+        "submission_problems.txt.j2", m=m, name=name, name_fix=NAME_FIX, boards=BOARDS,
+        min_examples=MIN_EXAMPLES, standard_attacks=STANDARD_ATTACKS, standard_eps=standard_eps,
+        is_standard=standard_eps is not None and is_standard_eps(m.eps, m.threat_model),
+        missing_facts=facts.missing_facts(m.provenance), flag_gaps=_flag_gaps(result),
+        replaced_weights=facts.replaced_weights(m.provenance), valid_name=bool(NAME_PATTERN.match(name)),
+        missing_options=[option for key, option in _INFO_OPTIONS.items() if _blank(getattr(metadata, key))],
+    )
+    return text.splitlines()
 
 
 def build_submission(
@@ -151,22 +134,21 @@ def build_submission(
         raise SubmissionRefusedError("not submittable to RobustBench: " + "; ".join(problems),
                                      fix="fix each, or pass --draft to write a draft")
     architecture = _architecture(m, config)
-    constructor = _constructor(architecture, m.dataset)
+    known = architecture.get("architecture_class") in ROBUSTBENCH_ARCHITECTURES
     gdrive_id = info.get("gdrive_id") or _registry_gdrive_id(m)
     notes = []
     if reference_entry(name, dataset=m.dataset, threat_model=m.threat_model) is not None:
         notes.append(f"{name} is already on RobustBench's {m.dataset} {m.threat_model} board: open a new "
                      "external evaluation rather than a new model, or pick a new --name")
-    if constructor is None:
+    if not known:
         notes.append(f"write the model's constructor into {ZOO_ENTRY_FILE} before proposing it for the model zoo")
-    context = {"name": name, "m": m, "constructor": constructor, "gdrive_id": gdrive_id,
-               "dict_name": {"Linf": "linf", "L2": "l2"}.get(m.threat_model, m.threat_model.lower())}
+    context = {"name": name, "m": m, "architecture": architecture, "gdrive_id": gdrive_id, "known": known}
     return Submission(
         name=name, dataset=m.dataset, threat_model=m.threat_model,
         model_info=robustbench_model_info(m, metadata),
         issue_text=render("new_model_issue.md.j2", **context, **_issue_context(m, metadata, info, problems),
-                          architecture_class=(architecture or {}).get("architecture_class")),
-        model_zoo_entry=render("model_zoo_entry.py.j2", **context),
+                          architecture_class=architecture.get("architecture_class")),
+        model_zoo_entry=render("model_zoo_entry.py.j2", **context, normalisations=NORMALISATIONS),
         problems=tuple(problems), notes=tuple(notes),
     )
 
@@ -226,40 +208,17 @@ def _issue_context(m: Measurement, metadata: ModelMetadata, info: Mapping[str, A
         "problems": problems, "shown": shown, "facts": facts.describe(m.provenance),
         "sha": facts.checkpoint_sha256(m.provenance), "eps": format_eps(m.eps, m.threat_model),
         "checkpoint": checkpoint, "links": "; ".join(links + ([f"code: {CODE_URL}"] if metadata.is_ikl_at else [])),
-        "robustbench_architectures": ROBUSTBENCH_ARCHITECTURES,
     }
 
 
-def _architecture(m: Measurement, config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _architecture(m: Measurement, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The architecture object of the model's zoo folder, else of its registry entry ({} when unknown)."""
     if config is not None and isinstance(config.get("architecture"), Mapping):
         return dict(config["architecture"])
     entry = registry_entry(m.model_id, m.dataset)
-    return dict(entry.config) if entry is not None and entry.config else None
+    return dict(entry.config or {}) if entry is not None else {}
 
 
 def _registry_gdrive_id(m: Measurement) -> str | None:
     entry = registry_entry(m.model_id, m.dataset)
     return entry.pretrained.gdrive_id if entry is not None else None
-
-
-def _constructor(architecture: Mapping[str, Any] | None, dataset: str) -> str | None:
-    """The constructor call as robustbench's model zoo writes it, or None for an architecture it lacks."""
-    get = (architecture or {}).get
-    num_classes = get("num_classes", 10)
-    if get("architecture_class") == "WideResNet":
-        classes = f", num_classes={num_classes}" if num_classes != 10 else ""
-        return f"WideResNet(depth={get('depth')}, widen_factor={get('widen_factor')}{classes}, sub_block1=False)"
-    if get("architecture_class") != "DMWideResNet":
-        return None
-    activation = get("activation", "SiLU")
-    prefix = "CIFAR100" if dataset == "cifar100" else "CIFAR10"
-    mean, std = (_normalisation_name(get(key), f"{prefix}_{key.upper()}") for key in ("mean", "std"))
-    return (f"DMWideResNet(num_classes={num_classes}, depth={get('depth')}, width={get('width')}, "
-            f"activation_fn={'Swish' if activation == 'Swish' else f'nn.{activation}'}, mean={mean}, std={std})")
-
-
-def _normalisation_name(values: Any, default: str) -> str:
-    if values is None:
-        return default
-    rounded = tuple(round(float(v), 4) for v in values)
-    return _NORMALISATION.get(rounded, repr(rounded))
