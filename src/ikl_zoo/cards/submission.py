@@ -1,9 +1,7 @@
 """RobustBench submissions: the ``model_info`` JSON, the filled "[New Model]" issue and the model-zoo entry.
 
-A submission is refused, with every reason at once, when the result could not stand on RobustBench's board:
-fewer than 10,000 test examples, anything but AutoAttack's standard version at the board's eps, or a gap in
-its seed, provenance or per-example flags. ``draft=True`` writes the files anyway, marked as a draft. The
-issue and the model-zoo entry are templates under ``templates/``.
+A result that could not stand on RobustBench's board is refused with every reason at once (the reasons, the
+issue and the entry are templates under ``templates/``); ``draft=True`` writes the files anyway, as a draft.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from ikl_zoo.leaderboard.records import (
     robustbench_model_info,
 )
 from ikl_zoo.leaderboard.reference import STANDARD_EPS, is_standard_eps, reference_entry
-from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
@@ -43,16 +40,13 @@ FILE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 """What even a draft's name must be: one file name inside ``model_info/<dataset>/<threat>/``."""
 NAME_FIX = "pass --name <FirstAuthor><Year><FirstWordOfTitle>, e.g. Cui2023Decoupled_WRN-28-10"
 BOARDS = {("cifar10", "Linf"), ("cifar10", "L2"), ("cifar100", "Linf")}
-"""The CIFAR leaderboards RobustBench runs."""
 CODE_URL = "https://github.com/jiequancui/DKL"
-ISSUE_FILE = "new-model-issue.md"
-ZOO_ENTRY_FILE = "model_zoo_entry.py"
+ISSUE_FILE, ZOO_ENTRY_FILE = "new-model-issue.md", "model_zoo_entry.py"
 ROBUSTBENCH_ARCHITECTURES = {"WideResNet", "DMWideResNet"}
 NORMALISATIONS = {
     "0.4914, 0.4822, 0.4465": "CIFAR10_MEAN", "0.2471, 0.2435, 0.2616": "CIFAR10_STD",
     "0.5071, 0.4865, 0.4409": "CIFAR100_MEAN", "0.2673, 0.2564, 0.2762": "CIFAR100_STD",
 }
-"""The names robustbench's model zoo gives the normalisations of its architectures."""
 _INFO_OPTIONS = {
     "paper_title": "--paper-title", "link": "--paper-url", "authors": "--authors", "venue": "--venue",
     "architecture": "--architecture", "additional_data": "--additional-data",
@@ -67,7 +61,7 @@ class SubmissionRefusedError(IklZooError):
 
 @dataclass(frozen=True)
 class Submission:
-    """What a RobustBench pull request needs for one model: model_info JSON, issue text, model zoo entry."""
+    """What a RobustBench pull request needs for one model; ``problems`` say why it is only a draft."""
 
     name: str
     dataset: str
@@ -76,12 +70,10 @@ class Submission:
     issue_text: str
     model_zoo_entry: str
     problems: tuple[str, ...] = ()
-    """Reasons RobustBench would not accept it; empty for a complete submission."""
     notes: tuple[str, ...] = ()
 
     @property
     def model_info_path(self) -> PurePosixPath:
-        """Where the JSON goes in the RobustBench repository."""
         return PurePosixPath("model_info", self.dataset, self.threat_model, f"{self.name}.json")
 
     @property
@@ -118,13 +110,7 @@ def build_submission(
     info = dict(info or {})
     if unknown := sorted(set(info) - set(INFO_KEYS)):
         raise ValueError(f"unknown info keys {unknown}; expected some of {list(INFO_KEYS)}")
-    target = f"model_info/{m.dataset}/{m.threat_model}/<name>.json"
-    if name is None and not FILE_NAME_PATTERN.match(m.board_id):  # a zoo folder is measured under its path
-        raise SubmissionRefusedError(f"the result's model id {m.model_id!r} cannot name {target}", fix=NAME_FIX)
-    name = name or m.board_id
-    if not FILE_NAME_PATTERN.match(name):
-        raise SubmissionRefusedError(f"--name {name!r} cannot name {target}",
-                                     fix="use letters, digits, '_', '-' and '.', e.g. Cui2023Decoupled_WRN-28-10")
+    name = _file_name(m, name)
     metadata = model_metadata(m.model_id, dataset=m.dataset, threat_model=m.threat_model,
                               published=getattr(result, "published", None))
     metadata = replace(metadata, **{key: value for key, value in info.items()
@@ -133,24 +119,38 @@ def build_submission(
     if problems and not draft:
         raise SubmissionRefusedError("not submittable to RobustBench: " + "; ".join(problems),
                                      fix="fix each, or pass --draft to write a draft")
-    architecture = _architecture(m, config)
+    entry = registry_entry(m.model_id, m.dataset)
+    architecture = (config or {}).get("architecture")  # the zoo folder's, else the registry entry's
+    architecture = dict(architecture) if isinstance(architecture, Mapping) else dict(entry and entry.config or {})
     known = architecture.get("architecture_class") in ROBUSTBENCH_ARCHITECTURES
-    gdrive_id = info.get("gdrive_id") or _registry_gdrive_id(m)
-    notes = []
-    if reference_entry(name, dataset=m.dataset, threat_model=m.threat_model) is not None:
-        notes.append(f"{name} is already on RobustBench's {m.dataset} {m.threat_model} board: open a new "
-                     "external evaluation rather than a new model, or pick a new --name")
-    if not known:
-        notes.append(f"write the model's constructor into {ZOO_ENTRY_FILE} before proposing it for the model zoo")
-    context = {"name": name, "m": m, "architecture": architecture, "gdrive_id": gdrive_id, "known": known}
+    context = {
+        "name": name, "m": m, "meta": metadata, "problems": problems, "architecture": architecture,
+        "known": known, "gdrive_id": info.get("gdrive_id") or (entry and entry.pretrained.gdrive_id),
+        "checkpoint_url": info.get("checkpoint_url"), "code_url": CODE_URL, "normalisations": NORMALISATIONS,
+        "facts": facts.describe(m.provenance), "sha": facts.checkpoint_sha256(m.provenance),
+    }
+    listed = reference_entry(name, dataset=m.dataset, threat_model=m.threat_model) is not None
     return Submission(
         name=name, dataset=m.dataset, threat_model=m.threat_model,
         model_info=robustbench_model_info(m, metadata),
-        issue_text=render("new_model_issue.md.j2", **context, **_issue_context(m, metadata, info, problems),
-                          architecture_class=architecture.get("architecture_class")),
-        model_zoo_entry=render("model_zoo_entry.py.j2", **context, normalisations=NORMALISATIONS),
-        problems=tuple(problems), notes=tuple(notes),
+        issue_text=render("new_model_issue.md.j2", **context),
+        model_zoo_entry=render("model_zoo_entry.py.j2", **context),
+        problems=tuple(problems),
+        notes=tuple(render("submission_notes.txt.j2", **context, listed=listed).splitlines()),
     )
+
+
+def _file_name(m: Measurement, name: str | None) -> str:
+    """The submission's name, refused unless it is one file name inside ``model_info/<dataset>/<threat>/``."""
+    target = f"model_info/{m.dataset}/{m.threat_model}/<name>.json"
+    if name is None and not FILE_NAME_PATTERN.match(m.board_id):  # a zoo folder is measured under its path
+        raise SubmissionRefusedError(f"the result's model id {m.model_id!r} cannot name {target}",
+                                     fix=NAME_FIX)
+    if not FILE_NAME_PATTERN.match(name or m.board_id):
+        raise SubmissionRefusedError(f"--name {name!r} cannot name {target}",
+                                     fix="use letters, digits, '_', '-' and '.', "
+                                     "e.g. Cui2023Decoupled_WRN-28-10")
+    return name or m.board_id
 
 
 def write_submission(
@@ -179,12 +179,9 @@ def _flag_gaps(result: EvalResult | Measurement) -> list[str]:
     if len(robust_flags) != n or len(clean_flags) != n:
         return [f"it has {len(clean_flags)} clean and {len(robust_flags)} robust flags for {n} examples "
                 "(an evaluation with missing chunks: finish it with `ikl-zoo eval --resume`)"]
-    problems = [
-        f"its {kind} accuracy does not match its per-example flags"
-        for kind, flags, accuracy in (("robust", robust_flags, result.robust_acc),
-                                      ("clean", clean_flags, result.clean_acc))
-        if not math.isclose(sum(map(bool, flags)) / max(n, 1), accuracy, abs_tol=1e-9)
-    ]
+    pairs = (("robust", robust_flags, result.robust_acc), ("clean", clean_flags, result.clean_acc))
+    problems = [f"its {kind} accuracy does not match its per-example flags" for kind, flags, accuracy in pairs
+                if not math.isclose(sum(map(bool, flags)) / max(n, 1), accuracy, abs_tol=1e-9)]
     if any(robust and not clean for robust, clean in zip(robust_flags, clean_flags, strict=True)):
         problems.append("some examples count as robust but not as clean")
     return problems
@@ -192,33 +189,3 @@ def _flag_gaps(result: EvalResult | Measurement) -> list[str]:
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _issue_context(m: Measurement, metadata: ModelMetadata, info: Mapping[str, Any],
-                   problems: list[str]) -> dict[str, Any]:
-    """The issue's filled-in fields; a blank one reads "(fill in)"."""
-    gdrive_id = info.get("gdrive_id") or _registry_gdrive_id(m)
-    shown = {key: "(fill in)" if _blank(getattr(metadata, key)) else str(getattr(metadata, key))
-             for key in ("paper_title", "link", "authors", "architecture")}
-    additional = metadata.additional_data
-    shown["additional_data"] = "(fill in)" if additional is None else json.dumps(additional)
-    checkpoint = info.get("checkpoint_url") or (gdrive_id and f"https://drive.google.com/file/d/{gdrive_id}")
-    links = [f"checkpoint: {checkpoint}"] if checkpoint else []
-    return {
-        "problems": problems, "shown": shown, "facts": facts.describe(m.provenance),
-        "sha": facts.checkpoint_sha256(m.provenance), "eps": format_eps(m.eps, m.threat_model),
-        "checkpoint": checkpoint, "links": "; ".join(links + ([f"code: {CODE_URL}"] if metadata.is_ikl_at else [])),
-    }
-
-
-def _architecture(m: Measurement, config: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The architecture object of the model's zoo folder, else of its registry entry ({} when unknown)."""
-    if config is not None and isinstance(config.get("architecture"), Mapping):
-        return dict(config["architecture"])
-    entry = registry_entry(m.model_id, m.dataset)
-    return dict(entry.config or {}) if entry is not None else {}
-
-
-def _registry_gdrive_id(m: Measurement) -> str | None:
-    entry = registry_entry(m.model_id, m.dataset)
-    return entry.pretrained.gdrive_id if entry is not None else None

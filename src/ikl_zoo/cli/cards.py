@@ -73,7 +73,7 @@ def submit(
 
     config = None
     if model_dir:
-        from ikl_zoo.cards.model_card import read_config
+        from ikl_zoo.cards.subject import read_config
 
         config = read_config(model_dir)
     info = {("link" if key == "paper_url" else key): value for key, value in paper.items()}
