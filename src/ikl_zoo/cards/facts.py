@@ -6,20 +6,18 @@ from collections.abc import Mapping
 from typing import Any
 
 VERSION_KEYS = {"torch": "torch", "AutoAttack": "pyautoattack", "ikl-zoo": "ikl_zoo"}
-"""Label -> provenance key of a package version (top level, or under ``versions``)."""
+"""Label -> provenance key of a package version (at the top level or under ``versions``)."""
 
 
 def version(provenance: Mapping[str, Any], label: str) -> str | None:
-    key = VERSION_KEYS[label]
-    value = provenance.get(key) or (provenance.get("versions") or {}).get(key)
+    value = provenance.get(VERSION_KEYS[label]) or (provenance.get("versions") or {}).get(VERSION_KEYS[label])
     return str(value) if value else None
 
 
 def devices(provenance: Mapping[str, Any]) -> str | None:
-    """The devices the attack ran on, one line (each rank's device once)."""
+    """The devices the attack ran on, in one line (each rank's device once)."""
     value = provenance.get("devices") or provenance.get("device")
-    if isinstance(value, list | tuple):
-        value = ", ".join(dict.fromkeys(map(str, value)))
+    value = ", ".join(dict.fromkeys(map(str, value))) if isinstance(value, list | tuple) else value
     return str(value) if value else None
 
 
@@ -36,8 +34,8 @@ def replaced_weights(provenance: Mapping[str, Any]) -> str | None:
 def missing_facts(provenance: Mapping[str, Any]) -> list[str]:
     """What a result must record to be trusted by a submission, and does not."""
     missing = [f"{label} version" for label in VERSION_KEYS if version(provenance, label) is None]
-    missing += ["device"] if devices(provenance) is None else []
-    return missing + (["checkpoint sha256"] if checkpoint_sha256(provenance) is None else [])
+    others = (("device", devices(provenance)), ("checkpoint sha256", checkpoint_sha256(provenance)))
+    return missing + [fact for fact, value in others if not value]
 
 
 def describe(provenance: Mapping[str, Any]) -> str:

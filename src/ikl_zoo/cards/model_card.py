@@ -95,9 +95,10 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
     if m.dataset != subject.dataset:
         raise CardError(f"the result is for {m.dataset}, the card for {subject.dataset}",
                         fix=f"pass --dataset {m.dataset} or the matching result")
-    if m.threat_model != subject.threat_model or not math.isclose(m.eps, subject.eps, rel_tol=0, abs_tol=1e-7):
-        raise CardError(f"the result is for {m.threat_model} eps {format_eps(m.eps, m.threat_model)}, the model "
-                        f"for {subject.threat_model}, eps = {subject.eps_text}",
+    same_eps = math.isclose(m.eps, subject.eps, rel_tol=0, abs_tol=1e-7)
+    if m.threat_model != subject.threat_model or not same_eps:
+        raise CardError(f"the result is for {m.threat_model} eps {format_eps(m.eps, m.threat_model)}, the "
+                        f"model for {subject.threat_model}, eps = {subject.eps_text}",
                         fix="evaluate it under the model's threat model")
     weights = facts.replaced_weights(m.provenance)
     if weights is not None and subject.in_registry:
@@ -109,7 +110,8 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
     same_weights = subject.weights_sha256 and facts.checkpoint_sha256(m.provenance) == subject.weights_sha256
     if m.board_id != subject.model_id and not same_weights:
         raise CardError(f"the result is for {m.model_id!r}, the card for {subject.model_id!r} (and its "
-                        "checkpoint sha256 does not match the folder's weights)", fix="pass the matching result")
+                        "checkpoint sha256 does not match the folder's weights)",
+                        fix="pass the matching result")
     return m
 
 
@@ -122,8 +124,9 @@ def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
     groups = []
     if (published := subject.published) is not None:
         source_url = ROBUSTBENCH_URL if subject.robustbench_row else PAPER_URL
-        groups.append(("published", FULL_TEST_SET, "test", published["source"], source_url,
-                       (published["clean_acc"], published["autoattack_acc"]), {**threat, "version": "standard"}))
+        figures = (published["clean_acc"], published["autoattack_acc"])
+        groups.append(("published", FULL_TEST_SET, "test", published["source"], source_url, figures,
+                       {**threat, "version": "standard"}))
     if m is not None:
         version = facts.version(m.provenance, "ikl-zoo") or "(version not recorded)"
         source = f"ikl-zoo {version} measurement with AutoAttack on {m.n_examples} test examples"

@@ -13,8 +13,8 @@ from ikl_zoo.threat import format_eps
 
 
 def wilson_interval(fraction: float, n: int, z: float = 1.959964) -> str:
-    """The 95% Wilson score interval in percent, ``[low, high]``: given as its bounds, not as ``± half-width``,
-    since it is centred away from the measured fraction (0/4 correct spans 0-49%)."""
+    """The 95% Wilson score interval in percent, as its bounds: it is centred away from the measured
+    fraction (0/4 correct spans 0-49%), so a ``± half-width`` would understate the upper bound."""
     denominator = 1 + z * z / n
     centre = (fraction + z * z / (2 * n)) / denominator
     spread = z * math.sqrt(fraction * (1 - fraction) / n + z * z / (4 * n * n)) / denominator

@@ -33,12 +33,12 @@ class CardSubject:
     dataset: str
     threat_model: str
     eps: float
-    architecture: str
+    architecture: str | dict[str, Any]
+    """A name, or a zoo config's architecture object (the card template names it)."""
     training: str | dict[str, Any] | None
     is_ikl_at: bool
     in_registry: bool
-    published: dict[str, Any] | None = None
-    """Percent figures (``clean_acc``, ``autoattack_acc``, optional ``external``) and their ``source``."""
+    published: dict[str, Any] | None = None  # percent clean_acc, autoattack_acc (external) and source
     robustbench_row: dict[str, Any] | None = None
     note: str = ""
     additional_data: bool = False
@@ -53,12 +53,8 @@ class CardSubject:
         return format_eps(self.eps, self.threat_model)
 
 
-def card_subject(
-    model: ModelEntry | Mapping[str, Any] | str | os.PathLike[str],
-    *,
-    dataset: str = "cifar10",
-    config: Mapping[str, Any] | None = None,
-) -> CardSubject:
+def card_subject(model: Any, *, dataset: str = "cifar10", config: Mapping[str, Any] | None = None
+                 ) -> CardSubject:
     """A registry entry, a registry id (for ``dataset``), a zoo folder or its config, as a card subject."""
     from ikl_zoo.zoo.registry import ModelEntry, get_model_entry
 
@@ -102,7 +98,7 @@ def _subject_from_config(config: dict[str, Any]) -> CardSubject:
         return _subject_from_entry(entry, config)
     return CardSubject(
         model_id=str(config["model_id"]), dataset=config["dataset"], threat_model=str(config["threat_model"]),
-        eps=float(config["eps"]), architecture=architecture_name(config.get("architecture")),
+        eps=float(config["eps"]), architecture=config.get("architecture") or "unknown architecture",
         training=training, is_ikl_at=_trained_with_ikl(training), in_registry=False,
         note=str(config.get("note") or ""), additional_data=bool(config.get("additional_data", False)),
         hub_repo_id=config.get("repo_id"), weights_sha256=config.get("sha256"),
@@ -127,24 +123,8 @@ def _pinned_sha256s(entry: ModelEntry) -> set[str]:
 def _trained_with_ikl(training: Any) -> bool:
     """IKL-AT by what the config says was done (``method: IKL-AT`` or ``loss: ikl``), never by the word
     "ikl" elsewhere, e.g. in ``trained_with: ikl-zoo``."""
-    if not isinstance(training, dict):
-        return False
-    return str(training.get("method", "")).upper() == "IKL-AT" or str(training.get("loss", "")).lower() == "ikl"
-
-
-def architecture_name(architecture: Any) -> str:
-    """``WideResNet-34-10`` from a zoo config's architecture object (or the string it already is)."""
-    if not isinstance(architecture, Mapping):
-        return str(architecture or "unknown architecture")
-    name, get = architecture.get("architecture_class", "unknown architecture"), architecture.get
-    if name == "WideResNet":
-        return f"WideResNet-{get('depth')}-{get('widen_factor')}"
-    if name == "DMWideResNet":
-        return f"WideResNet-{get('depth')}-{get('width')} ({get('activation', 'SiLU')}, DeepMind)"
-    if name == "CifarResNet":
-        blocks = list(get("blocks_per_stage", []))
-        return "ResNet-18 (CIFAR)" if blocks == [2, 2, 2, 2] else f"ResNet (CIFAR, blocks {blocks})"
-    return str(name)
+    get = training.get if isinstance(training, dict) else {}.get
+    return str(get("method", "")).upper() == "IKL-AT" or str(get("loss", "")).lower() == "ikl"
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -121,7 +121,9 @@ def build_submission(
                                      fix="fix each, or pass --draft to write a draft")
     entry = registry_entry(m.model_id, m.dataset)
     architecture = (config or {}).get("architecture")  # the zoo folder's, else the registry entry's
-    architecture = dict(architecture) if isinstance(architecture, Mapping) else dict(entry and entry.config or {})
+    if not isinstance(architecture, Mapping):
+        architecture = entry.config if entry is not None and entry.config else {}
+    architecture = dict(architecture)
     known = architecture.get("architecture_class") in ROBUSTBENCH_ARCHITECTURES
     context = {
         "name": name, "m": m, "meta": metadata, "problems": problems, "architecture": architecture,
