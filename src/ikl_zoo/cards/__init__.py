@@ -3,12 +3,15 @@ stays light)."""
 
 from importlib import import_module
 
-_HOMES = {name: "model_card" for name in ("build_model_card", "write_model_card", "write_registry_cards")}
-_HOMES |= {name: "submission" for name in ("build_submission", "write_submission")}
-__all__ = list(_HOMES)
+_LAZY = {
+    "build_model_card": "ikl_zoo.cards.model_card", "write_model_card": "ikl_zoo.cards.model_card",
+    "write_registry_cards": "ikl_zoo.cards.model_card", "build_submission": "ikl_zoo.cards.submission",
+    "write_submission": "ikl_zoo.cards.submission",
+}
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> object:
-    if name not in _HOMES:
+    if name not in _LAZY:
         raise AttributeError(f"module 'ikl_zoo.cards' has no attribute {name!r}")
-    return getattr(import_module(f"ikl_zoo.cards.{_HOMES[name]}"), name)
+    return getattr(import_module(_LAZY[name]), name)
