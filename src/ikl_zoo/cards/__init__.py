@@ -1,25 +1,17 @@
-"""Hugging Face model cards and RobustBench submissions.
-
-The builders are imported on first use, so ``import ikl_zoo.cards`` stays light.
-"""
-
-from __future__ import annotations
+"""Hugging Face model cards and RobustBench submissions (imported on first use: ``import ikl_zoo.cards``
+stays light)."""
 
 from importlib import import_module
-from typing import Any
 
 _LAZY = {
-    "build_model_card": "ikl_zoo.cards.model_card",
-    "write_model_card": "ikl_zoo.cards.model_card",
-    "write_registry_cards": "ikl_zoo.cards.model_card",
-    "build_submission": "ikl_zoo.cards.submission",
+    "build_model_card": "ikl_zoo.cards.model_card", "write_model_card": "ikl_zoo.cards.model_card",
+    "write_registry_cards": "ikl_zoo.cards.model_card", "build_submission": "ikl_zoo.cards.submission",
     "write_submission": "ikl_zoo.cards.submission",
 }
-
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ikl_zoo.cards' has no attribute {name!r}")
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ikl_zoo.cards' has no attribute {name!r}")
+    return getattr(import_module(_LAZY[name]), name)

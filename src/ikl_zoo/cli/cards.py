@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from click.core import ParameterSource
 
@@ -18,33 +20,28 @@ from ikl_zoo.cli.base import DATASET_OPTION, RECORDS_OPTION, IklZooCommand
 @RECORDS_OPTION
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for README.md (--all: one folder per model; default for a zoo folder: itself).")
-def card(
-    model: str | None, dataset: str, result: str | None, repo_id: str | None, all_models: bool,
-    records_root: str, out_dir: str | None,
-) -> None:
+def card(model: str | None, dataset: str, result: str | None, repo_id: str | None, all_models: bool,
+         records_root: str, out_dir: str | None) -> None:
     """Write the Hugging Face model card (README.md) of MODEL: a registry id or a zoo folder."""
-    from pathlib import Path
-
     from ikl_zoo.cards.model_card import write_model_card, write_registry_cards
     from ikl_zoo.leaderboard.records import read_result
 
+    if all_models and (model or result):
+        raise click.UsageError("--all writes the registry's cards; give no MODEL or --result with it")
     if all_models:
-        if model or result:
-            raise click.UsageError("--all writes the registry's cards; give no MODEL or --result with it")
-        for path in write_registry_cards(out_dir or "cards", records_root=records_root):
-            click.echo(f"wrote {path}")
-        return
-    if not model:
+        paths = write_registry_cards(out_dir or "cards", records_root=records_root)
+    elif not model:
         raise click.UsageError("give a MODEL (registry id or zoo folder), or --all")
-    if click.get_current_context().get_parameter_source("records_root") == ParameterSource.COMMANDLINE:
+    elif click.get_current_context().get_parameter_source("records_root") == ParameterSource.COMMANDLINE:
         raise click.UsageError("--records is read with --all only: give one measurement with --result")
-    if out_dir is None:
-        if not Path(model).is_dir():
-            raise click.UsageError("-o/--out is required unless MODEL is a zoo folder")
-        out_dir = model
-    evaluation = read_result(result) if result else None
-    path = write_model_card(model, out_dir, dataset=dataset, result=evaluation, repo_id=repo_id)
-    click.echo(f"wrote {path}")
+    elif out_dir is None and not Path(model).is_dir():
+        raise click.UsageError("-o/--out is required unless MODEL is a zoo folder")
+    else:
+        evaluation = read_result(result) if result else None
+        out_dir = out_dir or model
+        paths = [write_model_card(model, out_dir, dataset=dataset, result=evaluation, repo_id=repo_id)]
+    for path in paths:
+        click.echo(f"wrote {path}")
 
 
 @click.command(cls=IklZooCommand)
@@ -56,7 +53,7 @@ def card(
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="The model's zoo folder (config.json) when it is not in the registry.")
 @click.option("--paper-title", default=None)
-@click.option("--paper-url", default=None)
+@click.option("--paper-url", "link", default=None)
 @click.option("--authors", default=None, help='"First Last, First Last, ..."')
 @click.option("--venue", default=None, help='e.g. "NeurIPS 2024" or "arXiv, May 2023".')
 @click.option("--architecture", default=None, help='e.g. "WideResNet-28-10".')
@@ -65,18 +62,14 @@ def card(
 @click.option("--checkpoint-url", default=None)
 @click.option("--gdrive-id", default=None, help="Google Drive id of the checkpoint (for the model zoo).")
 def submit(
-    result: str, name: str | None, out_dir: str, draft: bool, model_dir: str | None, **paper: object
+    result: str, name: str | None, out_dir: str, draft: bool, model_dir: str | None, **info: object
 ) -> None:
     """Write a RobustBench submission: model_info JSON, the filled [New Model] issue, the model-zoo entry."""
+    from ikl_zoo.cards.subject import read_config
     from ikl_zoo.cards.submission import write_submission
     from ikl_zoo.leaderboard.records import read_result
 
-    config = None
-    if model_dir:
-        from ikl_zoo.cards.model_card import read_config
-
-        config = read_config(model_dir)
-    info = {("link" if key == "paper_url" else key): value for key, value in paper.items()}
+    config = read_config(model_dir) if model_dir else None
     submission, paths = write_submission(read_result(result), out_dir, name=name, draft=draft, info=info,
                                          config=config)
     for path in paths:
