@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import platform
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timezone
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import torch
@@ -34,29 +38,22 @@ def merge_chunks(
         model_id=facts.model_id, settings=settings, attacks=list(attacks),
         batch_size=requested if isinstance(requested, int) else min(o.batch_size for o in outcomes),
         clean_acc=clean_acc, robust_acc=sum(robust_flags) / n, clean_flags=clean_flags,
-        robust_flags=robust_flags, per_attack=per_attack, timings=_timings(outcomes, wall_seconds),
-        model_passes=_passes(outcomes),
+        robust_flags=robust_flags, per_attack=per_attack, timings={
+            "wall": wall_seconds, **_summed(o.timings for o in outcomes),
+            "total": sum(sum(o.timings.values()) for o in outcomes),
+        },
+        model_passes=_summed(o.model_passes for o in outcomes),
         provenance=_provenance(outcomes, settings=settings, extra={**extra, **(facts.provenance or {})}),
         published=dict(published) if published is not None else None,
         warnings=_warnings(outcomes, per_attack=per_attack, clean_acc=clean_acc),
     )
 
 
-def _timings(outcomes: list[ChunkOutcome], wall_seconds: float) -> dict[str, float]:
-    timings: dict[str, float] = {"wall": wall_seconds}
-    for outcome in outcomes:
-        for key, seconds in outcome.timings.items():
-            timings[key] = timings.get(key, 0.0) + seconds
-    timings["total"] = sum(sum(outcome.timings.values()) for outcome in outcomes)
-    return timings
-
-
-def _passes(outcomes: list[ChunkOutcome]) -> dict[str, int]:
-    passes: dict[str, int] = {}
-    for outcome in outcomes:
-        for key, count in outcome.model_passes.items():
-            passes[key] = passes.get(key, 0) + count
-    return passes
+def _summed(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    total: Counter[str] = Counter()
+    for count in counts:
+        total.update(count)  # update, unlike +, keeps zero counts
+    return dict(total)
 
 
 def _warnings(outcomes: list[ChunkOutcome], *, per_attack: dict[str, float], clean_acc: float) -> list[str]:
@@ -89,18 +86,14 @@ def _provenance(outcomes: list[ChunkOutcome], *, settings: EvalSettings, extra: 
 
 def _describe_batch_sizes(batch_sizes: list[int]) -> str:
     """``chunks ran at different batch sizes: 10 (chunk 0), 5 (chunks 1-3, 5)`` for a mixed run."""
-    groups: dict[int, list[list[int]]] = {}
-    for index, size in enumerate(batch_sizes):
-        ranges = groups.setdefault(size, [])
-        if ranges and ranges[-1][1] == index - 1:
-            ranges[-1][1] = index
-        else:
-            ranges.append([index, index])
-    parts = []
-    for size, ranges in groups.items():
-        listed = ", ".join(str(first) if first == last else f"{first}-{last}" for first, last in ranges)
-        plural = "s" if len(ranges) > 1 or ranges[0][0] != ranges[0][1] else ""
-        parts.append(f"{size} (chunk{plural} {listed})")
+    runs: dict[int, list[str]] = {}
+    for size, run in groupby(enumerate(batch_sizes), key=itemgetter(1)):
+        first, *rest = (index for index, _ in run)
+        runs.setdefault(size, []).append(f"{first}-{rest[-1]}" if rest else str(first))
+    parts = [
+        f"{size} (chunk{'s' if len(listed) > 1 or '-' in listed[0] else ''} {', '.join(listed)})"
+        for size, listed in runs.items()
+    ]
     return (
         f"chunks ran at different batch sizes: {', '.join(parts)} (an out-of-memory back-off); "
         "a flag depends on its chunk's batch size"

@@ -1,14 +1,7 @@
-"""``evaluate``: clean and AutoAttack robust accuracy in fixed chunks, resumable and sharded over ranks.
-
-Chunk k holds examples ``k * chunk_size`` to ``(k + 1) * chunk_size`` and is attacked with seed
-``seed + k`` by a fresh ``AutoAttack``, so an example's flag depends neither on how many processes run
-nor on whether the run was interrupted. With the examples in one chunk, the flags are those of
-``AutoAttack(..., seed=seed).run_standard_evaluation(x, y, batch_size=batch_size)``.
-
-AutoAttack's random starts depend on how a chunk is cut into batches, so a flag depends on the batch size
-too: the size is part of the run's state. ``batch_size="auto"`` is resolved once per run (the minimum over
-ranks), halved for the rest of the run on out-of-memory, and kept in the run directory, so a resumed run
-goes on at the size the interrupted one had reached; each chunk records the size it ran at.
+"""``evaluate``: chunk k holds examples from ``k * chunk_size`` and is attacked with seed ``seed + k`` by
+a fresh AutoAttack, so a flag depends neither on the number of ranks nor on interruptions. It does depend on
+the batch size (AutoAttack's random starts): an ``auto`` size, halved on out-of-memory, is kept in the run
+directory.
 """
 
 from __future__ import annotations
@@ -16,7 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,35 +29,20 @@ from ikl_zoo.evaluate.store import ChunkOutcome, RunDir, open_run_dir
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "ModelFacts", "evaluate"]
 
-
-
 _FACTS = {item.name for item in fields(ModelFacts)}
 
 
 def evaluate(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    settings: EvalSettings | None = None,
-    facts: ModelFacts | None = None,
-    out: str | os.PathLike[str] | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    **keywords: Any,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, settings: EvalSettings | None = None,
+    facts: ModelFacts | None = None, out: str | os.PathLike[str] | None = None, resume: bool = False,
+    progress: bool = True, **keywords: Any,
 ) -> EvalResult:
     """Clean and AutoAttack robust accuracy of ``model`` on images ``x`` (N x C x H x W, in [0, 1]), ``y``.
 
-    ``settings`` says how, or its fields come as keywords (``eps=..., norm=..., version=..., attacks=...,
-    seed=..., batch_size=..., device=...``; ``model_id``, ``published``, ``provenance`` make ``facts``); its
-    ``n_examples`` becomes ``len(x)``. Chunk k is attacked with seed ``seed + k`` (torch's global RNG seeded
-    alike for the clean pass). ``batch_size="auto"`` takes the largest batch that fits (every rank the same)
-    and halves it on out-of-memory for the unfinished chunk and all later ones, kept in ``out`` for a resumed
-    run; ``provenance["chunk_batch_sizes"]`` gives each chunk's. With ``out``, each finished chunk is saved
-    there and ``resume=True`` continues an interrupted run (refusing one made with other settings).
-    ``device=None`` keeps the model where it is; the model's mode, weights and the caller's RNG state are
-    restored afterwards. Under ``torch.distributed`` the chunks are dealt to the ranks and every rank
-    returns the merged result.
+    ``settings`` say how, or their fields come as keywords (``model_id``, ``published``, ``provenance`` make
+    ``facts``); ``n_examples`` becomes ``len(x)``. With ``out``, each finished chunk is saved there and
+    ``resume=True`` continues an interrupted run. The model's mode, weights and the caller's RNG state are
+    restored afterwards; under ``torch.distributed`` every rank returns the merged result.
     """
     started = time.perf_counter()
     prepare.check_inputs(x, y)
@@ -166,7 +144,6 @@ def _start(
     """Check everything an attack would trip over later, then place the model on its device."""
     attacks = aa.resolve_attacks(version=settings.version, norm=settings.norm, attacks=settings.attacks)
     options = aa.check_attack_options(settings.attack_options, version=settings.version)
-    aa.check_eps(settings.eps, norm=settings.norm)
     _check_seed(settings.seed, -(-settings.n_examples // settings.chunk_size))
     prepare.check_fp32(model)
     device = prepare.resolve_device(settings.device, model)
@@ -260,9 +237,8 @@ def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> list[Ch
 
 def _gather(shard: Shard, outcomes: list[ChunkOutcome]) -> dict[int, ChunkOutcome]:
     """Every rank's new chunks, on every rank."""
-    gathered = shard.all_gather([outcome.to_dict() for outcome in outcomes])
-    merged = (ChunkOutcome.from_dict(data) for rank_outcomes in gathered for data in rank_outcomes)
-    return {outcome.index: outcome for outcome in merged}
+    gathered = shard.all_gather([asdict(outcome) for outcome in outcomes])
+    return {data["index"]: ChunkOutcome(**data) for rank_outcomes in gathered for data in rank_outcomes}
 
 
 def _check_seed(seed: Any, n_chunks: int) -> None:
@@ -295,11 +271,11 @@ class _ChunkRunner:
     def run(self, index: int) -> ChunkOutcome:
         start, stop = self.job.bounds(index)
         seed = self.job.settings.seed + index
-        before = self.counting.passes()
+        before = dict(self.counting.counts)
         with aa.collect_autoattack_warnings() as autoattack_warnings:
             x, y = self.job.x[start:stop], self.job.y[start:stop]
             found, checks_seconds, back_offs = self._attack(index, x, y)
-        after = self.counting.passes()
+        after = dict(self.counting.counts)
         outcome = ChunkOutcome(
             index=index, start=start, stop=stop, seed=seed, batch_size=self.batch_size,
             clean_flags=found.clean_flags.tolist(), robust_flags=found.robust_flags.tolist(),

@@ -1,22 +1,16 @@
-"""The run directory: a manifest of the run's arguments, one file per finished chunk, the merged result.
-
-::
+"""The run directory, every file written atomically; a file that cannot be read back is one line naming it.
 
     OUT/manifest.json              what was evaluated and how (a resumed run must match it)
     OUT/batch_size.json            the batch size the next chunk runs at, when --batch-size is auto
     OUT/chunks/chunk_00003.json    flags of examples 1500-1999, after each attack, with times
     OUT/result.json                the EvalResult, written when every chunk is done
-
-Every file is written atomically, so a kill at any moment leaves only whole chunks behind. A file that
-cannot be read back (damaged or edited) is a one-line error naming it and the way out, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,13 +48,6 @@ class ChunkOutcome:
     rank: int = 0
     """The torch.distributed rank that attacked the chunk."""
     warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ChunkOutcome:
-        return cls(**data)
 
 
 class RunDir:
@@ -118,13 +105,10 @@ class RunDir:
             for key in sorted(set(previous) | set(identity))
             if previous.get(key) != identity.get(key)
         )
-        if differences and resume:
-            raise EvaluationError(
-                f"--resume refused: {self.path} was made with other arguments ({differences}): "
-                "rerun with the same arguments, or choose another --out"
-            )
         if differences:
             raise EvaluationError(
+                f"--resume refused: {self.path} was made with other arguments ({differences}): "
+                "rerun with the same arguments, or choose another --out" if resume else
                 f"{self.path} holds a run made with other arguments ({differences}): "
                 "choose another --out, or delete the directory to start over"
             )
@@ -184,11 +168,11 @@ class RunDir:
                 f"run directory {self.path}: chunk file {path.name} does not belong to this run's chunk "
                 f"{index} ({foreign}): {_REDO_CHUNK}"
             )
-        return ChunkOutcome.from_dict(data)
+        return ChunkOutcome(**data)
 
     def save_chunk(self, outcome: ChunkOutcome) -> Path:
         path = self.chunk_path(outcome.index)
-        return self._write_json(path, outcome.to_dict(), fix=_RESUME_AFTER_WRITE)
+        return self._write_json(path, asdict(outcome), fix=_RESUME_AFTER_WRITE)
 
     def save_result(self, data: dict[str, Any]) -> Path:
         return self._write_json(self.result_path, data, fix=_RESUME_AFTER_WRITE)
@@ -196,7 +180,6 @@ class RunDir:
     def _read_json(
         self, path: Path, *, damaged: str | None = None, fix: str = "choose another --out"
     ) -> Any | None:
-        """The file's JSON, or None where there is no file."""
         damaged = damaged or path.name
         try:
             text = path.read_text(encoding="utf-8")
@@ -216,15 +199,10 @@ class RunDir:
             ) from None
 
     def _write_json(self, path: Path, data: Any, *, fix: str) -> Path:
-        """``fix`` is the way out: another --out before the run has started, --resume once it has (a full
-        disk late in a long run must not send the user to start over elsewhere)."""
-        with self._writing(fix):
-            return write_json_atomic(path, data)
-
-    @contextmanager
-    def _writing(self, fix: str) -> Iterator[None]:
+        """``fix``: another --out before the run has started, --resume once it has (a full disk late in a long
+        run must not send the user to start over elsewhere)."""
         try:
-            yield
+            return write_json_atomic(path, data)
         except OSError as error:
             named = error.filename is not None and Path(error.filename) != self.path
             where = f" ({error.filename})" if named else ""
