@@ -25,6 +25,7 @@ from ikl_zoo.threat import NORMS
 
 ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 AUTOATTACK_LOGGER = "auto-attack"
+_ORDERS = {"Linf": float("inf"), "L2": 2.0, "L1": 1.0}
 StepCounter = Callable[[Callable[[], None] | None], None]
 """Installs a callback the model calls on every forward pass (None removes it)."""
 
@@ -181,13 +182,6 @@ def run_checks(adversary: AutoAttack, x: torch.Tensor, y: torch.Tensor, *, batch
     return n_classes
 
 
-def check_square_success(per_attack: Mapping[str, float], *, clean_acc: float) -> None:
-    """AutoAttack's warning when Square finds points the gradient attacks missed, on the whole run."""
-    aa_checks.check_square_sr(
-        {"clean": clean_acc, **per_attack}, logger=logging.getLogger(AUTOATTACK_LOGGER)
-    )
-
-
 def attack_chunk(
     adversary: AutoAttack, x_orig: torch.Tensor, y_orig: torch.Tensor, *, batch_size: int,
     step_counter: StepCounter, progress: bool = True, label: str = "",
@@ -261,18 +255,11 @@ def _attack_survivors(adversary, attack, x_orig, y_orig, robust_flags, batch_siz
         robust_flags[batch_idx[fooled]] = False
         if fooled.any():
             delta = (adv[fooled.to(adv.device)] - x[fooled.to(x.device)]).flatten(1).cpu()
-            largest = max(largest, float(_norm(delta, adversary.norm).max()))
+            norms = torch.linalg.vector_norm(delta, _ORDERS[adversary.norm], dim=1)
+            largest = max(largest, float(norms.max()))
         bar.n = (batch_index + 1) * expected_steps(adversary, attack)
         bar.refresh()
     return largest
-
-
-def _norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
-    if norm == "Linf":
-        return delta.abs().max(dim=1)[0]
-    if norm == "L2":
-        return delta.pow(2).sum(dim=1).sqrt()
-    return delta.abs().sum(dim=1)
 
 
 class _EachOnce(logging.Handler):

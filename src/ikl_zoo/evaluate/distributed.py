@@ -72,13 +72,11 @@ def process_group_from_environment(device: torch.device) -> Iterator[Shard]:
     if not torchrun or not dist.is_available() or dist.is_initialized():
         yield current_shard()
         return
-    backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(
-        backend=backend, timeout=PROCESS_GROUP_TIMEOUT,
-        **({"device_id": device} if device.type == "cuda" else {}),
-    )
+        dist.init_process_group(backend="nccl", timeout=PROCESS_GROUP_TIMEOUT, device_id=device)
+    else:
+        dist.init_process_group(backend="gloo", timeout=PROCESS_GROUP_TIMEOUT)
     try:
         yield current_shard()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 from collections import Counter
 from collections.abc import Iterable
@@ -11,9 +12,10 @@ from operator import itemgetter
 from typing import Any
 
 import torch
+from pyautoattack.checks import check_square_sr
 
 from ikl_zoo import __version__
-from ikl_zoo.evaluate.attacks import check_square_success, collect_autoattack_warnings
+from ikl_zoo.evaluate.attacks import AUTOATTACK_LOGGER, collect_autoattack_warnings
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.store import ChunkOutcome
@@ -58,8 +60,8 @@ def _summed(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def _warnings(outcomes: list[ChunkOutcome], *, per_attack: dict[str, float], clean_acc: float) -> list[str]:
     """The chunks' warnings, AutoAttack's on Square's success over the whole run, a mixed batch size: once."""
-    with collect_autoattack_warnings() as square_warning:
-        check_square_success(per_attack, clean_acc=clean_acc)
+    with collect_autoattack_warnings() as square_warning:  # Square found points the others missed
+        check_square_sr({"clean": clean_acc, **per_attack}, logger=logging.getLogger(AUTOATTACK_LOGGER))
     batch_sizes = [outcome.batch_size for outcome in outcomes]
     mixed = [_describe_batch_sizes(batch_sizes)] if len(set(batch_sizes)) > 1 else []
     messages = [*(message for outcome in outcomes for message in outcome.warnings), *square_warning, *mixed]

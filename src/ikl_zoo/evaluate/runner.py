@@ -52,12 +52,12 @@ def evaluate(
         job.run_dir = RunDir(out)
         settings_data = job.settings.to_dict()
         open_run_dir(job.run_dir, job.identity, settings=settings_data, resume=resume, shard=job.shard)
-    rng_devices = [job.device] if job.device.type == "cuda" else []
-    with prepare.evaluation_mode(model, job.device, channels_last=job.channels_last), torch.random.fork_rng(
+    rng_devices, channels_last = [job.device] if job.device.type == "cuda" else [], job.settings.channels_last
+    with prepare.evaluation_mode(model, job.device, channels_last=channels_last), torch.random.fork_rng(
         devices=rng_devices, device_type="cuda"
     ):
         network = torch.compile(model) if settings.compile else model
-        counting = prepare.CountingModel(network, channels_last=job.channels_last)
+        counting = prepare.CountingModel(network, channels_last=channels_last)
         done, pending, batch_size = _plan(job, model)
         runner = _ChunkRunner(job, counting, batch_size=batch_size, progress=progress and job.shard.is_main)
         done.update(_gather(job.shard, _run_pending(job, runner, pending)))
@@ -73,7 +73,7 @@ def _finish(
         return None
     extra = {
         "started": job.started_at, "resumed_chunks": resumed,
-        "world_size": job.shard.world_size, "channels_last": job.channels_last,
+        "world_size": job.shard.world_size, "channels_last": job.settings.channels_last,
         "torch_compile": job.settings.compile, "autoattack_settings": runner.autoattack_settings,
         "weights_sha256": job.identity["weights_sha256"], "data_sha256": job.identity["data_sha256"],
     }
@@ -114,7 +114,6 @@ class _Job:
     attacks: list[str]
     """The attacks run, in order: the version's own, or the custom list."""
     device: torch.device
-    channels_last: bool
     shard: Shard
     identity: dict[str, Any]
     """What a resumed run must share: the settings that change a flag, the model's weights and the data."""
@@ -159,7 +158,7 @@ def _start(
         "data_sha256": prepare.data_digest(x, y),
         **settings.identity(), "attacks": attacks,
     }
-    return _Job(settings, facts, x, y, attacks, device, channels_last, shard, identity)
+    return _Job(settings, facts, x, y, attacks, device, shard, identity)
 
 
 def _plan(job: _Job, model: nn.Module) -> tuple[dict[int, ChunkOutcome], list[int], int]:
@@ -206,7 +205,7 @@ def _starting_batch_size(job: _Job, model: nn.Module, *, pending: list[int], rec
     probed = job.largest_batch
     if mine:
         probed = auto_batch_size(
-            model, job.x, device=job.device, limit=job.largest_batch, channels_last=job.channels_last
+            model, job.x, device=job.device, limit=job.largest_batch, channels_last=job.settings.channels_last
         )
     return min(job.shard.all_gather(probed))
 
@@ -258,7 +257,10 @@ class _ChunkRunner:
         self.job, self.counting, self.batch_size, self.progress = job, counting, batch_size, progress
         self.checked = False
         self.autoattack_settings = aa.autoattack_settings(self._adversary(job.settings.seed))
-        self.device_name = _device_name(job.device)
+        self.device_name = (
+            torch.cuda.get_device_name(job.device) if job.device.type == "cuda"
+            else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+        )
 
     def _adversary(self, seed: int):
         settings = self.job.settings
@@ -304,7 +306,7 @@ class _ChunkRunner:
                 )
                 return found, checks_seconds, back_offs
             except RuntimeError as error:
-                if not prepare.is_out_of_memory(error):
+                if "out of memory" not in str(error).lower():  # torch.cuda.OutOfMemoryError's included
                     raise
                 del adversary
                 prepare.free_memory()
@@ -349,9 +351,3 @@ class _ChunkRunner:
             )
         self.checked = True
         return time.perf_counter() - started
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"

@@ -66,10 +66,7 @@ class EvalSettings:
     def identity(self) -> dict[str, Any]:
         """The settings a flag depends on: a resumed run must have the same. The device, its memory layout
         and compilation may change between sessions; an auto batch size is resolved and kept apart."""
-        data = self.to_dict()
-        for name in ("device", "compile", "channels_last"):
-            data.pop(name)
-        return data
+        return {k: v for k, v in self.to_dict().items() if k not in ("device", "compile", "channels_last")}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

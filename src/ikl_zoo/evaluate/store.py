@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -257,50 +258,43 @@ def _chunk_problem(data: Any, *, size: int, attacks: Sequence[str]) -> str | Non
     """What is wrong with a chunk file's JSON for a chunk of ``size`` examples, or None."""
     if not isinstance(data, dict):
         return f"a JSON {_json_type(data)}, not an object"
-    missing = sorted(_CHUNK_FIELDS - set(data))
-    if missing:
-        return f"missing {', '.join(missing)}"
-    unexpected = sorted(set(data) - _CHUNK_FIELDS)
-    if unexpected:
-        return f"unexpected {', '.join(unexpected)}"
+    missing, unexpected = sorted(_CHUNK_FIELDS - set(data)), sorted(set(data) - _CHUNK_FIELDS)
+    if missing or unexpected:
+        return f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(unexpected)}"
     for key in _CHUNK_INTS:
-        if not _is_int(data[key]) or data[key] < 0:
-            return f"{key} is {_show(data[key])}, not an integer >= 0"
-    if data["batch_size"] < 1:
-        return "batch_size is 0"
+        least = 1 if key == "batch_size" else 0
+        if not _is_int(data[key]) or data[key] < least:
+            return f"{key} is {_show(data[key])}, not an integer >= {least}"
     attack_flags = data["attack_flags"]
     if not isinstance(attack_flags, dict) or list(attack_flags) != list(attacks):
         found = ", ".join(attack_flags) or "no attack" if isinstance(attack_flags, dict) else "no object"
         return f"attack_flags gives the flags after {found}, not after {', '.join(attacks)}"
-    flag_lists = {
-        "clean_flags": data["clean_flags"], "robust_flags": data["robust_flags"],
-        **{f"attack_flags[{name}]": flags for name, flags in attack_flags.items()},
-    }
-    for name, flags in flag_lists.items():
+    stages = {"clean_flags": data["clean_flags"]}
+    stages.update({f"attack_flags[{name}]": flags for name, flags in attack_flags.items()})
+    for name, flags in {**stages, "robust_flags": data["robust_flags"]}.items():
         if not (isinstance(flags, list) and all(isinstance(flag, bool) for flag in flags)):
             return f"{name} is not a list of true/false"
         if len(flags) != size:
             return f"{name} has {len(flags)} entries, the chunk has {size} examples"
     # Each attack can only remove survivors; the last attack's survivors are the robust ones.
-    stages = [data["clean_flags"], *attack_flags.values()]
+    flags = list(stages.values())
     removed_only = all(
-        not (after and not before)
-        for earlier, later in zip(stages, stages[1:], strict=False)
+        before or not after
+        for earlier, later in pairwise(flags)
         for before, after in zip(earlier, later, strict=True)
     )
-    if not removed_only or stages[-1] != data["robust_flags"]:
+    if not removed_only or flags[-1] != data["robust_flags"]:
         return "the flags after the attacks contradict each other"
-    timings = data["timings"]
-    if not (isinstance(timings, dict) and all(_is_number(seconds) for seconds in timings.values())):
+    timings, passes, warnings = data["timings"], data["model_passes"], data["warnings"]
+    if not (isinstance(timings, dict) and all(map(_is_number, timings.values()))):
         return "timings are not numbers"
+    if not (isinstance(passes, dict) and all(map(_is_int, passes.values()))):
+        return "model_passes are not integers"
     if not _is_number(data["max_perturbation"]):
         return "max_perturbation is not a number"
-    passes = data["model_passes"]
-    if not (isinstance(passes, dict) and all(_is_int(count) for count in passes.values())):
-        return "model_passes are not integers"
     if not isinstance(data["device"], str):
         return "device is not a string"
-    if not (isinstance(data["warnings"], list) and all(isinstance(m, str) for m in data["warnings"])):
+    if not (isinstance(warnings, list) and all(isinstance(message, str) for message in warnings)):
         return "warnings are not a list of strings"
     return None
 
