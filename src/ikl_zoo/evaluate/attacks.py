@@ -20,7 +20,7 @@ from pyautoattack import checks as aa_checks
 from tqdm.auto import tqdm
 
 from ikl_zoo.errors import EvaluationError
-from ikl_zoo.evaluate.settings import VERSIONS
+from ikl_zoo.evaluate.settings import VERSIONS, check_choice
 from ikl_zoo.threat import NORMS
 
 ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
@@ -40,10 +40,8 @@ ATTACK_OPTIONS: dict[str, tuple[str, ...]] = {
 
 def resolve_attacks(*, version: str, norm: str, attacks: Sequence[str] | None) -> list[str]:
     """The attacks a version runs, in order, as pyautoattack defines them; checks the arguments."""
-    if norm not in NORMS:
-        raise EvaluationError(f"unknown norm {norm!r}: choose one of {', '.join(NORMS)}")
-    if version not in VERSIONS:
-        raise EvaluationError(f"unknown AutoAttack version {version!r}: choose one of {', '.join(VERSIONS)}")
+    check_choice("norm", norm, NORMS)
+    check_choice("AutoAttack version", version, VERSIONS)
     if version != "custom":
         if attacks:
             raise EvaluationError(
@@ -72,26 +70,21 @@ def check_attack_options(
             f"attack options change AutoAttack's settings, which version {version!r} fixes: "
             "use --version custom"
         )
-    checked: dict[str, dict[str, float]] = {}
     for attack_object, settings in options.items():
         allowed = ATTACK_OPTIONS.get(attack_object)
         if allowed is None:
-            raise EvaluationError(
-                f"unknown attack object {attack_object!r} in attack options: "
-                f"choose from {', '.join(ATTACK_OPTIONS)}"
-            )
+            known = f"choose from {', '.join(ATTACK_OPTIONS)}"
+            raise EvaluationError(f"unknown attack object {attack_object!r} in attack options: {known}")
         for name, value in settings.items():
             if name not in allowed:
-                raise EvaluationError(
-                    f"{attack_object}.{name} is not an attack option: "
-                    f"{attack_object} takes {', '.join(allowed)}"
-                )
+                takes = f"{attack_object} takes {', '.join(allowed)}"
+                raise EvaluationError(f"{attack_object}.{name} is not an attack option: {takes}")
             if name != "p_init" and (int(value) != value or value < 1):
                 raise EvaluationError(f"{attack_object}.{name} must be a positive integer, got {value}")
-        checked[attack_object] = {
-            name: (float(value) if name == "p_init" else int(value)) for name, value in settings.items()
-        }
-    return checked
+    return {
+        attack_object: {name: float(v) if name == "p_init" else int(v) for name, v in settings.items()}
+        for attack_object, settings in options.items()
+    }
 
 
 def _probe_adversary(*, norm: str, version: str) -> AutoAttack:

@@ -43,10 +43,10 @@ class EvalSettings:
     """``None``: on for GPUs, off for CPUs."""
 
     def __post_init__(self) -> None:
-        _check_choice("dataset", self.dataset, DATASETS)
-        _check_choice("norm", self.norm, NORMS)
-        _check_choice("version", self.version, VERSIONS)
-        _check_choice("precision", self.precision, PRECISIONS)
+        check_choice("dataset", self.dataset, DATASETS)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("AutoAttack version", self.version, VERSIONS)
+        check_choice("precision", self.precision, PRECISIONS)
         _check_eps(self.eps, self.norm)
         for name in ("n_examples", "chunk_size"):
             value = getattr(self, name)
@@ -85,7 +85,7 @@ class EvalSettings:
         return cls(**dict(data))
 
 
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise EvaluationError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
 

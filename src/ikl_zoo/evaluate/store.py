@@ -66,14 +66,9 @@ class RunDir:
 
     def read_manifest(self) -> dict[str, Any] | None:
         data = self._read_json(self.manifest_path)
-        if data is None:
-            return None
-        problem = None
-        if not isinstance(data, dict):
+        if data is not None and not (isinstance(data, dict) and isinstance(data.get("identity"), dict)):
             problem = f"a JSON {_json_type(data)}, not an object"
-        elif not isinstance(data.get("identity"), dict):
-            problem = "no identity object"
-        if problem is not None:
+            problem = "no identity object" if isinstance(data, dict) else problem
             raise EvaluationError(
                 f"run directory {self.path}: manifest.json is damaged ({problem}): "
                 "choose another --out, or delete the directory to start over"
@@ -124,12 +119,8 @@ class RunDir:
     def write_manifest(self, identity: dict[str, Any], *, settings: dict[str, Any]) -> None:
         if self.manifest_path.is_file():
             return
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "identity": identity,
-            "settings": settings,
-        }
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        manifest = {"format": MANIFEST_FORMAT, "created": created, "identity": identity, "settings": settings}
         self._write_json(self.manifest_path, manifest, fix="choose another --out")
 
     def read_batch_size(self, *, limit: int) -> int | None:
