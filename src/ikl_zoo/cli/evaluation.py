@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ikl_zoo.cli.base import DATASET_OPTION, IklZooCommand
-from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, DEFAULT_N_EXAMPLES, VERSIONS
+from ikl_zoo.errors import EvaluationError
+from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, DEFAULT_N_EXAMPLES, VERSIONS, EvalSettings
 from ikl_zoo.threat import NORMS, parse_eps
 
 
@@ -90,11 +93,7 @@ def eval_command(
 
     Run it under `torchrun --nproc-per-node N` to deal the chunks to N GPUs (or CPU processes).
     """
-    import os
-
-    from ikl_zoo.errors import EvaluationError
     from ikl_zoo.evaluate.attacks import show_autoattack_warnings
-    from ikl_zoo.evaluate.settings import EvalSettings
     from ikl_zoo.zoo.registry import is_registered
 
     try:  # before any model or data is loaded; the options' types are click's, so only eps can be wrong

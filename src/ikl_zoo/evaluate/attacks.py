@@ -190,16 +190,14 @@ def attack_chunk(
         clean_flags = robust_flags.clone()
         timings["clean"] = time.perf_counter() - start_time
         for attack in adversary.attacks_to_run:
-            start_time = time.perf_counter()
-            if robust_flags.any():
+            start_time, attacked = time.perf_counter(), bool(robust_flags.any())  # else AutoAttack stops
+            if attacked:
                 largest = _attack_with_bar(
                     adversary, attack, (x_orig, y_orig), robust_flags, batch_size=batch_size,
                     step_counter=step_counter, progress=progress, label=label,
                 )
                 max_perturbation = max(max_perturbation, largest)
-                timings[attack] = time.perf_counter() - start_time
-            else:  # AutoAttack stops: nothing left to attack
-                timings[attack] = 0.0
+            timings[attack] = time.perf_counter() - start_time if attacked else 0.0
             attack_flags[attack] = robust_flags.clone()
     return ChunkAttackResult(
         clean_flags=clean_flags, robust_flags=robust_flags, attack_flags=attack_flags, timings=timings,

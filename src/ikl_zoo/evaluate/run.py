@@ -18,8 +18,6 @@ from ikl_zoo.evaluate.runner import evaluate
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.sources import ModelSource, load_for_evaluation
 
-__all__ = ["ModelRequest", "default_run_dir", "evaluate_model"]
-
 
 @dataclass(frozen=True)
 class ModelRequest:

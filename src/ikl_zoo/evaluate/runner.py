@@ -24,10 +24,8 @@ from ikl_zoo.evaluate.distributed import Shard, current_shard
 from ikl_zoo.evaluate.merge import merge_chunks
 from ikl_zoo.evaluate.prepare import auto_batch_size
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
-from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, EvalSettings
+from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.store import ChunkOutcome, RunDir, open_run_dir
-
-__all__ = ["DEFAULT_CHUNK_SIZE", "ModelFacts", "evaluate"]
 
 _FACTS = {item.name for item in fields(ModelFacts)}
 
@@ -180,10 +178,8 @@ def _finished_chunks(job: _Job) -> tuple[dict[int, ChunkOutcome], int | None]:
     done = {}
     for index in range(job.n_chunks):
         start, stop = job.bounds(index)
-        outcome = job.run_dir.load_chunk(
-            index, start=start, stop=stop, seed=job.settings.seed + index, attacks=job.attacks
-        )
-        if outcome is not None:
+        seed = job.settings.seed + index
+        if outcome := job.run_dir.load_chunk(index, start=start, stop=stop, seed=seed, attacks=job.attacks):
             done[index] = outcome
     recorded = None
     if job.auto:

@@ -174,21 +174,15 @@ class RunDir:
     ) -> Any | None:
         damaged = damaged or path.name
         try:
-            text = path.read_text(encoding="utf-8")
+            return json.loads(path.read_text(encoding="utf-8"))
         except (FileNotFoundError, NotADirectoryError):  # the write that follows names the problem
             return None
         except OSError as error:
             raise EvaluationError(f"cannot read {path}: {error.strerror or error}: {fix}") from None
-        except UnicodeDecodeError as error:
-            raise EvaluationError(
-                f"run directory {self.path}: {damaged} is damaged (not UTF-8 text: {error}): {fix}"
-            ) from None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as error:
-            raise EvaluationError(
-                f"run directory {self.path}: {damaged} is damaged (not valid JSON: {error}): {fix}"
-            ) from None
+        except ValueError as error:  # UnicodeDecodeError or json.JSONDecodeError
+            kind = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else "not valid JSON"
+            problem = f"run directory {self.path}: {damaged} is damaged ({kind}: {error})"
+            raise EvaluationError(f"{problem}: {fix}") from None
 
     def _write_json(self, path: Path, data: Any, *, fix: str) -> Path:
         """``fix``: another --out before the run has started, --resume once it has (a full disk late in a long
