@@ -192,7 +192,7 @@ def attack_chunk(
         for attack in adversary.attacks_to_run:
             start_time, attacked = time.perf_counter(), bool(robust_flags.any())  # else AutoAttack stops
             if attacked:
-                largest = _attack_with_bar(
+                largest = _attack_survivors(
                     adversary, attack, (x_orig, y_orig), robust_flags, batch_size=batch_size,
                     step_counter=step_counter, progress=progress, label=label,
                 )
@@ -205,24 +205,6 @@ def attack_chunk(
     )
 
 
-def _attack_with_bar(
-    adversary: AutoAttack, attack: str, examples: tuple[torch.Tensor, torch.Tensor], flags: torch.Tensor, *,
-    batch_size: int, step_counter: StepCounter, progress: bool, label: str,
-) -> float:
-    """``_attack_survivors`` under a progress bar that the model's forward passes advance."""
-    bar = tqdm(
-        total=-(-int(flags.sum()) // batch_size) * expected_steps(adversary, attack),
-        desc=f"{label}{attack}", unit="step", leave=False, disable=not progress, dynamic_ncols=True,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} (at most)",
-    )
-    step_counter(lambda bar=bar: bar.update(1) if bar.n < bar.total else None)
-    try:
-        return _attack_survivors(adversary, attack, *examples, flags, batch_size, bar)
-    finally:
-        step_counter(None)
-        bar.close()
-
-
 def _clean_flags(adversary: AutoAttack, x_orig: torch.Tensor, y_orig: torch.Tensor, *, batch_size: int):
     """Which examples the model classifies correctly, batch by batch as AutoAttack's clean pass."""
     flags = torch.zeros(x_orig.shape[0], dtype=torch.bool)
@@ -233,23 +215,37 @@ def _clean_flags(adversary: AutoAttack, x_orig: torch.Tensor, y_orig: torch.Tens
     return flags
 
 
-def _attack_survivors(adversary, attack, x_orig, y_orig, robust_flags, batch_size, bar) -> float:
-    """One attack on the survivors: clears the flags of those it fools, returns the largest such delta."""
-    robust_idx = torch.nonzero(robust_flags, as_tuple=False).reshape(-1)
-    largest = 0.0
-    for batch_index in range(-(-len(robust_idx) // batch_size)):
-        batch_idx = robust_idx[batch_index * batch_size:(batch_index + 1) * batch_size]
-        x = x_orig[batch_idx].clone().to(adversary.device)
-        y = y_orig[batch_idx].clone().to(adversary.device)
-        adv = _perturb(adversary, attack, x, y)
-        fooled = ~y.eq(adversary.get_logits(adv).max(dim=1)[1]).cpu()
-        robust_flags[batch_idx[fooled]] = False
-        if fooled.any():
-            delta = (adv[fooled.to(adv.device)] - x[fooled.to(x.device)]).flatten(1).cpu()
-            norms = torch.linalg.vector_norm(delta, _ORDERS[adversary.norm], dim=1)
-            largest = max(largest, float(norms.max()))
-        bar.n = (batch_index + 1) * expected_steps(adversary, attack)
-        bar.refresh()
+def _attack_survivors(
+    adversary: AutoAttack, attack: str, examples: tuple[torch.Tensor, torch.Tensor], flags: torch.Tensor, *,
+    batch_size: int, step_counter: StepCounter, progress: bool, label: str,
+) -> float:
+    """One attack on the survivors, under a bar the model's forward passes advance: clears the flags of
+    those it fools, returns the largest such perturbation."""
+    (x_orig, y_orig), robust_idx = examples, torch.nonzero(flags, as_tuple=False).reshape(-1)
+    steps, largest = expected_steps(adversary, attack), 0.0
+    bar = tqdm(
+        total=-(-len(robust_idx) // batch_size) * steps,
+        desc=f"{label}{attack}", unit="step", leave=False, disable=not progress, dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} (at most)",
+    )
+    step_counter(lambda: bar.update(1) if bar.n < bar.total else None)
+    try:
+        for batch_index, start in enumerate(range(0, len(robust_idx), batch_size)):
+            batch_idx = robust_idx[start:start + batch_size]
+            x = x_orig[batch_idx].clone().to(adversary.device)
+            y = y_orig[batch_idx].clone().to(adversary.device)
+            adv = _perturb(adversary, attack, x, y)
+            fooled = ~y.eq(adversary.get_logits(adv).max(dim=1)[1]).cpu()
+            flags[batch_idx[fooled]] = False
+            if fooled.any():
+                delta = (adv[fooled.to(adv.device)] - x[fooled.to(x.device)]).flatten(1).cpu()
+                norms = torch.linalg.vector_norm(delta, _ORDERS[adversary.norm], dim=1)
+                largest = max(largest, float(norms.max()))
+            bar.n = (batch_index + 1) * steps
+            bar.refresh()
+    finally:
+        step_counter(None)
+        bar.close()
     return largest
 
 

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
@@ -206,10 +207,7 @@ def open_run_dir(
     _raise_first(shard.all_gather(problem))
     if resume and manifest is None and shard.is_main:
         tqdm.write(f"--resume: {run_dir.path} holds no run yet; starting a new one there")
-
-    def write() -> None:
-        run_dir.write_manifest(identity, settings=settings)
-
+    write = partial(run_dir.write_manifest, identity, settings=settings)
     _raise_first([shard.broadcast(_attempt(write)[1] if shard.is_main else None)])
     _raise_first(shard.all_gather(_attempt(write)[1]))  # ranks on another machine keep their own copy
 
