@@ -197,9 +197,8 @@ def _starting_batch_size(job: _Job, model: nn.Module, *, pending: list[int], rec
         return recorded
     if not pending:
         return job.largest_batch
-    mine = pending[job.shard.rank::job.shard.world_size]
     probed = job.largest_batch
-    if mine:
+    if pending[job.shard.rank::job.shard.world_size]:  # this rank has chunks to run
         probed = auto_batch_size(
             model, job.x, device=job.device, limit=job.largest_batch, channels_last=job.settings.channels_last
         )

@@ -102,10 +102,13 @@ class RunDir:
             for key in sorted(set(previous) | set(identity))
             if previous.get(key) != identity.get(key)
         )
-        if differences:
+        if differences and resume:
             raise EvaluationError(
                 f"--resume refused: {self.path} was made with other arguments ({differences}): "
-                "rerun with the same arguments, or choose another --out" if resume else
+                "rerun with the same arguments, or choose another --out"
+            )
+        if differences:
+            raise EvaluationError(
                 f"{self.path} holds a run made with other arguments ({differences}): "
                 "choose another --out, or delete the directory to start over"
             )
