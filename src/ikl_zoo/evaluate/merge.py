@@ -11,6 +11,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
+import pyautoattack
 import torch
 from pyautoattack.checks import check_square_sr
 
@@ -69,8 +70,6 @@ def _warnings(outcomes: list[ChunkOutcome], *, per_attack: dict[str, float], cle
 
 
 def _provenance(outcomes: list[ChunkOutcome], *, settings: EvalSettings, extra: dict[str, Any]) -> dict:
-    import pyautoattack
-
     return {
         "ikl_zoo": __version__,
         "torch": torch.__version__,

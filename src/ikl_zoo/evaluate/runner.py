@@ -58,7 +58,7 @@ def evaluate(
         counting = prepare.CountingModel(network, channels_last=channels_last)
         done, pending, batch_size = _plan(job, model)
         runner = _ChunkRunner(job, counting, batch_size=batch_size, progress=progress and job.shard.is_main)
-        done.update(_gather(job.shard, _run_pending(job, runner, pending)))
+        done.update(_run_pending(job, runner, pending))
     result_data = _finish(job, done, resumed=job.n_chunks - len(pending), runner=runner, started=started)
     return EvalResult.from_dict(job.shard.broadcast(result_data))
 
@@ -205,15 +205,14 @@ def _starting_batch_size(job: _Job, model: nn.Module, *, pending: list[int], rec
     return min(job.shard.all_gather(probed))
 
 
-def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> list[ChunkOutcome]:
+def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> dict[int, ChunkOutcome]:
     """Round r runs pending chunks r * world_size ... on ranks 0 ...; between rounds the ranks agree on
     the smallest batch size, so an out-of-memory back-off on one rank holds for every later chunk."""
     shard = job.shard
     rounds = [pending[start:start + shard.world_size] for start in range(0, len(pending), shard.world_size)]
-    mine = pending[shard.rank::shard.world_size]
     outcomes: list[ChunkOutcome] = []
     with tqdm(
-        total=sum(stop - start for start, stop in map(job.bounds, mine)),
+        total=sum(stop - start for start, stop in map(job.bounds, pending[shard.rank::shard.world_size])),
         desc="AutoAttack" + (f" (rank 0 of {shard.world_size})" if shard.active else ""),
         unit="img", disable=not runner.progress, dynamic_ncols=True,
     ) as overall:
@@ -226,12 +225,7 @@ def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> list[Ch
                 overall.set_postfix_str(f"robust {survived}/{attacked}")
             if job.auto and shard.active:
                 runner.agree_on_batch_size()
-    return outcomes
-
-
-def _gather(shard: Shard, outcomes: list[ChunkOutcome]) -> dict[int, ChunkOutcome]:
-    """Every rank's new chunks, on every rank."""
-    gathered = shard.all_gather([asdict(outcome) for outcome in outcomes])
+    gathered = shard.all_gather([asdict(outcome) for outcome in outcomes])  # every rank's, on every rank
     return {data["index"]: ChunkOutcome(**data) for rank_outcomes in gathered for data in rank_outcomes}
 
 
