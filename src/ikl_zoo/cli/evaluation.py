@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ikl_zoo.cli.base import DATASET_OPTION, IklZooCommand
-from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, DEFAULT_N_EXAMPLES, VERSIONS
+from ikl_zoo.errors import EvaluationError
+from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, DEFAULT_N_EXAMPLES, VERSIONS, EvalSettings
 from ikl_zoo.threat import NORMS, parse_eps
 
 
@@ -90,14 +93,16 @@ def eval_command(
 
     Run it under `torchrun --nproc-per-node N` to deal the chunks to N GPUs (or CPU processes).
     """
-    import os
-
-    from ikl_zoo.errors import EvaluationError
-    from ikl_zoo.evaluate.attacks import check_eps, show_autoattack_warnings
+    from ikl_zoo.evaluate.attacks import show_autoattack_warnings
     from ikl_zoo.zoo.registry import is_registered
 
-    try:  # before any model or data is loaded
-        check_eps(eps, norm=norm)
+    try:  # before any model or data is loaded; the options' types are click's, so only eps can be wrong
+        settings = EvalSettings(
+            eps=eps, norm=norm, version=aa_version, attack_options=attack_options, seed=seed,
+            attacks=[a.strip() for a in attacks.split(",") if a.strip()] if attacks else None,
+            batch_size=batch_size, chunk_size=chunk_size, dataset=dataset, n_examples=n_examples,
+            device=device, compile=compile_model, channels_last=channels_last,
+        )
     except EvaluationError as error:
         raise click.BadParameter(str(error), param_hint="'--eps'") from None
     if record and checkpoint is not None and is_registered(model_id, dataset=dataset):
@@ -107,15 +112,8 @@ def eval_command(
 
         raise replaced_weights_error(model_id, checkpoint, dataset=dataset)
     from ikl_zoo.evaluate.run import ModelRequest, default_run_dir, evaluate_model
-    from ikl_zoo.evaluate.settings import EvalSettings
     from ikl_zoo.evaluate.summary import format_summary
 
-    settings = EvalSettings(
-        eps=eps, norm=norm, version=aa_version, attack_options=attack_options, seed=seed,
-        attacks=[a.strip() for a in attacks.split(",") if a.strip()] if attacks else None,
-        batch_size=batch_size, chunk_size=chunk_size, dataset=dataset, n_examples=n_examples, device=device,
-        compile=compile_model, channels_last=channels_last,
-    )
     request = ModelRequest(
         model_id, checkpoint=checkpoint, revision=revision, data_dir=data_dir, download=download,
         robustbench_dir=robustbench_dir,

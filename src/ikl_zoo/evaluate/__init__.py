@@ -1,8 +1,4 @@
-"""Clean and AutoAttack robust accuracy, RobustBench-exact, chunked, resumable and sharded.
-
-- :func:`evaluate`: a model and tensors in, an :class:`EvalResult` out (optionally into a run directory).
-- :func:`evaluate_model`: a model id and a data dir in, as ``ikl-zoo eval`` runs it.
-"""
+"""Clean and AutoAttack robust accuracy, RobustBench-exact, chunked, resumable and sharded."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Sharding over processes with ``torch.distributed``: chunks are dealt to ranks, rank 0 merges.
-
-Under ``torchrun`` the process group is created from its environment (NCCL on GPUs, gloo on CPUs); a
-caller may also create the group itself before calling :func:`ikl_zoo.evaluate.evaluate`.
-"""
+"""Sharding over processes with ``torch.distributed``: chunks are dealt to ranks, rank 0 merges."""
 
 from __future__ import annotations
 
@@ -35,10 +31,6 @@ class Shard:
     def active(self) -> bool:
         return self.world_size > 1
 
-    def barrier(self) -> None:
-        if self.active:
-            dist.barrier()
-
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
         if not self.active:
@@ -57,13 +49,13 @@ class Shard:
     @contextmanager
     def main_first(self) -> Iterator[None]:
         """Rank 0 runs the block first (downloads, caches), the others after it."""
-        if not self.is_main:
-            self.barrier()
+        if self.active and not self.is_main:
+            dist.barrier()
         try:
             yield
         finally:
-            if self.is_main:
-                self.barrier()
+            if self.active and self.is_main:
+                dist.barrier()
 
 
 def current_shard() -> Shard:
@@ -72,26 +64,19 @@ def current_shard() -> Shard:
     return Shard()
 
 
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
-
-
 @contextmanager
 def process_group_from_environment(device: torch.device) -> Iterator[Shard]:
-    """Join torchrun's process group for the duration (NCCL for CUDA devices, gloo otherwise).
-
-    Without torchrun, or when the caller already made a group, this only reports the current shard.
-    """
-    if not launched_by_torchrun() or not dist.is_available() or dist.is_initialized():
+    """Join torchrun's process group for the duration (NCCL for CUDA devices, gloo otherwise); without
+    torchrun, or when the caller already made a group, only report the current shard."""
+    torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+    if not torchrun or not dist.is_available() or dist.is_initialized():
         yield current_shard()
         return
-    backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(
-        backend=backend, timeout=PROCESS_GROUP_TIMEOUT,
-        **({"device_id": device} if device.type == "cuda" else {}),
-    )
+        dist.init_process_group(backend="nccl", timeout=PROCESS_GROUP_TIMEOUT, device_id=device)
+    else:
+        dist.init_process_group(backend="gloo", timeout=PROCESS_GROUP_TIMEOUT)
     try:
         yield current_shard()
     finally:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import platform
+from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timezone
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
+import pyautoattack
 import torch
+from pyautoattack.checks import check_square_sr
 
 from ikl_zoo import __version__
-from ikl_zoo.evaluate.attacks import check_square_success, collect_autoattack_warnings
+from ikl_zoo.evaluate.attacks import AUTOATTACK_LOGGER, collect_autoattack_warnings
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.store import ChunkOutcome
@@ -34,35 +41,28 @@ def merge_chunks(
         model_id=facts.model_id, settings=settings, attacks=list(attacks),
         batch_size=requested if isinstance(requested, int) else min(o.batch_size for o in outcomes),
         clean_acc=clean_acc, robust_acc=sum(robust_flags) / n, clean_flags=clean_flags,
-        robust_flags=robust_flags, per_attack=per_attack, timings=_timings(outcomes, wall_seconds),
-        model_passes=_passes(outcomes),
+        robust_flags=robust_flags, per_attack=per_attack, timings={
+            "wall": wall_seconds, **_summed(o.timings for o in outcomes),
+            "total": sum(sum(o.timings.values()) for o in outcomes),
+        },
+        model_passes=_summed(o.model_passes for o in outcomes),
         provenance=_provenance(outcomes, settings=settings, extra={**extra, **(facts.provenance or {})}),
         published=dict(published) if published is not None else None,
         warnings=_warnings(outcomes, per_attack=per_attack, clean_acc=clean_acc),
     )
 
 
-def _timings(outcomes: list[ChunkOutcome], wall_seconds: float) -> dict[str, float]:
-    timings: dict[str, float] = {"wall": wall_seconds}
-    for outcome in outcomes:
-        for key, seconds in outcome.timings.items():
-            timings[key] = timings.get(key, 0.0) + seconds
-    timings["total"] = sum(sum(outcome.timings.values()) for outcome in outcomes)
-    return timings
-
-
-def _passes(outcomes: list[ChunkOutcome]) -> dict[str, int]:
-    passes: dict[str, int] = {}
-    for outcome in outcomes:
-        for key, count in outcome.model_passes.items():
-            passes[key] = passes.get(key, 0) + count
-    return passes
+def _summed(counts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    total: Counter[str] = Counter()
+    for count in counts:
+        total.update(count)  # update, unlike +, keeps zero counts
+    return dict(total)
 
 
 def _warnings(outcomes: list[ChunkOutcome], *, per_attack: dict[str, float], clean_acc: float) -> list[str]:
     """The chunks' warnings, AutoAttack's on Square's success over the whole run, a mixed batch size: once."""
-    with collect_autoattack_warnings() as square_warning:
-        check_square_success(per_attack, clean_acc=clean_acc)
+    with collect_autoattack_warnings() as square_warning:  # Square found points the others missed
+        check_square_sr({"clean": clean_acc, **per_attack}, logger=logging.getLogger(AUTOATTACK_LOGGER))
     batch_sizes = [outcome.batch_size for outcome in outcomes]
     mixed = [_describe_batch_sizes(batch_sizes)] if len(set(batch_sizes)) > 1 else []
     messages = [*(message for outcome in outcomes for message in outcome.warnings), *square_warning, *mixed]
@@ -70,8 +70,6 @@ def _warnings(outcomes: list[ChunkOutcome], *, per_attack: dict[str, float], cle
 
 
 def _provenance(outcomes: list[ChunkOutcome], *, settings: EvalSettings, extra: dict[str, Any]) -> dict:
-    import pyautoattack
-
     return {
         "ikl_zoo": __version__,
         "torch": torch.__version__,
@@ -89,18 +87,14 @@ def _provenance(outcomes: list[ChunkOutcome], *, settings: EvalSettings, extra: 
 
 def _describe_batch_sizes(batch_sizes: list[int]) -> str:
     """``chunks ran at different batch sizes: 10 (chunk 0), 5 (chunks 1-3, 5)`` for a mixed run."""
-    groups: dict[int, list[list[int]]] = {}
-    for index, size in enumerate(batch_sizes):
-        ranges = groups.setdefault(size, [])
-        if ranges and ranges[-1][1] == index - 1:
-            ranges[-1][1] = index
-        else:
-            ranges.append([index, index])
-    parts = []
-    for size, ranges in groups.items():
-        listed = ", ".join(str(first) if first == last else f"{first}-{last}" for first, last in ranges)
-        plural = "s" if len(ranges) > 1 or ranges[0][0] != ranges[0][1] else ""
-        parts.append(f"{size} (chunk{plural} {listed})")
+    runs: dict[int, list[str]] = {}
+    for size, run in groupby(enumerate(batch_sizes), key=itemgetter(1)):
+        first, *rest = (index for index, _ in run)
+        runs.setdefault(size, []).append(f"{first}-{rest[-1]}" if rest else str(first))
+    parts = [
+        f"{size} (chunk{'s' if len(listed) > 1 or '-' in listed[0] else ''} {', '.join(listed)})"
+        for size, listed in runs.items()
+    ]
     return (
         f"chunks ran at different batch sizes: {', '.join(parts)} (an out-of-memory back-off); "
         "a flag depends on its chunk's batch size"

@@ -1,8 +1,7 @@
 """The model as the evaluator runs it: fp32, eval mode, frozen weights, counted passes, fast layouts.
 
-Nothing here may change a robust flag beyond fp32 noise: TF32 and autocast are switched off, the weights
-are only frozen (input gradients are unchanged; weight gradients, which no attack needs, are skipped),
-and channels_last, cudnn.benchmark and torch.compile only pick other fp32 kernels.
+Nothing here may change a flag beyond fp32 noise: TF32 and autocast are off, frozen weights only skip weight
+gradients, and channels_last, cudnn.benchmark and torch.compile only pick other fp32 kernels.
 """
 
 from __future__ import annotations
@@ -51,9 +50,6 @@ class CountingModel(nn.Module):
     def set_on_forward(self, callback: Callable[[], None] | None) -> None:
         self.on_forward = callback
 
-    def passes(self) -> dict[str, int]:
-        return dict(self.counts)
-
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 """The devices an evaluation runs on: AutoAttack and the exactness checks are only validated on these."""
@@ -66,9 +62,7 @@ def resolve_device(device: str | torch.device | None, model: nn.Module) -> torch
         first = next(iter(model.parameters()), None)
         return first.device if first is not None else torch.device("cpu")
     if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-        return torch.device("cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
@@ -128,9 +122,8 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
 _FP32_PRECISION_SETTINGS = (
     "", "cudnn", "cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn",
 )
-"""torch.backends' ``fp32_precision`` settings (torch >= 2.9), parents before children: generic, CUDA (all,
-matmul, conv, rnn), oneDNN ops. ``mkldnn.fp32_precision`` itself is left out: its setter writes the generic
-setting."""
+"""torch.backends' ``fp32_precision`` settings (torch >= 2.9), parents first; ``mkldnn`` itself is left out:
+its setter writes the generic one."""
 
 
 def _fp32_precision_settings() -> list[object]:
@@ -149,12 +142,10 @@ def _fp32_precision_settings() -> list[object]:
 
 @contextmanager
 def strict_fp32() -> Iterator[None]:
-    """float32 math without TF32 or bf16 inside, for cuBLAS, cuDNN and oneDNN; the caller's settings after.
+    """float32 math without TF32 or bf16 for cuBLAS, cuDNN and oneDNN; the caller's settings after.
 
-    On torch >= 2.9 through ``fp32_precision`` ("ieee" is strict): reading the legacy ``allow_tf32`` flags
-    raises there once the new API has been used. The generic setting goes to "ieee" first, so settings left
-    at "none" follow it and are restored with it; only settings the caller set explicitly are overridden one
-    by one and put back. Older torch: the legacy ``allow_tf32`` flags.
+    On torch >= 2.9 through ``fp32_precision`` (reading the legacy ``allow_tf32`` raises there once the new
+    API is used); settings left at "none" follow the generic one, so only those set explicitly are overridden.
     """
     settings = _fp32_precision_settings()
     if not settings:
@@ -181,8 +172,7 @@ def strict_fp32() -> Iterator[None]:
 
 @contextmanager
 def evaluation_mode(model: nn.Module, device: torch.device, *, channels_last: bool = False) -> Iterator[None]:
-    """Eval mode, frozen weights, strict fp32, cudnn.benchmark and the memory layout for the run; all restored
-    afterwards."""
+    """Eval mode, frozen weights, strict fp32, cudnn.benchmark and the memory layout; all restored after."""
     modes = [(module, module.training) for module in model.modules()]
     requires_grad = [p.requires_grad for p in model.parameters()]
     cudnn = torch.backends.cudnn
@@ -227,11 +217,8 @@ def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
 def auto_batch_size(
     model: nn.Module, sample: torch.Tensor, *, device: torch.device, limit: int, channels_last: bool
 ) -> int:
-    """The largest batch (up to ``limit``) whose forward and input-gradient pass fits the free GPU memory.
-
-    Measured on a small probe batch and scaled linearly, keeping headroom for the attacks' own buffers;
-    an out-of-memory error later still backs off (see the runner).
-    """
+    """The largest batch (up to ``limit``) whose forward and input-gradient pass fits the free GPU memory,
+    scaled from a small probe batch with headroom for the attacks' buffers."""
     if device.type != "cuda":
         return min(limit, CPU_AUTO_BATCH_SIZE)
     probe = min(limit, 16)
@@ -256,7 +243,3 @@ def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower()

@@ -36,38 +36,30 @@ class ModelFacts:
 
 @dataclass
 class EvalResult:
-    """Clean and robust accuracy of one model under one threat model, with everything needed to trust it.
-
-    Accuracies are fractions in [0, 1]; ``per_attack`` maps each attack, in the order run, to the robust
-    accuracy after it; ``robust_flags[i]`` says whether example i survived every attack.
-    """
+    """Clean and robust accuracy (fractions) of one model under one threat model, and what backs them."""
 
     model_id: str
     settings: EvalSettings
     attacks: list[str]
     """The attacks run, in order (the version's own unless it is custom)."""
     batch_size: int
-    """The batch size the run ran at (the smallest, after an out-of-memory back-off of ``auto``)."""
+    """The batch size run at (the smallest, after out-of-memory back-offs of ``auto``)."""
     clean_acc: float
     robust_acc: float
     clean_flags: list[bool]
     robust_flags: list[bool]
     per_attack: dict[str, float]
+    """Each attack, in the order run, to the robust accuracy after it."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds: ``total`` (attack time summed over chunks, ranks and resumed sessions), ``wall`` (the last
-    session's wall clock), ``checks``, ``clean`` and one entry per attack."""
+    """Seconds: ``total`` (over chunks, ranks, sessions), ``wall`` (last session), ``checks``, per stage."""
     model_passes: dict[str, int] = field(default_factory=dict)
-    """Passes of the model over the whole run: ``forward`` and ``backward`` calls, and the images they
-    carried (``forward_images``, ``backward_images``)."""
+    """``forward`` and ``backward`` calls over the run, and the images they carried (``*_images``)."""
     provenance: dict[str, Any] = field(default_factory=dict)
-    """Versions of ikl-zoo, torch, pyautoattack; devices; checkpoint and weights sha256; data source and
-    sha256; attack settings; start/end times."""
+    """Package versions, devices, weights and data sha256, attack settings, start/end times."""
     published: dict[str, Any] | None = None
-    """The registry's published figures for comparison, when the model has them and the threat model and
-    version match: ``clean_acc`` and ``autoattack_acc`` in percent, and their ``source``."""
+    """The registry's figures (percent) when measured under this threat model and version."""
     warnings: list[str] = field(default_factory=list)
-    """AutoAttack's own warnings (randomised or dynamic defence, softmax output, Square finding extra
-    points, ...) and the evaluator's (out-of-memory back-offs), each once."""
+    """AutoAttack's warnings and the evaluator's (out-of-memory back-offs), each once."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -77,8 +69,7 @@ class EvalResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        """A result this version wrote; one of an earlier version is refused with the way to redo it, and
-        one whose top-level summary contradicts its settings (edited by hand) is refused too."""
+        """A result this version wrote; an earlier one, or one contradicting its settings, is refused."""
         if data.get("format") != RESULT_FORMAT:
             if "model_id" not in data:
                 raise ValueError(f"no model_id and no format {RESULT_FORMAT}")

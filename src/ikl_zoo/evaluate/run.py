@@ -1,8 +1,4 @@
-"""``evaluate_model``: what ``ikl-zoo eval`` does: load the model and RobustBench's test examples, evaluate.
-
-Under ``torchrun`` every rank calls it; rank 0 fetches weights and data first (the others then read the
-caches), chunks are dealt to the ranks, and every rank returns the merged result.
-"""
+"""``evaluate_model``: what ``ikl-zoo eval`` does; under torchrun rank 0 fetches weights and data first."""
 
 from __future__ import annotations
 
@@ -19,10 +15,8 @@ from ikl_zoo.evaluate.distributed import process_group_from_environment
 from ikl_zoo.evaluate.prepare import resolve_device
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
 from ikl_zoo.evaluate.runner import evaluate
-from ikl_zoo.evaluate.settings import DEFAULT_N_EXAMPLES, EvalSettings
+from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.sources import ModelSource, load_for_evaluation
-
-__all__ = ["DEFAULT_N_EXAMPLES", "ModelRequest", "default_run_dir", "evaluate_model"]
 
 
 @dataclass(frozen=True)
@@ -46,18 +40,10 @@ def default_run_dir(model_id: str, settings: EvalSettings) -> Path:
 
 
 def evaluate_model(
-    request: ModelRequest | str,
-    *,
-    settings: EvalSettings | None = None,
-    out: str | os.PathLike[str] | None = None,
-    resume: bool = False,
-    progress: bool = True,
+    request: ModelRequest | str, *, settings: EvalSettings | None = None,
+    out: str | os.PathLike[str] | None = None, resume: bool = False, progress: bool = True,
 ) -> EvalResult:
-    """Evaluate a model on the first ``settings.n_examples`` test images of ``settings.dataset``.
-
-    The published figures are attached when the run's threat model and version are the ones they were
-    measured under. With ``out``, chunks and ``result.json`` are written there (see :func:`evaluate`).
-    """
+    """Evaluate a model on the first ``settings.n_examples`` test images of ``settings.dataset``."""
     from ikl_zoo.data import load_test_examples
 
     request = ModelRequest(request) if isinstance(request, str) else request

@@ -1,14 +1,7 @@
-"""``evaluate``: clean and AutoAttack robust accuracy in fixed chunks, resumable and sharded over ranks.
-
-Chunk k holds examples ``k * chunk_size`` to ``(k + 1) * chunk_size`` and is attacked with seed
-``seed + k`` by a fresh ``AutoAttack``, so an example's flag depends neither on how many processes run
-nor on whether the run was interrupted. With the examples in one chunk, the flags are those of
-``AutoAttack(..., seed=seed).run_standard_evaluation(x, y, batch_size=batch_size)``.
-
-AutoAttack's random starts depend on how a chunk is cut into batches, so a flag depends on the batch size
-too: the size is part of the run's state. ``batch_size="auto"`` is resolved once per run (the minimum over
-ranks), halved for the rest of the run on out-of-memory, and kept in the run directory, so a resumed run
-goes on at the size the interrupted one had reached; each chunk records the size it ran at.
+"""``evaluate``: chunk k holds examples from ``k * chunk_size`` and is attacked with seed ``seed + k`` by
+a fresh AutoAttack, so a flag depends neither on the number of ranks nor on interruptions. It does depend on
+the batch size (AutoAttack's random starts): an ``auto`` size, halved on out-of-memory, is kept in the run
+directory.
 """
 
 from __future__ import annotations
@@ -16,7 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,40 +24,23 @@ from ikl_zoo.evaluate.distributed import Shard, current_shard
 from ikl_zoo.evaluate.merge import merge_chunks
 from ikl_zoo.evaluate.prepare import auto_batch_size
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
-from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, EvalSettings
+from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.store import ChunkOutcome, RunDir, open_run_dir
-
-__all__ = ["DEFAULT_CHUNK_SIZE", "ModelFacts", "evaluate"]
-
-
 
 _FACTS = {item.name for item in fields(ModelFacts)}
 
 
 def evaluate(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    settings: EvalSettings | None = None,
-    facts: ModelFacts | None = None,
-    out: str | os.PathLike[str] | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    **keywords: Any,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, settings: EvalSettings | None = None,
+    facts: ModelFacts | None = None, out: str | os.PathLike[str] | None = None, resume: bool = False,
+    progress: bool = True, **keywords: Any,
 ) -> EvalResult:
     """Clean and AutoAttack robust accuracy of ``model`` on images ``x`` (N x C x H x W, in [0, 1]), ``y``.
 
-    ``settings`` says how, or its fields come as keywords (``eps=..., norm=..., version=..., attacks=...,
-    seed=..., batch_size=..., device=...``; ``model_id``, ``published``, ``provenance`` make ``facts``); its
-    ``n_examples`` becomes ``len(x)``. Chunk k is attacked with seed ``seed + k`` (torch's global RNG seeded
-    alike for the clean pass). ``batch_size="auto"`` takes the largest batch that fits (every rank the same)
-    and halves it on out-of-memory for the unfinished chunk and all later ones, kept in ``out`` for a resumed
-    run; ``provenance["chunk_batch_sizes"]`` gives each chunk's. With ``out``, each finished chunk is saved
-    there and ``resume=True`` continues an interrupted run (refusing one made with other settings).
-    ``device=None`` keeps the model where it is; the model's mode, weights and the caller's RNG state are
-    restored afterwards. Under ``torch.distributed`` the chunks are dealt to the ranks and every rank
-    returns the merged result.
+    ``settings`` say how, or their fields come as keywords (``model_id``, ``published``, ``provenance`` make
+    ``facts``); ``n_examples`` becomes ``len(x)``. With ``out``, each finished chunk is saved there and
+    ``resume=True`` continues an interrupted run. The model's mode, weights and the caller's RNG state are
+    restored afterwards; under ``torch.distributed`` every rank returns the merged result.
     """
     started = time.perf_counter()
     prepare.check_inputs(x, y)
@@ -74,15 +50,15 @@ def evaluate(
         job.run_dir = RunDir(out)
         settings_data = job.settings.to_dict()
         open_run_dir(job.run_dir, job.identity, settings=settings_data, resume=resume, shard=job.shard)
-    rng_devices = [job.device] if job.device.type == "cuda" else []
-    with prepare.evaluation_mode(model, job.device, channels_last=job.channels_last), torch.random.fork_rng(
+    rng_devices, channels_last = [job.device] if job.device.type == "cuda" else [], job.settings.channels_last
+    with prepare.evaluation_mode(model, job.device, channels_last=channels_last), torch.random.fork_rng(
         devices=rng_devices, device_type="cuda"
     ):
         network = torch.compile(model) if settings.compile else model
-        counting = prepare.CountingModel(network, channels_last=job.channels_last)
+        counting = prepare.CountingModel(network, channels_last=channels_last)
         done, pending, batch_size = _plan(job, model)
         runner = _ChunkRunner(job, counting, batch_size=batch_size, progress=progress and job.shard.is_main)
-        done.update(_gather(job.shard, _run_pending(job, runner, pending)))
+        done.update(_run_pending(job, runner, pending))
     result_data = _finish(job, done, resumed=job.n_chunks - len(pending), runner=runner, started=started)
     return EvalResult.from_dict(job.shard.broadcast(result_data))
 
@@ -95,7 +71,7 @@ def _finish(
         return None
     extra = {
         "started": job.started_at, "resumed_chunks": resumed,
-        "world_size": job.shard.world_size, "channels_last": job.channels_last,
+        "world_size": job.shard.world_size, "channels_last": job.settings.channels_last,
         "torch_compile": job.settings.compile, "autoattack_settings": runner.autoattack_settings,
         "weights_sha256": job.identity["weights_sha256"], "data_sha256": job.identity["data_sha256"],
     }
@@ -136,7 +112,6 @@ class _Job:
     attacks: list[str]
     """The attacks run, in order: the version's own, or the custom list."""
     device: torch.device
-    channels_last: bool
     shard: Shard
     identity: dict[str, Any]
     """What a resumed run must share: the settings that change a flag, the model's weights and the data."""
@@ -166,7 +141,6 @@ def _start(
     """Check everything an attack would trip over later, then place the model on its device."""
     attacks = aa.resolve_attacks(version=settings.version, norm=settings.norm, attacks=settings.attacks)
     options = aa.check_attack_options(settings.attack_options, version=settings.version)
-    aa.check_eps(settings.eps, norm=settings.norm)
     _check_seed(settings.seed, -(-settings.n_examples // settings.chunk_size))
     prepare.check_fp32(model)
     device = prepare.resolve_device(settings.device, model)
@@ -182,7 +156,7 @@ def _start(
         "data_sha256": prepare.data_digest(x, y),
         **settings.identity(), "attacks": attacks,
     }
-    return _Job(settings, facts, x, y, attacks, device, channels_last, shard, identity)
+    return _Job(settings, facts, x, y, attacks, device, shard, identity)
 
 
 def _plan(job: _Job, model: nn.Module) -> tuple[dict[int, ChunkOutcome], list[int], int]:
@@ -204,10 +178,8 @@ def _finished_chunks(job: _Job) -> tuple[dict[int, ChunkOutcome], int | None]:
     done = {}
     for index in range(job.n_chunks):
         start, stop = job.bounds(index)
-        outcome = job.run_dir.load_chunk(
-            index, start=start, stop=stop, seed=job.settings.seed + index, attacks=job.attacks
-        )
-        if outcome is not None:
+        seed = job.settings.seed + index
+        if outcome := job.run_dir.load_chunk(index, start=start, stop=stop, seed=seed, attacks=job.attacks):
             done[index] = outcome
     recorded = None
     if job.auto:
@@ -225,24 +197,22 @@ def _starting_batch_size(job: _Job, model: nn.Module, *, pending: list[int], rec
         return recorded
     if not pending:
         return job.largest_batch
-    mine = pending[job.shard.rank::job.shard.world_size]
     probed = job.largest_batch
-    if mine:
+    if pending[job.shard.rank::job.shard.world_size]:  # this rank has chunks to run
         probed = auto_batch_size(
-            model, job.x, device=job.device, limit=job.largest_batch, channels_last=job.channels_last
+            model, job.x, device=job.device, limit=job.largest_batch, channels_last=job.settings.channels_last
         )
     return min(job.shard.all_gather(probed))
 
 
-def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> list[ChunkOutcome]:
+def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> dict[int, ChunkOutcome]:
     """Round r runs pending chunks r * world_size ... on ranks 0 ...; between rounds the ranks agree on
     the smallest batch size, so an out-of-memory back-off on one rank holds for every later chunk."""
     shard = job.shard
     rounds = [pending[start:start + shard.world_size] for start in range(0, len(pending), shard.world_size)]
-    mine = pending[shard.rank::shard.world_size]
     outcomes: list[ChunkOutcome] = []
     with tqdm(
-        total=sum(stop - start for start, stop in map(job.bounds, mine)),
+        total=sum(stop - start for start, stop in map(job.bounds, pending[shard.rank::shard.world_size])),
         desc="AutoAttack" + (f" (rank 0 of {shard.world_size})" if shard.active else ""),
         unit="img", disable=not runner.progress, dynamic_ncols=True,
     ) as overall:
@@ -255,14 +225,8 @@ def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> list[Ch
                 overall.set_postfix_str(f"robust {survived}/{attacked}")
             if job.auto and shard.active:
                 runner.agree_on_batch_size()
-    return outcomes
-
-
-def _gather(shard: Shard, outcomes: list[ChunkOutcome]) -> dict[int, ChunkOutcome]:
-    """Every rank's new chunks, on every rank."""
-    gathered = shard.all_gather([outcome.to_dict() for outcome in outcomes])
-    merged = (ChunkOutcome.from_dict(data) for rank_outcomes in gathered for data in rank_outcomes)
-    return {outcome.index: outcome for outcome in merged}
+    gathered = shard.all_gather([asdict(outcome) for outcome in outcomes])  # every rank's, on every rank
+    return {data["index"]: ChunkOutcome(**data) for rank_outcomes in gathered for data in rank_outcomes}
 
 
 def _check_seed(seed: Any, n_chunks: int) -> None:
@@ -282,7 +246,10 @@ class _ChunkRunner:
         self.job, self.counting, self.batch_size, self.progress = job, counting, batch_size, progress
         self.checked = False
         self.autoattack_settings = aa.autoattack_settings(self._adversary(job.settings.seed))
-        self.device_name = _device_name(job.device)
+        self.device_name = (
+            torch.cuda.get_device_name(job.device) if job.device.type == "cuda"
+            else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+        )
 
     def _adversary(self, seed: int):
         settings = self.job.settings
@@ -295,11 +262,11 @@ class _ChunkRunner:
     def run(self, index: int) -> ChunkOutcome:
         start, stop = self.job.bounds(index)
         seed = self.job.settings.seed + index
-        before = self.counting.passes()
+        before = dict(self.counting.counts)
         with aa.collect_autoattack_warnings() as autoattack_warnings:
             x, y = self.job.x[start:stop], self.job.y[start:stop]
             found, checks_seconds, back_offs = self._attack(index, x, y)
-        after = self.counting.passes()
+        after = dict(self.counting.counts)
         outcome = ChunkOutcome(
             index=index, start=start, stop=stop, seed=seed, batch_size=self.batch_size,
             clean_flags=found.clean_flags.tolist(), robust_flags=found.robust_flags.tolist(),
@@ -328,7 +295,7 @@ class _ChunkRunner:
                 )
                 return found, checks_seconds, back_offs
             except RuntimeError as error:
-                if not prepare.is_out_of_memory(error):
+                if "out of memory" not in str(error).lower():  # torch.cuda.OutOfMemoryError's included
                     raise
                 del adversary
                 prepare.free_memory()
@@ -373,9 +340,3 @@ class _ChunkRunner:
             )
         self.checked = True
         return time.perf_counter() - started
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"

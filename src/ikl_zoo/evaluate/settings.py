@@ -1,11 +1,8 @@
-"""``EvalSettings``: what an evaluation is, as one frozen object.
-
-The CLI builds it once; :func:`ikl_zoo.evaluate.evaluate` and the run directory take it whole; a resumed
-run compares it; ``result.json`` records it; boards and cards read it back.
-"""
+"""``EvalSettings``: what an evaluation is, as one frozen object, built once and passed whole."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -17,8 +14,7 @@ VERSIONS = ("standard", "plus", "rand", "custom")
 PRECISIONS = ("ieee",)
 """``ieee``: strict fp32 everywhere (TF32 off), the same flags on every GPU generation."""
 DEFAULT_CHUNK_SIZE = 500
-"""Examples per chunk: the unit of resumption and of sharding (about a minute of H100 time per chunk
-for a robust WRN-28-10 under standard AutoAttack)."""
+"""Examples per chunk, the unit of resumption and sharding: about an H100 minute for a WRN-28-10."""
 DEFAULT_N_EXAMPLES = 10_000
 """RobustBench evaluates on the full CIFAR test split."""
 
@@ -47,10 +43,11 @@ class EvalSettings:
     """``None``: on for GPUs, off for CPUs."""
 
     def __post_init__(self) -> None:
-        _check_choice("dataset", self.dataset, DATASETS)
-        _check_choice("norm", self.norm, NORMS)
-        _check_choice("version", self.version, VERSIONS)
-        _check_choice("precision", self.precision, PRECISIONS)
+        check_choice("dataset", self.dataset, DATASETS)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("AutoAttack version", self.version, VERSIONS)
+        check_choice("precision", self.precision, PRECISIONS)
+        _check_eps(self.eps, self.norm)
         for name in ("n_examples", "chunk_size"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
@@ -69,10 +66,7 @@ class EvalSettings:
     def identity(self) -> dict[str, Any]:
         """The settings a flag depends on: a resumed run must have the same. The device, its memory layout
         and compilation may change between sessions; an auto batch size is resolved and kept apart."""
-        data = self.to_dict()
-        for name in ("device", "compile", "channels_last"):
-            data.pop(name)
-        return data
+        return {k: v for k, v in self.to_dict().items() if k not in ("device", "compile", "channels_last")}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,6 +85,16 @@ class EvalSettings:
         return cls(**dict(data))
 
 
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise EvaluationError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+
+
+def _check_eps(eps: float, norm: str) -> None:
+    """A positive, finite budget; an Linf one within the [0, 1] image range (8 almost always means 8/255)."""
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise EvaluationError(f"eps must be a positive number, got {eps!r}")
+    if norm == "Linf" and eps > 1:
+        pixel_levels = float(eps).is_integer() and eps <= 255
+        meant = f"did you mean {eps:g}/255?" if pixel_levels else "give a fraction, e.g. 8/255"
+        raise EvaluationError(f"Linf eps {eps:g} exceeds the [0, 1] image range: {meant}")

@@ -1,9 +1,5 @@
-"""The model an evaluation measures: a registered id, a zoo folder, or a RobustBench peer.
-
-``robustbench:<id>`` goes through robustbench's own ``load_model`` (its Google Drive download included),
-so peers are measured by the same evaluator on the same machine, beside the figures RobustBench
-publishes. Their checkpoints are PyTorch pickles, loaded with ``weights_only=True`` whatever the
-environment says.
+"""The model an evaluation measures: a registered id, a zoo folder, or ``robustbench:<id>``, loaded by
+robustbench's own ``load_model`` (pickles, forced to ``weights_only=True``) so peers are measured alike.
 """
 
 from __future__ import annotations
@@ -44,13 +40,8 @@ class ModelSource:
 
 
 def load_for_evaluation(
-    model_id: str,
-    *,
-    dataset: str,
-    threat_model: str = "Linf",
-    checkpoint: str | os.PathLike[str] | None = None,
-    revision: str | None = None,
-    device: str | torch.device = "cpu",
+    model_id: str, *, dataset: str, threat_model: str = "Linf", revision: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu",
     robustbench_dir: str | os.PathLike[str] | None = None,
 ) -> ModelSource:
     """Load ``model_id`` (registered id, zoo folder, or ``robustbench:<id>``) on ``device``, in eval mode."""
@@ -97,18 +88,12 @@ def load_for_evaluation(
     return source
 
 
-def robustbench_cache_dir() -> Path:
-    """Where robustbench's loader keeps peers' checkpoints: ``<ikl-zoo cache>/robustbench``."""
-    from ikl_zoo.zoo.hub import zoo_cache_dir
-
-    return zoo_cache_dir() / "robustbench"
-
-
 def load_robustbench_model(
     name: str, *, dataset: str, threat_model: str, model_dir: str | os.PathLike[str] | None = None
 ) -> tuple[nn.Module, Path]:
     """A model of RobustBench's zoo through ``robustbench.utils.load_model``, and its checkpoint's path."""
     from ikl_zoo._robustbench import import_robustbench, robustbench_model_dicts
+    from ikl_zoo.zoo.hub import zoo_cache_dir
 
     zoo = robustbench_model_dicts()
     if dataset not in zoo or threat_model not in zoo[dataset]:
@@ -125,7 +110,7 @@ def load_robustbench_model(
     import_robustbench()
     from robustbench.utils import load_model as robustbench_load_model
 
-    model_dir = Path(model_dir) if model_dir is not None else robustbench_cache_dir()
+    model_dir = Path(model_dir) if model_dir is not None else zoo_cache_dir() / "robustbench"
     path = model_dir / dataset / threat_model / f"{name}.pt"
     try:
         with _weights_only_torch_load():
@@ -150,8 +135,7 @@ def load_robustbench_model(
 
 @contextmanager
 def _weights_only_torch_load() -> Iterator[None]:
-    """robustbench calls ``torch.load`` without ``weights_only``; force it so a download never runs code,
-    whatever the call asks for."""
+    """robustbench calls ``torch.load`` without ``weights_only``: force it, so a download never runs code."""
     original = torch.load
 
     @functools.wraps(original)

@@ -1,24 +1,20 @@
-"""The run directory: a manifest of the run's arguments, one file per finished chunk, the merged result.
-
-::
+"""The run directory, every file written atomically; a file that cannot be read back is one line naming it.
 
     OUT/manifest.json              what was evaluated and how (a resumed run must match it)
     OUT/batch_size.json            the batch size the next chunk runs at, when --batch-size is auto
     OUT/chunks/chunk_00003.json    flags of examples 1500-1999, after each attack, with times
     OUT/result.json                the EvalResult, written when every chunk is done
-
-Every file is written atomically, so a kill at any moment leaves only whole chunks behind. A file that
-cannot be read back (damaged or edited) is a one-line error naming it and the way out, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,13 +51,6 @@ class ChunkOutcome:
     """The torch.distributed rank that attacked the chunk."""
     warnings: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ChunkOutcome:
-        return cls(**data)
-
 
 class RunDir:
     """Reads and writes one evaluation's directory; refuses to mix runs made with different arguments."""
@@ -78,14 +67,9 @@ class RunDir:
 
     def read_manifest(self) -> dict[str, Any] | None:
         data = self._read_json(self.manifest_path)
-        if data is None:
-            return None
-        problem = None
-        if not isinstance(data, dict):
+        if data is not None and not (isinstance(data, dict) and isinstance(data.get("identity"), dict)):
             problem = f"a JSON {_json_type(data)}, not an object"
-        elif not isinstance(data.get("identity"), dict):
-            problem = "no identity object"
-        if problem is not None:
+            problem = "no identity object" if isinstance(data, dict) else problem
             raise EvaluationError(
                 f"run directory {self.path}: manifest.json is damaged ({problem}): "
                 "choose another --out, or delete the directory to start over"
@@ -139,12 +123,8 @@ class RunDir:
     def write_manifest(self, identity: dict[str, Any], *, settings: dict[str, Any]) -> None:
         if self.manifest_path.is_file():
             return
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "identity": identity,
-            "settings": settings,
-        }
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        manifest = {"format": MANIFEST_FORMAT, "created": created, "identity": identity, "settings": settings}
         self._write_json(self.manifest_path, manifest, fix="choose another --out")
 
     def read_batch_size(self, *, limit: int) -> int | None:
@@ -184,11 +164,11 @@ class RunDir:
                 f"run directory {self.path}: chunk file {path.name} does not belong to this run's chunk "
                 f"{index} ({foreign}): {_REDO_CHUNK}"
             )
-        return ChunkOutcome.from_dict(data)
+        return ChunkOutcome(**data)
 
     def save_chunk(self, outcome: ChunkOutcome) -> Path:
         path = self.chunk_path(outcome.index)
-        return self._write_json(path, outcome.to_dict(), fix=_RESUME_AFTER_WRITE)
+        return self._write_json(path, asdict(outcome), fix=_RESUME_AFTER_WRITE)
 
     def save_result(self, data: dict[str, Any]) -> Path:
         return self._write_json(self.result_path, data, fix=_RESUME_AFTER_WRITE)
@@ -196,35 +176,23 @@ class RunDir:
     def _read_json(
         self, path: Path, *, damaged: str | None = None, fix: str = "choose another --out"
     ) -> Any | None:
-        """The file's JSON, or None where there is no file."""
         damaged = damaged or path.name
         try:
-            text = path.read_text(encoding="utf-8")
+            return json.loads(path.read_text(encoding="utf-8"))
         except (FileNotFoundError, NotADirectoryError):  # the write that follows names the problem
             return None
         except OSError as error:
             raise EvaluationError(f"cannot read {path}: {error.strerror or error}: {fix}") from None
-        except UnicodeDecodeError as error:
-            raise EvaluationError(
-                f"run directory {self.path}: {damaged} is damaged (not UTF-8 text: {error}): {fix}"
-            ) from None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as error:
-            raise EvaluationError(
-                f"run directory {self.path}: {damaged} is damaged (not valid JSON: {error}): {fix}"
-            ) from None
+        except ValueError as error:  # UnicodeDecodeError or json.JSONDecodeError
+            kind = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else "not valid JSON"
+            problem = f"run directory {self.path}: {damaged} is damaged ({kind}: {error})"
+            raise EvaluationError(f"{problem}: {fix}") from None
 
     def _write_json(self, path: Path, data: Any, *, fix: str) -> Path:
-        """``fix`` is the way out: another --out before the run has started, --resume once it has (a full
-        disk late in a long run must not send the user to start over elsewhere)."""
-        with self._writing(fix):
-            return write_json_atomic(path, data)
-
-    @contextmanager
-    def _writing(self, fix: str) -> Iterator[None]:
+        """``fix``: another --out before the run has started, --resume once it has (a full disk late in a long
+        run must not send the user to start over elsewhere)."""
         try:
-            yield
+            return write_json_atomic(path, data)
         except OSError as error:
             named = error.filename is not None and Path(error.filename) != self.path
             where = f" ({error.filename})" if named else ""
@@ -242,10 +210,7 @@ def open_run_dir(
     _raise_first(shard.all_gather(problem))
     if resume and manifest is None and shard.is_main:
         tqdm.write(f"--resume: {run_dir.path} holds no run yet; starting a new one there")
-
-    def write() -> None:
-        run_dir.write_manifest(identity, settings=settings)
-
+    write = partial(run_dir.write_manifest, identity, settings=settings)
     _raise_first([shard.broadcast(_attempt(write)[1] if shard.is_main else None)])
     _raise_first(shard.all_gather(_attempt(write)[1]))  # ranks on another machine keep their own copy
 
@@ -279,50 +244,43 @@ def _chunk_problem(data: Any, *, size: int, attacks: Sequence[str]) -> str | Non
     """What is wrong with a chunk file's JSON for a chunk of ``size`` examples, or None."""
     if not isinstance(data, dict):
         return f"a JSON {_json_type(data)}, not an object"
-    missing = sorted(_CHUNK_FIELDS - set(data))
-    if missing:
-        return f"missing {', '.join(missing)}"
-    unexpected = sorted(set(data) - _CHUNK_FIELDS)
-    if unexpected:
-        return f"unexpected {', '.join(unexpected)}"
+    missing, unexpected = sorted(_CHUNK_FIELDS - set(data)), sorted(set(data) - _CHUNK_FIELDS)
+    if missing or unexpected:
+        return f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(unexpected)}"
     for key in _CHUNK_INTS:
-        if not _is_int(data[key]) or data[key] < 0:
-            return f"{key} is {_show(data[key])}, not an integer >= 0"
-    if data["batch_size"] < 1:
-        return "batch_size is 0"
+        least = 1 if key == "batch_size" else 0
+        if not _is_int(data[key]) or data[key] < least:
+            return f"{key} is {_show(data[key])}, not an integer >= {least}"
     attack_flags = data["attack_flags"]
     if not isinstance(attack_flags, dict) or list(attack_flags) != list(attacks):
         found = ", ".join(attack_flags) or "no attack" if isinstance(attack_flags, dict) else "no object"
         return f"attack_flags gives the flags after {found}, not after {', '.join(attacks)}"
-    flag_lists = {
-        "clean_flags": data["clean_flags"], "robust_flags": data["robust_flags"],
-        **{f"attack_flags[{name}]": flags for name, flags in attack_flags.items()},
-    }
-    for name, flags in flag_lists.items():
+    stages = {"clean_flags": data["clean_flags"]}
+    stages.update({f"attack_flags[{name}]": flags for name, flags in attack_flags.items()})
+    for name, flags in {**stages, "robust_flags": data["robust_flags"]}.items():
         if not (isinstance(flags, list) and all(isinstance(flag, bool) for flag in flags)):
             return f"{name} is not a list of true/false"
         if len(flags) != size:
             return f"{name} has {len(flags)} entries, the chunk has {size} examples"
     # Each attack can only remove survivors; the last attack's survivors are the robust ones.
-    stages = [data["clean_flags"], *attack_flags.values()]
+    flags = list(stages.values())
     removed_only = all(
-        not (after and not before)
-        for earlier, later in zip(stages, stages[1:], strict=False)
+        before or not after
+        for earlier, later in pairwise(flags)
         for before, after in zip(earlier, later, strict=True)
     )
-    if not removed_only or stages[-1] != data["robust_flags"]:
+    if not removed_only or flags[-1] != data["robust_flags"]:
         return "the flags after the attacks contradict each other"
-    timings = data["timings"]
-    if not (isinstance(timings, dict) and all(_is_number(seconds) for seconds in timings.values())):
+    timings, passes, warnings = data["timings"], data["model_passes"], data["warnings"]
+    if not (isinstance(timings, dict) and all(map(_is_number, timings.values()))):
         return "timings are not numbers"
+    if not (isinstance(passes, dict) and all(map(_is_int, passes.values()))):
+        return "model_passes are not integers"
     if not _is_number(data["max_perturbation"]):
         return "max_perturbation is not a number"
-    passes = data["model_passes"]
-    if not (isinstance(passes, dict) and all(_is_int(count) for count in passes.values())):
-        return "model_passes are not integers"
     if not isinstance(data["device"], str):
         return "device is not a string"
-    if not (isinstance(data["warnings"], list) and all(isinstance(m, str) for m in data["warnings"])):
+    if not (isinstance(warnings, list) and all(isinstance(message, str) for message in warnings)):
         return "warnings are not a list of strings"
     return None
 

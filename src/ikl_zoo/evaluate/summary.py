@@ -28,24 +28,19 @@ def format_summary(result: EvalResult) -> str:
 
     def row(stage: str, fraction: float, published_key: str | None, seconds: float | None) -> list[str]:
         figure = published.get(published_key) if published_key else None
-        return [
-            stage,
-            f"{100 * fraction:.2f}%",
-            f"{round(fraction * n)}/{n}",
+        compared = [
             f"{figure:.2f}%" if figure is not None else "",
             f"{100 * fraction - figure:+.2f}" if figure is not None and comparable else "",
-            f"{seconds:.1f} s" if seconds is not None else "",
         ]
+        time = f"{seconds:.1f} s" if seconds is not None else ""
+        accuracy = [f"{100 * fraction:.2f}%", f"{round(fraction * n)}/{n}"]
+        return [stage, *accuracy, *(compared if published else []), time]
 
     rows = [row("clean", result.clean_acc, "clean_acc", result.timings.get("clean"))]
     for attack in result.attacks:
-        seconds = result.timings.get(attack)
-        rows.append(row(f"after {attack}", result.per_attack[attack], None, seconds))
+        rows.append(row(f"after {attack}", result.per_attack[attack], None, result.timings.get(attack)))
     rows.append(row("AutoAttack (final)", result.robust_acc, "autoattack_acc", result.timings.get("total")))
-    headers = ["", "accuracy", "correct", "published", "difference (pp)", "time"]
-    if not published:  # nothing to compare with: drop the two empty columns
-        rows = [[stage, accuracy, correct, seconds] for stage, accuracy, correct, _, _, seconds in rows]
-        headers = [headers[0], headers[1], headers[2], headers[5]]
+    headers = ["", "accuracy", "correct", *(["published", "difference (pp)"] if published else []), "time"]
     table = tabulate(
         rows, headers=headers, colalign=("left", *["right"] * (len(headers) - 1)), disable_numparse=True
     )
@@ -73,6 +68,4 @@ def format_summary(result: EvalResult) -> str:
         lines.append(note)
     if data_source:
         lines.append(f"data: {data_source}")
-    for message in result.warnings:
-        lines.append(f"warning: {message}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *(f"warning: {message}" for message in result.warnings)])
