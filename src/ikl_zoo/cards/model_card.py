@@ -20,7 +20,7 @@ from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.summary import FULL_TEST_SET, format_eps
-from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, find_fact, replaced_weights
+from ikl_zoo.leaderboard.provenance import checkpoint_sha256, describe, recorded_fact, replaced_weights
 from ikl_zoo.leaderboard.records import (
     DEFAULT_ROOT,
     Measurement,
@@ -431,7 +431,7 @@ def _eval_results(subject: CardSubject, measurement: Measurement | None) -> list
 
 
 def _measured_version(measurement: Measurement) -> str:
-    return str(find_fact(measurement.provenance, "ikl-zoo version") or "").strip() or "(version not recorded)"
+    return str(recorded_fact(measurement.provenance, "ikl-zoo version") or "").strip() or "(version not recorded)"
 
 
 def _body(subject: CardSubject, measurement: Measurement | None) -> str:
