@@ -431,7 +431,8 @@ def _eval_results(subject: CardSubject, measurement: Measurement | None) -> list
 
 
 def _measured_version(measurement: Measurement) -> str:
-    return str(recorded_fact(measurement.provenance, "ikl-zoo version") or "").strip() or "(version not recorded)"
+    version = str(recorded_fact(measurement.provenance, "ikl-zoo version") or "").strip()
+    return version or "(version not recorded)"
 
 
 def _body(subject: CardSubject, measurement: Measurement | None) -> str:

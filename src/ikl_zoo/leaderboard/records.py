@@ -51,7 +51,8 @@ MODEL_INFO_KEYS = (
 )  # fmt: skip
 """RobustBench's ``model_info`` fields, in the order its own files use."""
 METADATA_KEYS = (
-    "link", "name", "authors", "additional_data", "number_forward_passes", "venue", "architecture", "footnote",
+    "link", "name", "authors", "additional_data", "number_forward_passes", "venue", "architecture",
+    "footnote",
 )  # fmt: skip
 """Descriptive fields a user may edit by hand in a record; a new measurement keeps their edits."""
 RERECORD_FIX = "re-run the evaluation and `ikl-zoo record --overwrite` the new result"
@@ -302,7 +303,7 @@ def read_record(path: str | os.PathLike[str]) -> Record:
         if section.get("record_format") != RECORD_FORMAT:
             raise LeaderboardError(f"{path} is a record of an earlier ikl-zoo format", fix=RERECORD_FIX)
         measurement = Measurement.from_dict(section["measurement"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+    except (OSError, KeyError, TypeError, ValueError) as error:
         raise LeaderboardError(
             f"{path} is not an ikl-zoo result record ({type(error).__name__}: {error})",
             fix="remove it or rewrite it with `ikl-zoo eval --record`",
@@ -310,7 +311,8 @@ def read_record(path: str | os.PathLike[str]) -> Record:
     except IklZooError as error:
         if isinstance(error, LeaderboardError):
             raise
-        raise LeaderboardError(f"{path} is not an ikl-zoo result record ({error})", fix=RERECORD_FIX) from None
+        problem = f"{path} is not an ikl-zoo result record ({error})"
+        raise LeaderboardError(problem, fix=RERECORD_FIX) from None
     return Record(
         path=path,
         model_info={key: data[key] for key in MODEL_INFO_KEYS if key in data},
@@ -355,7 +357,7 @@ def read_result(path: str | os.PathLike[str]) -> EvalResult:
             if not isinstance(getattr(result, flags), list):
                 raise TypeError(f"{flags} is {getattr(result, flags)!r}, not a list")
         return result
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError, AttributeError) as error:
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as error:
         raise LeaderboardError(
             f"{path} is not an ikl-zoo result.json ({type(error).__name__}: {error})", fix=fix
         ) from None
@@ -374,7 +376,8 @@ def _kept_edits(existing: Record, measurement: Measurement, *, overwrite: bool) 
         )  # fmt: skip
     if not overwrite:
         _check_replaceable(existing.measurement, measurement, existing.path)
-    return {key: existing.model_info[key] for key in METADATA_KEYS if existing.model_info.get(key) not in (None, "")}
+    info = existing.model_info
+    return {key: info[key] for key in METADATA_KEYS if info.get(key) not in (None, "")}
 
 
 def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:

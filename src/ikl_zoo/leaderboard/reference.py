@@ -16,39 +16,23 @@ from typing import Any
 
 import pandas as pd
 
+from ikl_zoo._robustbench import ROBUSTBENCH_PREFIX
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.paper import PAPER_TITLE
 from ikl_zoo.reference import REFERENCE_FILE, REFERENCE_SOURCE, STANDARD_EPS, shipped_leaderboard
+from ikl_zoo.threat import DATASETS
 
 ROBUSTBENCH_URL = "https://robustbench.github.io/"
-
-DATASETS = ("cifar10", "cifar100")
-THREAT_MODELS = ("Linf", "L2")
-
+THREAT_MODELS = tuple(STANDARD_EPS)
+"""The threat models RobustBench has boards for."""
 IKL_MODEL_PREFIX = "Cui2023Decoupled"
-ROBUSTBENCH_PREFIX = "robustbench:"
+FIX_FILE = "fix or remove that file"
 
 COLUMNS = [
-    "model_id",
-    "dataset",
-    "threat_model",
-    "clean_acc",
-    "autoattack_acc",
-    "external",
-    "reported",
-    "best_known",
-    "additional_data",
-    "number_forward_passes",
-    "eps",
-    "architecture",
-    "venue",
-    "paper_title",
-    "authors",
-    "link",
-    "footnote",
-    "unreliable",
-    "ikl_at",
-]
+    "model_id", "dataset", "threat_model", "clean_acc", "autoattack_acc", "external", "reported",
+    "best_known", "additional_data", "number_forward_passes", "eps", "architecture", "venue", "paper_title",
+    "authors", "link", "footnote", "unreliable", "ikl_at",
+]  # fmt: skip
 
 
 class LeaderboardError(IklZooError):
@@ -66,10 +50,10 @@ class Reference:
 def check_board(dataset: str, threat_model: str) -> None:
     """Refuse, in one line naming the choices, a board that RobustBench does not have."""
     if dataset not in DATASETS:
-        raise LeaderboardError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        raise LeaderboardError(f"unknown dataset {dataset!r}", fix=f"choose one of {', '.join(DATASETS)}")
     if threat_model not in THREAT_MODELS:
         raise LeaderboardError(
-            f"unknown threat model {threat_model!r}: choose one of {', '.join(THREAT_MODELS)}"
+            f"unknown threat model {threat_model!r}", fix=f"choose one of {', '.join(THREAT_MODELS)}"
         )
 
 
@@ -103,9 +87,9 @@ def load_reference(
         try:
             info = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise LeaderboardError(f"cannot read {path}: {error}; fix or remove that file") from None
+            raise LeaderboardError(f"cannot read {path}: {error}", fix=FIX_FILE) from None
         if not isinstance(info, dict):
-            raise LeaderboardError(f"{path} is not a RobustBench model_info object; fix or remove that file")
+            raise LeaderboardError(f"{path} is not a RobustBench model_info object", fix=FIX_FILE)
         rows.append(_row_from_model_info(path.stem, info, dataset, threat_model, path))
     return Reference(_to_frame(rows), f"RobustBench model_info/ in {folder.parent.parent}")
 
@@ -138,13 +122,13 @@ def _shipped_table() -> pd.DataFrame:
 
 def _model_info_folder(root: Path, dataset: str, threat_model: str) -> Path:
     if not root.is_dir():
-        raise LeaderboardError(f"--robustbench-dir {root} is not a folder: pass a RobustBench checkout")
+        raise LeaderboardError(f"--robustbench-dir {root} is not a folder", fix="pass a RobustBench checkout")
     base = root / "model_info" if (root / "model_info").is_dir() else root
     folder = base / dataset / threat_model
     if not folder.is_dir():
         raise LeaderboardError(
-            f"{folder} does not exist: pass the root of a RobustBench checkout "
-            "(the folder holding model_info/)"
+            f"{folder} does not exist",
+            fix="pass the root of a RobustBench checkout (the folder holding model_info/)",
         )
     return folder
 
@@ -163,7 +147,7 @@ def _row_from_model_info(
 
     clean, autoattack = percent("clean_acc"), percent("autoattack_acc")
     if math.isnan(clean) or math.isnan(autoattack):
-        raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc; fix or remove it")
+        raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc", fix=FIX_FILE)
     external = percent("external")
     title = str(info.get("name") or "")
     passes = info.get("number_forward_passes")
