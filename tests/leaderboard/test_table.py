@@ -12,7 +12,8 @@ import pytest
 
 from ikl_zoo.leaderboard.records import write_record
 from ikl_zoo.leaderboard.reference import LeaderboardError
-from ikl_zoo.leaderboard.table import build_board, compare_models, render_board
+from ikl_zoo.leaderboard.render import render_board
+from ikl_zoo.leaderboard.table import build_board, compare_models
 
 
 def test_ranked_like_robustbench():
