@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ikl_zoo import __version__
-from ikl_zoo.evaluate.summary import FULL_TEST_SET, format_eps
+from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, STANDARD_VERSION, Record, load_records, record_path
 from ikl_zoo.leaderboard.reference import (
@@ -27,6 +27,7 @@ from ikl_zoo.leaderboard.reference import (
     robustbench_name,
 )
 from ikl_zoo.paper import PAPER_TITLE
+from ikl_zoo.threat import format_eps
 
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 STAR = "\u2605"
@@ -189,108 +190,118 @@ def board_legend(board: Board) -> list[str]:
     return lines
 
 
+MEASURED_COLUMNS = [
+    "measured_clean_acc", "measured_autoattack_acc", "measured_n_examples", "measured_version",
+    "measured_note", "measured_comparable",
+]  # fmt: skip
+
+
 def _merge(
     reference: pd.DataFrame, records: list[Record], threat_model: str
 ) -> tuple[pd.DataFrame, list[str]]:
-    rows = reference.copy()
-    rows = rows.sort_values(
-        ["best_known", "clean_acc", "model_id"], ascending=[False, False, True], kind="stable"
+    """RobustBench's ranked rows with the measurements beside them, and unlisted measured models added."""
+    shown, notes = _shown_records(records, threat_model)
+    measured = pd.DataFrame(
+        [{"model_id": r.measurement.board_id, "record_ikl_at": r.is_ikl_at, **_measured(r)} for r in shown],
+        columns=["model_id", "record_ikl_at", *MEASURED_COLUMNS],
     )
-    rows["rank"] = pd.array(range(1, len(rows) + 1), dtype="Int64")
-    rows["on_robustbench"] = True
-    for column in (
-        "measured_clean_acc",
-        "measured_autoattack_acc",
-        "delta_clean_acc",
-        "delta_autoattack_acc",
-        "measured_n_examples",
-    ):
-        rows[column] = math.nan
-    rows["measured_version"] = ""
-    rows["measured_note"] = ""
-    rows["measured_comparable"] = False
-    rows = rows.set_index("model_id", drop=False)
-    notes: list[str] = []
-    extra: list[dict[str, Any]] = []
-    shown: dict[str, Record] = {}
-    for record in _canonical_first(records):
-        measurement = record.measurement
-        if not is_standard_eps(measurement.eps, threat_model):
-            notes.append(
-                f"Not shown: the record {record.path} (eps {format_eps(measurement.eps, threat_model)}, "
-                f"not this board's)."
-            )
-            continue
-        weights = replaced_weights(measurement.provenance)
-        if weights is not None:
-            notes.append(
-                f"Not shown: the record {record.path} (it measures {measurement.model_id} with weights from "
-                f"{weights}, not its published weights)."
-            )
-            continue
-        if measurement.board_id in shown:
-            notes.append(
-                f"Not shown: the record {record.path}, a second record of {measurement.board_id} "
-                f"(the board shows {shown[measurement.board_id].path}; delete one)."
-            )
-            continue
-        shown[measurement.board_id] = record
-        measured = {
-            "measured_clean_acc": 100 * measurement.clean_acc,
-            "measured_autoattack_acc": 100 * measurement.robust_acc,
-            "measured_n_examples": measurement.n_examples,
-            "measured_version": measurement.version,
-            "measured_note": _measured_note(record),
-            "measured_comparable": measurement.comparable_with_published,
-        }
-        board_id = measurement.board_id
-        if board_id in rows.index:
-            for column, value in measured.items():
-                rows.at[board_id, column] = value
-            rows.at[board_id, "ikl_at"] = bool(rows.at[board_id, "ikl_at"]) or record.is_ikl_at
-        else:
-            info = record.model_info
-            extra.append(
-                {
-                    "model_id": board_id,
-                    "ikl_at": record.is_ikl_at,
-                    "on_robustbench": False,
-                    "paper_title": info.get("name") or "",
-                    "link": info.get("link") or "",
-                    "clean_acc": math.nan,
-                    "autoattack_acc": math.nan,
-                    "best_known": math.nan,
-                    # None: the record does not say (a user's model); shown as unknown, never as "no".
-                    "additional_data": info.get("additional_data")
-                    if isinstance(info.get("additional_data"), bool) else None,
-                    "architecture": info.get("architecture") or "",
-                    "venue": info.get("venue") or "",
-                    "footnote": info.get("footnote") or "",
-                    "unreliable": False,
-                    **measured,
-                }
-            )
-    rows = rows.reset_index(drop=True)
-    if extra:
-        rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
+    rows = _ranked(reference).merge(measured, on="model_id", how="left")
+    rows["ikl_at"] = rows["ikl_at"] | rows["record_ikl_at"].eq(True)
+    unlisted = [_unlisted_row(r) for r in shown if r.measurement.board_id not in set(reference["model_id"])]
+    if unlisted:
+        rows = pd.concat([rows, pd.DataFrame(unlisted)], ignore_index=True)
+    rows = rows.fillna({"measured_version": "", "measured_note": "", "measured_comparable": False})
     rows["rank"] = rows["rank"].astype("Int64")
     rows["measured_n_examples"] = rows["measured_n_examples"].astype("Int64")
-    # A difference to the published figure, and a place among the ranked rows for a model RobustBench does
-    # not list, only for a figure measured as RobustBench measures (standard AutoAttack, the whole official
-    # test set); anything else is an estimate: no difference, placed below the ranked rows.
-    comparable = rows["measured_comparable"].astype(bool)
-    rows["measured_comparable"] = comparable
-    rows["delta_clean_acc"] = (rows["measured_clean_acc"] - rows["clean_acc"]).where(comparable)
-    rows["delta_autoattack_acc"] = (rows["measured_autoattack_acc"] - rows["autoattack_acc"]).where(
-        comparable
+    return _ordered(rows), notes
+
+
+def _ranked(reference: pd.DataFrame) -> pd.DataFrame:
+    """RobustBench's rows in its order (best-known robust accuracy), with their ranks."""
+    rows = reference.sort_values(
+        ["best_known", "clean_acc", "model_id"], ascending=[False, False, True], kind="stable"
     )
+    return rows.assign(rank=range(1, len(rows) + 1), on_robustbench=True)
+
+
+def _shown_records(records: list[Record], threat_model: str) -> tuple[list[Record], list[str]]:
+    """The records the board shows, and a note naming each record it leaves out and why."""
+    shown: dict[str, Record] = {}
+    notes = []
+    for record in _canonical_first(records):
+        measurement = record.measurement
+        weights = replaced_weights(measurement.provenance)
+        if not is_standard_eps(measurement.eps, threat_model):
+            why = f"eps {format_eps(measurement.eps, threat_model)}, not this board's"
+        elif weights is not None:
+            why = f"it measures {measurement.model_id} with weights from {weights}, not its published weights"
+        elif measurement.board_id in shown:
+            why = (
+                f"a second record of {measurement.board_id}; "
+                f"the board shows {shown[measurement.board_id].path}, delete one"
+            )
+        else:
+            shown[measurement.board_id] = record
+            continue
+        notes.append(f"Not shown: the record {record.path} ({why}).")
+    return list(shown.values()), notes
+
+
+def _measured(record: Record) -> dict[str, Any]:
+    measurement = record.measurement
+    return {
+        "measured_clean_acc": 100 * measurement.clean_acc,
+        "measured_autoattack_acc": 100 * measurement.robust_acc,
+        "measured_n_examples": measurement.n_examples,
+        "measured_version": measurement.version,
+        "measured_note": _measured_note(record),
+        "measured_comparable": measurement.comparable_with_published,
+    }
+
+
+def _unlisted_row(record: Record) -> dict[str, Any]:
+    """The row of a model RobustBench does not list: what its record says, published figures blank."""
+    info = record.model_info
+    additional_data = info.get("additional_data")
+    return {
+        "model_id": record.measurement.board_id,
+        "ikl_at": record.is_ikl_at,
+        "on_robustbench": False,
+        "paper_title": info.get("name") or "",
+        "link": info.get("link") or "",
+        "clean_acc": math.nan,
+        "autoattack_acc": math.nan,
+        "best_known": math.nan,
+        # None: the record does not say (a user's model); shown as unknown, never as "no".
+        "additional_data": additional_data if isinstance(additional_data, bool) else None,
+        "architecture": info.get("architecture") or "",
+        "venue": info.get("venue") or "",
+        "footnote": info.get("footnote") or "",
+        "unreliable": False,
+        **_measured(record),
+    }
+
+
+def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
+    """Differences to the published figures, and the board's order.
+
+    A difference to the published figure, and a place among the ranked rows for a model RobustBench does
+    not list, only for a figure measured as RobustBench measures (standard AutoAttack, the whole official
+    test set); anything else is an estimate: no difference, placed below the ranked rows.
+    """
+    comparable = rows["measured_comparable"].astype(bool)
     measured_key = rows["measured_autoattack_acc"].where(comparable)
-    order_key = rows["best_known"].where(rows["on_robustbench"], measured_key)
-    rows = rows.assign(_key=order_key, _listed=rows["on_robustbench"].astype(int))
+    rows = rows.assign(
+        measured_comparable=comparable,
+        delta_clean_acc=(rows["measured_clean_acc"] - rows["clean_acc"]).where(comparable),
+        delta_autoattack_acc=(rows["measured_autoattack_acc"] - rows["autoattack_acc"]).where(comparable),
+        _key=rows["best_known"].where(rows["on_robustbench"], measured_key),
+        _listed=rows["on_robustbench"].astype(int),
+    )
     rows = rows.sort_values(
         ["_key", "_listed", "clean_acc", "model_id"], ascending=[False, False, False, True], kind="stable"
     )
-    return rows[ROW_COLUMNS].reset_index(drop=True), notes
+    return rows[ROW_COLUMNS].reset_index(drop=True)
 
 
 def _measured_note(record: Record) -> str:
