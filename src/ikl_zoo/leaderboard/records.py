@@ -13,32 +13,24 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_json_atomic
-from ikl_zoo.errors import IklZooError, UnknownModelError
+from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, EvalSettings
 from ikl_zoo.evaluate.summary import on_the_published_images
+from ikl_zoo.leaderboard.metadata import ModelMetadata, model_metadata, registry_entry  # noqa: F401 (cards)
 from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.reference import (
-    LeaderboardError,
-    check_board,
-    is_ikl_at,
-    reference_entry,
-    robustbench_name,
-)
-from ikl_zoo.paper import PAPER_AUTHORS, PAPER_TITLE, PAPER_URL, PAPER_VENUE
-from ikl_zoo.reference import published_from_row
+from ikl_zoo.leaderboard.reference import LeaderboardError, check_board, robustbench_name
 from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
-    from ikl_zoo.zoo.registry import ModelEntry
 
 RECORD_FORMAT = 2
 """Format 2 keeps the evaluation's ``settings`` whole; earlier records are refused, never guessed at."""
@@ -55,6 +47,7 @@ METADATA_KEYS = (
     "footnote",
 )  # fmt: skip
 """Descriptive fields a user may edit by hand in a record; a new measurement keeps their edits."""
+_MAPPING_FIELDS = ("per_attack", "timings", "model_passes", "provenance")
 RERECORD_FIX = "re-run the evaluation and `ikl-zoo record --overwrite` the new result"
 
 
@@ -125,13 +118,7 @@ class Measurement:
         return cls(values["model_id"], settings, values["clean_acc"], values["robust_acc"], **mappings)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "model_id": self.model_id,
-            "settings": self.settings.to_dict(),
-            "clean_acc": self.clean_acc,
-            "robust_acc": self.robust_acc,
-            **{key: getattr(self, key) for key in _MAPPING_FIELDS},
-        }
+        return {**asdict(self), "settings": self.settings.to_dict()}
 
     dataset = property(lambda self: self.settings.dataset)
     threat_model = property(lambda self: self.settings.norm)
@@ -159,25 +146,6 @@ class Measurement:
 
 
 @dataclass(frozen=True)
-class ModelMetadata:
-    """What RobustBench says about a model beyond its accuracies; blank for models it does not list."""
-
-    link: str = ""
-    paper_title: str = ""
-    authors: str = ""
-    additional_data: bool | None = None
-    number_forward_passes: int = 1
-    venue: str = ""
-    architecture: str = ""
-    footnote: str = ""
-    reported: float | None = None
-    """Robust accuracy (percent) the paper reported."""
-    is_ikl_at: bool = False
-    published: dict[str, Any] | None = None
-    """Published ``clean_acc``/``autoattack_acc`` (percent), ``external`` when given, and their ``source``."""
-
-
-@dataclass(frozen=True)
 class Record:
     """One recorded measurement, read back from its file under the records folder."""
 
@@ -187,30 +155,6 @@ class Record:
     is_ikl_at: bool
     published: dict[str, Any] | None
     recorded_at: str
-
-
-def model_metadata(
-    model_id: str, *, dataset: str, threat_model: str, published: dict | None = None
-) -> ModelMetadata:
-    """RobustBench's published row when it lists the model, else what ikl-zoo's registry knows."""
-    row = reference_entry(model_id, dataset=dataset, threat_model=threat_model)
-    if row is not None:
-        copied = ("link", "paper_title", "authors", "additional_data", "number_forward_passes", "venue")
-        return ModelMetadata(
-            **{key: row[key] for key in (*copied, "architecture", "reported")},
-            footnote=row["footnote"] or "", is_ikl_at=row["ikl_at"], published=published_from_row(row),
-        )  # fmt: skip
-    entry = registry_entry(model_id, dataset)
-    if entry is None:
-        return ModelMetadata(is_ikl_at=is_ikl_at(model_id), published=published)
-    if entry.published is not None and published is None:
-        published = entry.published.to_dict()
-    paper = {"link": PAPER_URL, "paper_title": PAPER_TITLE, "authors": PAPER_AUTHORS, "venue": PAPER_VENUE}
-    return ModelMetadata(
-        **(paper if entry.is_ikl_at else {}), footnote=entry.note if entry.is_ikl_at else "",
-        additional_data=entry.additional_data, architecture=entry.architecture, is_ikl_at=entry.is_ikl_at,
-        published=published,
-    )  # fmt: skip
 
 
 def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) -> dict[str, Any]:
@@ -395,45 +339,30 @@ def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
         )
 
 
-_MAPPING_FIELDS = ("per_attack", "timings", "model_passes", "provenance")
-
-
 def _check_values(values: dict[str, Any]) -> None:
-    """Raise ``TypeError``/``ValueError`` naming the first field a hand-edited or foreign file got wrong."""
-
-    def number(value: Any) -> bool:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-    for key in ("model_id", "dataset", "threat_model", "version"):
-        if not isinstance(values.get(key), str):
-            raise TypeError(f"{key} is {values.get(key)!r}, not text")
-    for key in ("eps", "clean_acc", "robust_acc"):
-        if not number(values.get(key)):
-            raise TypeError(f"{key} is {values.get(key)!r}, not a number")
-        if key != "eps" and not 0 <= values[key] <= 1:
-            raise ValueError(f"{key} is {values[key]!r}, not a fraction in [0, 1]")
-    if values["eps"] <= 0:
-        raise ValueError(f"eps is {values['eps']!r}, not a positive budget")
-    n_examples = values.get("n_examples")
-    if not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples < 1:
-        raise ValueError(f"n_examples is {n_examples!r}, not a positive count")
-    seed = values.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise TypeError(f"seed is {seed!r}, not an integer")
-    attacks = values.get("attacks") or []
-    if not isinstance(attacks, list | tuple) or not all(isinstance(a, str) for a in attacks):
-        raise TypeError(f"attacks is {attacks!r}, not a list of attack names")
-    for key in _MAPPING_FIELDS:
-        if values.get(key) is not None and not isinstance(values[key], dict):
-            raise TypeError(f"{key} is {values[key]!r}, not an object")
+    """Raise ``ValueError`` naming the first field a hand-edited or foreign file got wrong."""
+    for key, wanted, valid in _CHECKS:
+        if not valid(values.get(key)):
+            raise ValueError(f"{key} is {values.get(key)!r}, not {wanted}")
 
 
-def registry_entry(model_id: str, dataset: str) -> ModelEntry | None:
-    """The registry's entry for a model, or None for one it does not hold (a user's, a RobustBench peer)."""
-    # Imported here: the registry imports torch, and reading records or boards must not.
-    from ikl_zoo.zoo.registry import get_model_entry
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
-    try:
-        return get_model_entry(robustbench_name(model_id), dataset=dataset)
-    except UnknownModelError:
-        return None
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_CHECKS: list[tuple[str, str, Callable[[Any], bool]]] = [
+    *((key, "text", lambda v: isinstance(v, str)) for key in ("model_id", "dataset", "threat_model")),
+    ("version", "text", lambda v: isinstance(v, str)),
+    *((key, "a number", _number) for key in ("eps", "clean_acc", "robust_acc")),
+    *((key, "a fraction in [0, 1]", lambda v: 0 <= v <= 1) for key in ("clean_acc", "robust_acc")),
+    ("eps", "a positive budget", lambda v: v > 0),
+    ("n_examples", "a positive count", lambda v: _whole(v) and v >= 1),
+    ("seed", "an integer", lambda v: v is None or _whole(v)),
+    ("attacks", "a list of attack names",
+     lambda v: isinstance(v or [], list | tuple) and all(isinstance(a, str) for a in v or [])),
+    *((key, "an object", lambda v: v is None or isinstance(v, dict)) for key in _MAPPING_FIELDS),
+]  # fmt: skip
