@@ -1,7 +1,7 @@
 """Leaderboard tables: RobustBench's published board with ikl-zoo's measurements beside it.
 
-``build_board`` and ``compare_models`` return a ``Board`` (a pandas frame plus what it shows);
-``render_board`` writes it as Markdown, CSV, LaTeX, a self-contained HTML page or JSON.
+``build_board`` and ``compare_models`` return a ``Board`` (a pandas frame plus what it shows), which
+``leaderboard.render`` writes out.
 """
 
 from __future__ import annotations
@@ -33,37 +33,15 @@ DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 STAR = "\u2605"
 """Marks IKL-AT rows in every rendered table."""
 ROW_COLUMNS = [
-    "rank",
-    "model_id",
-    "ikl_at",
-    "on_robustbench",
-    "paper_title",
-    "link",
-    "clean_acc",
-    "autoattack_acc",
-    "best_known",
-    "additional_data",
-    "architecture",
-    "venue",
-    "footnote",
-    "unreliable",
-    "measured_clean_acc",
-    "measured_autoattack_acc",
-    "delta_clean_acc",
-    "delta_autoattack_acc",
-    "measured_n_examples",
-    "measured_version",
-    "measured_note",
-    "measured_comparable",
-]
+    "rank", "model_id", "ikl_at", "on_robustbench", "paper_title", "link", "clean_acc", "autoattack_acc",
+    "best_known", "additional_data", "architecture", "venue", "footnote", "unreliable", "measured_clean_acc",
+    "measured_autoattack_acc", "delta_clean_acc", "delta_autoattack_acc", "measured_n_examples",
+    "measured_version", "measured_note", "measured_comparable",
+]  # fmt: skip
 """Machine-readable columns (CSV and JSON); accuracies in percent, deltas are measured minus published;
 ``measured_comparable``: measured as RobustBench measures (standard AutoAttack on the whole test set)."""
-COMPARE_DELTAS = [
-    "delta_vs_first_clean_acc",
-    "delta_vs_first_autoattack_acc",
-    "delta_vs_first_best_known",
-    "delta_vs_first_measured_autoattack_acc",
-]
+COMPARED = ["clean_acc", "autoattack_acc", "best_known", "measured_autoattack_acc"]
+COMPARE_DELTAS = [f"delta_vs_first_{column}" for column in COMPARED]
 
 
 @dataclass(frozen=True)
@@ -104,7 +82,7 @@ def build_board(
     placed where their measured AutoAttack accuracy puts them, without a rank. Filters apply after ranking.
     """
     if top is not None and top < 1:
-        raise LeaderboardError(f"--top must be a positive number of rows, not {top}")
+        raise LeaderboardError(f"--top must be a positive number of rows, not {top}", fix="pass 1 or more")
     reference = load_reference(dataset, threat_model, robustbench_dir=robustbench_dir)
     records = load_records(records_root, dataset=dataset, threat_model=threat_model) if records_root else []
     rows, notes = _merge(reference.table, records, threat_model)
@@ -133,28 +111,22 @@ def compare_models(
     """The named models side by side, with every figure's difference from the first one."""
     if len(model_ids) < 2:
         raise LeaderboardError(
-            "--compare needs at least two model ids, e.g. --compare Cui2023Decoupled_WRN-34-10 "
-            "Zhang2019Theoretically"
+            "--compare needs at least two model ids",
+            fix="e.g. --compare Cui2023Decoupled_WRN-34-10 Zhang2019Theoretically",
         )
     board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root)
-    by_id = {model_id: index for index, model_id in enumerate(board.rows["model_id"])}
-    picked = []
-    for model_id in model_ids:
-        index = by_id.get(robustbench_name(model_id))
-        if index is None:
-            close = difflib.get_close_matches(robustbench_name(model_id), list(by_id), n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids"
-            raise LeaderboardError(f"{model_id!r} is not on the {dataset} {threat_model} board: {hint}")
-        picked.append(index)
-    rows = board.rows.iloc[picked].reset_index(drop=True)
-    first = rows.iloc[0]
-    for delta, column in zip(
-        COMPARE_DELTAS, ["clean_acc", "autoattack_acc", "best_known", "measured_autoattack_acc"], strict=True
-    ):
-        rows[delta] = rows[column] - first[column]
-    return Board(
-        dataset, threat_model, rows, board.source, compare_baseline=str(first["model_id"]), notes=board.notes
-    )
+    rows = board.rows.set_index("model_id", drop=False)
+    ids = [robustbench_name(model_id) for model_id in model_ids]
+    for model_id in ids:
+        if model_id not in rows.index:
+            close = difflib.get_close_matches(model_id, list(rows.index), n=3, cutoff=0.6)
+            raise LeaderboardError(
+                f"{model_id!r} is not on the {dataset} {threat_model} board",
+                fix=f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids",
+            )
+    rows = rows.loc[ids].reset_index(drop=True)
+    rows[COMPARE_DELTAS] = (rows[COMPARED] - rows[COMPARED].iloc[0]).to_numpy()
+    return Board(dataset, threat_model, rows, board.source, compare_baseline=ids[0], notes=board.notes)
 
 
 def board_title(board: Board) -> str:
@@ -305,27 +277,25 @@ def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _measured_note(record: Record) -> str:
-    measurement = record.measurement
-    parts = [f"{measurement.n_examples} examples"]
-    if measurement.n_examples < FULL_TEST_SET:
-        parts[0] = f"{measurement.n_examples} of {FULL_TEST_SET:,} examples (estimate)"
-    if measurement.version != STANDARD_VERSION:
-        parts.append(f"version {measurement.version} ({', '.join(measurement.attacks)}), not comparable")
-    elif measurement.n_examples >= FULL_TEST_SET and not measurement.comparable_with_published:
-        parts.append("not the official test set, not comparable")
-    return ", ".join(parts)
+    measured = record.measurement
+    note = f"{measured.n_examples} examples"
+    if measured.n_examples < FULL_TEST_SET:
+        note = f"{measured.n_examples} of {FULL_TEST_SET:,} examples (estimate)"
+    if measured.version != STANDARD_VERSION:
+        note += f", version {measured.version} ({', '.join(measured.attacks)}), not comparable"
+    elif measured.n_examples >= FULL_TEST_SET and not measured.comparable_with_published:
+        note += ", not the official test set, not comparable"
+    return note
 
 
 def _canonical_first(records: list[Record]) -> list[Record]:
     """Records at their own path (``record_path``) first, so a stray copy never hides the real record."""
 
-    def canonical(record: Record) -> bool:
-        measurement = record.measurement
-        expected = record_path(
-            measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model, root="."
-        )
-        return record.path.name == expected.name
+    def stray(record: Record) -> bool:
+        m = record.measurement
+        own = record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model)
+        return record.path.name != own.name
 
-    return sorted(records, key=lambda record: not canonical(record))
+    return sorted(records, key=stray)
 
 
