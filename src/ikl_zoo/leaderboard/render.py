@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +25,8 @@ def render_board(board: Board, fmt: str = "md") -> str:
         return _data_frame(board).to_csv(index=False)
     if fmt == "json":
         return _render_json(board)
-    markup = _MARKUPS[fmt]
-    table = _display_frame(board, markup)
-    if fmt == "md":
-        return _render_markdown(board, table)
-    if fmt == "latex":
-        return _render_latex(board, table)
-    return _render_html(board, table)
+    writer = {"md": _render_markdown, "latex": _render_latex, "html": _render_html}[fmt]
+    return writer(board, _display_frame(board, _MARKUPS[fmt]))
 
 
 def _data_frame(board: Board) -> pd.DataFrame:
@@ -67,43 +61,31 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-_LATEX_SPECIALS = {
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "\\": r"\textbackslash{}",
-}
+_LATEX_SPECIALS = str.maketrans({
+    "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+})  # fmt: skip
 
 
 def _latex_escape(text: str) -> str:
-    return re.sub(r"[&%$#_{}~^\\]", lambda match: _LATEX_SPECIALS[match.group()], text)
+    return text.translate(_LATEX_SPECIALS)
 
 
 def _latex_url(url: str) -> str:
-    return url.replace("\\", "").replace("%", r"\%").replace("#", r"\#").replace("{", "").replace("}", "")
+    return url.translate(str.maketrans({"\\": None, "{": None, "}": None, "%": r"\%", "#": r"\#"}))
 
 
-_MARKUPS = {
+_MARKUPS = {  # fmt: skip
     "md": _Markup(
         _md_escape, lambda text, url: f"[{_md_escape(text)}]({url})", lambda text: f"**{text}**", STAR
     ),
     "latex": _Markup(
-        _latex_escape,
-        lambda text, url: rf"\href{{{_latex_url(url)}}}{{{_latex_escape(text)}}}",
-        lambda text: rf"\textbf{{{text}}}",
-        r"$^\star$",
+        _latex_escape, lambda text, url: rf"\href{{{_latex_url(url)}}}{{{_latex_escape(text)}}}",
+        lambda text: rf"\textbf{{{text}}}", r"$^\star$",
     ),
     "html": _Markup(
-        html.escape,
-        lambda text, url: f'<a href="{html.escape(url)}">{html.escape(text)}</a>',
-        lambda text: f"<strong>{text}</strong>",
-        STAR,
+        html.escape, lambda text, url: f'<a href="{html.escape(url)}">{html.escape(text)}</a>',
+        lambda text: f"<strong>{text}</strong>", STAR,
     ),
 }
 
@@ -116,52 +98,56 @@ def _number(value: Any, *, signed: bool = False) -> str:
 
 def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
     """Human-readable cells, already escaped for the target format."""
-    comparing = board.compare_baseline is not None
-    measured = board.has_measurements
-    records = []
-    for row in board.rows.to_dict(orient="records"):
-        model = markup.escape(row["model_id"])
-        if row["ikl_at"]:
-            model = f"{markup.bold(model)} {markup.star}"
-        title = row["paper_title"] or ("measured by ikl-zoo" if not row["on_robustbench"] else "")
-        method = markup.link(title, row["link"]) if row["link"] and title else markup.escape(title)
-        cells: dict[str, str] = {"Rank": "-" if pd.isna(row["rank"]) else str(row["rank"])}
-        cells["Model"] = model
-        cells["Method"] = method
-        cells["Clean"] = _number(row["clean_acc"])
+    rows, comparing = board.rows, board.compare_baseline is not None
+    table = pd.DataFrame({
+        "Rank": rows["rank"].map(lambda rank: "-" if pd.isna(rank) else str(rank)),
+        "Model": [_model_cell(row, markup) for row in rows.itertuples()],
+        "Method": [_method_cell(row, markup) for row in rows.itertuples()],
+    })  # fmt: skip
+    for label, column, delta in _PUBLISHED_CELLS:
+        table[label] = rows[column].map(_number)
         if comparing:
-            cells["Delta clean"] = _number(row["delta_vs_first_clean_acc"], signed=True)
-        cells["AutoAttack"] = _number(row["autoattack_acc"])
+            table[delta] = rows[f"delta_vs_first_{column}"].map(_signed)
+    table["Extra data"] = rows["additional_data"].map(lambda flag: _EXTRA_DATA.get(flag, "unknown"))
+    table["Architecture"] = rows["architecture"].map(markup.escape)
+    table["Venue"] = rows["venue"].map(markup.escape)
+    if board.has_measurements:
+        table["ikl-zoo clean"] = rows["measured_clean_acc"].map(_number)
+        table["ikl-zoo AutoAttack"] = rows["measured_autoattack_acc"].map(_number)
         if comparing:
-            cells["Delta AutoAttack"] = _number(row["delta_vs_first_autoattack_acc"], signed=True)
-        cells["Best known"] = _number(row["best_known"])
-        if comparing:
-            cells["Delta best known"] = _number(row["delta_vs_first_best_known"], signed=True)
-        cells["Extra data"] = {True: "yes", False: "no"}.get(row["additional_data"], "unknown")
-        cells["Architecture"] = markup.escape(row["architecture"])
-        cells["Venue"] = markup.escape(row["venue"])
-        if measured:
-            cells["ikl-zoo clean"] = _number(row["measured_clean_acc"])
-            cells["ikl-zoo AutoAttack"] = _number(row["measured_autoattack_acc"])
-            if comparing:
-                cells["Delta ikl-zoo AutoAttack"] = _number(
-                    row["delta_vs_first_measured_autoattack_acc"], signed=True
-                )
-            else:
-                cells["Delta AutoAttack (measured - published)"] = _number(
-                    row["delta_autoattack_acc"], signed=True
-                )
-            cells["Evaluated on"] = markup.escape(row["measured_note"] or "-")
-        records.append(cells)
-    return pd.DataFrame(records)
+            table["Delta ikl-zoo AutoAttack"] = rows["delta_vs_first_measured_autoattack_acc"].map(_signed)
+        else:
+            table["Delta AutoAttack (measured - published)"] = rows["delta_autoattack_acc"].map(_signed)
+        table["Evaluated on"] = rows["measured_note"].map(lambda note: markup.escape(note or "-"))
+    return table
+
+
+_EXTRA_DATA = {True: "yes", False: "no"}
+"""Anything else (None: a record that does not say) is unknown, never "no"."""
+_PUBLISHED_CELLS = [
+    ("Clean", "clean_acc", "Delta clean"),
+    ("AutoAttack", "autoattack_acc", "Delta AutoAttack"),
+    ("Best known", "best_known", "Delta best known"),
+]
+
+
+def _model_cell(row: Any, markup: _Markup) -> str:
+    model = markup.escape(row.model_id)
+    return f"{markup.bold(model)} {markup.star}" if row.ikl_at else model
+
+
+def _method_cell(row: Any, markup: _Markup) -> str:
+    title = row.paper_title or ("measured by ikl-zoo" if not row.on_robustbench else "")
+    return markup.link(title, row.link) if row.link and title else markup.escape(title)
+
+
+def _signed(value: Any) -> str:
+    return _number(value, signed=True)
 
 
 def _numeric_columns(table: pd.DataFrame) -> set[str]:
-    return {
-        name
-        for name in table.columns
-        if name in ("Rank", "Clean", "AutoAttack", "Best known") or name.startswith(("Delta", "ikl-zoo"))
-    }
+    plain = ("Rank", "Clean", "AutoAttack", "Best known")
+    return {name for name in table.columns if name in plain or name.startswith(("Delta", "ikl-zoo"))}
 
 
 def _render_markdown(board: Board, table: pd.DataFrame) -> str:
