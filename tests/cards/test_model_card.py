@@ -198,7 +198,7 @@ def test_committed_cards_are_current(tmp_path, monkeypatch):
 def test_result_of_replaced_weights_is_refused_for_the_published_models_card(tmp_path, make_result):
     provenance = {
         **make_result().provenance,
-        "model_source": "Cui2023Decoupled_WRN-28-10 with weights from mine.pt",
+        "replaced_weights": "mine.pt",
     }
     with pytest.raises(CardError, match="weights from mine.pt, not the published weights"):
         build_model_card("Cui2023Decoupled_WRN-28-10", result=make_result(provenance=provenance))

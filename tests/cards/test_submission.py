@@ -181,7 +181,7 @@ def test_replaced_weights_are_a_refusal_reason(make_result):
     result = make_result(
         provenance={
             **make_result().provenance,
-            "model_source": "Cui2023Decoupled_WRN-28-10 with weights from mine.pt",
+            "replaced_weights": "mine.pt",
         }
     )
     with pytest.raises(SubmissionRefusedError, match="weights from mine.pt, not its published weights"):
