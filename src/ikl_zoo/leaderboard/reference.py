@@ -97,26 +97,18 @@ def load_reference(
 def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:
     """The shipped published row of a RobustBench model (metadata for records and submissions), if any."""
     table = _shipped_table()
-    match = table[
-        (table["dataset"] == dataset)
-        & (table["threat_model"] == threat_model)
-        & (table["model_id"] == robustbench_name(model_id))
-    ]
-    if match.empty:
-        return None
-    return {key: _plain(value) for key, value in match.iloc[0].to_dict().items()}
+    key = (table["dataset"], table["threat_model"], table["model_id"])
+    match = table[(key[0] == dataset) & (key[1] == threat_model) & (key[2] == robustbench_name(model_id))]
+    return None if match.empty else {name: _plain(value) for name, value in match.iloc[0].items()}
 
 
 @cache
 def _shipped_table() -> pd.DataFrame:
-    rows = []
-    for record in shipped_leaderboard().to_dict(orient="records"):
-        info = {**record, "name": record["paper_title"]}
-        rows.append(
-            _row_from_model_info(
-                record["name"], info, record["dataset"], record["threat_model"], REFERENCE_FILE
-            )
-        )
+    rows = [
+        _row_from_model_info(row["name"], {**row, "name": row["paper_title"]}, row["dataset"],
+                             row["threat_model"], REFERENCE_FILE)
+        for row in shipped_leaderboard().to_dict(orient="records")
+    ]  # fmt: skip
     return _to_frame(rows)
 
 
@@ -160,33 +152,23 @@ def _row_from_model_info(
         "external": external,
         "reported": percent("reported"),
         "best_known": autoattack if math.isnan(external) else external,
-        "additional_data": _flag(info.get("additional_data")) is True,
+        "additional_data": _flag(info.get("additional_data")),
         "number_forward_passes": int(passes) if passes not in (None, "") else 1,
-        "eps": str(info.get("eps") or ""),
-        "architecture": str(info.get("architecture") or ""),
+        **{key: str(info.get(key) or "") for key in ("eps", "architecture", "authors", "link", "footnote")},
         "venue": str(info.get("venue") or "Unpublished"),
         "paper_title": title,
-        "authors": str(info.get("authors") or ""),
-        "link": str(info.get("link") or ""),
-        "footnote": str(info.get("footnote") or ""),
-        "unreliable": _flag(info.get("unreliable")) is True,
+        "unreliable": _flag(info.get("unreliable")),
         "ikl_at": is_ikl_at(model_id, title),
     }
 
 
 def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS)  # the columns' order, also when no row is given
 
 
-def _flag(value: Any) -> bool | None:
-    if isinstance(value, bool) or value is None:
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "y"):
-        return True
-    if text in ("false", "0", "no", "n"):
-        return False
-    return None
+def _flag(value: Any) -> bool:
+    """RobustBench's flags: JSON booleans, or text such as "True" in older files; anything else is no."""
+    return value is True or str(value).strip().lower() in ("true", "1", "yes", "y")
 
 
 def _plain(value: Any) -> Any:
