@@ -62,7 +62,7 @@ def test_eval_prints_the_summary_and_writes_the_result(tiny_folder, sample_dir, 
     assert len(result.provenance["checkpoint_sha256"]) == 64
     record = next(line for line in lines if line.startswith("record: "))
     written = json.loads(Path(record.removeprefix("record: ")).read_text())
-    assert written["ikl_zoo"]["measurement"]["n_examples"] == 20
+    assert written["ikl_zoo"]["measurement"]["settings"]["n_examples"] == 20
 
 
 def _published_result(n: int, data_source: str, *, official: bool) -> EvalResult:

@@ -137,7 +137,7 @@ def test_result_with_wrong_field_types_is_a_one_line_error(tmp_path, make_result
 def test_record_with_wrong_field_types_is_a_one_line_error(tmp_path, make_result):
     path = write_record(make_result(n_examples=10), root=tmp_path)
     data = json.loads(path.read_text())
-    data["ikl_zoo"]["measurement"]["eps"] = "8/255"
+    data["ikl_zoo"]["measurement"]["settings"]["eps"] = "8/255"
     path.write_text(json.dumps(data))
     with pytest.raises(LeaderboardError, match="not an ikl-zoo result record .*eps"):
         load_records(tmp_path)
@@ -146,7 +146,7 @@ def test_record_with_wrong_field_types_is_a_one_line_error(tmp_path, make_result
 def test_result_of_replaced_weights_is_never_recorded_as_the_published_model(tmp_path, make_result):
     provenance = {
         **make_result().provenance,
-        "model_source": "Cui2023Decoupled_WRN-28-10 with weights from mine.pt",
+        "replaced_weights": "mine.pt",
     }
     with pytest.raises(LeaderboardError, match="weights from mine.pt, not its published weights"):
         write_record(make_result(provenance=provenance), root=tmp_path)
@@ -165,3 +165,13 @@ def test_unwritable_records_folder_is_a_one_line_error(tmp_path, make_result):
     (tmp_path / "records").write_text("")
     with pytest.raises(LeaderboardError, match="part of that path is a file"):
         write_record(make_result(), root=tmp_path / "records")
+
+
+def test_record_of_an_earlier_format_is_refused_naming_the_fix(tmp_path, make_result):
+    path = write_record(make_result(n_examples=10), root=tmp_path)
+    data = json.loads(path.read_text())
+    data["ikl_zoo"]["record_format"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(LeaderboardError, match="earlier ikl-zoo format: re-run the evaluation") as caught:
+        load_records(tmp_path)
+    assert "\n" not in str(caught.value) and "record --overwrite" in caught.value.fix

@@ -12,7 +12,8 @@ import pytest
 
 from ikl_zoo.leaderboard.records import write_record
 from ikl_zoo.leaderboard.reference import LeaderboardError
-from ikl_zoo.leaderboard.table import build_board, compare_models, render_board
+from ikl_zoo.leaderboard.render import render_board
+from ikl_zoo.leaderboard.table import build_board, compare_models
 
 
 def test_ranked_like_robustbench():
@@ -238,9 +239,7 @@ def test_a_second_record_of_a_model_is_named_not_merged(tmp_path, make_result):
 def test_a_record_of_replaced_weights_is_not_shown_as_the_model(tmp_path, make_result):
     path = write_record(make_result(n_examples=10_000), root=tmp_path)
     data = json.loads(path.read_text())
-    data["ikl_zoo"]["measurement"]["provenance"]["model_source"] = (
-        "Cui2023Decoupled_WRN-28-10 with weights from x.pt"
-    )
+    data["ikl_zoo"]["measurement"]["provenance"]["replaced_weights"] = "x.pt"
     path.write_text(json.dumps(data))
     board = build_board("cifar10", "Linf", records_root=tmp_path)
     assert not board.has_measurements

@@ -32,7 +32,8 @@ def leaderboard(
     """RobustBench's leaderboard with ikl-zoo's measurements beside it; or --compare MODEL MODEL ..."""
     from ikl_zoo.atomic import write_text_atomic
     from ikl_zoo.leaderboard.plot import plot_board
-    from ikl_zoo.leaderboard.table import build_board, compare_models, render_board
+    from ikl_zoo.leaderboard.render import render_board
+    from ikl_zoo.leaderboard.table import build_board, compare_models
 
     if models and not compare:
         raise click.UsageError("model ids are only taken with --compare, e.g. --compare MODEL_A MODEL_B")

@@ -1,8 +1,9 @@
 """Result records: one JSON file per (model, dataset, threat model) under ``leaderboard/``.
 
 A record is RobustBench's ``model_info`` object (so it reads like an entry of the live leaderboard, with
-the measured accuracies as strings in percent) plus an ``ikl_zoo`` section (measurement, provenance).
-Records are what the board, the cards and the submissions read; ``ikl-zoo eval --record`` writes them.
+the measured accuracies as strings in percent) plus an ``ikl_zoo`` section (measurement, settings,
+provenance). Records are what the board, the cards and the submissions read; ``ikl-zoo eval --record``
+writes them.
 """
 
 from __future__ import annotations
@@ -12,65 +13,42 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_json_atomic
-from ikl_zoo.errors import UnknownModelError
+from ikl_zoo.errors import IklZooError
+from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, EvalSettings
 from ikl_zoo.evaluate.summary import on_the_published_images
+from ikl_zoo.leaderboard.metadata import ModelMetadata, model_metadata, registry_entry  # noqa: F401 (cards)
 from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.reference import (
-    LeaderboardError,
-    check_board,
-    is_ikl_at,
-    reference_entry,
-    robustbench_name,
-)
-from ikl_zoo.paper import PAPER_AUTHORS, PAPER_TITLE, PAPER_URL, PAPER_VENUE
-from ikl_zoo.reference import published_from_row
+from ikl_zoo.leaderboard.reference import LeaderboardError, check_board, robustbench_name
 from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
-    from ikl_zoo.zoo.registry import ModelEntry
 
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
+"""Format 2 keeps the evaluation's ``settings`` whole; earlier records are refused, never guessed at."""
 DEFAULT_ROOT = "leaderboard"
 STANDARD_VERSION = "standard"
 """The AutoAttack version RobustBench's leaderboards are measured with."""
 MODEL_INFO_KEYS = (
-    "link",
-    "name",
-    "authors",
-    "additional_data",
-    "number_forward_passes",
-    "dataset",
-    "venue",
-    "architecture",
-    "eps",
-    "clean_acc",
-    "reported",
-    "autoattack_acc",
-    "external",
-    "footnote",
-    "unreliable",
-)
+    "link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
+    "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote", "unreliable",
+)  # fmt: skip
 """RobustBench's ``model_info`` fields, in the order its own files use."""
 METADATA_KEYS = (
-    "link",
-    "name",
-    "authors",
-    "additional_data",
-    "number_forward_passes",
-    "venue",
-    "architecture",
+    "link", "name", "authors", "additional_data", "number_forward_passes", "venue", "architecture",
     "footnote",
-)
+)  # fmt: skip
 """Descriptive fields a user may edit by hand in a record; a new measurement keeps their edits."""
+_MAPPING_FIELDS = ("per_attack", "timings", "model_passes", "provenance")
+RERECORD_FIX = "re-run the evaluation and `ikl-zoo record --overwrite` the new result"
 
 
 class RecordConflictError(LeaderboardError):
@@ -86,53 +64,75 @@ def output_errors(
         yield
     except (FileExistsError, NotADirectoryError):
         raise LeaderboardError(
-            f"cannot write {path}: part of that path is a file, not a folder; {fix}"
+            f"cannot write {path}: part of that path is a file, not a folder", fix=fix
         ) from None
     except OSError as error:
-        raise LeaderboardError(f"cannot write {path}: {error.strerror or error}; {fix}") from None
+        raise LeaderboardError(f"cannot write {path}: {error.strerror or error}", fix=fix) from None
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """An evaluation's figures and provenance without the per-example flags: what a record keeps."""
+    """An evaluation's settings, figures and provenance without the per-example flags: what a record keeps."""
 
     model_id: str
-    dataset: str
-    threat_model: str
-    eps: float
-    version: str
-    attacks: tuple[str, ...]
-    n_examples: int
-    seed: int | None
+    settings: EvalSettings
     clean_acc: float
     """Fraction in [0, 1]."""
     robust_acc: float
     """Fraction in [0, 1]."""
     per_attack: dict[str, float] = field(default_factory=dict)
-    batch_size: int | None = None
-    chunk_size: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
     model_passes: dict[str, int] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_result(cls, result: EvalResult | Measurement) -> Measurement:
+        """The measurement of an ``EvalResult``, read through its attributes."""
         if isinstance(result, Measurement):
             return result
-        return cls.from_dict(result.to_dict())
+        names = ("model_id", "dataset", "threat_model", "eps", "version", "attacks", "n_examples", "seed")
+        names += ("clean_acc", "robust_acc", "per_attack", "timings", "model_passes", "provenance")
+        values = {name: getattr(result, name) for name in names}
+        _check_values(values)
+        settings = getattr(result, "settings", None) or EvalSettings(
+            eps=result.eps, norm=result.threat_model, version=result.version, attacks=result.attacks,
+            seed=result.seed, batch_size=result.batch_size or "auto",
+            chunk_size=result.chunk_size or DEFAULT_CHUNK_SIZE, dataset=result.dataset,
+            n_examples=result.n_examples,
+        )  # fmt: skip
+        return cls._of(values, settings)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
-        known = {f.name for f in fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
+        """A measurement as ``to_dict`` wrote it; ``TypeError``/``ValueError`` name a wrong field."""
+        settings = data["settings"]
+        if not isinstance(settings, dict):
+            raise TypeError(f"settings is {settings!r}, not an object")
+        values = {**data, **settings, "threat_model": settings.get("norm")}
         _check_values(values)
-        values["attacks"] = tuple(values.get("attacks") or ())
-        return cls(**values)
+        return cls._of(values, EvalSettings.from_dict(settings))
+
+    @classmethod
+    def _of(cls, values: dict[str, Any], settings: EvalSettings) -> Measurement:
+        mappings = {key: dict(values.get(key) or {}) for key in _MAPPING_FIELDS}
+        return cls(values["model_id"], settings, values["clean_acc"], values["robust_acc"], **mappings)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["attacks"] = list(self.attacks)
-        return data
+        return {**asdict(self), "settings": self.settings.to_dict()}
+
+    dataset = property(lambda self: self.settings.dataset)
+    threat_model = property(lambda self: self.settings.norm)
+    eps = property(lambda self: self.settings.eps)
+    version = property(lambda self: self.settings.version)
+    attacks = property(lambda self: tuple(self.settings.attacks or ()))
+    n_examples = property(lambda self: self.settings.n_examples)
+    seed = property(lambda self: self.settings.seed)
+    chunk_size = property(lambda self: self.settings.chunk_size)
+
+    @property
+    def batch_size(self) -> int | None:
+        """The batch size the run used, None when it chose one itself."""
+        return None if self.settings.batch_size == "auto" else self.settings.batch_size
 
     @property
     def board_id(self) -> str:
@@ -143,25 +143,6 @@ class Measurement:
         """Measured as RobustBench measures (standard AutoAttack, the whole official test set): only then
         is a difference to a published figure, or a place among RobustBench's ranked rows, meaningful."""
         return self.version == STANDARD_VERSION and on_the_published_images(self.n_examples, self.provenance)
-
-
-@dataclass(frozen=True)
-class ModelMetadata:
-    """What RobustBench says about a model beyond its accuracies; blank for models it does not list."""
-
-    link: str = ""
-    paper_title: str = ""
-    authors: str = ""
-    additional_data: bool | None = None
-    number_forward_passes: int = 1
-    venue: str = ""
-    architecture: str = ""
-    footnote: str = ""
-    reported: float | None = None
-    """Robust accuracy (percent) the paper reported."""
-    is_ikl_at: bool = False
-    published: dict[str, Any] | None = None
-    """Published ``clean_acc``/``autoattack_acc`` (percent), ``external`` when given, and their ``source``."""
 
 
 @dataclass(frozen=True)
@@ -176,47 +157,9 @@ class Record:
     recorded_at: str
 
 
-def model_metadata(
-    model_id: str, *, dataset: str, threat_model: str, published: dict | None = None
-) -> ModelMetadata:
-    """RobustBench's published row when it lists the model, else what ikl-zoo's registry knows."""
-    row = reference_entry(model_id, dataset=dataset, threat_model=threat_model)
-    if row is not None:
-        return ModelMetadata(
-            link=row["link"],
-            paper_title=row["paper_title"],
-            authors=row["authors"],
-            additional_data=row["additional_data"],
-            number_forward_passes=row["number_forward_passes"],
-            venue=row["venue"],
-            architecture=row["architecture"],
-            footnote=row["footnote"] or "",
-            reported=row["reported"],
-            is_ikl_at=row["ikl_at"],
-            published=published_from_row(row),
-        )
-    entry = registry_entry(model_id, dataset)
-    if entry is None:
-        return ModelMetadata(is_ikl_at=is_ikl_at(model_id), published=published)
-    if entry.published is not None and published is None:
-        published = entry.published.to_dict()
-    paper = entry.is_ikl_at
-    return ModelMetadata(
-        link=PAPER_URL if paper else "",
-        paper_title=PAPER_TITLE if paper else "",
-        authors=PAPER_AUTHORS if paper else "",
-        additional_data=entry.additional_data,
-        venue=PAPER_VENUE if paper else "",
-        architecture=entry.architecture,
-        footnote=entry.note if paper else "",
-        is_ikl_at=entry.is_ikl_at,
-        published=published,
-    )
-
-
 def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) -> dict[str, Any]:
     """The ``model_info`` object RobustBench would hold for this measurement, in its order and spelling."""
-    robust = _percent_text(measurement.robust_acc)
+    robust = f"{100 * measurement.robust_acc:.2f}"
     info: dict[str, Any] = {
         "link": metadata.link,
         "name": metadata.paper_title,
@@ -227,7 +170,7 @@ def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) ->
         "venue": metadata.venue,
         "architecture": metadata.architecture,
         "eps": format_eps(measurement.eps, measurement.threat_model),
-        "clean_acc": _percent_text(measurement.clean_acc),
+        "clean_acc": f"{100 * measurement.clean_acc:.2f}",
         "reported": f"{metadata.reported:.2f}" if metadata.reported is not None else robust,
         "autoattack_acc": robust,
     }
@@ -252,8 +195,9 @@ def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> Lead
     """
     return LeaderboardError(
         f"the result measures {model_id} with weights from {weights}, not its published weights, so it "
-        f"cannot be recorded as {model_id}: make a zoo folder of that checkpoint (`ikl-zoo convert {weights} "
-        f"--model {model_id} --dataset {dataset} -o DIR`) and evaluate the folder (`--model DIR`)"
+        f"cannot be recorded as {model_id}",
+        fix=f"make a zoo folder of that checkpoint (`ikl-zoo convert {weights} --model {model_id} --dataset "
+        f"{dataset} -o DIR`) and evaluate the folder (`--model DIR`)",
     )
 
 
@@ -266,8 +210,8 @@ def write_record(
     AutoAttack version; anything else raises ``RecordConflictError`` unless ``overwrite``. Hand edits to the
     descriptive fields (paper, venue, footnote, ...) of an existing record are kept.
     """
+    check_board(result.dataset, result.threat_model)
     measurement = Measurement.from_result(result)
-    check_board(measurement.dataset, measurement.threat_model)
     weights = replaced_weights(measurement.provenance)
     if weights is not None:
         raise replaced_weights_error(measurement.model_id, weights, dataset=measurement.dataset)
@@ -275,24 +219,12 @@ def write_record(
         measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model, root=root
     )
     metadata = model_metadata(
-        measurement.model_id,
-        dataset=measurement.dataset,
-        threat_model=measurement.threat_model,
+        measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model,
         published=getattr(result, "published", None),
-    )
+    )  # fmt: skip
     info = robustbench_model_info(measurement, metadata)
     if path.exists():
-        existing = read_record(path)
-        if existing.measurement.board_id != measurement.board_id:
-            raise RecordConflictError(
-                f"{path} holds the record of {existing.measurement.model_id!r}, not of "
-                f"{measurement.model_id!r} (both ids map to this file name): rename one of the models"
-            )
-        if not overwrite:
-            _check_replaceable(existing.measurement, measurement, path)
-        for key in METADATA_KEYS:
-            if existing.model_info.get(key) not in (None, ""):
-                info[key] = existing.model_info[key]
+        info.update(_kept_edits(read_record(path), measurement, overwrite=overwrite))
     info["ikl_zoo"] = {
         "record_format": RECORD_FORMAT,
         "model_id": measurement.model_id,
@@ -307,26 +239,31 @@ def write_record(
 
 
 def read_record(path: str | os.PathLike[str]) -> Record:
-    """One record file, with a one-line error for anything that is not an ikl-zoo record."""
+    """One record file, with a one-line error for anything that is not an ikl-zoo record of this format."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
         section = data["ikl_zoo"]
+        if section.get("record_format") != RECORD_FORMAT:
+            raise LeaderboardError(f"{path} is a record of an earlier ikl-zoo format", fix=RERECORD_FIX)
         measurement = Measurement.from_dict(section["measurement"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+    except (OSError, KeyError, TypeError, ValueError) as error:
         raise LeaderboardError(
-            f"{path} is not an ikl-zoo result record ({type(error).__name__}: {error}); "
-            "remove it or rewrite it "
-            f"with `ikl-zoo eval --record`"
+            f"{path} is not an ikl-zoo result record ({type(error).__name__}: {error})",
+            fix="remove it or rewrite it with `ikl-zoo eval --record`",
         ) from None
+    except IklZooError as error:
+        if isinstance(error, LeaderboardError):
+            raise
+        problem = f"{path} is not an ikl-zoo result record ({error})"
+        raise LeaderboardError(problem, fix=RERECORD_FIX) from None
     return Record(
         path=path,
         model_info={key: data[key] for key in MODEL_INFO_KEYS if key in data},
         measurement=measurement,
-        is_ikl_at=bool(section.get("is_ikl_at"))
-        or is_ikl_at(measurement.model_id, str(data.get("name") or "")),
-        published=section.get("published"),
-        recorded_at=str(section.get("recorded_at", "")),
+        is_ikl_at=bool(section["is_ikl_at"]),
+        published=section["published"],
+        recorded_at=str(section["recorded_at"]),
     )
 
 
@@ -356,6 +293,7 @@ def read_result(path: str | os.PathLike[str]) -> EvalResult:
     """An ``EvalResult`` from a result.json, with a one-line error for anything else."""
     from ikl_zoo.evaluate.result import EvalResult
 
+    fix = "pass the result.json that `ikl-zoo eval` wrote"
     try:
         result = EvalResult.load(path)
         Measurement.from_result(result)  # the figures every reader relies on have the right types
@@ -363,85 +301,68 @@ def read_result(path: str | os.PathLike[str]) -> EvalResult:
             if not isinstance(getattr(result, flags), list):
                 raise TypeError(f"{flags} is {getattr(result, flags)!r}, not a list")
         return result
-    except (
-        OSError,
-        UnicodeDecodeError,
-        json.JSONDecodeError,
-        TypeError,
-        ValueError,
-        AttributeError,
-    ) as error:
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as error:
         raise LeaderboardError(
-            f"{path} is not an ikl-zoo result.json ({type(error).__name__}: {error}); "
-            "pass the result.json that `ikl-zoo eval` wrote"
+            f"{path} is not an ikl-zoo result.json ({type(error).__name__}: {error})", fix=fix
         ) from None
+    except IklZooError as error:
+        raise LeaderboardError(
+            f"{path} is not an ikl-zoo result.json ({error.problem})", fix=error.fix or fix
+        ) from None
+
+
+def _kept_edits(existing: Record, measurement: Measurement, *, overwrite: bool) -> dict[str, Any]:
+    """The hand-edited descriptive fields of the record a measurement replaces, once it may replace it."""
+    if existing.measurement.board_id != measurement.board_id:
+        raise RecordConflictError(
+            f"{existing.path} holds the record of {existing.measurement.model_id!r}, not of "
+            f"{measurement.model_id!r} (both ids map to this file name)", fix="rename one of the models"
+        )  # fmt: skip
+    if not overwrite:
+        _check_replaceable(existing.measurement, measurement, existing.path)
+    info = existing.model_info
+    return {key: info[key] for key in METADATA_KEYS if info.get(key) not in (None, "")}
 
 
 def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
     reasons = []
     if not math.isclose(old.eps, new.eps, rel_tol=0, abs_tol=1e-9):
-        reasons.append(
-            f"it holds eps {format_eps(old.eps, old.threat_model)}, "
-            f"this result eps {format_eps(new.eps, new.threat_model)}"
-        )
+        reasons.append(f"it holds eps {old.settings.eps_text}, this result eps {new.settings.eps_text}")
     if old.version != new.version:
         reasons.append(f"it holds AutoAttack version {old.version!r}, this result {new.version!r}")
     if new.n_examples < old.n_examples:
         reasons.append(f"it holds {old.n_examples} examples, this result {new.n_examples}")
     if reasons:
         raise RecordConflictError(
-            f"{path} not replaced: {'; '.join(reasons)} "
-            "(pass overwrite=True / --overwrite, or delete the record)"
+            f"{path} not replaced: {'; '.join(reasons)}",
+            fix="pass overwrite=True / --overwrite, or delete the record",
         )
 
 
-_TEXT_FIELDS = ("model_id", "dataset", "threat_model", "version")
-_MAPPING_FIELDS = ("per_attack", "timings", "model_passes", "provenance")
-
-
 def _check_values(values: dict[str, Any]) -> None:
-    """Raise ``TypeError``/``ValueError`` naming the first field a hand-edited or foreign file got wrong."""
-
-    def number(value: Any) -> bool:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-    for key in _TEXT_FIELDS:
-        if key in values and not isinstance(values[key], str):
-            raise TypeError(f"{key} is {values[key]!r}, not text")
-    for key in ("eps", "clean_acc", "robust_acc"):
-        if key in values and not number(values[key]):
-            raise TypeError(f"{key} is {values[key]!r}, not a number")
-    for key in ("clean_acc", "robust_acc"):
-        if key in values and not 0 <= values[key] <= 1:
-            raise ValueError(f"{key} is {values[key]!r}, not a fraction in [0, 1]")
-    if "eps" in values and values["eps"] <= 0:
-        raise ValueError(f"eps is {values['eps']!r}, not a positive budget")
-    n_examples = values.get("n_examples")
-    if "n_examples" in values and (
-        not isinstance(n_examples, int) or isinstance(n_examples, bool) or n_examples < 1
-    ):
-        raise ValueError(f"n_examples is {n_examples!r}, not a positive count")
-    seed = values.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise TypeError(f"seed is {seed!r}, not an integer")
-    attacks = values.get("attacks") or []
-    if not isinstance(attacks, list | tuple) or not all(isinstance(a, str) for a in attacks):
-        raise TypeError(f"attacks is {attacks!r}, not a list of attack names")
-    for key in _MAPPING_FIELDS:
-        if values.get(key) is not None and not isinstance(values[key], dict):
-            raise TypeError(f"{key} is {values[key]!r}, not an object")
+    """Raise ``ValueError`` naming the first field a hand-edited or foreign file got wrong."""
+    for key, wanted, valid in _CHECKS:
+        if not valid(values.get(key)):
+            raise ValueError(f"{key} is {values.get(key)!r}, not {wanted}")
 
 
-def _percent_text(fraction: float) -> str:
-    return f"{100 * fraction:.2f}"
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def registry_entry(model_id: str, dataset: str) -> ModelEntry | None:
-    """The registry's entry for a model, or None for one it does not hold (a user's, a RobustBench peer)."""
-    # Imported here: the registry imports torch, and reading records or boards must not.
-    from ikl_zoo.zoo.registry import get_model_entry
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    try:
-        return get_model_entry(robustbench_name(model_id), dataset=dataset)
-    except UnknownModelError:
-        return None
+
+_CHECKS: list[tuple[str, str, Callable[[Any], bool]]] = [
+    *((key, "text", lambda v: isinstance(v, str)) for key in ("model_id", "dataset", "threat_model")),
+    ("version", "text", lambda v: isinstance(v, str)),
+    *((key, "a number", _number) for key in ("eps", "clean_acc", "robust_acc")),
+    *((key, "a fraction in [0, 1]", lambda v: 0 <= v <= 1) for key in ("clean_acc", "robust_acc")),
+    ("eps", "a positive budget", lambda v: v > 0),
+    ("n_examples", "a positive count", lambda v: _whole(v) and v >= 1),
+    ("seed", "an integer", lambda v: v is None or _whole(v)),
+    ("attacks", "a list of attack names",
+     lambda v: isinstance(v or [], list | tuple) and all(isinstance(a, str) for a in v or [])),
+    *((key, "an object", lambda v: v is None or isinstance(v, dict)) for key in _MAPPING_FIELDS),
+]  # fmt: skip

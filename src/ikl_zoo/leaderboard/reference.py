@@ -16,39 +16,23 @@ from typing import Any
 
 import pandas as pd
 
+from ikl_zoo._robustbench import ROBUSTBENCH_PREFIX
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.paper import PAPER_TITLE
 from ikl_zoo.reference import REFERENCE_FILE, REFERENCE_SOURCE, STANDARD_EPS, shipped_leaderboard
+from ikl_zoo.threat import DATASETS
 
 ROBUSTBENCH_URL = "https://robustbench.github.io/"
-
-DATASETS = ("cifar10", "cifar100")
-THREAT_MODELS = ("Linf", "L2")
-
+THREAT_MODELS = tuple(STANDARD_EPS)
+"""The threat models RobustBench has boards for."""
 IKL_MODEL_PREFIX = "Cui2023Decoupled"
-ROBUSTBENCH_PREFIX = "robustbench:"
+FIX_FILE = "fix or remove that file"
 
 COLUMNS = [
-    "model_id",
-    "dataset",
-    "threat_model",
-    "clean_acc",
-    "autoattack_acc",
-    "external",
-    "reported",
-    "best_known",
-    "additional_data",
-    "number_forward_passes",
-    "eps",
-    "architecture",
-    "venue",
-    "paper_title",
-    "authors",
-    "link",
-    "footnote",
-    "unreliable",
-    "ikl_at",
-]
+    "model_id", "dataset", "threat_model", "clean_acc", "autoattack_acc", "external", "reported",
+    "best_known", "additional_data", "number_forward_passes", "eps", "architecture", "venue", "paper_title",
+    "authors", "link", "footnote", "unreliable", "ikl_at",
+]  # fmt: skip
 
 
 class LeaderboardError(IklZooError):
@@ -66,10 +50,10 @@ class Reference:
 def check_board(dataset: str, threat_model: str) -> None:
     """Refuse, in one line naming the choices, a board that RobustBench does not have."""
     if dataset not in DATASETS:
-        raise LeaderboardError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        raise LeaderboardError(f"unknown dataset {dataset!r}", fix=f"choose one of {', '.join(DATASETS)}")
     if threat_model not in THREAT_MODELS:
         raise LeaderboardError(
-            f"unknown threat model {threat_model!r}: choose one of {', '.join(THREAT_MODELS)}"
+            f"unknown threat model {threat_model!r}", fix=f"choose one of {', '.join(THREAT_MODELS)}"
         )
 
 
@@ -103,9 +87,9 @@ def load_reference(
         try:
             info = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise LeaderboardError(f"cannot read {path}: {error}; fix or remove that file") from None
+            raise LeaderboardError(f"cannot read {path}: {error}", fix=FIX_FILE) from None
         if not isinstance(info, dict):
-            raise LeaderboardError(f"{path} is not a RobustBench model_info object; fix or remove that file")
+            raise LeaderboardError(f"{path} is not a RobustBench model_info object", fix=FIX_FILE)
         rows.append(_row_from_model_info(path.stem, info, dataset, threat_model, path))
     return Reference(_to_frame(rows), f"RobustBench model_info/ in {folder.parent.parent}")
 
@@ -113,38 +97,30 @@ def load_reference(
 def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:
     """The shipped published row of a RobustBench model (metadata for records and submissions), if any."""
     table = _shipped_table()
-    match = table[
-        (table["dataset"] == dataset)
-        & (table["threat_model"] == threat_model)
-        & (table["model_id"] == robustbench_name(model_id))
-    ]
-    if match.empty:
-        return None
-    return {key: _plain(value) for key, value in match.iloc[0].to_dict().items()}
+    key = (table["dataset"], table["threat_model"], table["model_id"])
+    match = table[(key[0] == dataset) & (key[1] == threat_model) & (key[2] == robustbench_name(model_id))]
+    return None if match.empty else {name: _plain(value) for name, value in match.iloc[0].items()}
 
 
 @cache
 def _shipped_table() -> pd.DataFrame:
-    rows = []
-    for record in shipped_leaderboard().to_dict(orient="records"):
-        info = {**record, "name": record["paper_title"]}
-        rows.append(
-            _row_from_model_info(
-                record["name"], info, record["dataset"], record["threat_model"], REFERENCE_FILE
-            )
-        )
+    rows = [
+        _row_from_model_info(row["name"], {**row, "name": row["paper_title"]}, row["dataset"],
+                             row["threat_model"], REFERENCE_FILE)
+        for row in shipped_leaderboard().to_dict(orient="records")
+    ]  # fmt: skip
     return _to_frame(rows)
 
 
 def _model_info_folder(root: Path, dataset: str, threat_model: str) -> Path:
     if not root.is_dir():
-        raise LeaderboardError(f"--robustbench-dir {root} is not a folder: pass a RobustBench checkout")
+        raise LeaderboardError(f"--robustbench-dir {root} is not a folder", fix="pass a RobustBench checkout")
     base = root / "model_info" if (root / "model_info").is_dir() else root
     folder = base / dataset / threat_model
     if not folder.is_dir():
         raise LeaderboardError(
-            f"{folder} does not exist: pass the root of a RobustBench checkout "
-            "(the folder holding model_info/)"
+            f"{folder} does not exist",
+            fix="pass the root of a RobustBench checkout (the folder holding model_info/)",
         )
     return folder
 
@@ -163,7 +139,7 @@ def _row_from_model_info(
 
     clean, autoattack = percent("clean_acc"), percent("autoattack_acc")
     if math.isnan(clean) or math.isnan(autoattack):
-        raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc; fix or remove it")
+        raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc", fix=FIX_FILE)
     external = percent("external")
     title = str(info.get("name") or "")
     passes = info.get("number_forward_passes")
@@ -176,33 +152,23 @@ def _row_from_model_info(
         "external": external,
         "reported": percent("reported"),
         "best_known": autoattack if math.isnan(external) else external,
-        "additional_data": _flag(info.get("additional_data")) is True,
+        "additional_data": _flag(info.get("additional_data")),
         "number_forward_passes": int(passes) if passes not in (None, "") else 1,
-        "eps": str(info.get("eps") or ""),
-        "architecture": str(info.get("architecture") or ""),
+        **{key: str(info.get(key) or "") for key in ("eps", "architecture", "authors", "link", "footnote")},
         "venue": str(info.get("venue") or "Unpublished"),
         "paper_title": title,
-        "authors": str(info.get("authors") or ""),
-        "link": str(info.get("link") or ""),
-        "footnote": str(info.get("footnote") or ""),
-        "unreliable": _flag(info.get("unreliable")) is True,
+        "unreliable": _flag(info.get("unreliable")),
         "ikl_at": is_ikl_at(model_id, title),
     }
 
 
 def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS)  # the columns' order, also when no row is given
 
 
-def _flag(value: Any) -> bool | None:
-    if isinstance(value, bool) or value is None:
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "y"):
-        return True
-    if text in ("false", "0", "no", "n"):
-        return False
-    return None
+def _flag(value: Any) -> bool:
+    """RobustBench's flags: JSON booleans, or text such as "True" in older files; anything else is no."""
+    return value is True or str(value).strip().lower() in ("true", "1", "yes", "y")
 
 
 def _plain(value: Any) -> Any:

@@ -1,18 +1,15 @@
 """Leaderboard tables: RobustBench's published board with ikl-zoo's measurements beside it.
 
-``build_board`` and ``compare_models`` return a ``Board`` (a pandas frame plus what it shows);
-``render_board`` writes it as Markdown, CSV, LaTeX, a self-contained HTML page or JSON.
+``build_board`` and ``compare_models`` return a ``Board`` (a pandas frame plus what it shows), which
+``leaderboard.render`` writes out.
 """
 
 from __future__ import annotations
 
 import difflib
-import html
-import json
 import math
 import os
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,42 +29,19 @@ from ikl_zoo.leaderboard.reference import (
 from ikl_zoo.paper import PAPER_TITLE
 from ikl_zoo.threat import format_eps
 
-FORMATS = ("md", "csv", "latex", "html", "json")
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 STAR = "\u2605"
 """Marks IKL-AT rows in every rendered table."""
 ROW_COLUMNS = [
-    "rank",
-    "model_id",
-    "ikl_at",
-    "on_robustbench",
-    "paper_title",
-    "link",
-    "clean_acc",
-    "autoattack_acc",
-    "best_known",
-    "additional_data",
-    "architecture",
-    "venue",
-    "footnote",
-    "unreliable",
-    "measured_clean_acc",
-    "measured_autoattack_acc",
-    "delta_clean_acc",
-    "delta_autoattack_acc",
-    "measured_n_examples",
-    "measured_version",
-    "measured_note",
-    "measured_comparable",
-]
+    "rank", "model_id", "ikl_at", "on_robustbench", "paper_title", "link", "clean_acc", "autoattack_acc",
+    "best_known", "additional_data", "architecture", "venue", "footnote", "unreliable", "measured_clean_acc",
+    "measured_autoattack_acc", "delta_clean_acc", "delta_autoattack_acc", "measured_n_examples",
+    "measured_version", "measured_note", "measured_comparable",
+]  # fmt: skip
 """Machine-readable columns (CSV and JSON); accuracies in percent, deltas are measured minus published;
 ``measured_comparable``: measured as RobustBench measures (standard AutoAttack on the whole test set)."""
-COMPARE_DELTAS = [
-    "delta_vs_first_clean_acc",
-    "delta_vs_first_autoattack_acc",
-    "delta_vs_first_best_known",
-    "delta_vs_first_measured_autoattack_acc",
-]
+COMPARED = ["clean_acc", "autoattack_acc", "best_known", "measured_autoattack_acc"]
+COMPARE_DELTAS = [f"delta_vs_first_{column}" for column in COMPARED]
 
 
 @dataclass(frozen=True)
@@ -108,7 +82,7 @@ def build_board(
     placed where their measured AutoAttack accuracy puts them, without a rank. Filters apply after ranking.
     """
     if top is not None and top < 1:
-        raise LeaderboardError(f"--top must be a positive number of rows, not {top}")
+        raise LeaderboardError(f"--top must be a positive number of rows, not {top}", fix="pass 1 or more")
     reference = load_reference(dataset, threat_model, robustbench_dir=robustbench_dir)
     records = load_records(records_root, dataset=dataset, threat_model=threat_model) if records_root else []
     rows, notes = _merge(reference.table, records, threat_model)
@@ -137,45 +111,22 @@ def compare_models(
     """The named models side by side, with every figure's difference from the first one."""
     if len(model_ids) < 2:
         raise LeaderboardError(
-            "--compare needs at least two model ids, e.g. --compare Cui2023Decoupled_WRN-34-10 "
-            "Zhang2019Theoretically"
+            "--compare needs at least two model ids",
+            fix="e.g. --compare Cui2023Decoupled_WRN-34-10 Zhang2019Theoretically",
         )
     board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root)
-    by_id = {model_id: index for index, model_id in enumerate(board.rows["model_id"])}
-    picked = []
-    for model_id in model_ids:
-        index = by_id.get(robustbench_name(model_id))
-        if index is None:
-            close = difflib.get_close_matches(robustbench_name(model_id), list(by_id), n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids"
-            raise LeaderboardError(f"{model_id!r} is not on the {dataset} {threat_model} board: {hint}")
-        picked.append(index)
-    rows = board.rows.iloc[picked].reset_index(drop=True)
-    first = rows.iloc[0]
-    for delta, column in zip(
-        COMPARE_DELTAS, ["clean_acc", "autoattack_acc", "best_known", "measured_autoattack_acc"], strict=True
-    ):
-        rows[delta] = rows[column] - first[column]
-    return Board(
-        dataset, threat_model, rows, board.source, compare_baseline=str(first["model_id"]), notes=board.notes
-    )
-
-
-def render_board(board: Board, fmt: str = "md") -> str:
-    """The board as ``md``, ``csv``, ``latex``, ``html`` (one self-contained page) or ``json``."""
-    if fmt not in FORMATS:
-        raise LeaderboardError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if fmt == "csv":
-        return _data_frame(board).to_csv(index=False)
-    if fmt == "json":
-        return _render_json(board)
-    markup = _MARKUPS[fmt]
-    table = _display_frame(board, markup)
-    if fmt == "md":
-        return _render_markdown(board, table)
-    if fmt == "latex":
-        return _render_latex(board, table)
-    return _render_html(board, table)
+    rows = board.rows.set_index("model_id", drop=False)
+    ids = [robustbench_name(model_id) for model_id in model_ids]
+    for model_id in ids:
+        if model_id not in rows.index:
+            close = difflib.get_close_matches(model_id, list(rows.index), n=3, cutoff=0.6)
+            raise LeaderboardError(
+                f"{model_id!r} is not on the {dataset} {threat_model} board",
+                fix=f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids",
+            )
+    rows = rows.loc[ids].reset_index(drop=True)
+    rows[COMPARE_DELTAS] = (rows[COMPARED] - rows[COMPARED].iloc[0]).to_numpy()
+    return Board(dataset, threat_model, rows, board.source, compare_baseline=ids[0], notes=board.notes)
 
 
 def board_title(board: Board) -> str:
@@ -211,329 +162,140 @@ def board_legend(board: Board) -> list[str]:
     return lines
 
 
+MEASURED_COLUMNS = [
+    "measured_clean_acc", "measured_autoattack_acc", "measured_n_examples", "measured_version",
+    "measured_note", "measured_comparable",
+]  # fmt: skip
+
+
 def _merge(
     reference: pd.DataFrame, records: list[Record], threat_model: str
 ) -> tuple[pd.DataFrame, list[str]]:
-    rows = reference.copy()
-    rows = rows.sort_values(
-        ["best_known", "clean_acc", "model_id"], ascending=[False, False, True], kind="stable"
+    """RobustBench's ranked rows with the measurements beside them, and unlisted measured models added."""
+    shown, notes = _shown_records(records, threat_model)
+    measured = pd.DataFrame(
+        [{"model_id": r.measurement.board_id, "record_ikl_at": r.is_ikl_at, **_measured(r)} for r in shown],
+        columns=["model_id", "record_ikl_at", *MEASURED_COLUMNS],
     )
-    rows["rank"] = pd.array(range(1, len(rows) + 1), dtype="Int64")
-    rows["on_robustbench"] = True
-    for column in (
-        "measured_clean_acc",
-        "measured_autoattack_acc",
-        "delta_clean_acc",
-        "delta_autoattack_acc",
-        "measured_n_examples",
-    ):
-        rows[column] = math.nan
-    rows["measured_version"] = ""
-    rows["measured_note"] = ""
-    rows["measured_comparable"] = False
-    rows = rows.set_index("model_id", drop=False)
-    notes: list[str] = []
-    extra: list[dict[str, Any]] = []
-    shown: dict[str, Record] = {}
-    for record in _canonical_first(records):
-        measurement = record.measurement
-        if not is_standard_eps(measurement.eps, threat_model):
-            notes.append(
-                f"Not shown: the record {record.path} (eps {format_eps(measurement.eps, threat_model)}, "
-                f"not this board's)."
-            )
-            continue
-        weights = replaced_weights(measurement.provenance)
-        if weights is not None:
-            notes.append(
-                f"Not shown: the record {record.path} (it measures {measurement.model_id} with weights from "
-                f"{weights}, not its published weights)."
-            )
-            continue
-        if measurement.board_id in shown:
-            notes.append(
-                f"Not shown: the record {record.path}, a second record of {measurement.board_id} "
-                f"(the board shows {shown[measurement.board_id].path}; delete one)."
-            )
-            continue
-        shown[measurement.board_id] = record
-        measured = {
-            "measured_clean_acc": 100 * measurement.clean_acc,
-            "measured_autoattack_acc": 100 * measurement.robust_acc,
-            "measured_n_examples": measurement.n_examples,
-            "measured_version": measurement.version,
-            "measured_note": _measured_note(record),
-            "measured_comparable": measurement.comparable_with_published,
-        }
-        board_id = measurement.board_id
-        if board_id in rows.index:
-            for column, value in measured.items():
-                rows.at[board_id, column] = value
-            rows.at[board_id, "ikl_at"] = bool(rows.at[board_id, "ikl_at"]) or record.is_ikl_at
-        else:
-            info = record.model_info
-            extra.append(
-                {
-                    "model_id": board_id,
-                    "ikl_at": record.is_ikl_at,
-                    "on_robustbench": False,
-                    "paper_title": info.get("name") or "",
-                    "link": info.get("link") or "",
-                    "clean_acc": math.nan,
-                    "autoattack_acc": math.nan,
-                    "best_known": math.nan,
-                    # None: the record does not say (a user's model); shown as unknown, never as "no".
-                    "additional_data": info.get("additional_data")
-                    if isinstance(info.get("additional_data"), bool) else None,
-                    "architecture": info.get("architecture") or "",
-                    "venue": info.get("venue") or "",
-                    "footnote": info.get("footnote") or "",
-                    "unreliable": False,
-                    **measured,
-                }
-            )
-    rows = rows.reset_index(drop=True)
-    if extra:
-        rows = pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
+    rows = _ranked(reference).merge(measured, on="model_id", how="left")
+    rows["ikl_at"] = rows["ikl_at"] | rows["record_ikl_at"].eq(True)
+    unlisted = [_unlisted_row(r) for r in shown if r.measurement.board_id not in set(reference["model_id"])]
+    if unlisted:
+        rows = pd.concat([rows, pd.DataFrame(unlisted)], ignore_index=True)
+    rows = rows.fillna({"measured_version": "", "measured_note": "", "measured_comparable": False})
     rows["rank"] = rows["rank"].astype("Int64")
     rows["measured_n_examples"] = rows["measured_n_examples"].astype("Int64")
-    # A difference to the published figure, and a place among the ranked rows for a model RobustBench does
-    # not list, only for a figure measured as RobustBench measures (standard AutoAttack, the whole official
-    # test set); anything else is an estimate: no difference, placed below the ranked rows.
-    comparable = rows["measured_comparable"].astype(bool)
-    rows["measured_comparable"] = comparable
-    rows["delta_clean_acc"] = (rows["measured_clean_acc"] - rows["clean_acc"]).where(comparable)
-    rows["delta_autoattack_acc"] = (rows["measured_autoattack_acc"] - rows["autoattack_acc"]).where(
-        comparable
+    return _ordered(rows), notes
+
+
+def _ranked(reference: pd.DataFrame) -> pd.DataFrame:
+    """RobustBench's rows in its order (best-known robust accuracy), with their ranks."""
+    rows = reference.sort_values(
+        ["best_known", "clean_acc", "model_id"], ascending=[False, False, True], kind="stable"
     )
+    return rows.assign(rank=range(1, len(rows) + 1), on_robustbench=True)
+
+
+def _shown_records(records: list[Record], threat_model: str) -> tuple[list[Record], list[str]]:
+    """The records the board shows, and a note naming each record it leaves out and why."""
+    shown: dict[str, Record] = {}
+    notes = []
+    for record in _canonical_first(records):
+        measurement = record.measurement
+        weights = replaced_weights(measurement.provenance)
+        if not is_standard_eps(measurement.eps, threat_model):
+            why = f"eps {format_eps(measurement.eps, threat_model)}, not this board's"
+        elif weights is not None:
+            why = f"it measures {measurement.model_id} with weights from {weights}, not its published weights"
+        elif measurement.board_id in shown:
+            why = (
+                f"a second record of {measurement.board_id}; "
+                f"the board shows {shown[measurement.board_id].path}, delete one"
+            )
+        else:
+            shown[measurement.board_id] = record
+            continue
+        notes.append(f"Not shown: the record {record.path} ({why}).")
+    return list(shown.values()), notes
+
+
+def _measured(record: Record) -> dict[str, Any]:
+    measurement = record.measurement
+    return {
+        "measured_clean_acc": 100 * measurement.clean_acc,
+        "measured_autoattack_acc": 100 * measurement.robust_acc,
+        "measured_n_examples": measurement.n_examples,
+        "measured_version": measurement.version,
+        "measured_note": _measured_note(record),
+        "measured_comparable": measurement.comparable_with_published,
+    }
+
+
+def _unlisted_row(record: Record) -> dict[str, Any]:
+    """The row of a model RobustBench does not list: what its record says, published figures blank."""
+    info = record.model_info
+    additional_data = info.get("additional_data")
+    return {
+        "model_id": record.measurement.board_id,
+        "ikl_at": record.is_ikl_at,
+        "on_robustbench": False,
+        "paper_title": info.get("name") or "",
+        "link": info.get("link") or "",
+        "clean_acc": math.nan,
+        "autoattack_acc": math.nan,
+        "best_known": math.nan,
+        # None: the record does not say (a user's model); shown as unknown, never as "no".
+        "additional_data": additional_data if isinstance(additional_data, bool) else None,
+        "architecture": info.get("architecture") or "",
+        "venue": info.get("venue") or "",
+        "footnote": info.get("footnote") or "",
+        "unreliable": False,
+        **_measured(record),
+    }
+
+
+def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
+    """Differences to the published figures, and the board's order.
+
+    A difference to the published figure, and a place among the ranked rows for a model RobustBench does
+    not list, only for a figure measured as RobustBench measures (standard AutoAttack, the whole official
+    test set); anything else is an estimate: no difference, placed below the ranked rows.
+    """
+    comparable = rows["measured_comparable"].astype(bool)
     measured_key = rows["measured_autoattack_acc"].where(comparable)
-    order_key = rows["best_known"].where(rows["on_robustbench"], measured_key)
-    rows = rows.assign(_key=order_key, _listed=rows["on_robustbench"].astype(int))
+    rows = rows.assign(
+        measured_comparable=comparable,
+        delta_clean_acc=(rows["measured_clean_acc"] - rows["clean_acc"]).where(comparable),
+        delta_autoattack_acc=(rows["measured_autoattack_acc"] - rows["autoattack_acc"]).where(comparable),
+        _key=rows["best_known"].where(rows["on_robustbench"], measured_key),
+        _listed=rows["on_robustbench"].astype(int),
+    )
     rows = rows.sort_values(
         ["_key", "_listed", "clean_acc", "model_id"], ascending=[False, False, False, True], kind="stable"
     )
-    return rows[ROW_COLUMNS].reset_index(drop=True), notes
+    return rows[ROW_COLUMNS].reset_index(drop=True)
 
 
 def _measured_note(record: Record) -> str:
-    measurement = record.measurement
-    parts = [f"{measurement.n_examples} examples"]
-    if measurement.n_examples < FULL_TEST_SET:
-        parts[0] = f"{measurement.n_examples} of {FULL_TEST_SET:,} examples (estimate)"
-    if measurement.version != STANDARD_VERSION:
-        parts.append(f"version {measurement.version} ({', '.join(measurement.attacks)}), not comparable")
-    elif measurement.n_examples >= FULL_TEST_SET and not measurement.comparable_with_published:
-        parts.append("not the official test set, not comparable")
-    return ", ".join(parts)
+    measured = record.measurement
+    note = f"{measured.n_examples} examples"
+    if measured.n_examples < FULL_TEST_SET:
+        note = f"{measured.n_examples} of {FULL_TEST_SET:,} examples (estimate)"
+    if measured.version != STANDARD_VERSION:
+        note += f", version {measured.version} ({', '.join(measured.attacks)}), not comparable"
+    elif measured.n_examples >= FULL_TEST_SET and not measured.comparable_with_published:
+        note += ", not the official test set, not comparable"
+    return note
 
 
 def _canonical_first(records: list[Record]) -> list[Record]:
     """Records at their own path (``record_path``) first, so a stray copy never hides the real record."""
 
-    def canonical(record: Record) -> bool:
-        measurement = record.measurement
-        expected = record_path(
-            measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model, root="."
-        )
-        return record.path.name == expected.name
+    def stray(record: Record) -> bool:
+        m = record.measurement
+        own = record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model)
+        return record.path.name != own.name
 
-    return sorted(records, key=lambda record: not canonical(record))
+    return sorted(records, key=stray)
 
 
-def _data_frame(board: Board) -> pd.DataFrame:
-    columns = ROW_COLUMNS + [c for c in COMPARE_DELTAS if c in board.rows]
-    return board.rows[columns].round(4)
-
-
-def _render_json(board: Board) -> str:
-    frame = _data_frame(board).astype(object)
-    rows = [
-        {key: _json_value(value) for key, value in row.items()} for row in frame.to_dict(orient="records")
-    ]
-    document = {
-        "dataset": board.dataset,
-        "threat_model": board.threat_model,
-        "eps": board.eps_text,
-        "kind": "comparison" if board.compare_baseline else "leaderboard",
-        "compare_baseline": board.compare_baseline,
-        "source": board.source,
-        "generated_by": f"ikl-zoo {__version__}",
-        "notes": list(board.notes),
-        "rows": rows,
-    }
-    return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or value is pd.NA:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-@dataclass(frozen=True)
-class _Markup:
-    escape: Callable[[str], str]
-    link: Callable[[str, str], str]
-    bold: Callable[[str], str]
-    star: str
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-_LATEX_SPECIALS = {
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "\\": r"\textbackslash{}",
-}
-
-
-def _latex_escape(text: str) -> str:
-    return re.sub(r"[&%$#_{}~^\\]", lambda match: _LATEX_SPECIALS[match.group()], text)
-
-
-def _latex_url(url: str) -> str:
-    return url.replace("\\", "").replace("%", r"\%").replace("#", r"\#").replace("{", "").replace("}", "")
-
-
-_MARKUPS = {
-    "md": _Markup(
-        _md_escape, lambda text, url: f"[{_md_escape(text)}]({url})", lambda text: f"**{text}**", STAR
-    ),
-    "latex": _Markup(
-        _latex_escape,
-        lambda text, url: rf"\href{{{_latex_url(url)}}}{{{_latex_escape(text)}}}",
-        lambda text: rf"\textbf{{{text}}}",
-        r"$^\star$",
-    ),
-    "html": _Markup(
-        html.escape,
-        lambda text, url: f'<a href="{html.escape(url)}">{html.escape(text)}</a>',
-        lambda text: f"<strong>{text}</strong>",
-        STAR,
-    ),
-}
-
-
-def _number(value: Any, *, signed: bool = False) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
-
-
-def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
-    """Human-readable cells, already escaped for the target format."""
-    comparing = board.compare_baseline is not None
-    measured = board.has_measurements
-    records = []
-    for row in board.rows.to_dict(orient="records"):
-        model = markup.escape(row["model_id"])
-        if row["ikl_at"]:
-            model = f"{markup.bold(model)} {markup.star}"
-        title = row["paper_title"] or ("measured by ikl-zoo" if not row["on_robustbench"] else "")
-        method = markup.link(title, row["link"]) if row["link"] and title else markup.escape(title)
-        cells: dict[str, str] = {"Rank": "-" if pd.isna(row["rank"]) else str(row["rank"])}
-        cells["Model"] = model
-        cells["Method"] = method
-        cells["Clean"] = _number(row["clean_acc"])
-        if comparing:
-            cells["Delta clean"] = _number(row["delta_vs_first_clean_acc"], signed=True)
-        cells["AutoAttack"] = _number(row["autoattack_acc"])
-        if comparing:
-            cells["Delta AutoAttack"] = _number(row["delta_vs_first_autoattack_acc"], signed=True)
-        cells["Best known"] = _number(row["best_known"])
-        if comparing:
-            cells["Delta best known"] = _number(row["delta_vs_first_best_known"], signed=True)
-        cells["Extra data"] = {True: "yes", False: "no"}.get(row["additional_data"], "unknown")
-        cells["Architecture"] = markup.escape(row["architecture"])
-        cells["Venue"] = markup.escape(row["venue"])
-        if measured:
-            cells["ikl-zoo clean"] = _number(row["measured_clean_acc"])
-            cells["ikl-zoo AutoAttack"] = _number(row["measured_autoattack_acc"])
-            if comparing:
-                cells["Delta ikl-zoo AutoAttack"] = _number(
-                    row["delta_vs_first_measured_autoattack_acc"], signed=True
-                )
-            else:
-                cells["Delta AutoAttack (measured - published)"] = _number(
-                    row["delta_autoattack_acc"], signed=True
-                )
-            cells["Evaluated on"] = markup.escape(row["measured_note"] or "-")
-        records.append(cells)
-    return pd.DataFrame(records)
-
-
-def _numeric_columns(table: pd.DataFrame) -> set[str]:
-    return {
-        name
-        for name in table.columns
-        if name in ("Rank", "Clean", "AutoAttack", "Best known") or name.startswith(("Delta", "ikl-zoo"))
-    }
-
-
-def _render_markdown(board: Board, table: pd.DataFrame) -> str:
-    align = ["right" if name in _numeric_columns(table) else "left" for name in table.columns]
-    body = table.to_markdown(index=False, disable_numparse=True, colalign=align)
-    legend = "\n".join(f"- {_md_escape(line)}" for line in board_legend(board))
-    return f"## {board_title(board)}\n\n{body}\n\n{legend}\n"
-
-
-def _render_latex(board: Board, table: pd.DataFrame) -> str:
-    table = table.rename(columns=lambda name: name.replace("Delta", r"$\Delta$"))
-    tabular = table.to_latex(index=False, escape=False)
-    caption = (
-        _latex_escape(board_title(board))
-        + ". "
-        + " ".join(_latex_escape(line).replace(STAR, r"$^\star$") for line in board_legend(board))
-    )
-    return (
-        "% Needs \\usepackage{booktabs} and \\usepackage{hyperref}.\n"
-        "\\begin{table}\n\\centering\n\\footnotesize\n"
-        f"\\caption{{{caption}}}\n{tabular}\\end{{table}}\n"
-    )
-
-
-_HTML_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #1f2328; }
-h1 { font-size: 1.4rem; }
-table { border-collapse: collapse; font-size: 0.9rem; }
-th, td { padding: 0.3rem 0.6rem; border-bottom: 1px solid #d0d7de; text-align: left; }
-th { background: #f6f8fa; position: sticky; top: 0; }
-tr.ikl-at td { background: #fff4e5; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; }
-a { color: #0969da; text-decoration: none; }
-ul.legend { font-size: 0.85rem; color: #57606a; }
-"""
-
-
-def _render_html(board: Board, table: pd.DataFrame) -> str:
-    numeric = _numeric_columns(table)
-    header = "".join(f"<th>{html.escape(name)}</th>" for name in table.columns)
-    body = []
-    for ikl_at, cells in zip(board.rows["ikl_at"], table.to_dict(orient="records"), strict=True):
-        tds = "".join(
-            f'<td class="number">{value}</td>' if name in numeric else f"<td>{value}</td>"
-            for name, value in cells.items()
-        )
-        body.append(f'<tr class="ikl-at">{tds}</tr>' if ikl_at else f"<tr>{tds}</tr>")
-    legend = "".join(f"<li>{html.escape(line)}</li>" for line in board_legend(board))
-    title = html.escape(board_title(board))
-    rows = "\n".join(body)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{title}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
-        f"<table>\n<thead><tr>{header}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n"
-        f'<ul class="legend">{legend}</ul>\n</body>\n</html>\n'
-    )
