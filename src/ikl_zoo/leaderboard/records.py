@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, EvalSettings
+from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.summary import on_the_published_images
 from ikl_zoo.leaderboard.metadata import ModelMetadata, model_metadata, registry_entry  # noqa: F401 (cards)
 from ikl_zoo.leaderboard.provenance import replaced_weights
@@ -80,6 +80,8 @@ class Measurement:
     """Fraction in [0, 1]."""
     robust_acc: float
     """Fraction in [0, 1]."""
+    attacks: tuple[str, ...] = ()
+    """The attacks run, in order (the version fixes them unless it is custom)."""
     per_attack: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     model_passes: dict[str, int] = field(default_factory=dict)
@@ -94,13 +96,7 @@ class Measurement:
         names += ("clean_acc", "robust_acc", "per_attack", "timings", "model_passes", "provenance")
         values = {name: getattr(result, name) for name in names}
         _check_values(values)
-        settings = getattr(result, "settings", None) or EvalSettings(
-            eps=result.eps, norm=result.threat_model, version=result.version, attacks=result.attacks,
-            seed=result.seed, batch_size=result.batch_size or "auto",
-            chunk_size=result.chunk_size or DEFAULT_CHUNK_SIZE, dataset=result.dataset,
-            n_examples=result.n_examples,
-        )  # fmt: skip
-        return cls._of(values, settings)
+        return cls._of(values, result.settings)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
@@ -108,14 +104,15 @@ class Measurement:
         settings = data["settings"]
         if not isinstance(settings, dict):
             raise TypeError(f"settings is {settings!r}, not an object")
-        values = {**data, **settings, "threat_model": settings.get("norm")}
+        values = {**settings, **data, "threat_model": settings.get("norm")}
         _check_values(values)
         return cls._of(values, EvalSettings.from_dict(settings))
 
     @classmethod
     def _of(cls, values: dict[str, Any], settings: EvalSettings) -> Measurement:
         mappings = {key: dict(values.get(key) or {}) for key in _MAPPING_FIELDS}
-        return cls(values["model_id"], settings, values["clean_acc"], values["robust_acc"], **mappings)
+        figures = (values["clean_acc"], values["robust_acc"], tuple(values.get("attacks") or ()))
+        return cls(values["model_id"], settings, *figures, **mappings)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "settings": self.settings.to_dict()}
@@ -124,7 +121,6 @@ class Measurement:
     threat_model = property(lambda self: self.settings.norm)
     eps = property(lambda self: self.settings.eps)
     version = property(lambda self: self.settings.version)
-    attacks = property(lambda self: tuple(self.settings.attacks or ()))
     n_examples = property(lambda self: self.settings.n_examples)
     seed = property(lambda self: self.settings.seed)
     chunk_size = property(lambda self: self.settings.chunk_size)
