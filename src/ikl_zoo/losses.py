@@ -49,11 +49,8 @@ def kl_loss(z_m: Tensor, z_n: Tensor) -> Tensor:
 
 
 def weighted_logit_mse(z_m: Tensor, z_n: Tensor, weights: Tensor, *, pairwise: bool = False) -> Tensor:
-    """Per-sample ``1/4 sum_jk w_j w_k (D(z_m) - D(z_n))[j, k]^2``, shape (batch,).
-
-    ``pairwise=True`` builds the C x C matrices the way the paper writes (and its released code computes) the
-    term; it exists to check and benchmark the O(C) form, which is what every loss here uses.
-    """
+    """Per-sample wMSE (module docstring), shape (batch,); ``pairwise=True`` builds the paper's C x C
+    matrices, to check and benchmark the O(C) form every loss here uses."""
     _check_logits(z_m, z_n)
     if weights.shape != z_m.shape:
         raise ValueError(
@@ -172,7 +169,6 @@ class ClassPrior:
 
     @torch.no_grad()
     def update(self, logits: Tensor, y: Tensor) -> None:
-        """Add ``softmax(logits / T)`` of each sample to the row of its label."""
         if logits.ndim != 2 or logits.shape[1] != self.num_classes or y.shape != logits.shape[:1]:
             raise ValueError(
                 f"ClassPrior.update expects ({self.num_classes}-class logits, labels), got "
@@ -187,7 +183,6 @@ class ClassPrior:
             torch.distributed.all_reduce(self._sums, group=group)
 
     def step(self) -> Tensor:
-        """Normalise the accumulated rows into the prior, reset the sums and return the prior."""
         totals = self._sums.sum(1, keepdim=True)
         seen = totals.squeeze(1) > 0
         self.prior[seen] = self._sums[seen] / totals[seen]
@@ -195,7 +190,6 @@ class ClassPrior:
         return self.prior
 
     def weights(self, y: Tensor) -> Tensor:
-        """The rows ``p_y`` for labels ``y``."""
         return self.prior[y.to(self.prior.device)]
 
     def state_dict(self) -> dict[str, object]:

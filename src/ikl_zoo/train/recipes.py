@@ -159,8 +159,7 @@ RECIPES: dict[str, Recipe] = {
     "cifar100": _preset("cifar100", 1.0),
     "cifar100-autoaug": _preset("cifar100", 1.0, name="cifar100-autoaug", autoaugment=True, aug_weight=0.5),
 }
-"""The presets. ``cifar100-autoaug`` adds AutoAugment with the second view weighted 0.5, as the authors'
-``train_dkl_cifar100_autoaug.sh`` (the recipe of Cui2023Decoupled_WRN-34-10_autoaug)."""
+# cifar100-autoaug: the authors' train_dkl_cifar100_autoaug.sh (Cui2023Decoupled_WRN-34-10_autoaug).
 
 
 def get_recipe(name: str, **overrides: Any) -> Recipe:
