@@ -250,7 +250,6 @@ class _TrainingRun:
         )
 
     def _epoch(self, epoch: int, bar: tqdm) -> dict[str, Any]:
-        """Train one epoch; its record for the history."""
         recipe, trainer = self.recipe, self.trainer
         lr, eps = recipe.lr_at(epoch), recipe.eps_at(epoch)
         trainer.set_lr(lr)
@@ -295,7 +294,6 @@ class _TrainingRun:
             torch.distributed.all_reduce(totals)
 
     def _save(self, record: dict[str, Any], bar: tqdm) -> None:
-        """The checkpoint and the history after an epoch, written by the main process."""
         self.history.append(record)
         if self.processes.is_main:
             save_checkpoint(

@@ -12,7 +12,6 @@ what their ``swa.py workdir 0.9 1 200`` step computes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -111,11 +110,10 @@ class Recipe:
 
     def replace(self, **overrides: Any) -> Recipe:
         """A copy with some knobs changed; an unknown knob is an error that lists the known ones."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            known_list = ", ".join(sorted(known))
-            raise RecipeError(f"unknown recipe knob(s) {', '.join(unknown)}", fix=f"known: {known_list}")
+        known = sorted(f.name for f in dataclasses.fields(self))
+        if unknown := sorted(set(overrides) - set(known)):
+            raise RecipeError(f"unknown recipe knob(s) {', '.join(unknown)}",
+                              fix=f"known: {', '.join(known)}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,9 +189,8 @@ def architecture_config(arch: str, *, dataset: str) -> dict[str, Any]:
         raise RecipeError(f"unknown --arch {arch!r}", fix="use wrn-DEPTH-WIDTH (TRADES WideResNet), "
                           "wrn-DEPTH-WIDTH-silu (DeepMind WideResNet) or a registered model id")
     entry = next((e for e in entries if e.dataset == dataset), entries[0])
-    config = json.loads(json.dumps(entry.config))
-    config["num_classes"] = num_classes
-    if config.get("architecture_class") == "DMWideResNet":
+    config = {**entry.config, "num_classes": num_classes}
+    if entry.architecture_class == "DMWideResNet":
         config.update(_normalisation(dataset))
     return config
 
