@@ -39,17 +39,14 @@ class RecipeError(IklZooError):
 class Recipe:
     """Everything that decides what IKL-AT training computes (run settings such as the device are apart).
 
-    ``name`` is the preset it started from (``custom`` by hand), ``source`` where its values come from.
-    ``arch``: ``wrn-DEPTH-WIDTH`` (TRADES WideResNet, ReLU), ``wrn-DEPTH-WIDTH-silu`` (DeepMind WideResNet)
-    or a registered model id whose architecture is copied. ``batch_size`` is the global batch (split over
-    torchrun's processes); ``eps`` the final Linf radius for inputs in [0, 1], reached linearly over
-    ``eps_ramp_epochs`` (None: the whole training; 0: no ramp); ``attack_step_size`` a fraction of the current
-    eps. ``alpha``/``beta`` weigh IKL's cross-entropy and wMSE in the training loss, ``attack_alpha``/
-    ``attack_beta`` in the attack; ``temperature`` is the class prior's softmax temperature and
-    ``prior_power`` its power (the released ``gamma``). AWP (``awp_gamma``, 0: off) applies from epoch
-    ``awp_warmup_epochs``. The average (``ema_decay``) folds in end-of-epoch weights (``ema_every="epoch"``)
-    or every step's, starting as a copy at ``ema_start_epoch``. ``autoaugment`` adds a second, AutoAugment
-    view whose IKL term is weighted ``aug_weight``.
+    ``name``: the preset it started from, ``source``: where its values are from. ``arch``: ``wrn-D-W`` (TRADES
+    WideResNet), ``wrn-D-W-silu`` (DeepMind WideResNet) or a registered model id. ``batch_size`` is global;
+    ``eps`` (inputs in [0, 1]) grows linearly over ``eps_ramp_epochs`` (None: all; 0: no ramp);
+    ``attack_step_size`` is a fraction of the current eps. ``alpha``/``beta`` weigh IKL's cross-entropy and
+    wMSE in the loss, ``attack_alpha``/``attack_beta`` in the attack; ``temperature`` and ``prior_power`` (the
+    released ``gamma``) shape the class prior. AWP (``awp_gamma``, 0: off) starts at ``awp_warmup_epochs``;
+    the average folds in every epoch's or step's weights from ``ema_start_epoch``. ``autoaugment`` adds a
+    second view whose IKL is weighted ``aug_weight``.
     """
 
     name: str
@@ -148,8 +145,7 @@ def _preset(dataset: str, attack_beta: float, **more: Any) -> Recipe:
         f"{_RELEASED_CODE.format(dataset)} "
         f"(whose shell scripts pass alpha 4: use --alpha 4 to match them)"
     )
-    return Recipe(name=name, source=source, dataset=dataset, alpha=3.0, beta=20.0, temperature=4.0,
-                  attack_alpha=1.0, attack_beta=attack_beta, **more)
+    return Recipe(name=name, source=source, dataset=dataset, attack_beta=attack_beta, **more)
 
 
 RECIPES: dict[str, Recipe] = {
