@@ -70,7 +70,7 @@ def _all_files(dataset: str) -> list[str]:
 
 
 def _layout_hint(dataset: str, root: Path, *, train: bool) -> str:
-    """Where the files go; the sample folder only for the test split, since it holds no training images."""
+    """Where the files go; the sample folder only for the test split (it holds no training images)."""
     tv = _TORCHVISION_CLASS[dataset]
     files = ", ".join(_all_files(dataset))
     hint = f"put the folder {tv.base_folder}/ ({files}, as extracted from {tv.filename}) in {root}"

@@ -140,8 +140,7 @@ def resolve_recipe(
 def _recipe_to_run(
     recipe: Recipe | None, saved: dict[str, Any] | None, settings: RunSettings
 ) -> tuple[Recipe, str]:
-    """The recipe and model id of this run: the given ones, or the checkpoint's when resuming (which must
-    agree with what was given)."""
+    """The recipe and model id of this run: the given ones, or the checkpoint's when resuming."""
     out_dir = Path(settings.out_dir)
     if saved is None:
         if recipe is None:

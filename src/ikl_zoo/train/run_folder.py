@@ -41,7 +41,7 @@ def prepare_out_dir(out_dir: Path) -> None:
 
 
 def load_training_checkpoint(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The training state saved in ``out_dir``, or None if there is none (loaded with ``weights_only``)."""
+    """The training state saved in ``out_dir`` (loaded with ``weights_only``), or None."""
     path = Path(out_dir) / CHECKPOINT_NAME
     if not path.is_file():
         return None
