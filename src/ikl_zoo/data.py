@@ -1,8 +1,5 @@
-"""CIFAR-10/100 in torchvision's layout, RobustBench's test protocol, and the real images foolbox ships.
-
-Real CIFAR goes through torchvision, md5 checks included. A folder ikl-zoo wrote (:func:`write_cifar_dir`)
-carries a marker file and is read without md5 checks, unpickling with an allow-list of numpy types only.
-"""
+"""CIFAR-10/100 in torchvision's layout (md5-checked), RobustBench's test protocol, and foolbox's real images.
+A folder ikl-zoo wrote carries a marker file and is read without md5 checks, unpickling numpy types only."""
 
 from __future__ import annotations
 
@@ -68,13 +65,12 @@ def _split_files(dataset: str, train: bool) -> list[str]:
 
 
 def _all_files(dataset: str) -> list[str]:
-    """Every file of torchvision's layout: the training and test batches, then the class names."""
     meta = _TORCHVISION_CLASS[dataset].meta["filename"]
     return _split_files(dataset, True) + _split_files(dataset, False) + [meta]
 
 
 def _layout_hint(dataset: str, root: Path, *, train: bool) -> str:
-    """Where the files go; the sample folder only for the test split, since it holds no training images."""
+    """Where the files go; the sample folder only for the test split (it holds no training images)."""
     tv = _TORCHVISION_CLASS[dataset]
     files = ", ".join(_all_files(dataset))
     hint = f"put the folder {tv.base_folder}/ ({files}, as extracted from {tv.filename}) in {root}"
@@ -121,7 +117,6 @@ def _cannot_read(path: Path, error: OSError, fix: str) -> DataError:
 
 
 def _unpickle(path: Path, fix: str) -> dict:
-    """The dict a CIFAR pickle holds; anything else (missing, damaged, foreign objects) is a DataError."""
     try:
         with open(path, "rb") as handle:
             entry = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
@@ -160,7 +155,6 @@ def _rewrite_hint(root: Path, marker: dict | None) -> str:
 
 
 def _checked_batch(path: Path, dataset: str, fix: str) -> tuple[np.ndarray, list[int]]:
-    """The image rows and labels of one batch file, refused unless they are CIFAR's."""
     entry, label_key, n_classes = _unpickle(path, fix), _LABEL_KEY[dataset], len(_CLASSES[dataset])
     data = entry.get("data")
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
@@ -178,7 +172,6 @@ def _checked_batch(path: Path, dataset: str, fix: str) -> tuple[np.ndarray, list
 
 
 def _read_marked_split(dataset: str, root: Path, train: bool) -> tuple[np.ndarray, list[int], list[str]]:
-    """Images (N, 32, 32, 3), labels and class names of an ikl-zoo folder, each file checked on the way."""
     folder, fix = _folder(root, dataset), _rewrite_hint(root, _marker(root, dataset))
     batches = [_checked_batch(folder / name, dataset, fix) for name in _split_files(dataset, train)]
     meta, n_classes = _TORCHVISION_CLASS[dataset].meta, len(_CLASSES[dataset])
@@ -210,7 +203,7 @@ def cifar_dataset(
 
 
 def _check_marked_split(root: Path, dataset: str, marker: dict, *, train: bool) -> None:
-    """An ikl-zoo folder that lacks the split asked for: lost since it was written, or never written."""
+    """A split missing from an ikl-zoo folder: lost since it was written, or never written."""
     folder, split = _folder(root, dataset), "training" if train else "test"
     missing = [f for f in _split_files(dataset, train) if not (folder / f).is_file()]
     if not missing:
@@ -229,7 +222,6 @@ def _check_marked_split(root: Path, dataset: str, marker: dict, *, train: bool) 
 def _not_found(
     root: Path, dataset: str, error: Exception, *, train: bool, download: bool
 ) -> DatasetNotFoundError:
-    """Why torchvision could not give the dataset: damaged files, or missing ones and where they go."""
     tv, folder, name = _TORCHVISION_CLASS[dataset], _folder(root, dataset), DISPLAY_NAMES[dataset]
     if folder.is_dir() and all((folder / n).is_file() for n in _all_files(dataset)):
         batches = tv.train_list + tv.test_list
@@ -244,13 +236,11 @@ def _not_found(
 
 
 def is_official_cifar(dataset: str, *, data_dir: str | os.PathLike[str]) -> bool:
-    """Whether ``data_dir`` holds torchvision's md5-checked CIFAR rather than a folder ikl-zoo wrote: only
-    there is a measurement on the images a published figure was measured on."""
+    """Whether ``data_dir`` holds torchvision's md5-checked CIFAR (the published figures' images)."""
     return _root_marker(dataset, data_dir) is None
 
 
 def data_source(dataset: str, *, data_dir: str | os.PathLike[str]) -> str:
-    """What a data dir holds, for records: torchvision's md5-checked CIFAR, or a folder ikl-zoo wrote."""
     marker = _root_marker(dataset, data_dir)
     if marker is None:
         return f"{DISPLAY_NAMES[dataset]} (torchvision, md5-checked)"
@@ -316,7 +306,6 @@ def write_cifar_dir(
 
 
 def _write_split(folder: Path, dataset: str, split_name: str, images: np.ndarray, labels: np.ndarray) -> None:
-    """One split as torchvision's batch files: rows of 3072 bytes, CHW, spread evenly over the files."""
     files = _split_files(dataset, train=split_name == "train")
     chunks = np.array_split(np.arange(len(labels)), len(files))
     for number, (name, indices) in enumerate(zip(files, chunks, strict=True), start=1):
@@ -330,8 +319,7 @@ def _write_split(folder: Path, dataset: str, split_name: str, images: np.ndarray
 
 
 def _refuse_foreign_cifar(root: Path, dataset: str) -> None:
-    """Raise :class:`DataError` when ``root`` holds CIFAR files without ikl-zoo's marker: the real dataset,
-    whose test set writing there would replace (and whose md5 checks the marker would then switch off)."""
+    """Refuse a folder holding CIFAR files without ikl-zoo's marker: the real dataset, not to overwrite."""
     folder = _folder(root, dataset)
     if (folder / MARKER_FILENAME).exists():
         return

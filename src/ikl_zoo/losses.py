@@ -23,19 +23,15 @@ __all__ = ["ClassPrior", "KDConfig", "dkl_loss", "ikl_kd_loss", "ikl_loss", "kl_
 
 def _check_logits(z_m: Tensor, z_n: Tensor) -> None:
     if z_m.ndim != 2 or z_m.shape != z_n.shape:
-        raise ValueError(
-            f"logits must both be (batch, classes) with the same shape, got {tuple(z_m.shape)} and "
-            f"{tuple(z_n.shape)}"
-        )
+        raise ValueError("logits must both be (batch, classes) with the same shape, got "
+                         f"{tuple(z_m.shape)} and {tuple(z_n.shape)}")
 
 
 def _class_weights(class_prior: Tensor, y: Tensor, like: Tensor) -> Tensor:
     num_classes = like.shape[1]
     if class_prior.shape != (num_classes, num_classes):
-        raise ValueError(
-            f"class_prior must be ({num_classes}, {num_classes}) for {num_classes} classes, "
-            f"got {tuple(class_prior.shape)}"
-        )
+        raise ValueError(f"class_prior must be ({num_classes}, {num_classes}) for {num_classes} classes, "
+                         f"got {tuple(class_prior.shape)}")
     if y.shape != like.shape[:1]:
         raise ValueError(f"labels must have shape ({like.shape[0]},), got {tuple(y.shape)}")
     return class_prior.detach().to(device=like.device, dtype=like.dtype)[y]
@@ -49,16 +45,12 @@ def kl_loss(z_m: Tensor, z_n: Tensor) -> Tensor:
 
 
 def weighted_logit_mse(z_m: Tensor, z_n: Tensor, weights: Tensor, *, pairwise: bool = False) -> Tensor:
-    """Per-sample ``1/4 sum_jk w_j w_k (D(z_m) - D(z_n))[j, k]^2``, shape (batch,).
-
-    ``pairwise=True`` builds the C x C matrices the way the paper writes (and its released code computes) the
-    term; it exists to check and benchmark the O(C) form, which is what every loss here uses.
-    """
+    """Per-sample wMSE (module docstring), shape (batch,); ``pairwise=True`` builds the paper's C x C
+    matrices, to check and benchmark the O(C) form every loss here uses."""
     _check_logits(z_m, z_n)
     if weights.shape != z_m.shape:
-        raise ValueError(
-            f"weights must have the logits' shape {tuple(z_m.shape)}, got {tuple(weights.shape)}"
-        )
+        shapes = f"{tuple(z_m.shape)}, got {tuple(weights.shape)}"
+        raise ValueError(f"weights must have the logits' shape {shapes}")
     if pairwise:
         delta_m = z_m.unsqueeze(2) - z_m.unsqueeze(1)
         delta_n = z_n.unsqueeze(2) - z_n.unsqueeze(1)
@@ -172,12 +164,9 @@ class ClassPrior:
 
     @torch.no_grad()
     def update(self, logits: Tensor, y: Tensor) -> None:
-        """Add ``softmax(logits / T)`` of each sample to the row of its label."""
         if logits.ndim != 2 or logits.shape[1] != self.num_classes or y.shape != logits.shape[:1]:
-            raise ValueError(
-                f"ClassPrior.update expects ({self.num_classes}-class logits, labels), got "
-                f"{tuple(logits.shape)} and {tuple(y.shape)}"
-            )
+            raise ValueError(f"ClassPrior.update expects ({self.num_classes}-class logits, labels), got "
+                             f"{tuple(logits.shape)} and {tuple(y.shape)}")
         probs = F.softmax(logits.detach().float() / self.temperature, dim=1).to(torch.float64)
         self._sums.index_add_(0, y.to(self._sums.device), probs.to(self._sums.device))
 
@@ -187,7 +176,6 @@ class ClassPrior:
             torch.distributed.all_reduce(self._sums, group=group)
 
     def step(self) -> Tensor:
-        """Normalise the accumulated rows into the prior, reset the sums and return the prior."""
         totals = self._sums.sum(1, keepdim=True)
         seen = totals.squeeze(1) > 0
         self.prior[seen] = self._sums[seen] / totals[seen]
@@ -195,7 +183,6 @@ class ClassPrior:
         return self.prior
 
     def weights(self, y: Tensor) -> Tensor:
-        """The rows ``p_y`` for labels ``y``."""
         return self.prior[y.to(self.prior.device)]
 
     def state_dict(self) -> dict[str, object]:

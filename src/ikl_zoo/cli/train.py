@@ -14,7 +14,6 @@ from ikl_zoo.threat import format_eps, parse_eps
 
 
 def _radius(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """``8/255`` or ``0.0314`` as a float."""
     try:
         return None if value is None else parse_eps(value)
     except ValueError as error:

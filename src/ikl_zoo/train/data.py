@@ -41,6 +41,5 @@ def augmentation_description(*, autoaugment: bool) -> str:
 def training_dataset(
     dataset: str, *, data_dir: str | os.PathLike[str], autoaugment: bool, download: bool
 ) -> torch.utils.data.Dataset:
-    """The CIFAR training split from ``data_dir`` with the training transform."""
     transform = training_transform(autoaugment=autoaugment)
     return cifar_dataset(dataset, data_dir=data_dir, train=True, transform=transform, download=download)

@@ -130,9 +130,7 @@ def _seed_everything(seed: int) -> None:
 def resolve_recipe(
     name: str | None, *, overrides: dict[str, Any], out_dir: str | os.PathLike[str], resume: bool
 ) -> Recipe:
-    """The recipe a command line asks for: a preset (default: the dataset's) with overrides, or, when
-    resuming a checkpoint with neither given, the checkpoint's recipe as it is.
-    """
+    """A preset (default: the dataset's) with overrides, or, resuming with neither, the checkpoint's."""
     saved = load_training_checkpoint(out_dir) if resume and name is None and not overrides else None
     if saved is not None:
         return Recipe.from_dict(saved["recipe"])
@@ -142,8 +140,7 @@ def resolve_recipe(
 def _recipe_to_run(
     recipe: Recipe | None, saved: dict[str, Any] | None, settings: RunSettings
 ) -> tuple[Recipe, str]:
-    """The recipe and model id of this run: the given ones, or the checkpoint's when resuming (which must
-    agree with what was given)."""
+    """The recipe and model id of this run: the given ones, or the checkpoint's when resuming."""
     out_dir = Path(settings.out_dir)
     if saved is None:
         if recipe is None:
@@ -171,12 +168,8 @@ def _recipe_to_run(
 
 
 def train_ikl_at(recipe: Recipe | None, settings: RunSettings) -> TrainResult:
-    """Train a network with IKL-AT and write a zoo folder with its averaged weights to ``out_dir/model``.
-
-    ``recipe`` may be None when resuming: the checkpoint's is used. Under ``torchrun`` each process trains
-    on its share of every batch (``recipe.batch_size`` is the global batch) and the class prior is summed
-    over processes.
-    """
+    """Train with IKL-AT and write the averaged weights as a zoo folder, ``out_dir/model``. ``recipe`` None
+    resumes the checkpoint's; under ``torchrun`` each process trains its share of every (global) batch."""
     saved = load_training_checkpoint(settings.out_dir)
     recipe, model_id = _recipe_to_run(recipe, saved, settings)
     processes, device = _start_processes(settings.device)
@@ -256,7 +249,6 @@ class _TrainingRun:
         )
 
     def _epoch(self, epoch: int, bar: tqdm) -> dict[str, Any]:
-        """Train one epoch; its record for the history."""
         recipe, trainer = self.recipe, self.trainer
         lr, eps = recipe.lr_at(epoch), recipe.eps_at(epoch)
         trainer.set_lr(lr)
@@ -301,7 +293,6 @@ class _TrainingRun:
             torch.distributed.all_reduce(totals)
 
     def _save(self, record: dict[str, Any], bar: tqdm) -> None:
-        """The checkpoint and the history after an epoch, written by the main process."""
         self.history.append(record)
         if self.processes.is_main:
             save_checkpoint(

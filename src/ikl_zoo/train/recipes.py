@@ -12,7 +12,6 @@ what their ``swa.py workdir 0.9 1 200`` step computes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -40,17 +39,14 @@ class RecipeError(IklZooError):
 class Recipe:
     """Everything that decides what IKL-AT training computes (run settings such as the device are apart).
 
-    ``name`` is the preset it started from (``custom`` by hand), ``source`` where its values come from.
-    ``arch``: ``wrn-DEPTH-WIDTH`` (TRADES WideResNet, ReLU), ``wrn-DEPTH-WIDTH-silu`` (DeepMind WideResNet)
-    or a registered model id whose architecture is copied. ``batch_size`` is the global batch (split over
-    torchrun's processes); ``eps`` the final Linf radius for inputs in [0, 1], reached linearly over
-    ``eps_ramp_epochs`` (None: the whole training; 0: no ramp); ``attack_step_size`` a fraction of the current
-    eps. ``alpha``/``beta`` weigh IKL's cross-entropy and wMSE in the training loss, ``attack_alpha``/
-    ``attack_beta`` in the attack; ``temperature`` is the class prior's softmax temperature and
-    ``prior_power`` its power (the released ``gamma``). AWP (``awp_gamma``, 0: off) applies from epoch
-    ``awp_warmup_epochs``. The average (``ema_decay``) folds in end-of-epoch weights (``ema_every="epoch"``)
-    or every step's, starting as a copy at ``ema_start_epoch``. ``autoaugment`` adds a second, AutoAugment
-    view whose IKL term is weighted ``aug_weight``.
+    ``name``: the preset it started from, ``source``: where its values are from. ``arch``: ``wrn-D-W`` (TRADES
+    WideResNet), ``wrn-D-W-silu`` (DeepMind WideResNet) or a registered model id. ``batch_size`` is global;
+    ``eps`` (inputs in [0, 1]) grows linearly over ``eps_ramp_epochs`` (None: all; 0: no ramp);
+    ``attack_step_size`` is a fraction of the current eps. ``alpha``/``beta`` weigh IKL's cross-entropy and
+    wMSE in the loss, ``attack_alpha``/``attack_beta`` in the attack; ``temperature`` and ``prior_power`` (the
+    released ``gamma``) shape the class prior. AWP (``awp_gamma``, 0: off) starts at ``awp_warmup_epochs``;
+    the average folds in every epoch's or step's weights from ``ema_start_epoch``. ``autoaugment`` adds a
+    second view whose IKL is weighted ``aug_weight``.
     """
 
     name: str
@@ -111,11 +107,10 @@ class Recipe:
 
     def replace(self, **overrides: Any) -> Recipe:
         """A copy with some knobs changed; an unknown knob is an error that lists the known ones."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            known_list = ", ".join(sorted(known))
-            raise RecipeError(f"unknown recipe knob(s) {', '.join(unknown)}", fix=f"known: {known_list}")
+        known = sorted(f.name for f in dataclasses.fields(self))
+        if unknown := sorted(set(overrides) - set(known)):
+            raise RecipeError(f"unknown recipe knob(s) {', '.join(unknown)}",
+                              fix=f"known: {', '.join(known)}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,8 +145,7 @@ def _preset(dataset: str, attack_beta: float, **more: Any) -> Recipe:
         f"{_RELEASED_CODE.format(dataset)} "
         f"(whose shell scripts pass alpha 4: use --alpha 4 to match them)"
     )
-    return Recipe(name=name, source=source, dataset=dataset, alpha=3.0, beta=20.0, temperature=4.0,
-                  attack_alpha=1.0, attack_beta=attack_beta, **more)
+    return Recipe(name=name, source=source, dataset=dataset, attack_beta=attack_beta, **more)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -159,8 +153,7 @@ RECIPES: dict[str, Recipe] = {
     "cifar100": _preset("cifar100", 1.0),
     "cifar100-autoaug": _preset("cifar100", 1.0, name="cifar100-autoaug", autoaugment=True, aug_weight=0.5),
 }
-"""The presets. ``cifar100-autoaug`` adds AutoAugment with the second view weighted 0.5, as the authors'
-``train_dkl_cifar100_autoaug.sh`` (the recipe of Cui2023Decoupled_WRN-34-10_autoaug)."""
+# cifar100-autoaug: the authors' train_dkl_cifar100_autoaug.sh (Cui2023Decoupled_WRN-34-10_autoaug).
 
 
 def get_recipe(name: str, **overrides: Any) -> Recipe:
@@ -192,9 +185,8 @@ def architecture_config(arch: str, *, dataset: str) -> dict[str, Any]:
         raise RecipeError(f"unknown --arch {arch!r}", fix="use wrn-DEPTH-WIDTH (TRADES WideResNet), "
                           "wrn-DEPTH-WIDTH-silu (DeepMind WideResNet) or a registered model id")
     entry = next((e for e in entries if e.dataset == dataset), entries[0])
-    config = json.loads(json.dumps(entry.config))
-    config["num_classes"] = num_classes
-    if config.get("architecture_class") == "DMWideResNet":
+    config = {**entry.config, "num_classes": num_classes}
+    if entry.architecture_class == "DMWideResNet":
         config.update(_normalisation(dataset))
     return config
 
