@@ -22,11 +22,18 @@ def list_command(dataset: str | None) -> None:
 @DATASET_OPTION
 @click.option("--revision", default=None, help="Hub branch, tag or commit (default: the pinned one).")
 def download(model: str, dataset: str, revision: str | None) -> None:
-    """Fetch MODEL's weights into the cache (Hub, else Google Drive) and print their path and sha256."""
-    from ikl_zoo.zoo.hub import fetch_weights
+    """Fetch MODEL's weights into the cache (Hub, else Google Drive) and print their path and sha256.
+
+    MODEL is a registered id or hf-hub:ORG/NAME[@REVISION], a zoo folder on the Hub."""
+    from ikl_zoo.zoo.hub import fetch_hub_model, fetch_weights, parse_hub_name
     from ikl_zoo.zoo.registry import get_model_entry
 
-    weights = fetch_weights(get_model_entry(model, dataset=dataset), revision=revision)
+    hub_name = parse_hub_name(model, revision=revision)
+    if hub_name is not None:
+        weights = fetch_hub_model(*hub_name).weights
+        click.echo(f"commit: {weights.commit}")
+    else:
+        weights = fetch_weights(get_model_entry(model, dataset=dataset), revision=revision)
     click.echo(f"path: {weights.path}")
     click.echo(f"sha256: {weights.sha256}")
 
