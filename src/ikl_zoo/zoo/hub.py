@@ -243,10 +243,20 @@ def _from_drive(spec: ModelSpec) -> Weights:
     return converted
 
 
-def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:
+def download_drive_original(spec: ModelSpec, output: Path) -> Path:
+    """The authors' checkpoint of a registered model, from Google Drive into ``output`` (no Hub token)."""
+    try:
+        return _drive_download(spec, output)
+    except _HostMiss as miss:
+        raise DownloadError(f"Google Drive {spec.gdrive_id}: {miss.args[0]}",
+                            fix="try again later, or pass the file with --from FILE") from None
+
+
+def _drive_download(spec: ModelSpec, original: Path) -> Path:
     import gdown
 
-    original = tmp / f"{spec.model_id}.pt"
+    if not spec.gdrive_id:
+        raise _HostMiss(f"{spec.model_id} has no Google Drive file")
     try:
         result = gdown.download(id=spec.gdrive_id, output=str(original), quiet=False)
     except Exception as error:  # gdown raises its own and requests' exceptions
@@ -255,6 +265,11 @@ def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:
         raise _HostMiss("download failed (no file received)")
     if is_html_file(original):
         raise _HostMiss("received an HTML page, not weights (Google Drive quota?): try again later")
+    return original
+
+
+def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:
+    original = _drive_download(spec, tmp / f"{spec.model_id}.pt")
     try:
         model = spec.build()
         load_state_dict_strict(model, read_state_dict(original), source=f"Google Drive file {spec.gdrive_id}",
@@ -349,3 +364,11 @@ def _hub_has(repo_id: str, filename: str, revision: str) -> bool:
         return HfApi().file_exists(repo_id, filename, revision=revision)
     except (OSError, ValueError, *transport_errors()):
         return False
+
+
+def hub_config_sha256(repo_id: str, revision: str) -> str | None:
+    """The weights' sha256 a Hub zoo folder's config.json records; None when the Hub has no such folder."""
+    try:
+        return read_spec(_hub_file(repo_id, CONFIG_NAME, revision).parent).sha256
+    except (_HostMiss, CheckpointError):
+        return None
