@@ -106,7 +106,9 @@ def _hub_post(hub, handler) -> None:
         data = json.loads(body)
         repo_id = f"{data.get('organization') or 'user'}/{data['name']}"
         return _json(handler, {"url": f"{hub.endpoint}/{repo_id}"})
-    _, _, kind, owner, name, action, revision = path.split("/", 6)
+    if not path.startswith("/api/models/"):  # e.g. /api/validate-yaml: accepted
+        return _json(handler, {})
+    _, _, _, owner, name, action, revision = path.split("/", 6)
     repo_id = f"{owner}/{name}"
     if action == "preupload":
         files = json.loads(body)["files"]
