@@ -36,7 +36,6 @@ LAYERS: dict[str, int] = {
     # Workflows that end in a card: training, and convert/push.
     "ikl_zoo.train": 5,
     "ikl_zoo.publish": 5,
-    "ikl_zoo.mirror": 5,
     "ikl_zoo.cli": 6,
 }
 

@@ -101,7 +101,7 @@ def mirror(model: str | None, dataset: str | None, every: bool, org: str, tag: s
            checkpoint: Path | None, dry_run: bool, token: str | None) -> None:
     """Move MODEL's authors' checkpoint (or --all) from Google Drive to ORG on the Hub, checked against
     RobustBench, and print the registry pins (repo, revision, sha256)."""
-    from ikl_zoo.mirror import MirrorTarget, mirror_model
+    from ikl_zoo.publish import MirrorTarget, mirror_model
     from ikl_zoo.zoo.registry import get_model_entry, list_models
 
     if every == bool(model) or (every and checkpoint):
