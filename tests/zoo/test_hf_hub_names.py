@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import ikl_zoo
 from ikl_zoo.cli import main
-from ikl_zoo.errors import DownloadError
+from ikl_zoo.errors import CheckpointError, DownloadError
 from ikl_zoo.zoo.checkpoints import WEIGHTS_NAME, file_sha256
 from ikl_zoo.zoo.loading import load, save_zoo_folder
 
@@ -94,3 +94,5 @@ def test_malformed_hub_names_and_disagreeing_revisions_are_one_line(fake_hub):
             load(name)
     with pytest.raises(DownloadError, match="disagree"):
         load("hf-hub:a/b@v1", revision="v2")
+    with pytest.raises(CheckpointError, match="brings its own weights"):
+        load("hf-hub:a/b", checkpoint="weights.pt")

@@ -79,7 +79,10 @@ def load(
 ) -> LoadedModel:
     """``load_model``, plus the spec, where the weights came from and their sha256 (each fetched once)."""
     hub_name = parse_hub_name(str(model_id), revision=revision)
-    if hub_name is not None and checkpoint is None:
+    if hub_name is not None and checkpoint is not None:
+        raise CheckpointError(f"{model_id} brings its own weights: a checkpoint cannot replace them",
+                              fix="leave the checkpoint out, or name the registered id it belongs to")
+    if hub_name is not None:
         return _load_hub_model(*hub_name, device=device)
     spec = _registered(str(model_id), dataset)
     commit = None
