@@ -11,6 +11,7 @@ and converted once into a zoo folder, ``$IKL_ZOO_CACHE/gdrive/<dataset>/<model_i
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ class Weights:
 
 class _HostMiss(Exception):
     """One host could not provide the weights: its one argument is the reason."""
+
+
+class _FileMissing(_HostMiss):
+    """The repository answered, but has no such file."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +119,11 @@ def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
     )
 
 
-def _download_fix(spec: ModelSpec) -> str:
+def _download_fix(spec: ModelSpec | None) -> str:
     fixes = ["use a local copy of the file (`ikl-zoo eval --checkpoint PATH`, checkpoint= in Python, "
              "or `ikl-zoo convert PATH` for a zoo folder)",
              "unset HF_HUB_OFFLINE" if _offline() else "check the network or set HF_ENDPOINT to a mirror"]
-    if spec.hub_repo_name:
+    if spec is not None and spec.hub_repo_name:
         fixes.append("set IKL_ZOO_HUB_NAMESPACE if another organisation hosts the weights")
     return "; or ".join(fixes)
 
@@ -178,7 +183,7 @@ def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
     except errors.RevisionNotFoundError:
         raise _HostMiss(f"revision {revision} not found") from None
     except errors.EntryNotFoundError:
-        raise _HostMiss(f"{filename} not found in the repository") from None
+        raise _FileMissing(f"{filename} not found in the repository") from None
     except (errors.HfHubHTTPError, OSError, ValueError, *transport_errors()) as error:
         raise _HostMiss(first_line(error)) from None
 
@@ -238,10 +243,20 @@ def _from_drive(spec: ModelSpec) -> Weights:
     return converted
 
 
-def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:
+def download_drive_original(spec: ModelSpec, output: Path) -> Path:
+    """The authors' checkpoint of a registered model, from Google Drive into ``output`` (no Hub token)."""
+    try:
+        return _drive_download(spec, output)
+    except _HostMiss as miss:
+        raise DownloadError(f"Google Drive {spec.gdrive_id}: {miss.args[0]}",
+                            fix="try again later, or pass the file with --from FILE") from None
+
+
+def _drive_download(spec: ModelSpec, original: Path) -> Path:
     import gdown
 
-    original = tmp / f"{spec.model_id}.pt"
+    if not spec.gdrive_id:
+        raise _HostMiss(f"{spec.model_id} has no Google Drive file")
     try:
         result = gdown.download(id=spec.gdrive_id, output=str(original), quiet=False)
     except Exception as error:  # gdown raises its own and requests' exceptions
@@ -250,6 +265,11 @@ def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:
         raise _HostMiss("download failed (no file received)")
     if is_html_file(original):
         raise _HostMiss("received an HTML page, not weights (Google Drive quota?): try again later")
+    return original
+
+
+def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:
+    original = _drive_download(spec, tmp / f"{spec.model_id}.pt")
     try:
         model = spec.build()
         load_state_dict_strict(model, read_state_dict(original), source=f"Google Drive file {spec.gdrive_id}",
@@ -258,3 +278,97 @@ def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:
         raise _HostMiss(str(error)) from None
     source = {"host": "Google Drive", "gdrive_id": spec.gdrive_id, "original_sha256": file_sha256(original)}
     save_zoo_folder(model, folder, entry_or_config=spec, extra={"source": source})
+
+
+HF_HUB_PREFIX = "hf-hub:"
+ZOO_FOLDER_FIX = (
+    "make a zoo folder with `ikl-zoo convert CHECKPOINT --model ID -o DIR`, then "
+    "`ikl-zoo push DIR --repo-id ORG/NAME`"
+)
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A zoo folder on the Hub, ``hf-hub:ORG/NAME[@REVISION]``: its config, weights and the commit served."""
+
+    repo_id: str
+    revision: str  # as requested: branch, tag or commit
+    spec: ModelSpec
+    weights: Weights  # ``weights.commit`` is the commit the Hub resolved ``revision`` to
+
+
+def parse_hub_name(name: str, *, revision: str | None = None) -> tuple[str, str] | None:
+    """``(repo_id, revision)`` of an ``hf-hub:ORG/NAME[@REVISION]`` name, None for any other name."""
+    if not name.startswith(HF_HUB_PREFIX):
+        return None
+    repo_id, _, pinned = name[len(HF_HUB_PREFIX) :].partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")) or (_ and not pinned):
+        raise DownloadError(
+            f"{name!r} is not a Hub model name", fix="write hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV"
+        )
+    if revision and pinned and revision != pinned:
+        raise DownloadError(f"{name} and --revision {revision} disagree", fix="give the revision once")
+    return repo_id, pinned or revision or "main"
+
+
+def fetch_hub_model(repo_id: str, revision: str = "main") -> HubModel:
+    """Download a Hub zoo folder through ``hf_hub_download``: config checked as a ``ModelSpec``, weights
+    checked against its sha256. Any other repository gets one line saying what it holds and the fix."""
+    name = f"{HF_HUB_PREFIX}{repo_id}@{revision}"
+    spec = _hub_spec(_hub_zoo_file(repo_id, CONFIG_NAME, revision), name)
+    weights = _hub_zoo_file(repo_id, WEIGHTS_NAME, revision)
+    sha256 = verify_sha256(
+        weights, spec.sha256, fix=f"delete {weights.parents[2]} and rerun to download again"
+    )
+    return HubModel(repo_id, revision, spec, Weights(weights, sha256, commit=weights.parent.name))
+
+
+def _hub_spec(config: Path, name: str) -> ModelSpec:
+    """The config's spec, or the one line saying what else the repository is (timm, transformers...)."""
+    try:
+        data = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict) and (isinstance(data.get("architecture"), str) or "pretrained_cfg" in data):
+        raise DownloadError(f"{name} is a timm model, not an ikl-zoo folder", fix=ZOO_FOLDER_FIX)
+    if isinstance(data, dict) and ("model_type" in data or "architectures" in data):
+        raise DownloadError(f"{name} is a transformers model, not an ikl-zoo folder", fix=ZOO_FOLDER_FIX)
+    try:
+        spec = read_spec(config.parent)
+    except CheckpointError as error:
+        raise DownloadError(f"{name} is not an ikl-zoo folder: {error.problem}", fix=ZOO_FOLDER_FIX) from None
+    if not spec.sha256:
+        raise DownloadError(f"{name}: its {CONFIG_NAME} has no sha256 of {WEIGHTS_NAME}", fix=ZOO_FOLDER_FIX)
+    return spec
+
+
+def _hub_zoo_file(repo_id: str, filename: str, revision: str) -> Path:
+    """One file of a Hub zoo folder; ``DownloadError`` saying what is missing or why it could not come."""
+    name = f"{HF_HUB_PREFIX}{repo_id}@{revision}"
+    try:
+        return _hub_file(repo_id, filename, revision)
+    except _FileMissing:
+        pickle = filename == CONFIG_NAME and _hub_has(repo_id, "pytorch_model.bin", revision)
+        what = " and its weights are only a pickle (pytorch_model.bin)" if pickle else ""
+        raise DownloadError(
+            f"{name} is not an ikl-zoo folder: {filename} is missing{what}", fix=ZOO_FOLDER_FIX
+        ) from None
+    except _HostMiss as miss:
+        raise DownloadError(f"could not get {name}: {miss.args[0]}", fix=_download_fix(None)) from None
+
+
+def _hub_has(repo_id: str, filename: str, revision: str) -> bool:
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().file_exists(repo_id, filename, revision=revision)
+    except (OSError, ValueError, *transport_errors()):
+        return False
+
+
+def hub_config_sha256(repo_id: str, revision: str) -> str | None:
+    """The weights' sha256 a Hub zoo folder's config.json records; None when the Hub has no such folder."""
+    try:
+        return read_spec(_hub_file(repo_id, CONFIG_NAME, revision).parent).sha256
+    except (_HostMiss, CheckpointError):
+        return None

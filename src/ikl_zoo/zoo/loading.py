@@ -27,7 +27,7 @@ from ikl_zoo.zoo.checkpoints import (
     read_zoo_folder,
     save_zoo_folder,
 )
-from ikl_zoo.zoo.hub import fetch_weights, package_file_path
+from ikl_zoo.zoo.hub import fetch_hub_model, fetch_weights, package_file_path, parse_hub_name
 from ikl_zoo.zoo.registry import get_model_entry, is_registered
 from ikl_zoo.zoo.spec import ModelSpec
 
@@ -44,7 +44,9 @@ class LoadedModel:
     description: str  # where the model came from, e.g. "<id> (<architecture>), published weights"
     weights_path: Path
     sha256: str
-    hub_commit: str | None = None  # for published weights that came from the Hub
+    hub_commit: str | None = None  # for published weights that came from the Hub: the commit it served
+    hub_repo: str | None = None  # for an ``hf-hub:`` model: the repository ("ORG/NAME")
+    hub_revision: str | None = None  # for an ``hf-hub:`` model: the revision asked for (branch, tag, commit)
 
 
 def load_model(
@@ -57,7 +59,8 @@ def load_model(
 ) -> nn.Module:
     """The network with its weights, on ``device``, in eval mode.
 
-    ``model_id`` is a registered id (see ``ikl-zoo list``) for ``dataset``, or the path of a zoo folder
+    ``model_id`` is a registered id (see ``ikl-zoo list``) for ``dataset``, ``hf-hub:ORG/NAME[@REVISION]``
+    (a zoo folder on the Hub, e.g. pushed by ``ikl-zoo push``), or the path of a zoo folder
     (``model.safetensors`` + ``config.json``, as written by ``ikl-zoo convert`` or training; its config
     says the dataset). ``checkpoint`` replaces the published weights with a local ``.pt``/``.pth``/
     ``.safetensors`` file or zoo folder in any format ``read_state_dict`` reads. ``revision`` pins the Hub
@@ -75,6 +78,12 @@ def load(
     revision: str | None = None,
 ) -> LoadedModel:
     """``load_model``, plus the spec, where the weights came from and their sha256 (each fetched once)."""
+    hub_name = parse_hub_name(str(model_id), revision=revision)
+    if hub_name is not None and checkpoint is not None:
+        raise CheckpointError(f"{model_id} brings its own weights: a checkpoint cannot replace them",
+                              fix="leave the checkpoint out, or name the registered id it belongs to")
+    if hub_name is not None:
+        return _load_hub_model(*hub_name, device=device)
     spec = _registered(str(model_id), dataset)
     commit = None
     if checkpoint is not None:
@@ -98,6 +107,16 @@ def load(
     network = spec.build()
     load_state_dict_strict(network, state, source=str(shown), model_name=spec.model_id, dataset=spec.dataset)
     return LoadedModel(network.to(device).eval(), spec, description, path, sha256, commit)
+
+
+def _load_hub_model(repo_id: str, revision: str, *, device: str | torch.device) -> LoadedModel:
+    hub = fetch_hub_model(repo_id, revision)
+    network = hub.spec.build()
+    where = f"hf-hub:{repo_id}@{revision}"
+    load_state_dict_strict(network, read_state_dict(hub.weights.path), source=where,
+                           model_name=hub.spec.model_id, dataset=hub.spec.dataset)
+    return LoadedModel(network.to(device).eval(), hub.spec, f"{where} ({hub.spec.architecture})",
+                       hub.weights.path, hub.weights.sha256, hub.weights.commit, repo_id, revision)
 
 
 def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], Path, str]:
