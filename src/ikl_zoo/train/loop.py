@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ikl_zoo.atomic import write_json_atomic
-from ikl_zoo.train.data import augmentation_description, training_dataset
+from ikl_zoo.data import cifar_dataset
+from ikl_zoo.train.data import augmentation_description, training_transform
 from ikl_zoo.train.recipes import Recipe, architecture_config, get_recipe
 from ikl_zoo.train.run_folder import (
     CHECKPOINT_NAME,
@@ -209,9 +210,9 @@ class _TrainingRun:
             torch.backends.cudnn.benchmark = True
         self.run = {"steps_per_epoch": settings.steps_per_epoch, "amp": settings.amp,
                     "world_size": processes.world_size, "device": device.type}
-        self.train_set = training_dataset(
-            recipe.dataset, data_dir=settings.data_dir, autoaugment=recipe.autoaugment,
-            download=settings.download,
+        self.train_set = cifar_dataset(
+            recipe.dataset, data_dir=settings.data_dir, train=True, download=settings.download,
+            transform=training_transform(autoaugment=recipe.autoaugment),
         )
         prepare_out_dir(self.out_dir)
         self.sampler = DistributedSampler(
