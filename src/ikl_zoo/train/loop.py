@@ -269,9 +269,7 @@ class _TrainingRun:
                 trainer.ema.update(trainer.net, copy=epoch <= recipe.ema_start_epoch)
             bar.update(1)
             if not bar.disable and (index % 10 == 0 or index == self.batches - 1):
-                means = _means(totals)
-                bar.set_postfix(loss=f"{means['loss']:.4f}", clean=f"{means['clean_acc']:.3f}",
-                                adv=f"{means['adv_acc']:.3f}", lr=f"{lr:.4g}", eps=f"{eps * 255:.2f}/255")
+                bar.set_postfix(_means(totals), lr=lr, eps=f"{eps * 255:.2f}/255")
         self._end_epoch(epoch, totals)
         seconds = time.perf_counter() - started
         means = _means(totals)
