@@ -54,11 +54,6 @@ def _folder(root: Path, dataset: str) -> Path:
     return root / _TORCHVISION_CLASS[dataset].base_folder
 
 
-def _root_marker(dataset: str, data_dir: str | os.PathLike[str]) -> dict | None:
-    _check_dataset(dataset)
-    return _marker(Path(data_dir).expanduser(), dataset)
-
-
 def _split_files(dataset: str, train: bool) -> list[str]:
     tv = _TORCHVISION_CLASS[dataset]
     return [name for name, _ in (tv.train_list if train else tv.test_list)]
@@ -69,25 +64,14 @@ def _all_files(dataset: str) -> list[str]:
     return _split_files(dataset, True) + _split_files(dataset, False) + [meta]
 
 
-def _layout_hint(dataset: str, root: Path, *, train: bool) -> str:
-    """Where the files go; the sample folder only for the test split (it holds no training images)."""
-    tv = _TORCHVISION_CLASS[dataset]
-    files = ", ".join(_all_files(dataset))
-    hint = f"put the folder {tv.base_folder}/ ({files}, as extracted from {tv.filename}) in {root}"
-    if train:
-        return hint
-    return f"{hint}, or run `ikl-zoo sample-data --out {root}` for the 20 real test images foolbox ships"
-
-
 class MarkedCIFAR10(CIFAR10):
     """A CIFAR folder written by ikl-zoo: same layout and item format as torchvision's, no md5 check."""
 
     dataset_name = "cifar10"
 
-    def __init__(self, root: str | os.PathLike[str], train: bool = True, transform: Callable | None = None,
-                 target_transform: Callable | None = None) -> None:
-        # Skip CIFAR10.__init__ (md5 checks); VisionDataset sets root and the transforms.
-        super(CIFAR10, self).__init__(root, transform=transform, target_transform=target_transform)
+    def __init__(self, root: str | os.PathLike[str], train: bool = True,
+                 **transforms: Callable | None) -> None:
+        super(CIFAR10, self).__init__(root, **transforms)  # VisionDataset's, not CIFAR10's md5 checks
         self.train = train
         self.data, self.targets, self.classes = _read_marked_split(self.dataset_name, Path(self.root), train)
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
@@ -112,40 +96,33 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _cannot_read(path: Path, error: OSError, fix: str) -> DataError:
-    return DataError(f"cannot read {path} ({error.strerror or first_line(error)})", fix=fix)
-
-
-def _unpickle(path: Path, fix: str) -> dict:
+def _read_dict(path: Path, fix: str, *, json_marker: bool = False) -> dict:
+    """The dict in a CIFAR pickle (numpy types only) or in the marker (JSON); every failure names the fix."""
+    kind, invalid, expected = (("JSON", "valid JSON", "ikl-zoo's marker (an object)") if json_marker
+                               else ("pickled", "a readable CIFAR batch", "a CIFAR batch (a dict)"))
     try:
         with open(path, "rb") as handle:
-            entry = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
+            unpickler = _NumpyOnlyUnpickler(handle, encoding="latin1")
+            entry = json.load(handle) if json_marker else unpickler.load()
     except OSError as error:
-        raise _cannot_read(path, error, fix) from None
-    except Exception as error:  # whatever a damaged or foreign pickle raises, it is not a CIFAR batch
-        raise DataError(f"{path} is not a readable CIFAR batch ({first_line(error)})", fix=fix) from None
+        raise DataError(f"cannot read {path} ({error.strerror or first_line(error)})", fix=fix) from None
+    except Exception as error:  # whatever a damaged or foreign file raises, it is not what ikl-zoo wrote
+        raise DataError(f"{path} is not {invalid} ({first_line(error)})", fix=fix) from None
     if not isinstance(entry, dict):
-        raise DataError(f"{path} holds a pickled {type(entry).__name__}, not a CIFAR batch (a dict)", fix=fix)
+        raise DataError(f"{path} holds a {kind} {type(entry).__name__}, not {expected}", fix=fix)
     return entry
 
 
-def _marker(root: Path, dataset: str) -> dict | None:
+def _marker(data_dir: str | os.PathLike[str], dataset: str) -> dict | None:
     """The marker of an ikl-zoo folder; None for a folder without one (real CIFAR, or nothing yet)."""
+    _check_dataset(dataset)
+    root = Path(data_dir).expanduser()
     path = _folder(root, dataset) / MARKER_FILENAME
     if not path.is_file():
         return None
     fix = (f"write the folder again with `ikl-zoo sample-data --out {root}`, or delete {path.name} if the "
            f"folder holds the real {DISPLAY_NAMES[dataset]}")
-    try:
-        marker = json.loads(path.read_text())
-    except OSError as error:
-        raise _cannot_read(path, error, fix) from None
-    except ValueError:
-        raise DataError(f"{path} is not valid JSON", fix=fix) from None
-    if not isinstance(marker, dict):
-        found = type(marker).__name__
-        raise DataError(f"{path} holds a JSON {found}, not ikl-zoo's marker (an object)", fix=fix)
-    return marker
+    return _read_dict(path, fix, json_marker=True)
 
 
 def _rewrite_hint(root: Path, marker: dict | None) -> str:
@@ -155,7 +132,7 @@ def _rewrite_hint(root: Path, marker: dict | None) -> str:
 
 
 def _checked_batch(path: Path, dataset: str, fix: str) -> tuple[np.ndarray, list[int]]:
-    entry, label_key, n_classes = _unpickle(path, fix), _LABEL_KEY[dataset], len(_CLASSES[dataset])
+    entry, label_key, n_classes = _read_dict(path, fix), _LABEL_KEY[dataset], len(_CLASSES[dataset])
     data = entry.get("data")
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
             and data.shape[1] == _ROW_BYTES):
@@ -176,7 +153,7 @@ def _read_marked_split(dataset: str, root: Path, train: bool) -> tuple[np.ndarra
     batches = [_checked_batch(folder / name, dataset, fix) for name in _split_files(dataset, train)]
     meta, n_classes = _TORCHVISION_CLASS[dataset].meta, len(_CLASSES[dataset])
     path = folder / meta["filename"]
-    classes = _unpickle(path, fix).get(meta["key"])
+    classes = _read_dict(path, fix).get(meta["key"])
     if not (isinstance(classes, list) and len(classes) == n_classes
             and all(isinstance(name, str) for name in classes)):
         raise DataError(f"{path}: {meta['key']!r} must list the {n_classes} class names", fix=fix)
@@ -190,7 +167,6 @@ def cifar_dataset(
 ) -> torch.utils.data.Dataset:
     """CIFAR-10/100 from ``data_dir`` in torchvision's layout: real CIFAR md5-checked (and downloaded when
     missing, if ``download``), a folder :func:`write_cifar_dir` wrote as is; missing data names the fix."""
-    _check_dataset(dataset)
     root = Path(data_dir).expanduser()
     marker = _marker(root, dataset)
     if marker is not None:
@@ -231,17 +207,20 @@ def _not_found(
             fix=f"replace those files from {tv.filename}, or delete the folder so it is downloaded again",
         )
     reason = f"download failed: {first_line(error)}" if download else "download disabled"
-    hint = _layout_hint(dataset, root, train=train)
-    return DatasetNotFoundError(f"{name} not found in {root} ({reason})", fix=hint)
+    files = ", ".join(_all_files(dataset))
+    fix = f"put the folder {tv.base_folder}/ ({files}, as extracted from {tv.filename}) in {root}"
+    if not train:  # the sample folder holds no training images
+        fix += f", or run `ikl-zoo sample-data --out {root}` for the 20 real test images foolbox ships"
+    return DatasetNotFoundError(f"{name} not found in {root} ({reason})", fix=fix)
 
 
 def is_official_cifar(dataset: str, *, data_dir: str | os.PathLike[str]) -> bool:
     """Whether ``data_dir`` holds torchvision's md5-checked CIFAR (the published figures' images)."""
-    return _root_marker(dataset, data_dir) is None
+    return _marker(data_dir, dataset) is None
 
 
 def data_source(dataset: str, *, data_dir: str | os.PathLike[str]) -> str:
-    marker = _root_marker(dataset, data_dir)
+    marker = _marker(data_dir, dataset)
     if marker is None:
         return f"{DISPLAY_NAMES[dataset]} (torchvision, md5-checked)"
     return f"{DISPLAY_NAMES[dataset]} folder written by ikl-zoo: {marker.get('source', 'arrays')}"

@@ -49,8 +49,7 @@ def weighted_logit_mse(z_m: Tensor, z_n: Tensor, weights: Tensor, *, pairwise: b
     matrices, to check and benchmark the O(C) form every loss here uses."""
     _check_logits(z_m, z_n)
     if weights.shape != z_m.shape:
-        shapes = f"{tuple(z_m.shape)}, got {tuple(weights.shape)}"
-        raise ValueError(f"weights must have the logits' shape {shapes}")
+        raise ValueError(f"weights must have shape {tuple(z_m.shape)}, got {tuple(weights.shape)}")
     if pairwise:
         delta_m = z_m.unsqueeze(2) - z_m.unsqueeze(1)
         delta_n = z_n.unsqueeze(2) - z_n.unsqueeze(1)
@@ -124,10 +123,8 @@ def ikl_kd_loss(
     from 1, fractions allowed) is required.
     """
     _check_logits(z_m, z_n)
-    if class_prior is not None:
-        weights = _class_weights(class_prior, y, z_m)
-    else:
-        weights = F.softmax(z_m.detach() / config.weight_temperature, dim=1)
+    weights = (_class_weights(class_prior, y, z_m) if class_prior is not None
+               else F.softmax(z_m.detach() / config.weight_temperature, dim=1))
     warmup = 1.0  # the IKL terms grow linearly over warmup_epochs
     if config.warmup_epochs > 0:
         if epoch is None:

@@ -1,15 +1,12 @@
-"""The training split with IKL-AT's augmentation: random crop (padding 4) and flip, AutoAugment optional."""
+"""IKL-AT's training augmentation: random crop (padding 4) and flip, AutoAugment optional."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torchvision import transforms
-
-from ikl_zoo.data import cifar_dataset
 
 
 class TwoViews:
@@ -37,9 +34,3 @@ def augmentation_description(*, autoaugment: bool) -> str:
     basic = "random crop 32 (padding 4) + horizontal flip"
     return f"two views: {basic}; the same + AutoAugment (CIFAR-10 policy)" if autoaugment else basic
 
-
-def training_dataset(
-    dataset: str, *, data_dir: str | os.PathLike[str], autoaugment: bool, download: bool
-) -> torch.utils.data.Dataset:
-    transform = training_transform(autoaugment=autoaugment)
-    return cifar_dataset(dataset, data_dir=data_dir, train=True, transform=transform, download=download)

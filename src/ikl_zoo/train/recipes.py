@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,19 @@ from ikl_zoo.zoo.registry import list_models
 
 _RELEASED_CODE = "github.com/jiequancui/DKL, DKLv2/Adv-training-dkl/train_dkl_{}.py"
 _PAPER = "Cui et al., Decoupled Kullback-Leibler Divergence Loss, NeurIPS 2024 (arXiv 2305.13948)"
-_AT_LEAST_ONE = ("epochs", "batch_size", "ema_start_epoch")
-_NOT_NEGATIVE = ("lr_warmup_epochs", "attack_steps", "awp_warmup_epochs")
-_FINITE_NOT_NEGATIVE = ("eps", "attack_step_size", "weight_decay", "awp_gamma", "aug_weight", "alpha", "beta",
-                        "attack_alpha", "attack_beta", "prior_power")
+# The checks of the knobs: (knobs, passes, what each of them must be).
+_CHECKS: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
+    (("epochs", "batch_size", "ema_start_epoch"), lambda v: v >= 1, "must be at least 1"),
+    (("lr_warmup_epochs", "attack_steps", "awp_warmup_epochs", "eps_ramp_epochs"),
+     lambda v: v is None or v >= 0, "must not be negative"),
+    (("eps", "attack_step_size", "weight_decay", "awp_gamma", "aug_weight", "alpha", "beta", "attack_alpha",
+      "attack_beta", "prior_power"), lambda v: math.isfinite(v) and v >= 0, "must be a finite number >= 0"),
+    (("lr", "temperature"), lambda v: math.isfinite(v) and v > 0, "must be a positive finite number"),
+    (("momentum", "ema_decay"), lambda v: 0 <= v < 1, "must lie in [0, 1)"),
+    (("seed",), lambda v: 0 <= v < 2**32, "must lie in [0, 2**32 - 1]"),
+    (("dataset",), lambda v: v in DATASETS, f"must be one of {', '.join(DATASETS)}"),
+    (("ema_every",), lambda v: v in ("epoch", "step"), "must be 'epoch' or 'step'"),
+)
 
 
 class RecipeError(IklZooError):
@@ -79,21 +89,8 @@ class Recipe:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        problems = [f"{knob} must be at least 1" for knob in _AT_LEAST_ONE if getattr(self, knob) < 1]
-        problems += [f"{knob} must not be negative" for knob in _NOT_NEGATIVE if getattr(self, knob) < 0]
-        problems += [f"{knob} must be a finite number >= 0" for knob in _FINITE_NOT_NEGATIVE
-                     if not (math.isfinite(getattr(self, knob)) and getattr(self, knob) >= 0)]
-        problems += [f"{knob} must be a positive finite number" for knob in ("lr", "temperature")
-                     if not (math.isfinite(getattr(self, knob)) and getattr(self, knob) > 0)]
-        checks = {
-            f"dataset must be one of {', '.join(DATASETS)}": self.dataset in DATASETS,
-            "eps_ramp_epochs must not be negative": self.eps_ramp_epochs is None or self.eps_ramp_epochs >= 0,
-            "momentum must lie in [0, 1)": 0 <= self.momentum < 1,
-            "seed must lie in [0, 2**32 - 1]": 0 <= self.seed < 2**32,
-            "ema_decay must lie in [0, 1)": 0 <= self.ema_decay < 1,
-            "ema_every must be 'epoch' or 'step'": self.ema_every in ("epoch", "step"),
-        }
-        problems += [problem for problem, passed in checks.items() if not passed]
+        problems = [f"{knob} {problem}" for knobs, passes, problem in _CHECKS for knob in knobs
+                    if not passes(getattr(self, knob))]
         if math.isfinite(self.eps) and self.eps > 1:
             # Inputs lie in [0, 1]: a radius above 1 is almost always pixel levels (8 meaning 8/255).
             hint = f"did you mean {self.eps:g}/255?" if float(self.eps).is_integer() else "e.g. 8/255"
