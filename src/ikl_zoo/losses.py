@@ -18,7 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ClassPrior", "KDConfig", "dkl_loss", "ikl_kd_loss", "ikl_loss", "kl_loss", "weighted_logit_mse"]
+from ikl_zoo.errors import IklZooError
+
+__all__ = ["KD_PRESETS", "ClassPrior", "KDConfig", "dkl_loss", "ikl_kd_loss", "ikl_loss", "kd_preset",
+           "kl_loss", "weighted_logit_mse"]
 
 
 def _check_logits(z_m: Tensor, z_n: Tensor) -> None:
@@ -100,14 +103,52 @@ def ikl_loss(
 
 @dataclass(frozen=True)
 class KDConfig:
-    """The hyper-parameters of IKL for knowledge distillation, as ``ikl_kd_loss`` uses them."""
+    """The hyper-parameters of IKL for knowledge distillation, as ``ikl_kd_loss`` uses them.
+
+    The defaults are those of the authors' distiller (github.com/jiequancui/DKL, ``DKLv1/KD-dkl/mdistiller``:
+    ``IKL_KD`` in ``engine/cfg.py``, the loss in ``distillers/IKL_KD.py``), so ``weight_temperature`` (their
+    ``T2``) is 100. ``uses_class_prior`` (their ``GI``) says the configuration expects a class prior, built at
+    ``weight_temperature``; ``source`` is the file its values come from.
+    """
 
     alpha: float = 1.0
     beta: float = 1.0
     temperature: float = 1.0
-    weight_temperature: float = 1.0
+    weight_temperature: float = 100.0
     ce_weight: float = 1.0
     warmup_epochs: float = 0.0
+    uses_class_prior: bool = False
+    source: str = ""
+
+
+_KD_CONFIGS = "github.com/jiequancui/DKL, DKLv1/KD-dkl/configs/"
+# CIFAR-100 (configs/cifar100/ikl_kd/STEM.yaml): T 4, 20 warm-up epochs, no GI key (T2 stays 100).
+_CIFAR100_KD = {  # teacher-student: (STEM, alpha, beta)
+    "res110-res32": ("res110_res32", 1, 12), "res32x4-res8x4": ("res32x4_res8x4", 1, 8),
+    "res32x4-shufflev1": ("res32x4_shuv1", 1, 8), "res32x4-shufflev2": ("res32x4_shuv2", 3, 12),
+    "res50-mobilenetv2": ("res50_mv2", 1, 12), "res56-res20": ("res56_res20", 1, 4),
+    "vgg13-mobilenetv2": ("vgg13_mv2", 4, 12), "vgg13-vgg8": ("vgg13_vgg8", 1, 12),
+    "wrn40_2-shufflev1": ("wrn40_2_shuv1", 1, 4), "wrn40_2-wrn16_2": ("wrn40_2_wrn_16_2", 3, 12),
+    "wrn40_2-wrn40_1": ("wrn40_2_wrn_40_1", 1, 8),
+}
+# ImageNet (configs/imagenet/PAIR/ikl_kd.yaml): GI on with T2 1, T 1; their WARMUP default of 1 epoch is a
+# no-op as their epochs count from 1.
+KD_PRESETS: dict[str, KDConfig] = {
+    **{f"cifar100-{pair}": KDConfig(float(alpha), float(beta), temperature=4.0, warmup_epochs=20.0,
+                                    source=f"{_KD_CONFIGS}cifar100/ikl_kd/{stem}.yaml")
+       for pair, (stem, alpha, beta) in _CIFAR100_KD.items()},
+    "imagenet-res34-res18": KDConfig(1.0, 0.5, weight_temperature=1.0, uses_class_prior=True,
+                                     source=f"{_KD_CONFIGS}imagenet/r34_r18/ikl_kd.yaml"),
+    "imagenet-res50-mobilenetv1": KDConfig(4.0, 1.0, weight_temperature=1.0, uses_class_prior=True,
+                                           source=f"{_KD_CONFIGS}imagenet/r50_mv1/ikl_kd.yaml"),
+}
+
+
+def kd_preset(name: str) -> KDConfig:
+    """The authors' released KD configuration ``name`` (a key of ``KD_PRESETS``)."""
+    if name not in KD_PRESETS:
+        raise IklZooError(f"unknown KD preset {name!r}", fix=f"known: {', '.join(KD_PRESETS)}")
+    return KD_PRESETS[name]
 
 
 def ikl_kd_loss(
@@ -118,11 +159,14 @@ def ikl_kd_loss(
 
     ``ce_weight * CE(z_n, y) + min(epoch / warmup_epochs, 1) * (beta * wMSE + alpha * CE_T)`` where
     ``CE_T = -S(softmax(z_m / T)) . log softmax(z_n / T)``. The wMSE weights come from the class prior (global
-    information on: pass ``class_prior``, e.g. a ``ClassPrior`` over teacher logits at ``weight_temperature``)
-    or, without it, from ``softmax(z_m / weight_temperature)`` per sample. With a warm-up, ``epoch`` (counted
-    from 1, fractions allowed) is required.
+    information on: pass ``class_prior``, e.g. a ``ClassPrior`` over teacher logits at ``weight_temperature``;
+    required when ``config.uses_class_prior``) or, without it, from ``softmax(z_m / weight_temperature)`` per
+    sample. With a warm-up, ``epoch`` (counted from 1, fractions allowed) is required.
     """
     _check_logits(z_m, z_n)
+    if config.uses_class_prior and class_prior is None:
+        raise ValueError("ikl_kd_loss: this configuration uses the class prior: pass class_prior= (a "
+                         "ClassPrior built at temperature=config.weight_temperature)")
     weights = (_class_weights(class_prior, y, z_m) if class_prior is not None
                else F.softmax(z_m.detach() / config.weight_temperature, dim=1))
     warmup = 1.0  # the IKL terms grow linearly over warmup_epochs

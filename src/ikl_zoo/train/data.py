@@ -19,18 +19,23 @@ class TwoViews:
         return self.basic(image), self.augmented(image)
 
 
-def training_transform(*, autoaugment: bool) -> Callable[[Any], Any]:
-    """Crop with 4-pixel zero padding, horizontal flip, ``ToTensor``; with ``autoaugment`` two views."""
+def training_transform(*, autoaugment: bool, fill: int) -> Callable[[Any], Any]:
+    """Crop with 4-pixel zero padding, horizontal flip, ``ToTensor``; with ``autoaugment`` two views.
+
+    AutoAugment fills what rotate, shear and translate uncover with grey level ``fill`` in every channel (the
+    recipe's ``autoaugment_fill``).
+    """
     crop_flip = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
     basic = transforms.Compose([*crop_flip, transforms.ToTensor()])
     if not autoaugment:
         return basic
-    policy = transforms.AutoAugment(transforms.AutoAugmentPolicy.CIFAR10)
+    policy = transforms.AutoAugment(transforms.AutoAugmentPolicy.CIFAR10, fill=[fill] * 3)
     return TwoViews(basic, transforms.Compose([*crop_flip, policy, transforms.ToTensor()]))
 
 
-def augmentation_description(*, autoaugment: bool) -> str:
+def augmentation_description(*, autoaugment: bool, fill: int) -> str:
     """The training transform in words, for the zoo folder's config and so its model card."""
     basic = "random crop 32 (padding 4) + horizontal flip"
-    return f"two views: {basic}; the same + AutoAugment (CIFAR-10 policy)" if autoaugment else basic
+    policy = f"AutoAugment (CIFAR-10 policy, fill {fill})"
+    return f"two views: {basic}; the same + {policy}" if autoaugment else basic
 

@@ -212,7 +212,7 @@ class _TrainingRun:
                     "world_size": processes.world_size, "device": device.type}
         self.train_set = cifar_dataset(
             recipe.dataset, data_dir=settings.data_dir, train=True, download=settings.download,
-            transform=training_transform(autoaugment=recipe.autoaugment),
+            transform=training_transform(autoaugment=recipe.autoaugment, fill=recipe.autoaugment_fill),
         )
         prepare_out_dir(self.out_dir)
         self.sampler = DistributedSampler(
@@ -309,7 +309,8 @@ class _TrainingRun:
         model_dir = self.out_dir / MODEL_DIR_NAME
         if self.processes.is_main:
             data = {"dataset": self.recipe.dataset, "split": "train", "images": len(self.train_set),
-                    "augmentation": augmentation_description(autoaugment=self.recipe.autoaugment)}
+                    "augmentation": augmentation_description(
+                        autoaugment=self.recipe.autoaugment, fill=self.recipe.autoaugment_fill)}
             save_model(model_dir, self.trainer, run=self.run, architecture=self.architecture,
                        model_id=self.model_id, data=data)
         self.processes.barrier()

@@ -36,6 +36,7 @@ _CHECKS: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
     (("lr", "temperature"), lambda v: math.isfinite(v) and v > 0, "must be a positive finite number"),
     (("momentum", "ema_decay"), lambda v: 0 <= v < 1, "must lie in [0, 1)"),
     (("seed",), lambda v: 0 <= v < 2**32, "must lie in [0, 2**32 - 1]"),
+    (("autoaugment_fill",), lambda v: v in range(256), "must be a grey level in [0, 255]"),
     (("dataset",), lambda v: v in DATASETS, f"must be one of {', '.join(DATASETS)}"),
     (("ema_every",), lambda v: v in ("epoch", "step"), "must be 'epoch' or 'step'"),
 )
@@ -56,7 +57,9 @@ class Recipe:
     wMSE in the loss, ``attack_alpha``/``attack_beta`` in the attack; ``temperature`` and ``prior_power`` (the
     released ``gamma``) shape the class prior. AWP (``awp_gamma``, 0: off) starts at ``awp_warmup_epochs``;
     the average folds in every epoch's or step's weights from ``ema_start_epoch``. ``autoaugment`` adds a
-    second view whose IKL is weighted ``aug_weight``.
+    second view whose IKL is weighted ``aug_weight``; AutoAugment fills the area its rotations, shears and
+    translations uncover with grey ``autoaugment_fill``, by default the authors' 128 (their ``CIFAR10Policy``,
+    ``DKLv2/Adv-training-dkl/autoaug.py``; torchvision's default is 0).
     """
 
     name: str
@@ -86,6 +89,7 @@ class Recipe:
     ema_start_epoch: int = 1
     autoaugment: bool = False
     aug_weight: float = 0.5
+    autoaugment_fill: int = 128
     seed: int = 0
 
     def __post_init__(self) -> None:
