@@ -105,10 +105,8 @@ def ikl_loss(
 class KDConfig:
     """The hyper-parameters of IKL for knowledge distillation, as ``ikl_kd_loss`` uses them.
 
-    The defaults are those of the authors' distiller (github.com/jiequancui/DKL, ``DKLv1/KD-dkl/mdistiller``:
-    ``IKL_KD`` in ``engine/cfg.py``, the loss in ``distillers/IKL_KD.py``), so ``weight_temperature`` (their
-    ``T2``) is 100. ``uses_class_prior`` (their ``GI``) says the configuration expects a class prior, built at
-    ``weight_temperature``; ``source`` is the file its values come from.
+    Defaults as the authors' ``IKL_KD`` (``DKLv1/KD-dkl/mdistiller/engine/cfg.py``): ``weight_temperature``
+    (``T2``) 100. ``uses_class_prior`` (``GI``): a class prior built at ``weight_temperature`` is required.
     """
 
     alpha: float = 1.0
@@ -131,8 +129,7 @@ _CIFAR100_KD = {  # teacher-student: (STEM, alpha, beta)
     "wrn40_2-shufflev1": ("wrn40_2_shuv1", 1, 4), "wrn40_2-wrn16_2": ("wrn40_2_wrn_16_2", 3, 12),
     "wrn40_2-wrn40_1": ("wrn40_2_wrn_40_1", 1, 8),
 }
-# ImageNet (configs/imagenet/PAIR/ikl_kd.yaml): GI on with T2 1, T 1; their WARMUP default of 1 epoch is a
-# no-op as their epochs count from 1.
+# ImageNet: GI on, T2 1, T 1; cfg.py's 1 warm-up epoch is none, as their epochs count from 1.
 KD_PRESETS: dict[str, KDConfig] = {
     **{f"cifar100-{pair}": KDConfig(float(alpha), float(beta), temperature=4.0, warmup_epochs=20.0,
                                     source=f"{_KD_CONFIGS}cifar100/ikl_kd/{stem}.yaml")
@@ -145,7 +142,7 @@ KD_PRESETS: dict[str, KDConfig] = {
 
 
 def kd_preset(name: str) -> KDConfig:
-    """The authors' released KD configuration ``name`` (a key of ``KD_PRESETS``)."""
+    """The authors' released configuration ``name`` (see ``KD_PRESETS``)."""
     if name not in KD_PRESETS:
         raise IklZooError(f"unknown KD preset {name!r}", fix=f"known: {', '.join(KD_PRESETS)}")
     return KD_PRESETS[name]

@@ -20,11 +20,7 @@ class TwoViews:
 
 
 def training_transform(*, autoaugment: bool, fill: int) -> Callable[[Any], Any]:
-    """Crop with 4-pixel zero padding, horizontal flip, ``ToTensor``; with ``autoaugment`` two views.
-
-    AutoAugment fills what rotate, shear and translate uncover with grey level ``fill`` in every channel (the
-    recipe's ``autoaugment_fill``).
-    """
+    """Crop (4-pixel zero padding), flip, ``ToTensor``; ``autoaugment``: two views, AutoAugment fills grey."""
     crop_flip = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
     basic = transforms.Compose([*crop_flip, transforms.ToTensor()])
     if not autoaugment:
@@ -36,6 +32,6 @@ def training_transform(*, autoaugment: bool, fill: int) -> Callable[[Any], Any]:
 def augmentation_description(*, autoaugment: bool, fill: int) -> str:
     """The training transform in words, for the zoo folder's config and so its model card."""
     basic = "random crop 32 (padding 4) + horizontal flip"
-    policy = f"AutoAugment (CIFAR-10 policy, fill {fill})"
-    return f"two views: {basic}; the same + {policy}" if autoaugment else basic
+    augmented = f"two views: {basic}; the same + AutoAugment (CIFAR-10 policy, fill {fill})"
+    return augmented if autoaugment else basic
 
