@@ -26,8 +26,6 @@ def _blocks_per_group(depth: int) -> int:
 
 
 # WRN-34-10 as TRADES and RobustBench define it: ReLU, pre-activation, inputs in [0, 1].
-
-
 class TradesBlock(nn.Module):
     """Pre-activation basic block; a 1x1 ``convShortcut`` where the width changes."""
 
@@ -104,8 +102,6 @@ class WideResNet(nn.Module):
 
 
 # WRN-28-10 as DeepMind and RobustBench define it: SiLU, explicit "SAME" padding, normalisation inside.
-
-
 class DMBlock(nn.Module):
     def __init__(
         self, in_planes: int, out_planes: int, stride: int, activation: type[nn.Module], bn_momentum: float
@@ -173,8 +169,6 @@ class DMWideResNet(nn.Module):
 
 
 # The CIFAR ResNet-18 whose plainly trained checkpoint ships with pyautoattack (demo model).
-
-
 class ResNetBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int) -> None:
         super().__init__()

@@ -1,12 +1,6 @@
-"""Checkpoint files in every format the IKL-AT and RobustBench checkpoints come in, read without unpickling
-code (safetensors, or ``torch.load(weights_only=True)``); zoo folders; loading weights strictly.
-
-A *zoo folder* is what ikl-zoo publishes on the Hugging Face Hub and what ``convert`` and training write::
-
-    model.safetensors   the state_dict, safetensors (no pickle)
-    config.json         the model's ``ModelSpec``: enough to rebuild the network without the registry
-    README.md           the model card (written by ``ikl_zoo.cards`` or ``ikl-zoo convert``; optional here)
-"""
+"""Checkpoints in every format IKL-AT and RobustBench use, read without unpickling code; zoo folders
+(``model.safetensors`` + ``config.json``, the ``ModelSpec``; ``README.md`` optional), as published on the
+Hub and written by ``convert`` and training; loading weights strictly."""
 
 from __future__ import annotations
 

@@ -46,16 +46,7 @@ class Weights:
     path: Path
     sha256: str  # hashed once, while verifying
     commit: str | None = None  # the Hub commit (snapshot folder) the file came from
-
-
-@dataclass(frozen=True)
-class HubModel:
-    """A zoo folder on the Hub, ``hf-hub:ORG/NAME[@REVISION]``: its config, weights and the commit served."""
-
-    repo_id: str
-    revision: str  # as requested: branch, tag or commit
-    spec: ModelSpec
-    weights: Weights  # ``weights.commit`` is the commit the Hub resolved ``revision`` to
+    spec: ModelSpec | None = None  # for a Hub zoo folder: what its config.json describes
 
 
 class _FileMissing(DownloadError):
@@ -97,7 +88,7 @@ def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
     if spec.hub_repo_name:
         repo_id, pinned = spec.hub_repo_id(), revision or spec.revision
         try:
-            return _hub_folder(repo_id, pinned, sha256=spec.sha256).weights
+            return _hub_folder(repo_id, pinned, sha256=spec.sha256)
         except DownloadError as miss:  # its fix is for the repository's owner: only the problem is told
             attempts.append(f"Hugging Face Hub {repo_id}@{pinned}: {miss.problem}")
         if revision is not None:
@@ -170,7 +161,7 @@ def parse_hub_name(name: str, *, revision: str | None = None) -> tuple[str, str]
     return repo_id, pinned or revision or "main"
 
 
-def fetch_hub_model(repo_id: str, revision: str = "main") -> HubModel:
+def fetch_hub_model(repo_id: str, revision: str = "main") -> Weights:
     """A Hub zoo folder: config checked as a ``ModelSpec``, weights against its sha256; any other repository
     gets one line saying what it holds and the fix."""
     try:
@@ -188,7 +179,7 @@ def hub_config_sha256(repo_id: str, revision: str) -> str | None:
         return None
 
 
-def _hub_folder(repo_id: str, revision: str, *, sha256: str | None = None) -> HubModel:
+def _hub_folder(repo_id: str, revision: str, *, sha256: str | None = None) -> Weights:
     """Both files of a Hub zoo folder, the weights checked against ``sha256`` (else the config's)."""
     spec = _hub_spec(repo_id, revision)
     expected = sha256 or spec.sha256
@@ -197,7 +188,7 @@ def _hub_folder(repo_id: str, revision: str, *, sha256: str | None = None) -> Hu
     weights = _hub_file(repo_id, WEIGHTS_NAME, revision)
     # A snapshot file links to a blob: only removing the repository's cache folder forces a fresh copy.
     actual = verify_sha256(weights, expected, fix=f"delete {weights.parents[2]} and rerun to download again")
-    return HubModel(repo_id, revision, spec, Weights(weights, actual, commit=weights.parent.name))
+    return Weights(weights, actual, commit=weights.parent.name, spec=spec)
 
 
 def _hub_spec(repo_id: str, revision: str) -> ModelSpec:

@@ -91,10 +91,10 @@ def load(
                               fix="leave the checkpoint out, or name the registered id it belongs to")
     spec = None if hub_name else _registered(str(model_id), dataset)
     if hub_name is not None:
-        found = fetch_hub_model(*hub_name)
-        spec, weights, source = found.spec, found.weights, f"{HF_HUB_PREFIX}{found.repo_id}@{found.revision}"
+        weights, (repo_id, hub_revision) = fetch_hub_model(*hub_name), hub_name
+        spec, source = weights.spec, f"{HF_HUB_PREFIX}{repo_id}@{hub_revision}"
         state, description = read_state_dict(weights.path), f"{source} ({spec.architecture})"
-        hub = {"hub_repo": found.repo_id, "hub_revision": found.revision}
+        hub = {"hub_repo": repo_id, "hub_revision": hub_revision}
     elif checkpoint is not None:
         source = str(Path(checkpoint).expanduser())
         state, weights = _read_checkpoint(Path(source))
