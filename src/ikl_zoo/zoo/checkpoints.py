@@ -293,7 +293,11 @@ def load_state_dict_strict(
     dataset: str | None = None,
 ) -> None:
     """``model.load_state_dict(state, strict=True)`` with one-line errors that name the fix."""
-    expected_classes, found_classes = _class_counts(model, state)
+    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    key = f"{linear[-1]}.weight" if linear else ""
+    expected_classes = model.state_dict()[key].shape[0] if linear else None
+    found = state.get(key)
+    found_classes = found.shape[0] if found is not None and found.dim() == 2 else None
     if expected_classes is not None and found_classes is not None and expected_classes != found_classes:
         registered_for = {spec.dataset for spec in list_models() if spec.model_id == model_name}
         matching = [ds for ds, count in NUM_CLASSES.items() if count == found_classes]
@@ -316,12 +320,3 @@ def load_state_dict_strict(
     # A plain dict (no _metadata): BatchNorm then fills in a missing num_batches_tracked.
     model.load_state_dict(dict(state), strict=True)
 
-
-def _class_counts(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[int | None, int | None]:
-    linear_names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not linear_names:
-        return None, None
-    key = f"{linear_names[-1]}.weight"
-    found = state.get(key)
-    expected = model.state_dict()[key].shape[0]
-    return expected, (found.shape[0] if found is not None and found.dim() == 2 else None)

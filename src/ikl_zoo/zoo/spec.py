@@ -7,6 +7,7 @@ config.json holds what the weights are: ``{"ikl_zoo_version", "model_id", "datas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -39,8 +40,7 @@ class PublishedFigures:
     source: str
 
     def to_dict(self) -> dict[str, float | str]:
-        """The shape results, records and cards carry published figures in."""
-        return {"clean_acc": self.clean_acc, "autoattack_acc": self.autoattack_acc, "source": self.source}
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
