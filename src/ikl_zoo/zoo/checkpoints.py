@@ -191,9 +191,8 @@ def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint: a zoo folder (sha256 checked), a ``.safetensors`` or a PyTorch file
-    (zip or legacy pickle, ``weights_only=True``) holding a raw state_dict or one wrapped in ``state_dict``/
-    ``model_state_dict``, keys prefixed ``module.``, ``module.0.`` or ``model.`` or not."""
+    """The tensors of a zoo folder (sha256 checked), a ``.safetensors`` or a PyTorch file (zip or legacy),
+    unwrapped from ``state_dict``/``model_state_dict``/``model``, without ``module.``/``model.`` prefixes."""
     path = Path(path).expanduser()
     return read_folder(path)[1] if path.is_dir() else read_weights_file(path)
 

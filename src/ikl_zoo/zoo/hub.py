@@ -71,11 +71,8 @@ def download_checkpoint(model_id: str, *, dataset: str = "cifar10", revision: st
 
 
 def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
-    """A registered model's weights: a package file, the Hub, the converted Drive cache, then Google Drive.
-
-    ``revision`` overrides the pinned Hub revision and is served by the Hub only. Raises ``DownloadError``
-    naming every attempt and the fix, ``ChecksumMismatchError`` on a bad file.
-    """
+    """A registered model's weights: a package file, the Hub, the converted Drive cache, then Google Drive;
+    an explicit ``revision`` is served by the Hub only. ``DownloadError`` names every attempt and the fix."""
     name = f"{spec.model_id} ({spec.dataset})"
     if revision is not None and not revision.strip():
         raise DownloadError("empty revision", fix="pass a Hub branch, tag or commit, or leave --revision out")

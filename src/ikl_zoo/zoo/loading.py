@@ -66,12 +66,9 @@ def load_model(
 ) -> nn.Module:
     """The network with its weights, on ``device``, in eval mode.
 
-    ``model_id`` is a registered id (see ``ikl-zoo list``) for ``dataset``, ``hf-hub:ORG/NAME[@REVISION]``
-    (a zoo folder on the Hub, e.g. pushed by ``ikl-zoo push``), or the path of a zoo folder
-    (``model.safetensors`` + ``config.json``, as written by ``ikl-zoo convert`` or training; its config
-    says the dataset). ``checkpoint`` replaces the published weights with a local ``.pt``/``.pth``/
-    ``.safetensors`` file or zoo folder in any format ``read_state_dict`` reads. ``revision`` pins the Hub
-    revision (branch, tag or commit) instead of the registry's.
+    ``model_id`` is a registered id (``ikl-zoo list``) for ``dataset``, ``hf-hub:ORG/NAME[@REVISION]`` (a zoo
+    folder on the Hub) or a local zoo folder (its config says the dataset). ``checkpoint`` replaces the
+    published weights with a local file or zoo folder ``read_state_dict`` reads; ``revision`` pins the Hub's.
     """
     return load(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision).network
 
