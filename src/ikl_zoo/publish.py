@@ -1,9 +1,5 @@
-"""Publishing weights: a checkpoint into a Hub-ready zoo folder with its model card, checked, then pushed.
-It uses both the zoo and the cards, so that the zoo never imports the cards.
-
-Mirroring moves the authors' Google Drive checkpoint of a registered model to a pinned Hub zoo folder; each
-checkpoint is checked first: it loads key for key into RobustBench's own constructor, and that network gives
-the same logits as ikl-zoo's on the sample CIFAR images."""
+"""Publishing weights: a checkpoint into a zoo folder with its model card, checked, pushed; mirroring the
+authors' Google Drive checkpoints to the Hub once they match RobustBench's networks. Above zoo and cards."""
 
 from __future__ import annotations
 
@@ -44,11 +40,8 @@ def convert_checkpoint(
     dataset: str = "cifar10",
     overwrite: bool = False,
 ) -> Path:
-    """Turn a checkpoint in any supported format into a zoo folder with its model card; returns the folder.
-
-    The checkpoint is loaded strictly into the registered architecture first. A folder that already holds
-    anything is refused unless ``overwrite`` (then its three files are replaced, the rest kept).
-    """
+    """A checkpoint in any supported format, loaded strictly, as a zoo folder with its model card; a folder
+    that holds anything is refused unless ``overwrite`` (then its three files are replaced, the rest kept)."""
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise PublishError(f"{out_dir} is a file", fix="pass an -o/--out folder")
@@ -65,9 +58,9 @@ def convert_checkpoint(
     from ikl_zoo.cards import write_model_card
 
     try:
-        spec = loaded.spec
-        folder = save_zoo_folder(loaded.network, out_dir, entry_or_config=spec, extra={"source": source})
-        write_model_card(spec, folder, config=read_zoo_config(folder))
+        folder = save_zoo_folder(loaded.network, out_dir, entry_or_config=loaded.spec,
+                                 extra={"source": source})
+        write_model_card(loaded.spec, folder, config=read_zoo_config(folder))
     except OSError as error:
         raise PublishError(
             f"cannot write {out_dir} ({error.strerror or type(error).__name__})",
@@ -114,9 +107,8 @@ def push_zoo_folder(
     token: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Validate a zoo folder and upload its three files to ``repo_id`` (created if needed); returns the
-    commit URL. ``token`` defaults to ``HF_TOKEN`` / the stored login, as everywhere in huggingface_hub."""
-    from huggingface_hub import HfApi
+    """Validate a zoo folder and upload its three files to ``repo_id`` (created if needed); the commit URL."""
+    from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -148,8 +140,6 @@ def push_zoo_folder(
             f"the Hub refused the upload to {repo_id} ({first_line(error)})", fix=_refusal_fix(error, repo_id)
         ) from None
     except (OSError, *transport_errors()) as error:
-        from huggingface_hub import constants
-
         raise PublishError(
             f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id} ({first_line(error)})",
             fix="check the network or HF_ENDPOINT",
@@ -184,10 +174,9 @@ class Mirrored:
         """What to print: a skip, or the pins to paste into the registry."""
         if self.skipped:
             return [f"{self.repo_id}@{self.revision}: already holds sha256 {self.sha256}, skipped"]
-        pins = [f"# {self.spec.model_id} ({self.spec.dataset}) -> {self.repo_id}",
+        return [f"# {self.spec.model_id} ({self.spec.dataset}) -> {self.repo_id}",
                 f'hub_repo_name="{self.repo_id.split("/", 1)[1]}",',
                 f'revision="{self.revision or "<dry run: not pushed>"}",', f'sha256="{self.sha256}",']
-        return pins
 
 
 def mirror_model(spec: ModelSpec, target: MirrorTarget, *, checkpoint: Path | None = None) -> Mirrored:
@@ -208,13 +197,20 @@ def mirror_model(spec: ModelSpec, target: MirrorTarget, *, checkpoint: Path | No
         url = push_zoo_folder(folder, repo_id=repo_id, token=target.token, commit_message=message)
     commit = url.rstrip("/").rsplit("/", 1)[-1]
     if target.tag:
-        _create_tag(repo_id, target, commit)
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError
+
+        try:
+            HfApi(token=target.token).create_tag(repo_id, tag=target.tag, revision=commit)
+        except HfHubHTTPError as error:
+            raise PublishError(f"pushed {repo_id}@{commit} but could not tag it {target.tag} "
+                               f"({first_line(error)})",
+                               fix="create the tag on the Hub, or rerun with another --tag") from None
     return Mirrored(spec, repo_id, sha256, target.tag or commit)
 
 
 def check_against_robustbench(spec: ModelSpec, checkpoint: Path) -> None:
-    """The checkpoint loads strictly into RobustBench's constructor and ikl-zoo's network, whose logits on
-    the sample images agree within ``LOGITS_TOLERANCE``; ``PublishError`` otherwise."""
+    """``PublishError`` unless the checkpoint loads into RobustBench's network and ours, logits agreeing."""
     from ikl_zoo._robustbench import robustbench_model_dicts
     from ikl_zoo.data import foolbox_sample
 
@@ -239,16 +235,3 @@ def check_against_robustbench(spec: ModelSpec, checkpoint: Path) -> None:
             fix="the architectures disagree: compare the registry entry with RobustBench's",
         )
 
-
-def _create_tag(repo_id: str, target: MirrorTarget, commit: str) -> None:
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    assert target.tag is not None
-    try:
-        HfApi(token=target.token).create_tag(repo_id, tag=target.tag, revision=commit)
-    except HfHubHTTPError as error:
-        raise PublishError(
-            f"pushed {repo_id}@{commit} but could not tag it {target.tag} ({first_line(error)})",
-            fix="create the tag on the Hub, or rerun with another --tag",
-        ) from None

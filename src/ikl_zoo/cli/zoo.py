@@ -32,7 +32,7 @@ def download(model: str, dataset: str, revision: str | None) -> None:
 
     hub_name = parse_hub_name(model, revision=revision)
     if hub_name is not None:
-        weights = fetch_hub_model(*hub_name).weights
+        weights = fetch_hub_model(*hub_name)
         click.echo(f"commit: {weights.commit}")
     else:
         weights = fetch_weights(get_model_entry(model, dataset=dataset), revision=revision)
