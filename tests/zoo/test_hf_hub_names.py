@@ -96,3 +96,19 @@ def test_malformed_hub_names_and_disagreeing_revisions_are_one_line(fake_hub):
         load("hf-hub:a/b@v1", revision="v2")
     with pytest.raises(CheckpointError, match="brings its own weights"):
         load("hf-hub:a/b", checkpoint="weights.pt")
+
+
+def test_eval_of_an_hf_hub_name_records_repository_revision_and_served_commit(fake_hub, hub_folder, tmp_path):
+    from ikl_zoo.data import write_sample_data_dir
+
+    data = write_sample_data_dir(tmp_path / "data", datasets=("cifar10",))
+    commit = fake_hub.repos[REPO].commit
+    args = ["eval", "--model", f"hf-hub:{REPO}@main", "--data-dir", str(data), "--no-download",
+            "--n-examples", "4", "--version", "custom", "--attacks", "apgd-ce", "--attack-option", "apgd.n_iter=2",
+            "--device", "cpu", "--out", str(tmp_path / "run"), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / "run" / "result.json").read_text())["provenance"]["hub"]
+    assert recorded == {"repo": REPO, "revision": "main", "commit": commit}
+    wrong = CliRunner().invoke(main, [*args[:-3], "--dataset", "cifar100", "--out", str(tmp_path / "other")])
+    assert wrong.exit_code == 2 and "pass --dataset cifar10" in wrong.output
