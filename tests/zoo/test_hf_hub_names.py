@@ -105,7 +105,8 @@ def test_eval_of_an_hf_hub_name_records_repository_revision_and_served_commit(fa
     commit = fake_hub.repos[REPO].commit
     args = ["eval", "--model", f"hf-hub:{REPO}@main", "--data-dir", str(data), "--no-download",
             "--n-examples", "4", "--version", "custom", "--attacks", "apgd-ce",
-            "--attack-option", "apgd.n_iter=2", "--device", "cpu", "--out", str(tmp_path / "run"), "--no-progress"]
+            "--attack-option", "apgd.n_iter=2", "--device", "cpu",
+            "--out", str(tmp_path / "run"), "--no-progress"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     recorded = json.loads((tmp_path / "run" / "result.json").read_text())["provenance"]["hub"]
