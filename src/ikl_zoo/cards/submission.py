@@ -16,9 +16,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_text_atomic
-from ikl_zoo.cards import facts
 from ikl_zoo.cards.render import render
 from ikl_zoo.errors import IklZooError
+from ikl_zoo.leaderboard import provenance as facts
 from ikl_zoo.leaderboard.records import (
     Measurement,
     ModelMetadata,
