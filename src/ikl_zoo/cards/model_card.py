@@ -16,7 +16,7 @@ from ikl_zoo.cards.render import render
 from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subject
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard import provenance as facts
-from ikl_zoo.leaderboard.records import DEFAULT_ROOT, STANDARD_VERSION as STANDARD, Measurement, find_record, output_errors
+from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, find_record, output_errors
 from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
@@ -124,9 +124,9 @@ def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
     attack = {"attack": "AutoAttack", "threat_model": subject.threat_model, "eps": subject.eps_text}
     groups = []
     if (published := subject.published) is not None:
-        source_url = ROBUSTBENCH_URL if subject.robustbench_row else PAPER_URL
+        url = ROBUSTBENCH_URL if subject.robustbench_row else PAPER_URL
         figures = (published["clean_acc"], published["autoattack_acc"])
-        groups.append(("published", "test", published["source"], source_url, figures, {"version": STANDARD}))
+        groups.append(("published", "test", published["source"], url, figures, {"version": "standard"}))
     if m is not None:
         version = facts.recorded_fact(m.provenance, "ikl-zoo version") or "(version not recorded)"
         source = f"ikl-zoo {version} measurement with AutoAttack on {m.n_examples} test examples"
