@@ -1,10 +1,5 @@
-"""Result records: one JSON file per (model, dataset, threat model) under ``leaderboard/``.
-
-A record is RobustBench's ``model_info`` object (so it reads like an entry of the live leaderboard, with
-the measured accuracies as strings in percent) plus an ``ikl_zoo`` section (measurement, settings,
-provenance). Records are what the board, the cards and the submissions read; ``ikl-zoo eval --record``
-writes them.
-"""
+"""Result records, one JSON file per (model, dataset, threat model): RobustBench's ``model_info`` object (the
+measured accuracies as strings in percent) plus an ``ikl_zoo`` section (measurement, settings, provenance)."""
 
 from __future__ import annotations
 
@@ -13,7 +8,7 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -77,11 +72,8 @@ class Measurement:
     model_id: str
     settings: EvalSettings
     clean_acc: float
-    """Fraction in [0, 1]."""
     robust_acc: float
-    """Fraction in [0, 1]."""
     attacks: tuple[str, ...] = ()
-    """The attacks run, in order (the version fixes them unless it is custom)."""
     per_attack: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     model_passes: dict[str, int] = field(default_factory=dict)
@@ -89,27 +81,25 @@ class Measurement:
 
     @classmethod
     def from_result(cls, result: EvalResult | Measurement) -> Measurement:
-        """The measurement of an ``EvalResult``, read through its attributes."""
+        """The measurement of an ``EvalResult`` (its settings are checked by ``EvalSettings``)."""
         if isinstance(result, Measurement):
             return result
-        names = ("model_id", "dataset", "threat_model", "eps", "version", "attacks", "n_examples", "seed")
-        names += ("clean_acc", "robust_acc", "per_attack", "timings", "model_passes", "provenance")
-        values = {name: getattr(result, name) for name in names}
-        _check_values(values)
-        return cls._of(values, result.settings)
+        names = ("model_id", "attacks", "clean_acc", "robust_acc", *_MAPPING_FIELDS)
+        return cls._of({name: getattr(result, name) for name in names}, result.settings)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
         """A measurement as ``to_dict`` wrote it; ``TypeError``/``ValueError`` name a wrong field."""
-        settings = data["settings"]
-        if not isinstance(settings, dict):
-            raise TypeError(f"settings is {settings!r}, not an object")
-        values = {**settings, **data, "threat_model": settings.get("norm")}
-        _check_values(values)
-        return cls._of(values, EvalSettings.from_dict(settings))
+        if not isinstance(data["settings"], dict):
+            raise TypeError(f"settings is {data['settings']!r}, not an object")
+        return cls._of(data, EvalSettings.from_dict(data["settings"]))
 
     @classmethod
     def _of(cls, values: dict[str, Any], settings: EvalSettings) -> Measurement:
+        """Raise ``ValueError`` naming the first figure a hand-edited or foreign file got wrong."""
+        for key, wanted, valid in _CHECKS:
+            if not valid(values.get(key)):
+                raise ValueError(f"{key} is {values.get(key)!r}, not {wanted}")
         mappings = {key: dict(values.get(key) or {}) for key in _MAPPING_FIELDS}
         figures = (values["clean_acc"], values["robust_acc"], tuple(values.get("attacks") or ()))
         return cls(values["model_id"], settings, *figures, **mappings)
@@ -130,9 +120,7 @@ class Measurement:
         """The batch size the run used, None when it chose one itself."""
         return None if self.settings.batch_size == "auto" else self.settings.batch_size
 
-    @property
-    def board_id(self) -> str:
-        return robustbench_name(self.model_id)
+    board_id = property(lambda self: robustbench_name(self.model_id))
 
     @property
     def comparable_with_published(self) -> bool:
@@ -335,29 +323,13 @@ def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
         )
 
 
-def _check_values(values: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first field a hand-edited or foreign file got wrong."""
-    for key, wanted, valid in _CHECKS:
-        if not valid(values.get(key)):
-            raise ValueError(f"{key} is {values.get(key)!r}, not {wanted}")
+def _fraction(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-_CHECKS: list[tuple[str, str, Callable[[Any], bool]]] = [
-    *((key, "text", lambda v: isinstance(v, str)) for key in ("model_id", "dataset", "threat_model")),
-    ("version", "text", lambda v: isinstance(v, str)),
-    *((key, "a number", _number) for key in ("eps", "clean_acc", "robust_acc")),
-    *((key, "a fraction in [0, 1]", lambda v: 0 <= v <= 1) for key in ("clean_acc", "robust_acc")),
-    ("eps", "a positive budget", lambda v: v > 0),
-    ("n_examples", "a positive count", lambda v: _whole(v) and v >= 1),
-    ("seed", "an integer", lambda v: v is None or _whole(v)),
+_CHECKS = [
+    ("model_id", "text", lambda v: isinstance(v, str)),
+    *((key, "a fraction in [0, 1]", _fraction) for key in ("clean_acc", "robust_acc")),
     ("attacks", "a list of attack names",
      lambda v: isinstance(v or [], list | tuple) and all(isinstance(a, str) for a in v or [])),
     *((key, "an object", lambda v: v is None or isinstance(v, dict)) for key in _MAPPING_FIELDS),
