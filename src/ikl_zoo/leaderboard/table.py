@@ -1,8 +1,5 @@
-"""Leaderboard tables: RobustBench's published board with ikl-zoo's measurements beside it.
-
-``build_board`` and ``compare_models`` return a ``Board`` (a pandas frame plus what it shows), which
-``leaderboard.render`` writes out.
-"""
+"""Leaderboard tables: RobustBench's published board with ikl-zoo's measurements beside it, as a ``Board``
+(a pandas frame plus what it shows) that ``leaderboard.render`` writes out."""
 
 from __future__ import annotations
 
@@ -162,12 +159,6 @@ def board_legend(board: Board) -> list[str]:
     return lines
 
 
-MEASURED_COLUMNS = [
-    "measured_clean_acc", "measured_autoattack_acc", "measured_n_examples", "measured_version",
-    "measured_note", "measured_comparable",
-]  # fmt: skip
-
-
 def _merge(
     reference: pd.DataFrame, records: list[Record], threat_model: str
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -175,7 +166,7 @@ def _merge(
     shown, notes = _shown_records(records, threat_model)
     measured = pd.DataFrame(
         [{"model_id": r.measurement.board_id, "record_ikl_at": r.is_ikl_at, **_measured(r)} for r in shown],
-        columns=["model_id", "record_ikl_at", *MEASURED_COLUMNS],
+        columns=["model_id", "record_ikl_at", *(c for c in ROW_COLUMNS if c.startswith("measured_"))],
     )
     rows = _ranked(reference).merge(measured, on="model_id", how="left")
     rows["ikl_at"] = rows["ikl_at"] | rows["record_ikl_at"].eq(True)
@@ -220,38 +211,26 @@ def _shown_records(records: list[Record], threat_model: str) -> tuple[list[Recor
 
 
 def _measured(record: Record) -> dict[str, Any]:
-    measurement = record.measurement
+    m = record.measurement
     return {
-        "measured_clean_acc": 100 * measurement.clean_acc,
-        "measured_autoattack_acc": 100 * measurement.robust_acc,
-        "measured_n_examples": measurement.n_examples,
-        "measured_version": measurement.version,
-        "measured_note": _measured_note(record),
-        "measured_comparable": measurement.comparable_with_published,
-    }
+        "measured_clean_acc": 100 * m.clean_acc, "measured_autoattack_acc": 100 * m.robust_acc,
+        "measured_n_examples": m.n_examples, "measured_version": m.version,
+        "measured_note": _measured_note(m), "measured_comparable": m.comparable_with_published,
+    }  # fmt: skip
 
 
 def _unlisted_row(record: Record) -> dict[str, Any]:
     """The row of a model RobustBench does not list: what its record says, published figures blank."""
-    info = record.model_info
-    additional_data = info.get("additional_data")
+    info, additional_data = record.model_info, record.model_info.get("additional_data")
+    texts = {"paper_title": "name", "link": "link", "architecture": "architecture", "venue": "venue"}
     return {
-        "model_id": record.measurement.board_id,
-        "ikl_at": record.is_ikl_at,
-        "on_robustbench": False,
-        "paper_title": info.get("name") or "",
-        "link": info.get("link") or "",
-        "clean_acc": math.nan,
-        "autoattack_acc": math.nan,
-        "best_known": math.nan,
+        **{column: info.get(key) or "" for column, key in {**texts, "footnote": "footnote"}.items()},
+        **dict.fromkeys(["clean_acc", "autoattack_acc", "best_known"], math.nan),
+        "model_id": record.measurement.board_id, "ikl_at": record.is_ikl_at, "on_robustbench": False,
         # None: the record does not say (a user's model); shown as unknown, never as "no".
         "additional_data": additional_data if isinstance(additional_data, bool) else None,
-        "architecture": info.get("architecture") or "",
-        "venue": info.get("venue") or "",
-        "footnote": info.get("footnote") or "",
-        "unreliable": False,
-        **_measured(record),
-    }
+        "unreliable": False, **_measured(record),
+    }  # fmt: skip
 
 
 def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
@@ -276,8 +255,8 @@ def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[ROW_COLUMNS].reset_index(drop=True)
 
 
-def _measured_note(record: Record) -> str:
-    measured = record.measurement
+def _measured_note(measured: Any) -> str:
+    """How a ``Measurement`` was measured, and whether it compares with a published figure."""
     note = f"{measured.n_examples} examples"
     if measured.n_examples < FULL_TEST_SET:
         note = f"{measured.n_examples} of {FULL_TEST_SET:,} examples (estimate)"
