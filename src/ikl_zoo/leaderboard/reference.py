@@ -1,8 +1,5 @@
-"""RobustBench's published leaderboards: the copy shipped with ikl-zoo, or a user's RobustBench checkout.
-
-Both sources are read into one table shape (one row per model, accuracies in percent) so the board, the
-records and the submissions never care where the published figures came from.
-"""
+"""RobustBench's published leaderboards, from the copy shipped with ikl-zoo or a user's RobustBench checkout,
+in one table shape (one row per model, accuracies in percent)."""
 
 from __future__ import annotations
 
@@ -52,9 +49,8 @@ def check_board(dataset: str, threat_model: str) -> None:
     if dataset not in DATASETS:
         raise LeaderboardError(f"unknown dataset {dataset!r}", fix=f"choose one of {', '.join(DATASETS)}")
     if threat_model not in THREAT_MODELS:
-        raise LeaderboardError(
-            f"unknown threat model {threat_model!r}", fix=f"choose one of {', '.join(THREAT_MODELS)}"
-        )
+        fix = f"choose one of {', '.join(THREAT_MODELS)}"
+        raise LeaderboardError(f"unknown threat model {threat_model!r}", fix=fix)
 
 
 def robustbench_name(model_id: str) -> str:
@@ -137,29 +133,20 @@ def _row_from_model_info(
         except (TypeError, ValueError):
             raise LeaderboardError(f"{origin}: {key} of {model_id} is {value!r}, not a number") from None
 
-    clean, autoattack = percent("clean_acc"), percent("autoattack_acc")
-    if math.isnan(clean) or math.isnan(autoattack):
+    figures = {key: percent(key) for key in ("clean_acc", "autoattack_acc", "external", "reported")}
+    if math.isnan(figures["clean_acc"]) or math.isnan(figures["autoattack_acc"]):
         raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc", fix=FIX_FILE)
-    external = percent("external")
-    title = str(info.get("name") or "")
-    passes = info.get("number_forward_passes")
+    title, passes = str(info.get("name") or ""), info.get("number_forward_passes")
+    best_known = figures["external"] if not math.isnan(figures["external"]) else figures["autoattack_acc"]
     return {
-        "model_id": model_id,
-        "dataset": dataset,
-        "threat_model": threat_model,
-        "clean_acc": clean,
-        "autoattack_acc": autoattack,
-        "external": external,
-        "reported": percent("reported"),
-        "best_known": autoattack if math.isnan(external) else external,
-        "additional_data": _flag(info.get("additional_data")),
+        "model_id": model_id, "dataset": dataset, "threat_model": threat_model, **figures,
+        "best_known": best_known,
+        "additional_data": _flag(info.get("additional_data")), "unreliable": _flag(info.get("unreliable")),
         "number_forward_passes": int(passes) if passes not in (None, "") else 1,
         **{key: str(info.get(key) or "") for key in ("eps", "architecture", "authors", "link", "footnote")},
-        "venue": str(info.get("venue") or "Unpublished"),
-        "paper_title": title,
-        "unreliable": _flag(info.get("unreliable")),
+        "venue": str(info.get("venue") or "Unpublished"), "paper_title": title,
         "ikl_at": is_ikl_at(model_id, title),
-    }
+    }  # fmt: skip
 
 
 def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -39,6 +39,7 @@ ROW_COLUMNS = [
 ``measured_comparable``: measured as RobustBench measures (standard AutoAttack on the whole test set)."""
 COMPARED = ["clean_acc", "autoattack_acc", "best_known", "measured_autoattack_acc"]
 COMPARE_DELTAS = [f"delta_vs_first_{column}" for column in COMPARED]
+Folder = str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,8 @@ class Board:
 
 
 def build_board(
-    dataset: str = "cifar10",
-    threat_model: str = "Linf",
-    *,
-    robustbench_dir: str | os.PathLike[str] | None = None,
-    records_root: str | os.PathLike[str] | None = DEFAULT_ROOT,
-    top: int | None = None,
-    only_ikl: bool = False,
+    dataset: str = "cifar10", threat_model: str = "Linf", *, robustbench_dir: Folder | None = None,
+    records_root: Folder | None = DEFAULT_ROOT, top: int | None = None, only_ikl: bool = False,
     no_extra_data: bool = False,
 ) -> Board:
     """RobustBench's board for one dataset and threat model, ranked as RobustBench ranks it.
@@ -98,12 +94,8 @@ def build_board(
 
 
 def compare_models(
-    model_ids: Sequence[str],
-    *,
-    dataset: str = "cifar10",
-    threat_model: str = "Linf",
-    robustbench_dir: str | os.PathLike[str] | None = None,
-    records_root: str | os.PathLike[str] | None = DEFAULT_ROOT,
+    model_ids: Sequence[str], *, dataset: str = "cifar10", threat_model: str = "Linf",
+    robustbench_dir: Folder | None = None, records_root: Folder | None = DEFAULT_ROOT,
 ) -> Board:
     """The named models side by side, with every figure's difference from the first one."""
     if len(model_ids) < 2:
@@ -114,13 +106,10 @@ def compare_models(
     board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root)
     rows = board.rows.set_index("model_id", drop=False)
     ids = [robustbench_name(model_id) for model_id in model_ids]
-    for model_id in ids:
-        if model_id not in rows.index:
-            close = difflib.get_close_matches(model_id, list(rows.index), n=3, cutoff=0.6)
-            raise LeaderboardError(
-                f"{model_id!r} is not on the {dataset} {threat_model} board",
-                fix=f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids",
-            )
+    for model_id in (model_id for model_id in ids if model_id not in rows.index):
+        close = difflib.get_close_matches(model_id, list(rows.index), n=3, cutoff=0.6)
+        fix = f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids"
+        raise LeaderboardError(f"{model_id!r} is not on the {dataset} {threat_model} board", fix=fix)
     rows = rows.loc[ids].reset_index(drop=True)
     rows[COMPARE_DELTAS] = (rows[COMPARED] - rows[COMPARED].iloc[0]).to_numpy()
     return Board(dataset, threat_model, rows, board.source, compare_baseline=ids[0], notes=board.notes)
