@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +20,7 @@ from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.summary import on_the_published_images
 from ikl_zoo.leaderboard.metadata import ModelMetadata, model_metadata, registry_entry  # noqa: F401 (cards)
 from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.reference import LeaderboardError, check_board, robustbench_name
-from ikl_zoo.threat import format_eps
+from ikl_zoo.leaderboard.reference import Folder, LeaderboardError, check_board, robustbench_name
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
@@ -51,16 +49,13 @@ class RecordConflictError(LeaderboardError):
 
 
 @contextmanager
-def output_errors(
-    path: str | os.PathLike[str], *, fix: str = "choose a folder you can write"
-) -> Iterator[None]:
+def output_errors(path: Folder, *, fix: str = "choose a folder you can write") -> Iterator[None]:
     """Turn a failed write (not a directory, permission denied, disk full) into a one-line error."""
     try:
         yield
     except (FileExistsError, NotADirectoryError):
-        raise LeaderboardError(
-            f"cannot write {path}: part of that path is a file, not a folder", fix=fix
-        ) from None
+        problem = f"cannot write {path}: part of that path is a file, not a folder"
+        raise LeaderboardError(problem, fix=fix) from None
     except OSError as error:
         raise LeaderboardError(f"cannot write {path}: {error.strerror or error}", fix=fix) from None
 
@@ -144,39 +139,26 @@ class Record:
 def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) -> dict[str, Any]:
     """The ``model_info`` object RobustBench would hold for this measurement, in its order and spelling."""
     robust = f"{100 * measurement.robust_acc:.2f}"
-    info: dict[str, Any] = {
-        "link": metadata.link,
-        "name": metadata.paper_title,
-        "authors": metadata.authors,
-        "additional_data": metadata.additional_data,
-        "number_forward_passes": metadata.number_forward_passes,
-        "dataset": measurement.dataset,
-        "venue": metadata.venue,
-        "architecture": metadata.architecture,
-        "eps": format_eps(measurement.eps, measurement.threat_model),
-        "clean_acc": f"{100 * measurement.clean_acc:.2f}",
+    info = {
+        "link": metadata.link, "name": metadata.paper_title, "authors": metadata.authors,
+        "additional_data": metadata.additional_data, "number_forward_passes": metadata.number_forward_passes,
+        "dataset": measurement.dataset, "venue": metadata.venue, "architecture": metadata.architecture,
+        "eps": measurement.settings.eps_text, "clean_acc": f"{100 * measurement.clean_acc:.2f}",
         "reported": f"{metadata.reported:.2f}" if metadata.reported is not None else robust,
-        "autoattack_acc": robust,
-    }
-    if metadata.footnote:
-        info["footnote"] = metadata.footnote
-    info["unreliable"] = False
-    return info
+        "autoattack_acc": robust, "footnote": metadata.footnote, "unreliable": False,
+    }  # fmt: skip
+    return {key: value for key, value in info.items() if key != "footnote" or value}
 
 
-def record_path(
-    model_id: str, *, dataset: str, threat_model: str, root: str | os.PathLike[str] = DEFAULT_ROOT
-) -> Path:
+def record_path(model_id: str, *, dataset: str, threat_model: str, root: Folder = DEFAULT_ROOT) -> Path:
     """``<root>/<dataset>/<threat_model>/<RobustBench id>.json`` as in RobustBench's ``model_info/``."""
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", robustbench_name(model_id))
     return Path(root) / dataset / threat_model / f"{stem}.json"
 
 
 def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> LeaderboardError:
-    """Why a registered model measured with a local checkpoint is not recorded, and the command that fixes it.
-
-    ``ikl-zoo eval --record`` raises it before the run, ``write_record`` for a result already made.
-    """
+    """Why a registered model measured with a local checkpoint is not recorded (before ``eval --record``
+    runs, or in ``write_record``), and the command that fixes it."""
     return LeaderboardError(
         f"the result measures {model_id} with weights from {weights}, not its published weights, so it "
         f"cannot be recorded as {model_id}",
@@ -186,14 +168,11 @@ def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> Lead
 
 
 def write_record(
-    result: EvalResult | Measurement, *, root: str | os.PathLike[str] = DEFAULT_ROOT, overwrite: bool = False
+    result: EvalResult | Measurement, *, root: Folder = DEFAULT_ROOT, overwrite: bool = False
 ) -> Path:
-    """Add or update the record of the result's (model, dataset, threat model), atomically.
-
-    An existing record is replaced by a measurement on at least as many examples under the same eps and
-    AutoAttack version; anything else raises ``RecordConflictError`` unless ``overwrite``. Hand edits to the
-    descriptive fields (paper, venue, footnote, ...) of an existing record are kept.
-    """
+    """Add or update the record of the result's (model, dataset, threat model), atomically. Only a
+    measurement on at least as many examples under the same eps and version replaces one unless
+    ``overwrite`` (else ``RecordConflictError``); hand edits to the descriptive fields are kept."""
     check_board(result.dataset, result.threat_model)
     measurement = Measurement.from_result(result)
     weights = replaced_weights(measurement.provenance)
@@ -222,7 +201,7 @@ def write_record(
         return write_json_atomic(path, info)
 
 
-def read_record(path: str | os.PathLike[str]) -> Record:
+def read_record(path: Folder) -> Record:
     """One record file, with a one-line error for anything that is not an ikl-zoo record of this format."""
     path = Path(path)
     try:
@@ -251,12 +230,8 @@ def read_record(path: str | os.PathLike[str]) -> Record:
     )
 
 
-def load_records(
-    root: str | os.PathLike[str] = DEFAULT_ROOT,
-    *,
-    dataset: str | None = None,
-    threat_model: str | None = None,
-) -> list[Record]:
+def load_records(root: Folder = DEFAULT_ROOT, *, dataset: str | None = None,
+                 threat_model: str | None = None) -> list[Record]:
     """Every record under ``root`` (none if it does not exist), optionally for one board."""
     root = Path(root)
     if not root.is_dir():
@@ -266,14 +241,14 @@ def load_records(
 
 
 def find_record(
-    model_id: str, *, dataset: str, threat_model: str = "Linf", root: str | os.PathLike[str] = DEFAULT_ROOT
+    model_id: str, *, dataset: str, threat_model: str = "Linf", root: Folder = DEFAULT_ROOT
 ) -> Record | None:
     """The record of one model on one board, or None if it has not been recorded."""
     path = record_path(model_id, dataset=dataset, threat_model=threat_model, root=root)
     return read_record(path) if path.exists() else None
 
 
-def read_result(path: str | os.PathLike[str]) -> EvalResult:
+def read_result(path: Folder) -> EvalResult:
     """An ``EvalResult`` from a result.json, with a one-line error for anything else."""
     from ikl_zoo.evaluate.result import EvalResult
 

@@ -24,6 +24,7 @@ THREAT_MODELS = tuple(STANDARD_EPS)
 """The threat models RobustBench has boards for."""
 IKL_MODEL_PREFIX = "Cui2023Decoupled"
 FIX_FILE = "fix or remove that file"
+Folder = str | os.PathLike[str]
 
 COLUMNS = [
     "model_id", "dataset", "threat_model", "clean_acc", "autoattack_acc", "external", "reported",
@@ -69,7 +70,7 @@ def is_standard_eps(eps: float, threat_model: str) -> bool:
 
 
 def load_reference(
-    dataset: str, threat_model: str, *, robustbench_dir: str | os.PathLike[str] | None = None
+    dataset: str, threat_model: str, *, robustbench_dir: Folder | None = None
 ) -> Reference:
     """Published figures for one board: the shipped copy, or ``model_info/`` of a RobustBench checkout."""
     check_board(dataset, threat_model)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, STANDARD_VERSION, Record, load_records, record_path
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
+    Folder,
     LeaderboardError,
     is_standard_eps,
     load_reference,
@@ -39,7 +39,6 @@ ROW_COLUMNS = [
 ``measured_comparable``: measured as RobustBench measures (standard AutoAttack on the whole test set)."""
 COMPARED = ["clean_acc", "autoattack_acc", "best_known", "measured_autoattack_acc"]
 COMPARE_DELTAS = [f"delta_vs_first_{column}" for column in COMPARED]
-Folder = str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
