@@ -1,7 +1,5 @@
-"""Clean vs AutoAttack accuracy scatter of a board, IKL-AT marked (the shape of the paper's Figure 2).
-
-Drawn on an Agg canvas owned by the figure, so it never touches pyplot's global state or needs a display.
-"""
+"""Clean vs AutoAttack accuracy scatter of a board, IKL-AT marked (the shape of the paper's Figure 2), drawn
+on an Agg canvas owned by the figure: no pyplot global state, no display."""
 
 from __future__ import annotations
 
@@ -37,9 +35,8 @@ def plot_board(board: Board, path: str | os.PathLike[str], *, dpi: int = 150) ->
     path = Path(path)
     file_format = path.suffix.lstrip(".").lower() or "png"
     if file_format not in FigureCanvasAgg.get_supported_filetypes():
-        raise LeaderboardError(
-            f"cannot write a plot as {path.suffix!r}", fix="name the file .png, .pdf or .svg"
-        )
+        fix = "name the file .png, .pdf or .svg"
+        raise LeaderboardError(f"cannot write a plot as {path.suffix!r}", fix=fix)
     figure = board_figure(board)
     with output_errors(path, fix="pass a --plot path you can write"), atomic_path(path) as tmp:
         figure.savefig(tmp, format=file_format, dpi=dpi)
@@ -75,19 +72,13 @@ def board_figure(board: Board) -> Figure:
 
 def _draw_peers(axes: Axes, others: pd.DataFrame) -> None:
     """Every other listed model, by the training data it used."""
-    generated = others["footnote"].str.contains(GENERATED_DATA)
     extra_data = others["additional_data"].eq(True)  # an object column once unlisted models join the board
-    groups = {
-        "CIFAR training set only": others[~extra_data & ~generated],
-        "generated images (per footnote)": others[~extra_data & generated],
-        "extra real data": others[extra_data],
-    }
-    for label, group in groups.items():
-        if not group.empty:
-            axes.scatter(
-                group["clean_acc"], group["autoattack_acc"], label=f"{label} ({len(group)})",
-                edgecolors="white", linewidths=0.5, alpha=0.9, zorder=2, **_STYLES[label],
-            )  # fmt: skip
+    generated = ~extra_data & others["footnote"].str.contains(GENERATED_DATA)
+    kind = 2 * extra_data.astype(int) + generated.astype(int)  # the index of its style
+    for index, (label, style) in enumerate(_STYLES.items()):
+        if not (group := others[kind == index]).empty:
+            axes.scatter(group["clean_acc"], group["autoattack_acc"], label=f"{label} ({len(group)})",
+                         edgecolors="white", linewidths=0.5, alpha=0.9, zorder=2, **style)
 
 
 def _draw_ikl_at(axes: Axes, ikl: pd.DataFrame) -> None:
