@@ -8,19 +8,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jinja2
 import pandas as pd
 
 from ikl_zoo import __version__
 from ikl_zoo.leaderboard.reference import LeaderboardError
-from ikl_zoo.leaderboard.table import COMPARE_DELTAS, ROW_COLUMNS, STAR, Board, board_legend, board_title
+from ikl_zoo.leaderboard.table import (
+    COMPARE_DELTAS,
+    ROW_COLUMNS,
+    STAR,
+    Board,
+    board_legend,
+    board_title,
+    render,
+)
 
 FORMATS = ("md", "csv", "latex", "html", "json")
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("ikl_zoo.leaderboard", "templates"),
-    autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
 
 
 def render_board(board: Board, fmt: str = "md") -> str:
@@ -36,18 +38,14 @@ def render_board(board: Board, fmt: str = "md") -> str:
     if fmt == "md":
         align = ["right" if name in _numeric_columns(table) else "left" for name in table.columns]
         body = table.to_markdown(index=False, disable_numparse=True, colalign=align)
-        return _render("board.md.j2", title=title, body=body, legend=map(_md_escape, legend))
+        return render("board.md.j2", title=title, body=body, legend=map(_md_escape, legend))
     if fmt == "latex":
         tabular = table.rename(columns=lambda name: name.replace("Delta", r"$\Delta$")).to_latex(index=False)
         caption = " ".join(map(_latex_escape, [f"{title}.", *legend])).replace(STAR, r"$^\star$")
-        return _render("board.tex.j2", caption=caption, tabular=tabular)
+        return render("board.tex.j2", caption=caption, tabular=tabular)
     rows = zip(board.rows["ikl_at"], table.to_dict(orient="records"), strict=True)
-    return _render("board.html.j2", title=title, table=table, rows=rows, numeric=_numeric_columns(table),
+    return render("board.html.j2", title=title, table=table, rows=rows, numeric=_numeric_columns(table),
                    legend=legend)  # fmt: skip
-
-
-def _render(template: str, **context: Any) -> str:
-    return _TEMPLATES.get_template(template).render(**context)
 
 
 def _data_frame(board: Board) -> pd.DataFrame:
