@@ -4,7 +4,6 @@ written by huggingface_hub's ``ModelCardData``/``EvalResult``; the prose is ``te
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -14,10 +13,11 @@ from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.cards.render import render
 from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subject
+from ikl_zoo.cards.submission import CODE_URL
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard import provenance as facts
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, find_record, output_errors
-from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS
+from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
 from ikl_zoo.threat import format_eps
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
 
 CARD_NAME = "README.md"
-CODE_URL = "https://github.com/jiequancui/DKL"
 AUTOATTACK_URL = "https://github.com/fra31/auto-attack"
 BIBTEX = render("bibtex.txt").strip()
 HUB_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
@@ -60,9 +59,8 @@ def build_model_card(
 
 
 def write_model_card(
-    model: Any, out_dir: str | os.PathLike[str], *, dataset: str = "cifar10",
-    result: EvalResult | Measurement | None = None, config: Mapping[str, Any] | None = None,
-    repo_id: str | None = None,
+    model: Any, out_dir: Folder, *, dataset: str = "cifar10", result: EvalResult | Measurement | None = None,
+    config: Mapping[str, Any] | None = None, repo_id: str | None = None,
 ) -> Path:
     """Write ``out_dir/README.md`` atomically and return its path."""
     card = build_model_card(model, dataset=dataset, result=result, config=config, repo_id=repo_id)
@@ -70,9 +68,8 @@ def write_model_card(
         return write_text_atomic(Path(out_dir) / CARD_NAME, str(card))
 
 
-def write_registry_cards(
-    out_dir: str | os.PathLike[str] = "cards", *, records_root: str | os.PathLike[str] | None = DEFAULT_ROOT
-) -> list[Path]:
+def write_registry_cards(out_dir: Folder = "cards", *, records_root: Folder | None = DEFAULT_ROOT
+                         ) -> list[Path]:
     """Cards of every IKL-AT registry model, one folder each (named like its Hub repository), with the
     measured figures of its result record under ``records_root`` when there is one."""
     from ikl_zoo.zoo.registry import list_models
