@@ -83,8 +83,7 @@ def _subject_from_entry(entry: ModelEntry, config: Mapping[str, Any]) -> CardSub
 
 
 def _subject_from_config(config: dict[str, Any]) -> CardSubject:
-    missing = [key for key in ("model_id", "dataset", "threat_model", "eps") if key not in config]
-    if missing:
+    if missing := [key for key in ("model_id", "dataset", "threat_model", "eps") if key not in config]:
         raise CardError(f"config.json lacks {', '.join(missing)}",
                         fix="rewrite it with `ikl-zoo convert` or training")
     if config["dataset"] not in DATASETS:
