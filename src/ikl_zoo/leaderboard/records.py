@@ -109,18 +109,12 @@ class Measurement:
     n_examples = property(lambda self: self.settings.n_examples)
     seed = property(lambda self: self.settings.seed)
     chunk_size = property(lambda self: self.settings.chunk_size)
-
-    @property
-    def batch_size(self) -> int | None:
-        """The batch size the run used, None when it chose one itself."""
-        return None if self.settings.batch_size == "auto" else self.settings.batch_size
-
+    batch_size = property(lambda self: {"auto": None}.get(self.settings.batch_size, self.settings.batch_size))
     board_id = property(lambda self: robustbench_name(self.model_id))
 
     @property
     def comparable_with_published(self) -> bool:
-        """Measured as RobustBench measures (standard AutoAttack, the whole official test set): only then
-        is a difference to a published figure, or a place among RobustBench's ranked rows, meaningful."""
+        """Standard AutoAttack on the whole official test set: only then does it compare with RobustBench."""
         return self.version == STANDARD_VERSION and on_the_published_images(self.n_examples, self.provenance)
 
 

@@ -112,13 +112,10 @@ def _shipped_table() -> pd.DataFrame:
 def _model_info_folder(root: Path, dataset: str, threat_model: str) -> Path:
     if not root.is_dir():
         raise LeaderboardError(f"--robustbench-dir {root} is not a folder", fix="pass a RobustBench checkout")
-    base = root / "model_info" if (root / "model_info").is_dir() else root
-    folder = base / dataset / threat_model
+    folder = (root / "model_info" if (root / "model_info").is_dir() else root) / dataset / threat_model
     if not folder.is_dir():
-        raise LeaderboardError(
-            f"{folder} does not exist",
-            fix="pass the root of a RobustBench checkout (the folder holding model_info/)",
-        )
+        fix = "pass the root of a RobustBench checkout (the folder holding model_info/)"
+        raise LeaderboardError(f"{folder} does not exist", fix=fix)
     return folder
 
 

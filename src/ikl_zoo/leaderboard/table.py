@@ -54,13 +54,8 @@ class Board:
     """The first model of ``--compare``: every delta column is relative to it."""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    @property
-    def has_measurements(self) -> bool:
-        return bool(self.rows["measured_autoattack_acc"].notna().any())
-
-    @property
-    def eps_text(self) -> str:
-        return format_eps(STANDARD_EPS[self.threat_model], self.threat_model)
+    has_measurements = property(lambda self: bool(self.rows["measured_autoattack_acc"].notna().any()))
+    eps_text = property(lambda self: format_eps(STANDARD_EPS[self.threat_model], self.threat_model))
 
 
 def build_board(
@@ -68,12 +63,8 @@ def build_board(
     records_root: Folder | None = DEFAULT_ROOT, top: int | None = None, only_ikl: bool = False,
     no_extra_data: bool = False,
 ) -> Board:
-    """RobustBench's board for one dataset and threat model, ranked as RobustBench ranks it.
-
-    Ranks count RobustBench's entries only (best-known robust accuracy where given, else AutoAttack), so a
-    rank means what it means on robustbench.github.io; models measured by ikl-zoo but not listed there are
-    placed where their measured AutoAttack accuracy puts them, without a rank. Filters apply after ranking.
-    """
+    """RobustBench's board, ranked as RobustBench ranks it (its entries only, by best-known robust accuracy);
+    models it does not list are placed by their measured AutoAttack accuracy, unranked. Filters come last."""
     if top is not None and top < 1:
         raise LeaderboardError(f"--top must be a positive number of rows, not {top}", fix="pass 1 or more")
     reference = load_reference(dataset, threat_model, robustbench_dir=robustbench_dir)
@@ -99,10 +90,8 @@ def compare_models(
 ) -> Board:
     """The named models side by side, with every figure's difference from the first one."""
     if len(model_ids) < 2:
-        raise LeaderboardError(
-            "--compare needs at least two model ids",
-            fix="e.g. --compare Cui2023Decoupled_WRN-34-10 Zhang2019Theoretically",
-        )
+        fix = "e.g. --compare Cui2023Decoupled_WRN-34-10 Zhang2019Theoretically"
+        raise LeaderboardError("--compare needs at least two model ids", fix=fix)
     board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root)
     rows = board.rows.set_index("model_id", drop=False)
     ids = [robustbench_name(model_id) for model_id in model_ids]
