@@ -26,11 +26,9 @@ class ModelMetadata:
     venue: str = ""
     architecture: str = ""
     footnote: str = ""
-    reported: float | None = None
-    """Robust accuracy (percent) the paper reported."""
+    reported: float | None = None  # robust accuracy (percent) the paper reported
     is_ikl_at: bool = False
-    published: dict[str, Any] | None = None
-    """Published ``clean_acc``/``autoattack_acc`` (percent), ``external`` when given, and their ``source``."""
+    published: dict[str, Any] | None = None  # percent clean_acc, autoattack_acc (external) and their source
 
 
 def model_metadata(
