@@ -126,8 +126,6 @@ class Record:
     model_info: dict[str, Any]
     measurement: Measurement
     is_ikl_at: bool
-    published: dict[str, Any] | None
-    recorded_at: str
 
 
 def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) -> dict[str, Any]:
@@ -172,25 +170,18 @@ def write_record(
     weights = replaced_weights(measurement.provenance)
     if weights is not None:
         raise replaced_weights_error(measurement.model_id, weights, dataset=measurement.dataset)
-    path = record_path(
-        measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model, root=root
-    )
-    metadata = model_metadata(
-        measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model,
-        published=getattr(result, "published", None),
-    )  # fmt: skip
+    board = {"dataset": measurement.dataset, "threat_model": measurement.threat_model}
+    path = record_path(measurement.model_id, **board, root=root)
+    metadata = model_metadata(measurement.model_id, **board, published=getattr(result, "published", None))
     info = robustbench_model_info(measurement, metadata)
     if path.exists():
         info.update(_kept_edits(read_record(path), measurement, overwrite=overwrite))
     info["ikl_zoo"] = {
-        "record_format": RECORD_FORMAT,
-        "model_id": measurement.model_id,
-        "threat_model": measurement.threat_model,
-        "is_ikl_at": metadata.is_ikl_at,
-        "published": metadata.published,
+        "record_format": RECORD_FORMAT, "model_id": measurement.model_id,
+        "threat_model": measurement.threat_model, "is_ikl_at": metadata.is_ikl_at,
+        "published": metadata.published, "measurement": measurement.to_dict(),
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "measurement": measurement.to_dict(),
-    }
+    }  # fmt: skip
     with output_errors(path, fix="pass a --records folder you can write"):
         return write_json_atomic(path, info)
 
@@ -214,14 +205,8 @@ def read_record(path: Folder) -> Record:
             raise
         problem = f"{path} is not an ikl-zoo result record ({error})"
         raise LeaderboardError(problem, fix=RERECORD_FIX) from None
-    return Record(
-        path=path,
-        model_info={key: data[key] for key in MODEL_INFO_KEYS if key in data},
-        measurement=measurement,
-        is_ikl_at=bool(section["is_ikl_at"]),
-        published=section["published"],
-        recorded_at=str(section["recorded_at"]),
-    )
+    model_info = {key: data[key] for key in MODEL_INFO_KEYS if key in data}
+    return Record(path, model_info, measurement, is_ikl_at=bool(section["is_ikl_at"]))
 
 
 def load_records(root: Folder = DEFAULT_ROOT, *, dataset: str | None = None,
@@ -234,9 +219,8 @@ def load_records(root: Folder = DEFAULT_ROOT, *, dataset: str | None = None,
     return [read_record(path) for path in sorted(root.glob(pattern))]
 
 
-def find_record(
-    model_id: str, *, dataset: str, threat_model: str = "Linf", root: Folder = DEFAULT_ROOT
-) -> Record | None:
+def find_record(model_id: str, *, dataset: str, threat_model: str = "Linf", root: Folder = DEFAULT_ROOT
+                ) -> Record | None:
     """The record of one model on one board, or None if it has not been recorded."""
     path = record_path(model_id, dataset=dataset, threat_model=threat_model, root=root)
     return read_record(path) if path.exists() else None
