@@ -230,7 +230,7 @@ def read_result(path: Folder) -> EvalResult:
     """An ``EvalResult`` from a result.json, with a one-line error for anything else."""
     from ikl_zoo.evaluate.result import EvalResult
 
-    fix = "pass the result.json that `ikl-zoo eval` wrote"
+    fix, problem = "pass the result.json that `ikl-zoo eval` wrote", f"{path} is not an ikl-zoo result.json"
     try:
         result = EvalResult.load(path)
         Measurement.from_result(result)  # the figures every reader relies on have the right types
@@ -239,13 +239,9 @@ def read_result(path: Folder) -> EvalResult:
                 raise TypeError(f"{flags} is {getattr(result, flags)!r}, not a list")
         return result
     except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as error:
-        raise LeaderboardError(
-            f"{path} is not an ikl-zoo result.json ({type(error).__name__}: {error})", fix=fix
-        ) from None
+        raise LeaderboardError(f"{problem} ({type(error).__name__}: {error})", fix=fix) from None
     except IklZooError as error:
-        raise LeaderboardError(
-            f"{path} is not an ikl-zoo result.json ({error.problem})", fix=error.fix or fix
-        ) from None
+        raise LeaderboardError(f"{problem} ({error.problem})", fix=error.fix or fix) from None
 
 
 def _kept_edits(existing: Record, measurement: Measurement, *, overwrite: bool) -> dict[str, Any]:
@@ -270,10 +266,8 @@ def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
     if new.n_examples < old.n_examples:
         reasons.append(f"it holds {old.n_examples} examples, this result {new.n_examples}")
     if reasons:
-        raise RecordConflictError(
-            f"{path} not replaced: {'; '.join(reasons)}",
-            fix="pass overwrite=True / --overwrite, or delete the record",
-        )
+        fix = "pass overwrite=True / --overwrite, or delete the record"
+        raise RecordConflictError(f"{path} not replaced: {'; '.join(reasons)}", fix=fix)
 
 
 def _fraction(value: Any) -> bool:
