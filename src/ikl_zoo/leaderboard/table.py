@@ -151,9 +151,7 @@ def _merge(
 
 def _ranked(reference: pd.DataFrame) -> pd.DataFrame:
     """RobustBench's rows in its order (best-known robust accuracy), with their ranks."""
-    rows = reference.sort_values(
-        ["best_known", "clean_acc", "model_id"], ascending=[False, False, True], kind="stable"
-    )
+    rows = reference.sort_values(["best_known", "clean_acc", "model_id"], ascending=[False, False, True])
     return rows.assign(rank=range(1, len(rows) + 1), on_robustbench=True)
 
 
@@ -162,19 +160,15 @@ def _shown_records(records: list[Record], threat_model: str) -> tuple[list[Recor
     shown: dict[str, Record] = {}
     notes = []
     for record in _canonical_first(records):
-        measurement = record.measurement
-        weights = replaced_weights(measurement.provenance)
-        if not is_standard_eps(measurement.eps, threat_model):
-            why = f"eps {format_eps(measurement.eps, threat_model)}, not this board's"
+        m, weights = record.measurement, replaced_weights(record.measurement.provenance)
+        if not is_standard_eps(m.eps, threat_model):
+            why = f"eps {format_eps(m.eps, threat_model)}, not this board's"
         elif weights is not None:
-            why = f"it measures {measurement.model_id} with weights from {weights}, not its published weights"
-        elif measurement.board_id in shown:
-            why = (
-                f"a second record of {measurement.board_id}; "
-                f"the board shows {shown[measurement.board_id].path}, delete one"
-            )
+            why = f"it measures {m.model_id} with weights from {weights}, not its published weights"
+        elif m.board_id in shown:
+            why = f"a second record of {m.board_id}; the board shows {shown[m.board_id].path}, delete one"
         else:
-            shown[measurement.board_id] = record
+            shown[m.board_id] = record
             continue
         notes.append(f"Not shown: the record {record.path} ({why}).")
     return list(shown.values()), notes
@@ -204,12 +198,8 @@ def _unlisted_row(record: Record) -> dict[str, Any]:
 
 
 def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
-    """Differences to the published figures, and the board's order.
-
-    A difference to the published figure, and a place among the ranked rows for a model RobustBench does
-    not list, only for a figure measured as RobustBench measures (standard AutoAttack, the whole official
-    test set); anything else is an estimate: no difference, placed below the ranked rows.
-    """
+    """Differences to the published figures and a place among the ranked rows (for an unlisted model) only
+    for a figure measured as RobustBench measures; anything else is an estimate, placed below them."""
     comparable = rows["measured_comparable"].astype(bool)
     measured_key = rows["measured_autoattack_acc"].where(comparable)
     rows = rows.assign(
@@ -219,9 +209,8 @@ def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
         _key=rows["best_known"].where(rows["on_robustbench"], measured_key),
         _listed=rows["on_robustbench"].astype(int),
     )
-    rows = rows.sort_values(
-        ["_key", "_listed", "clean_acc", "model_id"], ascending=[False, False, False, True], kind="stable"
-    )
+    order = ["_key", "_listed", "clean_acc", "model_id"]
+    rows = rows.sort_values(order, ascending=[False, False, False, True], kind="stable")
     return rows[ROW_COLUMNS].reset_index(drop=True)
 
 
@@ -239,12 +228,10 @@ def _measured_note(measured: Any) -> str:
 
 def _canonical_first(records: list[Record]) -> list[Record]:
     """Records at their own path (``record_path``) first, so a stray copy never hides the real record."""
+    return sorted(records, key=lambda record: record.path.name != _own_file(record.measurement))
 
-    def stray(record: Record) -> bool:
-        m = record.measurement
-        own = record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model)
-        return record.path.name != own.name
 
-    return sorted(records, key=stray)
+def _own_file(m: Any) -> str:
+    return record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model).name
 
 
