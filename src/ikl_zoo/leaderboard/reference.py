@@ -69,14 +69,11 @@ def is_standard_eps(eps: float, threat_model: str) -> bool:
     return math.isclose(eps, STANDARD_EPS[threat_model], rel_tol=0, abs_tol=1e-7)
 
 
-def load_reference(
-    dataset: str, threat_model: str, *, robustbench_dir: Folder | None = None
-) -> Reference:
+def load_reference(dataset: str, threat_model: str, *, robustbench_dir: Folder | None = None) -> Reference:
     """Published figures for one board: the shipped copy, or ``model_info/`` of a RobustBench checkout."""
     check_board(dataset, threat_model)
     if robustbench_dir is None:
-        table = _shipped_table()
-        table = table[(table["dataset"] == dataset) & (table["threat_model"] == threat_model)]
+        table = _shipped_table().query("dataset == @dataset and threat_model == @threat_model")
         return Reference(table.reset_index(drop=True), REFERENCE_SOURCE)
     folder = _model_info_folder(Path(robustbench_dir), dataset, threat_model)
     rows = []
@@ -93,9 +90,8 @@ def load_reference(
 
 def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:
     """The shipped published row of a RobustBench model (metadata for records and submissions), if any."""
-    table = _shipped_table()
-    key = (table["dataset"], table["threat_model"], table["model_id"])
-    match = table[(key[0] == dataset) & (key[1] == threat_model) & (key[2] == robustbench_name(model_id))]
+    table, key = _shipped_table(), [dataset, threat_model, robustbench_name(model_id)]
+    match = table[table[["dataset", "threat_model", "model_id"]].eq(key).all(axis="columns")]
     return None if match.empty else {name: _plain(value) for name, value in match.iloc[0].items()}
 
 
