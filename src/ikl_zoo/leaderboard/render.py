@@ -70,9 +70,11 @@ def _render_json(board: Board) -> str:
 @dataclass(frozen=True)
 class _Markup:
     escape: Callable[[str], str]
-    link: Callable[[str, str], str]
-    bold: Callable[[str], str]
+    link: str
+    """A format of the escaped ``text`` and ``url``."""
+    bold: str
     star: str
+    url: Callable[[str], str] = str
 
 
 def _md_escape(text: str) -> str:
@@ -90,18 +92,11 @@ def _latex_escape(text: str) -> str:
     return text.translate(_LATEX_SPECIALS)
 
 
-_MARKUPS = {  # fmt: skip
-    "md": _Markup(
-        _md_escape, lambda text, url: f"[{_md_escape(text)}]({url})", lambda text: f"**{text}**", STAR
-    ),
-    "latex": _Markup(
-        _latex_escape, lambda text, url: rf"\href{{{url.translate(_LATEX_URL)}}}{{{_latex_escape(text)}}}",
-        lambda text: rf"\textbf{{{text}}}", r"$^\star$",
-    ),
-    "html": _Markup(
-        html.escape, lambda text, url: f'<a href="{html.escape(url)}">{html.escape(text)}</a>',
-        lambda text: f"<strong>{text}</strong>", STAR,
-    ),
+_MARKUPS = {
+    "md": _Markup(_md_escape, "[{text}]({url})", "**{}**", STAR),
+    "latex": _Markup(_latex_escape, r"\href{{{url}}}{{{text}}}", r"\textbf{{{}}}", r"$^\star$",
+                     lambda url: url.translate(_LATEX_URL)),
+    "html": _Markup(html.escape, '<a href="{url}">{text}</a>', "<strong>{}</strong>", STAR, html.escape),
 }
 _EXTRA_DATA = {True: "yes", False: "no"}
 """Anything else (None: a record that does not say) is unknown, never "no"."""
@@ -148,12 +143,14 @@ def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
 
 def _model_cell(row: Any, markup: _Markup) -> str:
     model = markup.escape(row.model_id)
-    return f"{markup.bold(model)} {markup.star}" if row.ikl_at else model
+    return f"{markup.bold.format(model)} {markup.star}" if row.ikl_at else model
 
 
 def _method_cell(row: Any, markup: _Markup) -> str:
     title = row.paper_title or ("measured by ikl-zoo" if not row.on_robustbench else "")
-    return markup.link(title, row.link) if row.link and title else markup.escape(title)
+    if not (row.link and title):
+        return markup.escape(title)
+    return markup.link.format(text=markup.escape(title), url=markup.url(row.link))
 
 
 def _numeric_columns(table: pd.DataFrame) -> set[str]:
