@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from ikl_zoo.atomic import atomic_path
 from ikl_zoo.leaderboard.records import output_errors
 from ikl_zoo.leaderboard.reference import IKL_MODEL_PREFIX, LeaderboardError
-from ikl_zoo.leaderboard.table import Board, board_title
+from ikl_zoo.leaderboard.render import board_title
+from ikl_zoo.leaderboard.table import Board
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -8,21 +8,41 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jinja2
 import pandas as pd
 
 from ikl_zoo import __version__
+from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard.reference import LeaderboardError
-from ikl_zoo.leaderboard.table import (
-    COMPARE_DELTAS,
-    ROW_COLUMNS,
-    STAR,
-    Board,
-    board_legend,
-    board_title,
-    render,
-)
+from ikl_zoo.leaderboard.table import COMPARE_DELTAS, DATASET_TITLES, ROW_COLUMNS, STAR, Board
+from ikl_zoo.paper import PAPER_TITLE
 
 FORMATS = ("md", "csv", "latex", "html", "json")
+
+
+def board_title(board: Board) -> str:
+    """The heading every rendering and the plot share: dataset, threat model, budget, board or comparison."""
+    what = "comparison" if board.compare_baseline else "leaderboard"
+    return f"{DATASET_TITLES[board.dataset]}, {board.threat_model}, eps = {board.eps_text}: {what}"
+
+
+def board_legend(board: Board) -> list[str]:
+    """The lines printed under every table: units, ranking, marks and the source of the published figures."""
+    context = {"data": DATASET_TITLES[board.dataset], "star": STAR, "paper_title": PAPER_TITLE}
+    context |= {"full_test_set": FULL_TEST_SET, "version": __version__}
+    return render("legend.txt.j2", board=board, **context).splitlines()
+
+
+def render(template: str, **context: Any) -> str:
+    """A template of ``leaderboard/templates`` filled with ``context`` (HTML ones escape it)."""
+    return TEMPLATES.get_template(template).render(**context)
+
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("ikl_zoo.leaderboard", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
+    keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
+)
 
 
 def render_board(board: Board, fmt: str = "md") -> str:

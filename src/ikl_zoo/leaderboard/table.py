@@ -9,10 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jinja2
 import pandas as pd
 
-from ikl_zoo import __version__
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, STANDARD_VERSION, Record, load_records, record_path
@@ -24,7 +22,6 @@ from ikl_zoo.leaderboard.reference import (
     load_reference,
     robustbench_name,
 )
-from ikl_zoo.paper import PAPER_TITLE
 from ikl_zoo.threat import format_eps
 
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -102,31 +99,6 @@ def compare_models(
     rows = rows.loc[ids].reset_index(drop=True)
     rows[COMPARE_DELTAS] = (rows[COMPARED] - rows[COMPARED].iloc[0]).to_numpy()
     return Board(dataset, threat_model, rows, board.source, compare_baseline=ids[0], notes=board.notes)
-
-
-def board_title(board: Board) -> str:
-    """The heading every rendering and the plot share: dataset, threat model, budget, board or comparison."""
-    what = "comparison" if board.compare_baseline else "leaderboard"
-    return f"{DATASET_TITLES[board.dataset]}, {board.threat_model}, eps = {board.eps_text}: {what}"
-
-
-def board_legend(board: Board) -> list[str]:
-    """The lines printed under every table: units, ranking, marks and the source of the published figures."""
-    context = {"data": DATASET_TITLES[board.dataset], "star": STAR, "paper_title": PAPER_TITLE}
-    context |= {"full_test_set": FULL_TEST_SET, "version": __version__}
-    return render("legend.txt.j2", board=board, **context).splitlines()
-
-
-def render(template: str, **context: Any) -> str:
-    """A template of ``leaderboard/templates`` filled with ``context`` (HTML ones escape it)."""
-    return TEMPLATES.get_template(template).render(**context)
-
-
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("ikl_zoo.leaderboard", "templates"),
-    autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
-    keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
-)
 
 
 def _merge(
