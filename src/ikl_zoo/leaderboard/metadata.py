@@ -31,22 +31,17 @@ class ModelMetadata:
     published: dict[str, Any] | None = None  # percent clean_acc, autoattack_acc (external) and their source
 
 
-def model_metadata(
-    model_id: str, *, dataset: str, threat_model: str, published: dict | None = None
-) -> ModelMetadata:
+def model_metadata(model_id: str, *, dataset: str, threat_model: str, published: dict | None = None
+                   ) -> ModelMetadata:
     """RobustBench's published row when it lists the model, else what ikl-zoo's registry knows."""
     row = reference_entry(model_id, dataset=dataset, threat_model=threat_model)
     if row is not None:
-        copied = ("link", "paper_title", "authors", "additional_data", "number_forward_passes", "venue")
-        return ModelMetadata(
-            **{key: row[key] for key in (*copied, "architecture", "reported")},
-            footnote=row["footnote"] or "", is_ikl_at=row["ikl_at"], published=published_from_row(row),
-        )  # fmt: skip
+        copied = {key: row[key] for key in ModelMetadata.__dataclass_fields__ if key in row}
+        return ModelMetadata(**copied | {"is_ikl_at": row["ikl_at"], "published": published_from_row(row)})
     entry = registry_entry(model_id, dataset)
     if entry is None:
         return ModelMetadata(is_ikl_at=is_ikl_at(model_id), published=published)
-    if entry.published is not None and published is None:
-        published = entry.published.to_dict()
+    published = entry.published.to_dict() if entry.published is not None and published is None else published
     paper = {"link": PAPER_URL, "paper_title": PAPER_TITLE, "authors": PAPER_AUTHORS, "venue": PAPER_VENUE}
     return ModelMetadata(
         **(paper if entry.is_ikl_at else {}), footnote=entry.note if entry.is_ikl_at else "",
