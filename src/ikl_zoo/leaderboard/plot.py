@@ -86,19 +86,13 @@ def _draw_ikl_at(axes: Axes, ikl: pd.DataFrame) -> None:
     """IKL-AT's models as stars, each named; a label goes above its star when another one sits just below."""
     if ikl.empty:
         return
-    axes.scatter(
-        ikl["clean_acc"], ikl["autoattack_acc"], marker="*", s=260, color="#cf222e", edgecolors="black",
-        linewidths=0.6, zorder=4, label=f"IKL-AT ({len(ikl)})",
-    )  # fmt: skip
+    axes.scatter(ikl["clean_acc"], ikl["autoattack_acc"], marker="*", s=260, color="#cf222e",
+                 edgecolors="black", linewidths=0.6, zorder=4, label=f"IKL-AT ({len(ikl)})")
     for row in ikl.itertuples():
-        crowded_below = (
-            ikl["autoattack_acc"].between(row.autoattack_acc - 1.5, row.autoattack_acc, inclusive="neither")
-            & ((ikl["clean_acc"] - row.clean_acc).abs() < 1.5)
-        ).any()
-        axes.annotate(
-            _short_name(row.model_id), (row.clean_acc, row.autoattack_acc), fontsize=8, color="#cf222e",
-            xytext=(8, 5 if crowded_below else -11), textcoords="offset points",
-        )  # fmt: skip
+        below = ikl["autoattack_acc"].between(row.autoattack_acc - 1.5, row.autoattack_acc, "neither")
+        crowded_below = (below & ((ikl["clean_acc"] - row.clean_acc).abs() < 1.5)).any()
+        axes.annotate(_short_name(row.model_id), (row.clean_acc, row.autoattack_acc), fontsize=8,
+                      color="#cf222e", xytext=(8, 5 if crowded_below else -11), textcoords="offset points")
 
 
 def _draw_measured(axes: Axes, measured: pd.DataFrame) -> None:
@@ -113,10 +107,8 @@ def _draw_measured(axes: Axes, measured: pd.DataFrame) -> None:
     for row in measured.itertuples():
         point = (row.measured_clean_acc, row.measured_autoattack_acc)
         if row.on_robustbench:
-            axes.plot(
-                [row.clean_acc, point[0]], [row.autoattack_acc, point[1]], color="black", linewidth=0.8,
-                linestyle=":", zorder=3,
-            )  # fmt: skip
+            axes.plot([row.clean_acc, point[0]], [row.autoattack_acc, point[1]], color="black", linewidth=0.8,
+                      linestyle=":", zorder=3)
         else:
             name = _short_name(row.model_id)
             axes.annotate(name, point, xytext=(7, 4), textcoords="offset points", fontsize=8)
