@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,13 +103,6 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "settings": self.settings.to_dict()}
 
-    dataset = property(lambda self: self.settings.dataset)
-    threat_model = property(lambda self: self.settings.norm)
-    eps = property(lambda self: self.settings.eps)
-    version = property(lambda self: self.settings.version)
-    n_examples = property(lambda self: self.settings.n_examples)
-    seed = property(lambda self: self.settings.seed)
-    chunk_size = property(lambda self: self.settings.chunk_size)
     batch_size = property(lambda self: {"auto": None}.get(self.settings.batch_size, self.settings.batch_size))
     board_id = property(lambda self: robustbench_name(self.model_id))
 
@@ -116,6 +110,11 @@ class Measurement:
     def comparable_with_published(self) -> bool:
         """Standard AutoAttack on the whole official test set: only then does it compare with RobustBench."""
         return self.version == STANDARD_VERSION and on_the_published_images(self.n_examples, self.provenance)
+
+
+_SETTINGS = ("dataset", "eps", "version", "n_examples", "seed", "chunk_size")
+for _name, _setting in {"threat_model": "norm", **dict(zip(_SETTINGS, _SETTINGS, strict=True))}.items():
+    setattr(Measurement, _name, property(attrgetter(f"settings.{_setting}")))  # as ``EvalResult`` has them
 
 
 @dataclass(frozen=True)
@@ -270,13 +269,10 @@ def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
         raise RecordConflictError(f"{path} not replaced: {'; '.join(reasons)}", fix=fix)
 
 
-def _fraction(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1
-
-
 _CHECKS = [
     ("model_id", "text", lambda v: isinstance(v, str)),
-    *((key, "a fraction in [0, 1]", _fraction) for key in ("clean_acc", "robust_acc")),
+    *((key, "a fraction in [0, 1]", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)
+       and 0 <= v <= 1) for key in ("clean_acc", "robust_acc")),
     ("attacks", "a list of attack names",
      lambda v: isinstance(v or [], list | tuple) and all(isinstance(a, str) for a in v or [])),
     *((key, "an object", lambda v: v is None or isinstance(v, dict)) for key in _MAPPING_FIELDS),

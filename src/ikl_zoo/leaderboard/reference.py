@@ -85,7 +85,8 @@ def load_reference(dataset: str, threat_model: str, *, robustbench_dir: Folder |
         if not isinstance(info, dict):
             raise LeaderboardError(f"{path} is not a RobustBench model_info object", fix=FIX_FILE)
         rows.append(_row_from_model_info(path.stem, info, dataset, threat_model, path))
-    return Reference(_to_frame(rows), f"RobustBench model_info/ in {folder.parent.parent}")
+    source = f"RobustBench model_info/ in {folder.parent.parent}"
+    return Reference(pd.DataFrame(rows, columns=COLUMNS), source)
 
 
 def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:
@@ -102,7 +103,7 @@ def _shipped_table() -> pd.DataFrame:
                              row["threat_model"], REFERENCE_FILE)
         for row in shipped_leaderboard().to_dict(orient="records")
     ]  # fmt: skip
-    return _to_frame(rows)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _model_info_folder(root: Path, dataset: str, threat_model: str) -> Path:
@@ -141,10 +142,6 @@ def _row_from_model_info(
         "venue": str(info.get("venue") or "Unpublished"), "paper_title": title,
         "ikl_at": is_ikl_at(model_id, title),
     }  # fmt: skip
-
-
-def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=COLUMNS)  # the columns' order, also when no row is given
 
 
 def _flag(value: Any) -> bool:

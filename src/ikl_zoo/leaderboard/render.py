@@ -74,16 +74,12 @@ def _data_frame(board: Board) -> pd.DataFrame:
 
 def _render_json(board: Board) -> str:
     document = {
-        "dataset": board.dataset,
-        "threat_model": board.threat_model,
-        "eps": board.eps_text,
+        "dataset": board.dataset, "threat_model": board.threat_model, "eps": board.eps_text,
         "kind": "comparison" if board.compare_baseline else "leaderboard",
-        "compare_baseline": board.compare_baseline,
-        "source": board.source,
-        "generated_by": f"ikl-zoo {__version__}",
-        "notes": list(board.notes),
+        "compare_baseline": board.compare_baseline, "source": board.source,
+        "generated_by": f"ikl-zoo {__version__}", "notes": list(board.notes),
         "rows": json.loads(_data_frame(board).to_json(orient="records")),  # NaN and NA as null
-    }
+    }  # fmt: skip
     return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
