@@ -51,8 +51,7 @@ def model_metadata(model_id: str, *, dataset: str, threat_model: str, published:
 
 
 def registry_entry(model_id: str, dataset: str) -> ModelEntry | None:
-    """The registry's entry for a model, or None for one it does not hold (a user's, a RobustBench peer)."""
-    # Imported here: the registry imports torch, and reading records or boards must not.
+    """The registry's entry for a model, or None (a user's, a RobustBench peer); imported here: it needs torch."""
     from ikl_zoo.zoo.registry import get_model_entry
 
     try:

@@ -26,11 +26,9 @@ from ikl_zoo.leaderboard.reference import Folder, LeaderboardError, check_board,
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
 
-RECORD_FORMAT = 2
-"""Format 2 keeps the evaluation's ``settings`` whole; earlier records are refused, never guessed at."""
+RECORD_FORMAT = 2  # keeps the evaluation's settings whole; earlier records are refused, never guessed at
 DEFAULT_ROOT = "leaderboard"
-STANDARD_VERSION = "standard"
-"""The AutoAttack version RobustBench's leaderboards are measured with."""
+STANDARD_VERSION = "standard"  # the AutoAttack version RobustBench's leaderboards are measured with
 MODEL_INFO_KEYS = (
     "link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
     "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote", "unreliable",

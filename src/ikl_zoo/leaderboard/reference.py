@@ -20,8 +20,7 @@ from ikl_zoo.reference import REFERENCE_FILE, REFERENCE_SOURCE, STANDARD_EPS, sh
 from ikl_zoo.threat import DATASETS
 
 ROBUSTBENCH_URL = "https://robustbench.github.io/"
-THREAT_MODELS = tuple(STANDARD_EPS)
-"""The threat models RobustBench has boards for."""
+THREAT_MODELS = tuple(STANDARD_EPS)  # the threat models RobustBench has boards for
 IKL_MODEL_PREFIX = "Cui2023Decoupled"
 FIX_FILE = "fix or remove that file"
 Folder = str | os.PathLike[str]

@@ -114,11 +114,9 @@ _MARKUPS = {
                      lambda url: url.translate(_LATEX_URL)),
     "html": _Markup(html.escape, '<a href="{url}">{text}</a>', "<strong>{}</strong>", STAR, html.escape),
 }
-_EXTRA_DATA = {True: "yes", False: "no"}
-"""Anything else (None: a record that does not say) is unknown, never "no"."""
+_EXTRA_DATA = {True: "yes", False: "no"}  # anything else (a record that does not say) is unknown, never "no"
 _PUBLISHED_CELLS = [
-    ("Clean", "clean_acc", "Delta clean"),
-    ("AutoAttack", "autoattack_acc", "Delta AutoAttack"),
+    ("Clean", "clean_acc", "Delta clean"), ("AutoAttack", "autoattack_acc", "Delta AutoAttack"),
     ("Best known", "best_known", "Delta best known"),
 ]
 

@@ -25,8 +25,7 @@ from ikl_zoo.leaderboard.reference import (
 from ikl_zoo.threat import format_eps
 
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-STAR = "\u2605"
-"""Marks IKL-AT rows in every rendered table."""
+STAR = "\u2605"  # marks IKL-AT rows in every rendered table
 ROW_COLUMNS = [
     "rank", "model_id", "ikl_at", "on_robustbench", "paper_title", "link", "clean_acc", "autoattack_acc",
     "best_known", "additional_data", "architecture", "venue", "footnote", "unreliable", "measured_clean_acc",
@@ -47,8 +46,7 @@ class Board:
     threat_model: str
     rows: pd.DataFrame
     source: str
-    compare_baseline: str | None = None
-    """The first model of ``--compare``: every delta column is relative to it."""
+    compare_baseline: str | None = None  # the first model of --compare: every delta is relative to it
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     has_measurements = property(lambda self: bool(self.rows["measured_autoattack_acc"].notna().any()))
