@@ -51,7 +51,7 @@ def model_metadata(model_id: str, *, dataset: str, threat_model: str, published:
 
 
 def registry_entry(model_id: str, dataset: str) -> ModelEntry | None:
-    """The registry's entry for a model, or None (a user's, a RobustBench peer); imported here: it needs torch."""
+    """The registry's entry for a model, or None (a user's, a RobustBench peer); imported late (torch)."""
     from ikl_zoo.zoo.registry import get_model_entry
 
     try:
