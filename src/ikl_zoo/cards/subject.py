@@ -48,9 +48,7 @@ class CardSubject:
     unverified_source: dict[str, Any] | None = None
     """For a folder converted for a registry id from a file no pinned sha256 confirms: its ``source``."""
 
-    @property
-    def eps_text(self) -> str:
-        return format_eps(self.eps, self.threat_model)
+    eps_text = property(lambda self: format_eps(self.eps, self.threat_model))
 
 
 def card_subject(model: Any, *, dataset: str = "cifar10", config: Mapping[str, Any] | None = None
@@ -85,8 +83,7 @@ def _subject_from_entry(entry: ModelEntry, config: Mapping[str, Any]) -> CardSub
 
 
 def _subject_from_config(config: dict[str, Any]) -> CardSubject:
-    missing = [key for key in ("model_id", "dataset", "threat_model", "eps") if key not in config]
-    if missing:
+    if missing := [key for key in ("model_id", "dataset", "threat_model", "eps") if key not in config]:
         raise CardError(f"config.json lacks {', '.join(missing)}",
                         fix="rewrite it with `ikl-zoo convert` or training")
     if config["dataset"] not in DATASETS:
@@ -107,10 +104,8 @@ def _subject_from_config(config: dict[str, Any]) -> CardSubject:
 
 
 def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
-    """A folder converted for a registry id from a checkpoint the pinned sha256 says is not its own.
-
-    Without a pinned sha256 nothing can tell, and a folder naming a registry id is taken as its weights.
-    """
+    """A folder converted for a registry id from a checkpoint the pinned sha256 says is not its own (without
+    a pin nothing can tell, and a folder naming a registry id is taken as its weights)."""
     source = config.get("source")
     hashes = {config.get("sha256"), source.get("sha256") if isinstance(source, Mapping) else None}
     return bool(_pinned_sha256s(entry)) and not _pinned_sha256s(entry) & hashes
