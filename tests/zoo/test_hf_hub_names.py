@@ -113,3 +113,12 @@ def test_eval_of_an_hf_hub_name_records_repository_revision_and_served_commit(fa
     assert recorded == {"repo": REPO, "revision": "main", "commit": commit}
     wrong = CliRunner().invoke(main, [*args[:-3], "--dataset", "cifar100", "--out", str(tmp_path / "other")])
     assert wrong.exit_code == 2 and "pass --dataset cifar10" in wrong.output
+
+
+def test_card_of_an_hf_hub_name_names_repository_revision_and_commit(fake_hub, hub_folder, tmp_path):
+    commit = fake_hub.repos[REPO].commit
+    result = CliRunner().invoke(main, ["card", f"hf-hub:{REPO}@main", "-o", str(tmp_path / "card")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "card" / "README.md").read_text()
+    assert f"`{REPO}` at revision `main` (commit `{commit}`)" in text
+    assert f'ikl_zoo.load_model("hf-hub:{REPO}@{commit}")' in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ from ikl_zoo.leaderboard.records import registry_entry
 from ikl_zoo.leaderboard.reference import reference_entry
 from ikl_zoo.reference import published_from_row
 from ikl_zoo.threat import DATASETS, format_eps
+from ikl_zoo.zoo.hub import HF_HUB_PREFIX
 
 if TYPE_CHECKING:
     from ikl_zoo.zoo.registry import ModelEntry
@@ -43,6 +44,9 @@ class CardSubject:
     note: str = ""
     additional_data: bool = False
     hub_repo_id: str | None = None
+    hub_revision: str | None = None
+    hub_commit: str | None = None
+    """For a card read from an ``hf-hub:`` repository: the revision asked for and the commit served."""
     weights_sha256: str | None = None
     license: str = "mit"
     unverified_source: dict[str, Any] | None = None
@@ -60,6 +64,8 @@ def card_subject(model: Any, *, dataset: str = "cifar10", config: Mapping[str, A
         return _subject_from_entry(model, config or {})
     if isinstance(model, Mapping):
         return _subject_from_config(dict(model))
+    if str(model).startswith(HF_HUB_PREFIX):
+        return _subject_from_hub(str(model))
     if Path(model).exists():
         return _subject_from_config(read_config(model))
     return _subject_from_entry(get_model_entry(str(model), dataset=dataset), config or {})
@@ -101,6 +107,16 @@ def _subject_from_config(config: dict[str, Any]) -> CardSubject:
         hub_repo_id=config.get("repo_id"), weights_sha256=config.get("sha256"),
         license=str(config.get("license") or "unknown"),
     )
+
+
+def _subject_from_hub(name: str) -> CardSubject:
+    """An ``hf-hub:`` repository's card, from its config.json as the Hub served it (weights verified)."""
+    from ikl_zoo.zoo.hub import fetch_hub_model, parse_hub_name
+
+    repo_id, revision = parse_hub_name(name)
+    weights = fetch_hub_model(repo_id, revision)
+    subject = _subject_from_config({**weights.spec.to_json(), "repo_id": repo_id})
+    return replace(subject, hub_repo_id=repo_id, hub_revision=revision, hub_commit=weights.commit)
 
 
 def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
