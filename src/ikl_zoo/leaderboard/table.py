@@ -23,6 +23,7 @@ from ikl_zoo.leaderboard.reference import (
     robustbench_name,
 )
 from ikl_zoo.threat import format_eps
+from ikl_zoo.zoo.hub import HF_HUB_PREFIX
 
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 STAR = "\u2605"  # marks IKL-AT rows in every rendered table
@@ -89,14 +90,23 @@ def compare_models(
         raise LeaderboardError("--compare needs at least two model ids", fix=fix)
     board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root)
     rows = board.rows.set_index("model_id", drop=False)
-    ids = [robustbench_name(model_id) for model_id in model_ids]
+    ids = [_board_id(model_id, rows.index) for model_id in model_ids]
     for model_id in (model_id for model_id in ids if model_id not in rows.index):
         close = difflib.get_close_matches(model_id, list(rows.index), n=3, cutoff=0.6)
         fix = f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids"
+        if model_id.startswith(HF_HUB_PREFIX):
+            fix = f"measure it first: `ikl-zoo eval --model {model_id} --dataset {dataset} --record`"
         raise LeaderboardError(f"{model_id!r} is not on the {dataset} {threat_model} board", fix=fix)
     rows = rows.loc[ids].reset_index(drop=True)
     rows[COMPARE_DELTAS] = (rows[COMPARED] - rows[COMPARED].iloc[0]).to_numpy()
     return Board(dataset, threat_model, rows, board.source, compare_baseline=ids[0], notes=board.notes)
+
+
+def _board_id(model_id: str, on_board: pd.Index) -> str:
+    """A compared model's row: an ``hf-hub:`` name without a revision is its measured ``@main``."""
+    name = robustbench_name(model_id)
+    pinned = f"{name}@main"
+    return pinned if name.startswith(HF_HUB_PREFIX) and "@" not in name and pinned in on_board else name
 
 
 def _merge(
