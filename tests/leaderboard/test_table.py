@@ -294,5 +294,6 @@ def test_compare_takes_an_hf_hub_name_measured_at_main(tmp_path, make_result):
     compared = ["Cui2023Decoupled_WRN-28-10", "hf-hub:someone/tiny-robust"]
     board = compare_models(compared, records_root=tmp_path)
     assert list(board.rows["model_id"]) == [compared[0], "hf-hub:someone/tiny-robust@main"]
-    with pytest.raises(LeaderboardError, match="eval --model hf-hub:someone/other --dataset cifar10 --record"):
+    fix = "eval --model hf-hub:someone/other --dataset cifar10 --record"
+    with pytest.raises(LeaderboardError, match=fix):
         compare_models(["Cui2023Decoupled_WRN-28-10", "hf-hub:someone/other"], records_root=tmp_path)
