@@ -314,3 +314,15 @@ def test_model_index_follows_the_hub_specification(tmp_path, make_result):
     assert {result.source_name for result in results} == {
         "RobustBench leaderboard", "ikl-zoo 0.1.0 measurement with AutoAttack on 10000 test examples"
     }
+
+
+def test_card_of_a_pinned_registry_entry_says_so():
+    from dataclasses import replace
+
+    from ikl_zoo.cards.model_card import build_model_card
+    from ikl_zoo.zoo.registry import get_model_entry
+
+    pinned = replace(get_model_entry("Cui2023Decoupled_WRN-34-10"), revision="v1", sha256="a" * 64)
+    text = str(build_model_card(pinned))
+    assert "The registry pins them: revision `v1` and the sha256 below." in text and "a" * 64 in text
+    assert "The registry pins" not in str(build_model_card(get_model_entry("Cui2023Decoupled_WRN-34-10")))

@@ -48,6 +48,8 @@ class CardSubject:
     hub_commit: str | None = None
     """For a card read from an ``hf-hub:`` repository: the revision asked for and the commit served."""
     weights_sha256: str | None = None
+    pinned_revision: str | None = None
+    """For a registry entry that pins its Hub copy: the revision its sha256 was pinned at."""
     license: str = "mit"
     unverified_source: dict[str, Any] | None = None
     """For a folder converted for a registry id from a file no pinned sha256 confirms: its ``source``."""
@@ -83,6 +85,7 @@ def _subject_from_entry(entry: ModelEntry, config: Mapping[str, Any]) -> CardSub
         architecture=entry.architecture, training=config.get("training") or entry.training or None,
         is_ikl_at=entry.is_ikl_at, in_registry=True, published=published, robustbench_row=row,
         note=entry.note, additional_data=entry.additional_data, hub_repo_id=entry.pretrained.hub_repo_id(),
+        pinned_revision=entry.revision if entry.hub_repo_name and entry.sha256 else None,
         weights_sha256=config.get("sha256") or entry.pretrained.sha256,
         unverified_source=dict(source) if unverified else None,
     )
