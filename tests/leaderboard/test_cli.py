@@ -96,3 +96,20 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path):
         )
         assert result.exit_code == 2, result.output
         assert "Error: cannot write" in result.output and "Traceback" not in result.output
+
+
+def _corrupt_record_beside_a_good_one(root, make_result):
+    from ikl_zoo.leaderboard.records import write_record
+
+    write_record(make_result("Cui2023Decoupled_WRN-28-10", clean=0.9111, robust=0.6222), root=root)
+    bad = root / "cifar10" / "Linf" / "x.json"
+    bad.write_text("{not json")
+    return bad
+
+
+def test_a_corrupt_record_is_named_with_its_fix_and_skipped(tmp_path, make_result):
+    bad = _corrupt_record_beside_a_good_one(tmp_path, make_result)
+    result = CliRunner().invoke(main, ["leaderboard", "--records", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"skipped {bad}: ") and result.stderr.count("\n") == 1
+    assert "remove it or rewrite it" in result.stderr and "62.22" in result.stdout
