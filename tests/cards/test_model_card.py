@@ -326,3 +326,16 @@ def test_card_of_a_pinned_registry_entry_says_so():
     text = str(build_model_card(pinned))
     assert "The registry pins them: revision `v1` and the sha256 below." in text and "a" * 64 in text
     assert "The registry pins" not in str(build_model_card(get_model_entry("Cui2023Decoupled_WRN-34-10")))
+
+
+def _limitations(card_text: str) -> str:
+    return card_text.split("## Limitations", 1)[1].split("\n## ", 1)[0]
+
+
+def test_a_model_that_is_not_robust_claims_no_robustness(make_result):
+    demo = make_result("demo-resnet18", n_examples=20, clean=0.9, robust=0.0)
+    limitations = _limitations(str(build_model_card("demo-resnet18", result=demo)))
+    assert "- Not robust:" in limitations
+    assert "Robustness is claimed" not in limitations and "can only be lower" not in limitations
+    robust = _limitations(str(build_model_card("Cui2023Decoupled_WRN-34-10")))
+    assert "Robustness is claimed only for Linf" in robust and "- Not robust" not in robust
