@@ -44,9 +44,9 @@ class Estimate:
 
 def format_duration(seconds: float) -> str:
     """``1 h 12 min``, ``7 min``, ``40 s``."""
+    hours, minutes = divmod(math.ceil(seconds / 60), 60)
     if seconds < 60:
         return f"{max(seconds, 1):.0f} s"
-    hours, minutes = divmod(math.ceil(seconds / 60), 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
@@ -56,12 +56,11 @@ def calibrate(
 ) -> tuple[float, float, float]:
     """Seconds per image of a forward+input-gradient pass and of a forward pass at ``batch_size`` (after one
     warm-up of each), and the share of the batch classified correctly."""
-    xb = x[:1].expand(batch_size, *x.shape[1:]).clone().to(device)
-    xb[: len(x)] = x[:batch_size].to(device)
-    labels = y[:batch_size].to(device)
+    xb = x[:batch_size].repeat(-(-batch_size // len(x)), 1, 1, 1)[:batch_size].to(device)
+    labels = y[:batch_size]
 
     def timed(action) -> float:
-        action()
+        action()  # a warm-up
         _synchronize(device)
         started = time.perf_counter()
         for _ in range(repeats):
@@ -75,9 +74,8 @@ def calibrate(
             torch.autograd.grad(model(inputs).sum(), inputs)
 
     with torch.no_grad():
-        forward = timed(lambda: model(xb))
-        correct = (model(xb[: len(labels)]).argmax(1) == labels).float().mean().item()
-    return timed(forward_backward), forward, correct
+        forward, logits = timed(lambda: model(xb)), model(xb[: len(labels)]).cpu()
+    return timed(forward_backward), forward, (logits.argmax(1) == labels).float().mean().item()
 
 
 def estimate_run(
@@ -86,10 +84,8 @@ def estimate_run(
 ) -> Estimate:
     """The wall time of ``adversary``'s attacks on all of ``x``, calibrated on its first batch."""
     backward_seconds, forward_seconds, clean = calibrate(model, x, y, batch_size=batch_size, device=device)
-    per_image = sum(
-        fb * backward_seconds + f * forward_seconds
-        for fb, f in map(lambda attack: attack_passes(adversary, attack), adversary.attacks_to_run)
-    )
+    passes = [attack_passes(adversary, attack) for attack in adversary.attacks_to_run]
+    per_image = sum(fb * backward_seconds + f * forward_seconds for fb, f in passes)
     return Estimate((forward_seconds + clean * per_image) * len(x), len(x), device_name)
 
 
