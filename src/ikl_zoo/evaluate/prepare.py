@@ -216,13 +216,13 @@ def fp32_precision_in_force() -> dict[str, str]:
 
 def precision_warnings(precision: str) -> list[str]:
     """Precision ``pytorch`` in a process that changed PyTorch's defaults: which settings are in force."""
-    changed = [
+    changed = ", ".join(
         f"{name}={value} (default: {PYTORCH_DEFAULTS[name]})"
         for name, value in fp32_precision_in_force().items() if value != PYTORCH_DEFAULTS[name]
-    ]
-    if precision != "pytorch" or not changed:
-        return []
-    return [f"precision pytorch, with settings changed from PyTorch's defaults: {', '.join(changed)}"]
+    )
+    return [f"precision pytorch, with settings changed from PyTorch's defaults: {changed}"] * bool(
+        precision == "pytorch" and changed
+    )
 
 
 def device_name(device: torch.device) -> str:
@@ -233,13 +233,10 @@ def device_name(device: torch.device) -> str:
 
 def precision_report(precision: str, device: torch.device) -> dict[str, object]:
     """What computed the flags: the settings in force, the device, torch, CUDA and cuDNN versions."""
-    cuda = device.type == "cuda"
+    cudnn = torch.backends.cudnn.version() if device.type == "cuda" else None
     return {
-        "precision": precision, "autocast": "bf16" if precision == "bf16" else None,
-        **fp32_precision_in_force(),
-        "device": device_name(device),
-        "torch": torch.__version__, "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "precision": precision, "autocast": {"bf16": "bf16"}.get(precision), **fp32_precision_in_force(),
+        "device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn,
     }
 
 
