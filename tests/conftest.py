@@ -226,8 +226,10 @@ def foolbox_cifar10():
 
 STANDARD_ATTACKS = ["apgd-ce", "apgd-t", "fab-t", "square"]
 PROVENANCE = {
-    "versions": {"ikl_zoo": "0.1.0", "torch": "2.14.1", "pyautoattack": "0.2.0"},
-    "device": "NVIDIA H100 80GB HBM3",
+    "ikl_zoo": "0.1.0",
+    "torch": "2.14.1",
+    "pyautoattack": "0.2.0",
+    "devices": ["NVIDIA H100 80GB HBM3"],
     "checkpoint_sha256": "ab" * 32,
     "data": "cifar10 test split, torchvision layout",
     "official_test_set": True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -10,7 +11,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ikl_zoo.losses import ClassPrior, KDConfig, dkl_loss, ikl_kd_loss, ikl_loss, kl_loss, weighted_logit_mse
+from ikl_zoo.errors import IklZooError
+from ikl_zoo.losses import (
+    KD_PRESETS,
+    ClassPrior,
+    KDConfig,
+    dkl_loss,
+    ikl_kd_loss,
+    ikl_loss,
+    kd_preset,
+    kl_loss,
+    weighted_logit_mse,
+)
 
 
 def _logits(batch: int = 16, classes: int = 10, *, seed: int = 0, scale: float = 3.0):
@@ -34,6 +46,26 @@ def _released_ikl(z_m, z_n, y, prior, alpha, beta, prior_power=1.0):
     wmse = 0.25 * ((delta_m - delta_n).pow(2) * outer).sum() / outer.sum()
     ce = -(F.softmax(z_m, dim=1).detach() * F.log_softmax(z_n, dim=1)).sum(1).mean()
     return beta * wmse + alpha * ce
+
+
+def _authors_ikl_kd(teacher, student, y, *, alpha, beta, temperature, t2, warmup, epoch, prior=None,
+                    ce_weight=1.0):
+    """The authors' distiller written out: ``IKL_KD.forward_train`` around their ``dkl_loss`` (pairwise,
+    weights ``softmax(teacher / T2)`` or, with GI, the prior row of each label; wMSE over the batch size)."""
+    classes = teacher.shape[1]
+    weights = prior[y] if prior is not None else F.softmax(teacher / t2, dim=1)
+    outer = weights.view(-1, classes, 1) @ weights.view(-1, 1, classes)
+    delta_t = teacher.view(-1, classes, 1) - teacher.view(-1, 1, classes)
+    delta_s = student.view(-1, classes, 1) - student.view(-1, 1, classes)
+    wmse = 0.25 * ((delta_t - delta_s).pow(2) * outer).sum() / student.shape[0]
+    soft = -(F.softmax(teacher / temperature, -1) * F.log_softmax(student / temperature, -1)).sum(1).mean()
+    return ce_weight * F.cross_entropy(student, y) + min(epoch / warmup, 1.0) * (beta * wmse + alpha * soft)
+
+
+def _authors_prior(teacher, y, t2):
+    """Their trainer's prior: per-class sums of ``softmax(teacher / T2)`` over an epoch, rows normalised."""
+    sums = F.one_hot(y, teacher.shape[1]).to(teacher.dtype).t() @ F.softmax(teacher / t2, dim=-1)
+    return sums / sums.sum(1, keepdim=True)
 
 
 def _random_prior(classes: int, *, seed: int = 1) -> torch.Tensor:
@@ -135,26 +167,88 @@ def test_ikl_kd_loss_with_and_without_global_information():
     teacher, student = _logits(batch=8, classes=10, seed=11)
     teacher = teacher.detach()
     y = torch.arange(8) % 10
-    temperature, weight_temperature = 4.0, 2.0
+    common = dict(alpha=3.0, beta=1.5, temperature=4.0, weight_temperature=2.0, ce_weight=0.5)
 
-    def reference(weights, warmup):
-        classes = 10
-        outer = weights.view(-1, classes, 1) @ weights.view(-1, 1, classes)
-        delta_t = teacher.view(-1, classes, 1) - teacher.view(-1, 1, classes)
-        delta_s = student.view(-1, classes, 1) - student.view(-1, 1, classes)
-        wmse = 0.25 * ((delta_t - delta_s).pow(2) * outer).sum() / 8
-        soft = -(F.softmax(teacher / temperature, 1) * F.log_softmax(student / temperature, 1)).sum(1).mean()
-        return 0.5 * F.cross_entropy(student, y) + warmup * (1.5 * wmse + 3.0 * soft)
+    def reference(prior, warmup, epoch):
+        return _authors_ikl_kd(teacher, student, y, alpha=3.0, beta=1.5, temperature=4.0, t2=2.0,
+                               warmup=warmup, epoch=epoch, prior=prior, ce_weight=0.5)
 
-    common = dict(alpha=3.0, beta=1.5, temperature=temperature, weight_temperature=weight_temperature,
-                  ce_weight=0.5)
     no_gi = ikl_kd_loss(teacher, student, y, epoch=2, config=KDConfig(warmup_epochs=8, **common))
-    torch.testing.assert_close(no_gi, reference(F.softmax(teacher / weight_temperature, 1), 0.25))
+    torch.testing.assert_close(no_gi, reference(None, 8, 2))
     prior = _random_prior(10, seed=12)
     with_gi = ikl_kd_loss(teacher, student, y, class_prior=prior, config=KDConfig(**common))
-    torch.testing.assert_close(with_gi, reference(prior[y], 1.0))
+    torch.testing.assert_close(with_gi, reference(prior, 1, 1))
     with pytest.raises(ValueError, match="epoch="):
         ikl_kd_loss(teacher, student, y, config=KDConfig(warmup_epochs=5))
+
+
+def test_the_default_weight_temperature_is_the_authors_t2():
+    """Their ``dkl_loss`` defaults to ``T2 = 100``: at defaults the loss is theirs, not the one at T2 = 1."""
+    teacher, student = _logits(batch=16, classes=100, seed=13)
+    y = torch.arange(16) * 3 % 100
+    ours = ikl_kd_loss(teacher.detach(), student, y)
+    authors = _authors_ikl_kd(teacher.detach(), student, y, alpha=1.0, beta=1.0, temperature=1.0, t2=100.0,
+                              warmup=1, epoch=1)
+    torch.testing.assert_close(ours, authors, rtol=1e-12, atol=1e-12)
+    at_t2_1 = ikl_kd_loss(teacher.detach(), student, y, config=KDConfig(weight_temperature=1.0))
+    assert abs(at_t2_1 / authors - 1) > 0.01
+
+
+# Three of the authors' configurations as their yaml files (and the defaults in cfg.py) give them:
+# file under DKLv1/KD-dkl/configs/, alpha, beta, T, WARMUP, GI, T2.
+_AUTHORS_FILES = {
+    "cifar100-wrn40_2-wrn40_1": ("cifar100/ikl_kd/wrn40_2_wrn_40_1.yaml", 1.0, 8.0, 4.0, 20, False, 100.0),
+    "imagenet-res34-res18": ("imagenet/r34_r18/ikl_kd.yaml", 1.0, 0.5, 1.0, 1, True, 1.0),
+    "imagenet-res50-mobilenetv1": ("imagenet/r50_mv1/ikl_kd.yaml", 4.0, 1.0, 1.0, 1, True, 1.0),
+}
+
+
+@pytest.mark.parametrize("name", _AUTHORS_FILES)
+def test_kd_presets_carry_the_values_of_the_authors_files(name):
+    path, alpha, beta, temperature, warmup, gi, t2 = _AUTHORS_FILES[name]
+    config = kd_preset(name)
+    assert config.source == f"github.com/jiequancui/DKL, DKLv1/KD-dkl/configs/{path}"
+    assert (config.alpha, config.beta, config.temperature) == (alpha, beta, temperature)
+    assert config.uses_class_prior == gi
+    assert (config.weight_temperature, config.ce_weight) == (t2, 1.0)
+    assert config.warmup_epochs == (warmup if warmup > 1 else 0)  # a 1-epoch warm-up from epoch 1 is none
+
+
+@pytest.mark.parametrize("name", KD_PRESETS)
+@pytest.mark.parametrize("epoch", [5, 30])
+def test_every_kd_preset_reproduces_the_authors_loss(name, epoch):
+    config = kd_preset(name)
+    assert re.fullmatch(r"github\.com/jiequancui/DKL, DKLv1/KD-dkl/configs/[\w/]+\.yaml", config.source)
+    classes = 1000 if name.startswith("imagenet") else 100
+    teacher, student = _logits(batch=8, classes=classes, seed=14)
+    teacher = teacher.detach()
+    y = torch.tensor([0, 3, 3, 7, 11, 42, 99, 5])
+    prior = None
+    if config.uses_class_prior:  # an epoch of teacher logits seeing every class, then this batch
+        epoch_logits = 3.0 * torch.randn(2 * classes, classes, generator=torch.Generator().manual_seed(15),
+                                         dtype=torch.float64)
+        epoch_labels = torch.arange(2 * classes) % classes
+        class_prior = ClassPrior(classes, temperature=config.weight_temperature)
+        class_prior.update(epoch_logits, epoch_labels)
+        prior = class_prior.step()
+        authors_prior = _authors_prior(epoch_logits, epoch_labels, config.weight_temperature)
+        torch.testing.assert_close(prior, authors_prior)
+        with pytest.raises(ValueError, match="uses the class prior: pass class_prior="):
+            ikl_kd_loss(teacher, student, y, config=config, epoch=epoch)
+    ours = ikl_kd_loss(teacher, student, y, config=config, class_prior=prior, epoch=epoch)
+    authors = _authors_ikl_kd(
+        teacher, student, y, alpha=config.alpha, beta=config.beta, temperature=config.temperature,
+        t2=config.weight_temperature, warmup=config.warmup_epochs or 1, epoch=epoch, prior=prior,
+    )
+    torch.testing.assert_close(ours, authors, rtol=1e-12, atol=1e-12)
+
+
+def test_an_unknown_kd_preset_names_the_known_ones():
+    with pytest.raises(IklZooError) as error:
+        kd_preset("cifar100-wrn40_2-wrn40-1")
+    assert error.value.problem == "unknown KD preset 'cifar100-wrn40_2-wrn40-1'"
+    assert "cifar100-wrn40_2-wrn40_1" in error.value.fix and "imagenet-res50-mobilenetv1" in error.value.fix
+    assert "\n" not in str(error.value)
 
 
 def test_class_prior_accumulates_normalises_and_keeps_unseen_rows():

@@ -1,8 +1,5 @@
-"""CIFAR-10/100 in torchvision's layout, RobustBench's test protocol, and the real images foolbox ships.
-
-Real CIFAR goes through torchvision, md5 checks included. A folder ikl-zoo wrote (:func:`write_cifar_dir`)
-carries a marker file and is read without md5 checks, unpickling with an allow-list of numpy types only.
-"""
+"""CIFAR-10/100 in torchvision's layout (md5-checked), RobustBench's test protocol, and foolbox's real images.
+A folder ikl-zoo wrote carries a marker file and is read without md5 checks, unpickling numpy types only."""
 
 from __future__ import annotations
 
@@ -57,30 +54,14 @@ def _folder(root: Path, dataset: str) -> Path:
     return root / _TORCHVISION_CLASS[dataset].base_folder
 
 
-def _root_marker(dataset: str, data_dir: str | os.PathLike[str]) -> dict | None:
-    _check_dataset(dataset)
-    return _marker(Path(data_dir).expanduser(), dataset)
-
-
 def _split_files(dataset: str, train: bool) -> list[str]:
     tv = _TORCHVISION_CLASS[dataset]
     return [name for name, _ in (tv.train_list if train else tv.test_list)]
 
 
 def _all_files(dataset: str) -> list[str]:
-    """Every file of torchvision's layout: the training and test batches, then the class names."""
     meta = _TORCHVISION_CLASS[dataset].meta["filename"]
     return _split_files(dataset, True) + _split_files(dataset, False) + [meta]
-
-
-def _layout_hint(dataset: str, root: Path, *, train: bool) -> str:
-    """Where the files go; the sample folder only for the test split, since it holds no training images."""
-    tv = _TORCHVISION_CLASS[dataset]
-    files = ", ".join(_all_files(dataset))
-    hint = f"put the folder {tv.base_folder}/ ({files}, as extracted from {tv.filename}) in {root}"
-    if train:
-        return hint
-    return f"{hint}, or run `ikl-zoo sample-data --out {root}` for the 20 real test images foolbox ships"
 
 
 class MarkedCIFAR10(CIFAR10):
@@ -88,10 +69,9 @@ class MarkedCIFAR10(CIFAR10):
 
     dataset_name = "cifar10"
 
-    def __init__(self, root: str | os.PathLike[str], train: bool = True, transform: Callable | None = None,
-                 target_transform: Callable | None = None) -> None:
-        # Skip CIFAR10.__init__ (md5 checks); VisionDataset sets root and the transforms.
-        super(CIFAR10, self).__init__(root, transform=transform, target_transform=target_transform)
+    def __init__(self, root: str | os.PathLike[str], train: bool = True,
+                 **transforms: Callable | None) -> None:
+        super(CIFAR10, self).__init__(root, **transforms)  # VisionDataset's, not CIFAR10's md5 checks
         self.train = train
         self.data, self.targets, self.classes = _read_marked_split(self.dataset_name, Path(self.root), train)
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
@@ -116,41 +96,33 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _cannot_read(path: Path, error: OSError, fix: str) -> DataError:
-    return DataError(f"cannot read {path} ({error.strerror or first_line(error)})", fix=fix)
-
-
-def _unpickle(path: Path, fix: str) -> dict:
-    """The dict a CIFAR pickle holds; anything else (missing, damaged, foreign objects) is a DataError."""
+def _read_dict(path: Path, fix: str, *, json_marker: bool = False) -> dict:
+    """The dict in a CIFAR pickle (numpy types only) or in the marker (JSON); every failure names the fix."""
+    kind, invalid, expected = (("JSON", "valid JSON", "ikl-zoo's marker (an object)") if json_marker
+                               else ("pickled", "a readable CIFAR batch", "a CIFAR batch (a dict)"))
     try:
         with open(path, "rb") as handle:
-            entry = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
+            unpickler = _NumpyOnlyUnpickler(handle, encoding="latin1")
+            entry = json.load(handle) if json_marker else unpickler.load()
     except OSError as error:
-        raise _cannot_read(path, error, fix) from None
-    except Exception as error:  # whatever a damaged or foreign pickle raises, it is not a CIFAR batch
-        raise DataError(f"{path} is not a readable CIFAR batch ({first_line(error)})", fix=fix) from None
+        raise DataError(f"cannot read {path} ({error.strerror or first_line(error)})", fix=fix) from None
+    except Exception as error:  # whatever a damaged or foreign file raises, it is not what ikl-zoo wrote
+        raise DataError(f"{path} is not {invalid} ({first_line(error)})", fix=fix) from None
     if not isinstance(entry, dict):
-        raise DataError(f"{path} holds a pickled {type(entry).__name__}, not a CIFAR batch (a dict)", fix=fix)
+        raise DataError(f"{path} holds a {kind} {type(entry).__name__}, not {expected}", fix=fix)
     return entry
 
 
-def _marker(root: Path, dataset: str) -> dict | None:
+def _marker(data_dir: str | os.PathLike[str], dataset: str) -> dict | None:
     """The marker of an ikl-zoo folder; None for a folder without one (real CIFAR, or nothing yet)."""
+    _check_dataset(dataset)
+    root = Path(data_dir).expanduser()
     path = _folder(root, dataset) / MARKER_FILENAME
     if not path.is_file():
         return None
     fix = (f"write the folder again with `ikl-zoo sample-data --out {root}`, or delete {path.name} if the "
            f"folder holds the real {DISPLAY_NAMES[dataset]}")
-    try:
-        marker = json.loads(path.read_text())
-    except OSError as error:
-        raise _cannot_read(path, error, fix) from None
-    except ValueError:
-        raise DataError(f"{path} is not valid JSON", fix=fix) from None
-    if not isinstance(marker, dict):
-        found = type(marker).__name__
-        raise DataError(f"{path} holds a JSON {found}, not ikl-zoo's marker (an object)", fix=fix)
-    return marker
+    return _read_dict(path, fix, json_marker=True)
 
 
 def _rewrite_hint(root: Path, marker: dict | None) -> str:
@@ -160,8 +132,7 @@ def _rewrite_hint(root: Path, marker: dict | None) -> str:
 
 
 def _checked_batch(path: Path, dataset: str, fix: str) -> tuple[np.ndarray, list[int]]:
-    """The image rows and labels of one batch file, refused unless they are CIFAR's."""
-    entry, label_key, n_classes = _unpickle(path, fix), _LABEL_KEY[dataset], len(_CLASSES[dataset])
+    entry, label_key, n_classes = _read_dict(path, fix), _LABEL_KEY[dataset], len(_CLASSES[dataset])
     data = entry.get("data")
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
             and data.shape[1] == _ROW_BYTES):
@@ -178,12 +149,11 @@ def _checked_batch(path: Path, dataset: str, fix: str) -> tuple[np.ndarray, list
 
 
 def _read_marked_split(dataset: str, root: Path, train: bool) -> tuple[np.ndarray, list[int], list[str]]:
-    """Images (N, 32, 32, 3), labels and class names of an ikl-zoo folder, each file checked on the way."""
     folder, fix = _folder(root, dataset), _rewrite_hint(root, _marker(root, dataset))
     batches = [_checked_batch(folder / name, dataset, fix) for name in _split_files(dataset, train)]
     meta, n_classes = _TORCHVISION_CLASS[dataset].meta, len(_CLASSES[dataset])
     path = folder / meta["filename"]
-    classes = _unpickle(path, fix).get(meta["key"])
+    classes = _read_dict(path, fix).get(meta["key"])
     if not (isinstance(classes, list) and len(classes) == n_classes
             and all(isinstance(name, str) for name in classes)):
         raise DataError(f"{path}: {meta['key']!r} must list the {n_classes} class names", fix=fix)
@@ -197,7 +167,6 @@ def cifar_dataset(
 ) -> torch.utils.data.Dataset:
     """CIFAR-10/100 from ``data_dir`` in torchvision's layout: real CIFAR md5-checked (and downloaded when
     missing, if ``download``), a folder :func:`write_cifar_dir` wrote as is; missing data names the fix."""
-    _check_dataset(dataset)
     root = Path(data_dir).expanduser()
     marker = _marker(root, dataset)
     if marker is not None:
@@ -210,7 +179,7 @@ def cifar_dataset(
 
 
 def _check_marked_split(root: Path, dataset: str, marker: dict, *, train: bool) -> None:
-    """An ikl-zoo folder that lacks the split asked for: lost since it was written, or never written."""
+    """A split missing from an ikl-zoo folder: lost since it was written, or never written."""
     folder, split = _folder(root, dataset), "training" if train else "test"
     missing = [f for f in _split_files(dataset, train) if not (folder / f).is_file()]
     if not missing:
@@ -229,7 +198,6 @@ def _check_marked_split(root: Path, dataset: str, marker: dict, *, train: bool) 
 def _not_found(
     root: Path, dataset: str, error: Exception, *, train: bool, download: bool
 ) -> DatasetNotFoundError:
-    """Why torchvision could not give the dataset: damaged files, or missing ones and where they go."""
     tv, folder, name = _TORCHVISION_CLASS[dataset], _folder(root, dataset), DISPLAY_NAMES[dataset]
     if folder.is_dir() and all((folder / n).is_file() for n in _all_files(dataset)):
         batches = tv.train_list + tv.test_list
@@ -239,19 +207,20 @@ def _not_found(
             fix=f"replace those files from {tv.filename}, or delete the folder so it is downloaded again",
         )
     reason = f"download failed: {first_line(error)}" if download else "download disabled"
-    hint = _layout_hint(dataset, root, train=train)
-    return DatasetNotFoundError(f"{name} not found in {root} ({reason})", fix=hint)
+    files = ", ".join(_all_files(dataset))
+    fix = f"put the folder {tv.base_folder}/ ({files}, as extracted from {tv.filename}) in {root}"
+    if not train:  # the sample folder holds no training images
+        fix += f", or run `ikl-zoo sample-data --out {root}` for the 20 real test images foolbox ships"
+    return DatasetNotFoundError(f"{name} not found in {root} ({reason})", fix=fix)
 
 
 def is_official_cifar(dataset: str, *, data_dir: str | os.PathLike[str]) -> bool:
-    """Whether ``data_dir`` holds torchvision's md5-checked CIFAR rather than a folder ikl-zoo wrote: only
-    there is a measurement on the images a published figure was measured on."""
-    return _root_marker(dataset, data_dir) is None
+    """Whether ``data_dir`` holds torchvision's md5-checked CIFAR (the published figures' images)."""
+    return _marker(data_dir, dataset) is None
 
 
 def data_source(dataset: str, *, data_dir: str | os.PathLike[str]) -> str:
-    """What a data dir holds, for records: torchvision's md5-checked CIFAR, or a folder ikl-zoo wrote."""
-    marker = _root_marker(dataset, data_dir)
+    marker = _marker(data_dir, dataset)
     if marker is None:
         return f"{DISPLAY_NAMES[dataset]} (torchvision, md5-checked)"
     return f"{DISPLAY_NAMES[dataset]} folder written by ikl-zoo: {marker.get('source', 'arrays')}"
@@ -316,7 +285,6 @@ def write_cifar_dir(
 
 
 def _write_split(folder: Path, dataset: str, split_name: str, images: np.ndarray, labels: np.ndarray) -> None:
-    """One split as torchvision's batch files: rows of 3072 bytes, CHW, spread evenly over the files."""
     files = _split_files(dataset, train=split_name == "train")
     chunks = np.array_split(np.arange(len(labels)), len(files))
     for number, (name, indices) in enumerate(zip(files, chunks, strict=True), start=1):
@@ -330,8 +298,7 @@ def _write_split(folder: Path, dataset: str, split_name: str, images: np.ndarray
 
 
 def _refuse_foreign_cifar(root: Path, dataset: str) -> None:
-    """Raise :class:`DataError` when ``root`` holds CIFAR files without ikl-zoo's marker: the real dataset,
-    whose test set writing there would replace (and whose md5 checks the marker would then switch off)."""
+    """Refuse a folder holding CIFAR files without ikl-zoo's marker: the real dataset, not to overwrite."""
     folder = _folder(root, dataset)
     if (folder / MARKER_FILENAME).exists():
         return

@@ -18,24 +18,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ClassPrior", "KDConfig", "dkl_loss", "ikl_kd_loss", "ikl_loss", "kl_loss", "weighted_logit_mse"]
+from ikl_zoo.errors import IklZooError
+
+__all__ = ["KD_PRESETS", "ClassPrior", "KDConfig", "dkl_loss", "ikl_kd_loss", "ikl_loss", "kd_preset",
+           "kl_loss", "weighted_logit_mse"]
 
 
 def _check_logits(z_m: Tensor, z_n: Tensor) -> None:
     if z_m.ndim != 2 or z_m.shape != z_n.shape:
-        raise ValueError(
-            f"logits must both be (batch, classes) with the same shape, got {tuple(z_m.shape)} and "
-            f"{tuple(z_n.shape)}"
-        )
+        raise ValueError("logits must both be (batch, classes) with the same shape, got "
+                         f"{tuple(z_m.shape)} and {tuple(z_n.shape)}")
 
 
 def _class_weights(class_prior: Tensor, y: Tensor, like: Tensor) -> Tensor:
     num_classes = like.shape[1]
     if class_prior.shape != (num_classes, num_classes):
-        raise ValueError(
-            f"class_prior must be ({num_classes}, {num_classes}) for {num_classes} classes, "
-            f"got {tuple(class_prior.shape)}"
-        )
+        raise ValueError(f"class_prior must be ({num_classes}, {num_classes}) for {num_classes} classes, "
+                         f"got {tuple(class_prior.shape)}")
     if y.shape != like.shape[:1]:
         raise ValueError(f"labels must have shape ({like.shape[0]},), got {tuple(y.shape)}")
     return class_prior.detach().to(device=like.device, dtype=like.dtype)[y]
@@ -49,16 +48,11 @@ def kl_loss(z_m: Tensor, z_n: Tensor) -> Tensor:
 
 
 def weighted_logit_mse(z_m: Tensor, z_n: Tensor, weights: Tensor, *, pairwise: bool = False) -> Tensor:
-    """Per-sample ``1/4 sum_jk w_j w_k (D(z_m) - D(z_n))[j, k]^2``, shape (batch,).
-
-    ``pairwise=True`` builds the C x C matrices the way the paper writes (and its released code computes) the
-    term; it exists to check and benchmark the O(C) form, which is what every loss here uses.
-    """
+    """Per-sample wMSE (module docstring), shape (batch,); ``pairwise=True`` builds the paper's C x C
+    matrices, to check and benchmark the O(C) form every loss here uses."""
     _check_logits(z_m, z_n)
     if weights.shape != z_m.shape:
-        raise ValueError(
-            f"weights must have the logits' shape {tuple(z_m.shape)}, got {tuple(weights.shape)}"
-        )
+        raise ValueError(f"weights must have shape {tuple(z_m.shape)}, got {tuple(weights.shape)}")
     if pairwise:
         delta_m = z_m.unsqueeze(2) - z_m.unsqueeze(1)
         delta_n = z_n.unsqueeze(2) - z_n.unsqueeze(1)
@@ -109,14 +103,49 @@ def ikl_loss(
 
 @dataclass(frozen=True)
 class KDConfig:
-    """The hyper-parameters of IKL for knowledge distillation, as ``ikl_kd_loss`` uses them."""
+    """The hyper-parameters of IKL for knowledge distillation, as ``ikl_kd_loss`` uses them.
+
+    Defaults as the authors' ``IKL_KD`` (``DKLv1/KD-dkl/mdistiller/engine/cfg.py``): ``weight_temperature``
+    (``T2``) 100. ``uses_class_prior`` (``GI``): a class prior built at ``weight_temperature`` is required.
+    """
 
     alpha: float = 1.0
     beta: float = 1.0
     temperature: float = 1.0
-    weight_temperature: float = 1.0
+    weight_temperature: float = 100.0
     ce_weight: float = 1.0
     warmup_epochs: float = 0.0
+    uses_class_prior: bool = False
+    source: str = ""
+
+
+_KD_CONFIGS = "github.com/jiequancui/DKL, DKLv1/KD-dkl/configs/"
+# CIFAR-100 (configs/cifar100/ikl_kd/STEM.yaml): T 4, 20 warm-up epochs, no GI key (T2 stays 100).
+_CIFAR100_KD = {  # teacher-student: (STEM, alpha, beta)
+    "res110-res32": ("res110_res32", 1, 12), "res32x4-res8x4": ("res32x4_res8x4", 1, 8),
+    "res32x4-shufflev1": ("res32x4_shuv1", 1, 8), "res32x4-shufflev2": ("res32x4_shuv2", 3, 12),
+    "res50-mobilenetv2": ("res50_mv2", 1, 12), "res56-res20": ("res56_res20", 1, 4),
+    "vgg13-mobilenetv2": ("vgg13_mv2", 4, 12), "vgg13-vgg8": ("vgg13_vgg8", 1, 12),
+    "wrn40_2-shufflev1": ("wrn40_2_shuv1", 1, 4), "wrn40_2-wrn16_2": ("wrn40_2_wrn_16_2", 3, 12),
+    "wrn40_2-wrn40_1": ("wrn40_2_wrn_40_1", 1, 8),
+}
+# ImageNet: GI on, T2 1, T 1; cfg.py's 1 warm-up epoch is none, as their epochs count from 1.
+KD_PRESETS: dict[str, KDConfig] = {
+    **{f"cifar100-{pair}": KDConfig(float(alpha), float(beta), temperature=4.0, warmup_epochs=20.0,
+                                    source=f"{_KD_CONFIGS}cifar100/ikl_kd/{stem}.yaml")
+       for pair, (stem, alpha, beta) in _CIFAR100_KD.items()},
+    "imagenet-res34-res18": KDConfig(1.0, 0.5, weight_temperature=1.0, uses_class_prior=True,
+                                     source=f"{_KD_CONFIGS}imagenet/r34_r18/ikl_kd.yaml"),
+    "imagenet-res50-mobilenetv1": KDConfig(4.0, 1.0, weight_temperature=1.0, uses_class_prior=True,
+                                           source=f"{_KD_CONFIGS}imagenet/r50_mv1/ikl_kd.yaml"),
+}
+
+
+def kd_preset(name: str) -> KDConfig:
+    """The authors' released configuration ``name`` (see ``KD_PRESETS``)."""
+    if name not in KD_PRESETS:
+        raise IklZooError(f"unknown KD preset {name!r}", fix=f"known: {', '.join(KD_PRESETS)}")
+    return KD_PRESETS[name]
 
 
 def ikl_kd_loss(
@@ -127,15 +156,16 @@ def ikl_kd_loss(
 
     ``ce_weight * CE(z_n, y) + min(epoch / warmup_epochs, 1) * (beta * wMSE + alpha * CE_T)`` where
     ``CE_T = -S(softmax(z_m / T)) . log softmax(z_n / T)``. The wMSE weights come from the class prior (global
-    information on: pass ``class_prior``, e.g. a ``ClassPrior`` over teacher logits at ``weight_temperature``)
-    or, without it, from ``softmax(z_m / weight_temperature)`` per sample. With a warm-up, ``epoch`` (counted
-    from 1, fractions allowed) is required.
+    information on: pass ``class_prior``, e.g. a ``ClassPrior`` over teacher logits at ``weight_temperature``;
+    required when ``config.uses_class_prior``) or, without it, from ``softmax(z_m / weight_temperature)`` per
+    sample. With a warm-up, ``epoch`` (counted from 1, fractions allowed) is required.
     """
     _check_logits(z_m, z_n)
-    if class_prior is not None:
-        weights = _class_weights(class_prior, y, z_m)
-    else:
-        weights = F.softmax(z_m.detach() / config.weight_temperature, dim=1)
+    if config.uses_class_prior and class_prior is None:
+        raise ValueError("ikl_kd_loss: this configuration uses the class prior: pass class_prior= (a "
+                         "ClassPrior built at temperature=config.weight_temperature)")
+    weights = (_class_weights(class_prior, y, z_m) if class_prior is not None
+               else F.softmax(z_m.detach() / config.weight_temperature, dim=1))
     warmup = 1.0  # the IKL terms grow linearly over warmup_epochs
     if config.warmup_epochs > 0:
         if epoch is None:
@@ -172,12 +202,9 @@ class ClassPrior:
 
     @torch.no_grad()
     def update(self, logits: Tensor, y: Tensor) -> None:
-        """Add ``softmax(logits / T)`` of each sample to the row of its label."""
         if logits.ndim != 2 or logits.shape[1] != self.num_classes or y.shape != logits.shape[:1]:
-            raise ValueError(
-                f"ClassPrior.update expects ({self.num_classes}-class logits, labels), got "
-                f"{tuple(logits.shape)} and {tuple(y.shape)}"
-            )
+            raise ValueError(f"ClassPrior.update expects ({self.num_classes}-class logits, labels), got "
+                             f"{tuple(logits.shape)} and {tuple(y.shape)}")
         probs = F.softmax(logits.detach().float() / self.temperature, dim=1).to(torch.float64)
         self._sums.index_add_(0, y.to(self._sums.device), probs.to(self._sums.device))
 
@@ -187,7 +214,6 @@ class ClassPrior:
             torch.distributed.all_reduce(self._sums, group=group)
 
     def step(self) -> Tensor:
-        """Normalise the accumulated rows into the prior, reset the sums and return the prior."""
         totals = self._sums.sum(1, keepdim=True)
         seen = totals.squeeze(1) > 0
         self.prior[seen] = self._sums[seen] / totals[seen]
@@ -195,7 +221,6 @@ class ClassPrior:
         return self.prior
 
     def weights(self, y: Tensor) -> Tensor:
-        """The rows ``p_y`` for labels ``y``."""
         return self.prior[y.to(self.prior.device)]
 
     def state_dict(self) -> dict[str, object]:

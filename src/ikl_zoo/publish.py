@@ -1,11 +1,15 @@
-"""Publishing weights: a checkpoint into a Hub-ready zoo folder with its model card, checked, then pushed.
-It uses both the zoo and the cards, so that the zoo never imports the cards."""
+"""Publishing weights: a checkpoint into a zoo folder with its model card, checked, pushed; mirroring the
+authors' Google Drive checkpoints to the Hub once they match RobustBench's networks. Above zoo and cards."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ikl_zoo.errors import CheckpointError, PublishError, first_line
 from ikl_zoo.zoo.checkpoints import (
@@ -14,12 +18,16 @@ from ikl_zoo.zoo.checkpoints import (
     WEIGHTS_NAME,
     check_finite,
     check_fits,
+    load_state_dict_strict,
     read_folder,
+    read_spec,
+    read_state_dict,
     read_zoo_config,
     save_zoo_folder,
 )
-from ikl_zoo.zoo.hub import transport_errors
+from ikl_zoo.zoo.hub import download_drive_original, hub_config_sha256, transport_errors
 from ikl_zoo.zoo.loading import load
+from ikl_zoo.zoo.spec import ModelSpec
 
 PUSHED_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
 
@@ -32,11 +40,8 @@ def convert_checkpoint(
     dataset: str = "cifar10",
     overwrite: bool = False,
 ) -> Path:
-    """Turn a checkpoint in any supported format into a zoo folder with its model card; returns the folder.
-
-    The checkpoint is loaded strictly into the registered architecture first. A folder that already holds
-    anything is refused unless ``overwrite`` (then its three files are replaced, the rest kept).
-    """
+    """A checkpoint in any supported format, loaded strictly, as a zoo folder with its model card; a folder
+    that holds anything is refused unless ``overwrite`` (then its three files are replaced, the rest kept)."""
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise PublishError(f"{out_dir} is a file", fix="pass an -o/--out folder")
@@ -53,9 +58,9 @@ def convert_checkpoint(
     from ikl_zoo.cards import write_model_card
 
     try:
-        spec = loaded.spec
-        folder = save_zoo_folder(loaded.network, out_dir, entry_or_config=spec, extra={"source": source})
-        write_model_card(spec, folder, config=read_zoo_config(folder))
+        folder = save_zoo_folder(loaded.network, out_dir, entry_or_config=loaded.spec,
+                                 extra={"source": source})
+        write_model_card(loaded.spec, folder, config=read_zoo_config(folder))
     except OSError as error:
         raise PublishError(
             f"cannot write {out_dir} ({error.strerror or type(error).__name__})",
@@ -102,9 +107,8 @@ def push_zoo_folder(
     token: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Validate a zoo folder and upload its three files to ``repo_id`` (created if needed); returns the
-    commit URL. ``token`` defaults to ``HF_TOKEN`` / the stored login, as everywhere in huggingface_hub."""
-    from huggingface_hub import HfApi
+    """Validate a zoo folder and upload its three files to ``repo_id`` (created if needed); the commit URL."""
+    from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -136,10 +140,98 @@ def push_zoo_folder(
             f"the Hub refused the upload to {repo_id} ({first_line(error)})", fix=_refusal_fix(error, repo_id)
         ) from None
     except (OSError, *transport_errors()) as error:
-        from huggingface_hub import constants
-
         raise PublishError(
             f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id} ({first_line(error)})",
             fix="check the network or HF_ENDPOINT",
         ) from None
     return str(getattr(commit, "commit_url", commit))
+
+
+LOGITS_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class MirrorTarget:
+    """Where one registered model goes: ``ORG/<id>-<dataset>`` at ``tag`` (the new commit when no tag)."""
+
+    org: str
+    tag: str | None = None
+    token: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Mirrored:
+    """What a mirror did for one model, and the registry pins it makes (revision is None on a dry run)."""
+
+    spec: ModelSpec
+    repo_id: str
+    sha256: str
+    revision: str | None
+    skipped: bool = False
+
+    def lines(self) -> list[str]:
+        """What to print: a skip, or the pins to paste into the registry."""
+        if self.skipped:
+            return [f"{self.repo_id}@{self.revision}: already holds sha256 {self.sha256}, skipped"]
+        return [f"# {self.spec.model_id} ({self.spec.dataset}) -> {self.repo_id}",
+                f'hub_repo_name="{self.repo_id.split("/", 1)[1]}",',
+                f'revision="{self.revision or "<dry run: not pushed>"}",', f'sha256="{self.sha256}",']
+
+
+def mirror_model(spec: ModelSpec, target: MirrorTarget, *, checkpoint: Path | None = None) -> Mirrored:
+    """Fetch (or take) the authors' checkpoint, check it against RobustBench, convert, push and tag."""
+    repo_id = f"{target.org}/{spec.model_id}-{spec.dataset}"
+    with tempfile.TemporaryDirectory(prefix="ikl-zoo-mirror.") as tmp:
+        original = checkpoint or download_drive_original(spec, Path(tmp) / f"{spec.model_id}.pt")
+        check_against_robustbench(spec, original)
+        folder = convert_checkpoint(original, Path(tmp) / "zoo", model_id=spec.model_id, dataset=spec.dataset)
+        sha256 = read_spec(folder).sha256
+        assert sha256 is not None
+        revision = target.tag or "main"
+        if hub_config_sha256(repo_id, revision) == sha256:
+            return Mirrored(spec, repo_id, sha256, revision, skipped=True)
+        if target.dry_run:
+            return Mirrored(spec, repo_id, sha256, None)
+        message = f"Mirror {spec.model_id} ({spec.dataset}) from its authors' checkpoint"
+        url = push_zoo_folder(folder, repo_id=repo_id, token=target.token, commit_message=message)
+    commit = url.rstrip("/").rsplit("/", 1)[-1]
+    if target.tag:
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError
+
+        try:
+            HfApi(token=target.token).create_tag(repo_id, tag=target.tag, revision=commit)
+        except HfHubHTTPError as error:
+            raise PublishError(f"pushed {repo_id}@{commit} but could not tag it {target.tag} "
+                               f"({first_line(error)})",
+                               fix="create the tag on the Hub, or rerun with another --tag") from None
+    return Mirrored(spec, repo_id, sha256, target.tag or commit)
+
+
+def check_against_robustbench(spec: ModelSpec, checkpoint: Path) -> None:
+    """``PublishError`` unless the checkpoint loads into RobustBench's network and ours, logits agreeing."""
+    from ikl_zoo._robustbench import robustbench_model_dicts
+    from ikl_zoo.data import foolbox_sample
+
+    state = read_state_dict(checkpoint)
+    theirs = robustbench_model_dicts()[spec.dataset][spec.threat_model][spec.model_id]["model"]()
+    try:
+        theirs.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise PublishError(
+            f"{checkpoint} does not load into RobustBench's {spec.model_id} ({first_line(error)})",
+            fix="pass the authors' checkpoint of this model",
+        ) from None
+    ours = spec.build()
+    load_state_dict_strict(ours, state, source=str(checkpoint), model_name=spec.model_id,
+                           dataset=spec.dataset)
+    images = torch.from_numpy(foolbox_sample(spec.dataset)[0]).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        difference = (ours.eval()(images) - theirs.eval()(images)).abs().max().item()
+    if difference > LOGITS_TOLERANCE:
+        raise PublishError(
+            f"ikl-zoo's {spec.model_id} and RobustBench's differ by {difference:.2e} in logits",
+            fix="the architectures disagree: compare the registry entry with RobustBench's",
+        )
+

@@ -31,25 +31,23 @@ def test_registry_card_parses_back_with_published_and_measured_results(tmp_path,
     assert path == tmp_path / "README.md"
     loaded, metrics = _metrics(path)
     data = loaded.data
-    assert data.license == "mit" and data.library_name == "ikl-zoo"
-    assert REQUIRED_TAGS | {"ikl-at", "cifar10"} <= set(data.tags)
+    assert data.license == "mit" and data.library_name is None and data.pipeline_tag == "image-classification"
+    assert REQUIRED_TAGS | {"ikl-at", "cifar10", "ikl-zoo"} <= set(data.tags)
     assert data.datasets == ["uoft-cs/cifar10"] and data.model_name == "Cui2023Decoupled_WRN-28-10"
     assert set(metrics) == {
         "Clean accuracy (published)",
-        "AutoAttack robust accuracy (published)",
+        "AutoAttack robust accuracy, Linf eps 8/255 (published)",
         "Clean accuracy (ikl-zoo)",
-        "AutoAttack robust accuracy (ikl-zoo)",
+        "AutoAttack robust accuracy, Linf eps 8/255 (ikl-zoo)",
     }
-    published = metrics["AutoAttack robust accuracy (published)"]
-    assert published.metric_value == pytest.approx(67.73) and published.metric_type == "robust_accuracy"
+    published = metrics["AutoAttack robust accuracy, Linf eps 8/255 (published)"]
+    assert published.metric_value == pytest.approx(67.73) and published.metric_type == "accuracy"
     assert published.metric_args["threat_model"] == "Linf" and published.metric_args["eps"] == "8/255"
-    assert (
-        published.source_name == "RobustBench leaderboard" and published.dataset_args["n_examples"] == 10_000
-    )
+    assert published.source_name == "RobustBench leaderboard" and published.dataset_args is None
     assert metrics["Clean accuracy (published)"].metric_value == pytest.approx(92.16)
-    measured = metrics["AutoAttack robust accuracy (ikl-zoo)"]
+    measured = metrics["AutoAttack robust accuracy, Linf eps 8/255 (ikl-zoo)"]
     assert measured.metric_value == pytest.approx(67.70)
-    assert "1000 test examples" in measured.source_name and measured.dataset_args["n_examples"] == 1000
+    assert "1000 test examples" in measured.source_name and measured.dataset_config == "plain_text"
     assert measured.metric_args == {
         "threat_model": "Linf",
         "eps": "8/255",
@@ -125,7 +123,8 @@ def test_user_trained_folder_gets_its_own_card(tmp_path, make_result):
     result = make_result("my-ikl-wrn-16-4", n_examples=500, clean=0.8, robust=0.45)
     path = write_model_card(folder, folder, result=result, repo_id="me/my-ikl-wrn")
     loaded, metrics = _metrics(path)
-    assert set(metrics) == {"Clean accuracy (ikl-zoo)", "AutoAttack robust accuracy (ikl-zoo)"}
+    robust = "AutoAttack robust accuracy, Linf eps 8/255 (ikl-zoo)"
+    assert set(metrics) == {"Clean accuracy (ikl-zoo)", robust}
     assert metrics["Clean accuracy (ikl-zoo)"].metric_value == pytest.approx(80.0)
     assert loaded.data.license == "unknown" and "ikl-at" in loaded.data.tags
     text = path.read_text()
@@ -282,3 +281,48 @@ def test_a_folder_converted_from_the_authors_drive_file_is_the_authors_checkpoin
     text = str(build_model_card(config))
     assert "The weights are the authors' checkpoint from RobustBench's model zoo" in text
     assert "nothing pins" not in text
+
+
+# The model-index fields of the Hub's model card specification (huggingface_hub's EvalResult and
+# model_index_to_eval_results document the same keys); a card must use no others.
+HUB_RESULT_KEYS = {"task", "dataset", "metrics", "source"}
+HUB_DATASET_KEYS = {"type", "name", "config", "split", "revision", "args"}
+HUB_METRIC_KEYS = {"type", "value", "name", "config", "args", "verified"}
+
+
+def test_model_index_follows_the_hub_specification(tmp_path, make_result):
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    card = ModelCard.load(write_model_card("Cui2023Decoupled_WRN-28-10", tmp_path, result=make_result()))
+    (index,) = card.data.to_dict()["model-index"]
+    name, results = model_index_to_eval_results([index])
+    assert name == "Cui2023Decoupled_WRN-28-10" and len(results) == 4
+    assert card.data.to_dict()["pipeline_tag"] == "image-classification"
+    assert "library_name" not in card.data.to_dict()  # ikl-zoo is not a library the Hub knows: a tag
+    for result in index["results"]:
+        assert set(result) <= HUB_RESULT_KEYS and result["task"]["type"] == "image-classification"
+        dataset = result["dataset"]
+        assert set(dataset) <= HUB_DATASET_KEYS and "args" not in dataset  # args go to load_dataset()
+        assert (dataset["type"], dataset["config"]) == ("uoft-cs/cifar10", "plain_text")
+        assert dataset["split"] in ("test", "test[:10000]")
+        for metric in result["metrics"]:
+            assert set(metric) <= HUB_METRIC_KEYS and metric["type"] == "accuracy"  # a Hub metric id
+            if "AutoAttack" in metric["name"]:
+                assert metric["args"]["attack"] == "AutoAttack" and metric["args"]["eps"] == "8/255"
+            else:
+                assert "args" not in metric
+    assert {result.source_name for result in results} == {
+        "RobustBench leaderboard", "ikl-zoo 0.1.0 measurement with AutoAttack on 10000 test examples"
+    }
+
+
+def test_card_of_a_pinned_registry_entry_says_so():
+    from dataclasses import replace
+
+    from ikl_zoo.cards.model_card import build_model_card
+    from ikl_zoo.zoo.registry import get_model_entry
+
+    pinned = replace(get_model_entry("Cui2023Decoupled_WRN-34-10"), revision="v1", sha256="a" * 64)
+    text = str(build_model_card(pinned))
+    assert "The registry pins them: revision `v1` and the sha256 below." in text and "a" * 64 in text
+    assert "The registry pins" not in str(build_model_card(get_model_entry("Cui2023Decoupled_WRN-34-10")))

@@ -128,7 +128,7 @@ def test_model_zoo_entry_rebuilds_robustbench_model(entry, make_result):
         ({"eps": 4 / 255}, "eps 4/255; RobustBench's Linf board uses 8/255"),
         ({"seed": None}, "records no seed"),
         (
-            {"provenance": {"device": "cpu"}},
+            {"provenance": {"devices": ["cpu"]}},
             "lacks the torch version, AutoAttack version, ikl-zoo version, checkpoint sha256",
         ),
         ({"dataset": "cifar100", "threat_model": "L2", "eps": 0.5}, "no cifar100 L2 leaderboard"),
@@ -197,6 +197,6 @@ def test_unwritable_submission_folder_is_a_one_line_error(tmp_path, make_result)
 
 
 def test_issue_text_names_the_devices_as_text(make_result):
-    provenance = {**make_result().provenance, "device": ["cuda:0 (NVIDIA H100)", "cuda:0 (NVIDIA H100)"]}
+    provenance = {**make_result().provenance, "devices": ["cuda:0 (NVIDIA H100)", "cuda:0 (NVIDIA H100)"]}
     text = build_submission(make_result(provenance=provenance)).issue_text
     assert "on cuda:0 (NVIDIA H100))" in text and "['" not in text

@@ -287,3 +287,13 @@ def test_a_difference_to_the_published_figure_only_for_a_like_for_like_measureme
     assert pd.isna(row["delta_autoattack_acc"]) == (note is not None)
     if note is not None:
         assert note in row["measured_note"]
+
+
+def test_compare_takes_an_hf_hub_name_measured_at_main(tmp_path, make_result):
+    write_record(make_result("hf-hub:someone/tiny-robust@main", robust=0.55), root=tmp_path)
+    compared = ["Cui2023Decoupled_WRN-28-10", "hf-hub:someone/tiny-robust"]
+    board = compare_models(compared, records_root=tmp_path)
+    assert list(board.rows["model_id"]) == [compared[0], "hf-hub:someone/tiny-robust@main"]
+    fix = "eval --model hf-hub:someone/other --dataset cifar10 --record"
+    with pytest.raises(LeaderboardError, match=fix):
+        compare_models(["Cui2023Decoupled_WRN-28-10", "hf-hub:someone/other"], records_root=tmp_path)

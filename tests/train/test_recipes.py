@@ -1,12 +1,15 @@
-"""Presets, schedules and the --arch specs."""
+"""Presets, schedules, the --arch specs and the augmentation."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+from PIL import Image
+from torchvision import transforms
 
 from ikl_zoo.train import RECIPES, RecipeError, architecture_config, get_recipe
+from ikl_zoo.train.data import augmentation_description, training_transform
 
 
 def test_presets_carry_the_ikl_at_settings_and_name_their_source():
@@ -82,9 +85,26 @@ def test_arch_specs():
         ({"momentum": 1.0}, r"momentum must lie in \[0, 1\)"),
         ({"seed": -1}, r"seed must lie in \[0, 2\*\*32 - 1\]"),
         ({"seed": 2**32}, r"seed must lie in \[0, 2\*\*32 - 1\]"),
+        ({"autoaugment_fill": 256}, r"autoaugment_fill must be a grey level in \[0, 255\]"),
     ],
 )
 def test_values_that_would_train_nonsense_or_crash_later_are_refused(knobs, message):
     with pytest.raises(RecipeError, match=message):
         get_recipe("cifar10", **knobs)
     get_recipe("cifar10", eps=1.0, momentum=0.0, seed=2**32 - 1)  # the edges are fine
+
+
+def test_autoaugment_fills_with_the_authors_grey_by_default():
+    """The authors' CIFAR10Policy fills with (128, 128, 128); torchvision's AutoAugment with 0 (None)."""
+    recipe = get_recipe("cifar100-autoaug")
+    assert recipe.autoaugment_fill == 128 and transforms.AutoAugment().fill is None
+    augmented = training_transform(autoaugment=True, fill=recipe.autoaugment_fill).augmented
+    policy = next(step for step in augmented.transforms if isinstance(step, transforms.AutoAugment))
+    assert policy.fill == [128, 128, 128]
+    assert "fill 128" in augmentation_description(autoaugment=True, fill=recipe.autoaugment_fill)
+
+    # Every op that pads, at full strength: what an all-black image gains is exactly the fill.
+    for op in ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"):
+        policy.policies = [((op, 1.0, 9), (op, 0.0, 0))]
+        pixels = transforms.functional.pil_to_tensor(policy(Image.new("RGB", (32, 32))))
+        assert pixels.unique().tolist() == [0, 128], op

@@ -12,6 +12,6 @@ __all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'ikl_zoo.cards' has no attribute {name!r}")
-    return getattr(import_module(_LAZY[name]), name)
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ikl_zoo.cards' has no attribute {name!r}")

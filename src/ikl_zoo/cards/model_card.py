@@ -4,7 +4,6 @@ written by huggingface_hub's ``ModelCardData``/``EvalResult``; the prose is ``te
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -12,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
-from ikl_zoo.cards import facts
 from ikl_zoo.cards.render import render
 from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subject
+from ikl_zoo.cards.submission import CODE_URL
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
+from ikl_zoo.leaderboard import provenance as facts
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, find_record, output_errors
-from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS
+from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
 from ikl_zoo.threat import format_eps
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
 
 CARD_NAME = "README.md"
-CODE_URL = "https://github.com/jiequancui/DKL"
 AUTOATTACK_URL = "https://github.com/fra31/auto-attack"
 BIBTEX = render("bibtex.txt").strip()
 HUB_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
@@ -50,8 +49,8 @@ def build_model_card(
     measurement = _checked_measurement(subject, result)
     ikl_tag = ["ikl-at"] if subject.is_ikl_at else []
     card_data = ModelCardData(
-        license=subject.license, library_name="ikl-zoo", datasets=[HUB_DATASETS[subject.dataset]],
-        tags=[*BASE_TAGS, *ikl_tag, subject.dataset, "pytorch", "safetensors"], metrics=["accuracy"],
+        license=subject.license, datasets=[HUB_DATASETS[subject.dataset]], metrics=["accuracy"],
+        tags=[*BASE_TAGS, *ikl_tag, subject.dataset, "ikl-zoo", "pytorch", "safetensors"],
         pipeline_tag="image-classification", model_name=subject.model_id,
         eval_results=_eval_results(subject, measurement) or None,
     )
@@ -60,9 +59,8 @@ def build_model_card(
 
 
 def write_model_card(
-    model: Any, out_dir: str | os.PathLike[str], *, dataset: str = "cifar10",
-    result: EvalResult | Measurement | None = None, config: Mapping[str, Any] | None = None,
-    repo_id: str | None = None,
+    model: Any, out_dir: Folder, *, dataset: str = "cifar10", result: EvalResult | Measurement | None = None,
+    config: Mapping[str, Any] | None = None, repo_id: str | None = None,
 ) -> Path:
     """Write ``out_dir/README.md`` atomically and return its path."""
     card = build_model_card(model, dataset=dataset, result=result, config=config, repo_id=repo_id)
@@ -70,9 +68,8 @@ def write_model_card(
         return write_text_atomic(Path(out_dir) / CARD_NAME, str(card))
 
 
-def write_registry_cards(
-    out_dir: str | os.PathLike[str] = "cards", *, records_root: str | os.PathLike[str] | None = DEFAULT_ROOT
-) -> list[Path]:
+def write_registry_cards(out_dir: Folder = "cards", *, records_root: Folder | None = DEFAULT_ROOT
+                         ) -> list[Path]:
     """Cards of every IKL-AT registry model, one folder each (named like its Hub repository), with the
     measured figures of its result record under ``records_root`` when there is one."""
     from ikl_zoo.zoo.registry import list_models
@@ -116,35 +113,33 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
 
 
 def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
-    """The model-index: published figures (RobustBench's full test set) and measured ones (``test[:n]``, a
-    distinct split that keeps the two groups and their sources apart)."""
+    """The model-index as the Hub reads it: metric ``accuracy`` (a Hub metric id), the attack in the metric's
+    name and args; published figures on the ``test`` split, measured ones on ``test[:n]`` (what
+    ``load_dataset`` reads), a distinct split that keeps the two groups and their sources apart."""
     from huggingface_hub import EvalResult as HubEvalResult
 
-    threat = {"threat_model": subject.threat_model, "eps": subject.eps_text, "attack": "AutoAttack"}
+    attack = {"attack": "AutoAttack", "threat_model": subject.threat_model, "eps": subject.eps_text}
     groups = []
     if (published := subject.published) is not None:
-        source_url = ROBUSTBENCH_URL if subject.robustbench_row else PAPER_URL
+        url = ROBUSTBENCH_URL if subject.robustbench_row else PAPER_URL
         figures = (published["clean_acc"], published["autoattack_acc"])
-        groups.append(("published", FULL_TEST_SET, "test", published["source"], source_url, figures,
-                       {**threat, "version": "standard"}))
+        groups.append(("published", "test", published["source"], url, figures, {"version": "standard"}))
     if m is not None:
-        version = facts.version(m.provenance, "ikl-zoo") or "(version not recorded)"
+        version = facts.recorded_fact(m.provenance, "ikl-zoo version") or "(version not recorded)"
         source = f"ikl-zoo {version} measurement with AutoAttack on {m.n_examples} test examples"
-        groups.append(("ikl-zoo", m.n_examples, f"test[:{m.n_examples}]", source, AUTOATTACK_URL,
-                       (round(100 * m.clean_acc, 2), round(100 * m.robust_acc, 2)),
-                       {**threat, "version": m.version, "seed": m.seed}))
+        figures = (round(100 * m.clean_acc, 2), round(100 * m.robust_acc, 2))
+        groups.append(("ikl-zoo", f"test[:{m.n_examples}]", source, AUTOATTACK_URL, figures,
+                       {"version": m.version, "seed": m.seed}))
+    robust_name = f"AutoAttack robust accuracy, {subject.threat_model} eps {subject.eps_text}"
     return [
         HubEvalResult(
             task_type="image-classification", task_name="Image Classification",
             dataset_type=HUB_DATASETS[subject.dataset], dataset_name=DATASET_TITLES[subject.dataset],
-            dataset_args={"n_examples": n}, dataset_split=split, source_name=source, source_url=url,
-            metric_type=kind, metric_name=f"{title} ({label})", metric_value=value, metric_args=args,
+            dataset_config="plain_text", dataset_split=split, source_name=source, source_url=url,
+            metric_type="accuracy", metric_name=f"{title} ({label})", metric_value=value, metric_args=args,
         )
-        for label, n, split, source, url, values, attack_args in groups
-        for kind, title, value, args in zip(
-            ("accuracy", "robust_accuracy"), ("Clean accuracy", "AutoAttack robust accuracy"), values,
-            (None, attack_args), strict=True,
-        )
+        for label, split, source, url, (clean, robust), run in groups
+        for title, value, args in (("Clean accuracy", clean, None), (robust_name, robust, {**attack, **run}))
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ from ikl_zoo.leaderboard.records import registry_entry
 from ikl_zoo.leaderboard.reference import reference_entry
 from ikl_zoo.reference import published_from_row
 from ikl_zoo.threat import DATASETS, format_eps
+from ikl_zoo.zoo.hub import HF_HUB_PREFIX
 
 if TYPE_CHECKING:
     from ikl_zoo.zoo.registry import ModelEntry
@@ -43,14 +44,17 @@ class CardSubject:
     note: str = ""
     additional_data: bool = False
     hub_repo_id: str | None = None
+    hub_revision: str | None = None
+    hub_commit: str | None = None
+    """For a card read from an ``hf-hub:`` repository: the revision asked for and the commit served."""
     weights_sha256: str | None = None
+    pinned_revision: str | None = None
+    """For a registry entry that pins its Hub copy: the revision its sha256 was pinned at."""
     license: str = "mit"
     unverified_source: dict[str, Any] | None = None
     """For a folder converted for a registry id from a file no pinned sha256 confirms: its ``source``."""
 
-    @property
-    def eps_text(self) -> str:
-        return format_eps(self.eps, self.threat_model)
+    eps_text = property(lambda self: format_eps(self.eps, self.threat_model))
 
 
 def card_subject(model: Any, *, dataset: str = "cifar10", config: Mapping[str, Any] | None = None
@@ -62,6 +66,8 @@ def card_subject(model: Any, *, dataset: str = "cifar10", config: Mapping[str, A
         return _subject_from_entry(model, config or {})
     if isinstance(model, Mapping):
         return _subject_from_config(dict(model))
+    if str(model).startswith(HF_HUB_PREFIX):
+        return _subject_from_hub(str(model))
     if Path(model).exists():
         return _subject_from_config(read_config(model))
     return _subject_from_entry(get_model_entry(str(model), dataset=dataset), config or {})
@@ -79,14 +85,14 @@ def _subject_from_entry(entry: ModelEntry, config: Mapping[str, Any]) -> CardSub
         architecture=entry.architecture, training=config.get("training") or entry.training or None,
         is_ikl_at=entry.is_ikl_at, in_registry=True, published=published, robustbench_row=row,
         note=entry.note, additional_data=entry.additional_data, hub_repo_id=entry.pretrained.hub_repo_id(),
+        pinned_revision=entry.revision if entry.hub_repo_name and entry.sha256 else None,
         weights_sha256=config.get("sha256") or entry.pretrained.sha256,
         unverified_source=dict(source) if unverified else None,
     )
 
 
 def _subject_from_config(config: dict[str, Any]) -> CardSubject:
-    missing = [key for key in ("model_id", "dataset", "threat_model", "eps") if key not in config]
-    if missing:
+    if missing := [key for key in ("model_id", "dataset", "threat_model", "eps") if key not in config]:
         raise CardError(f"config.json lacks {', '.join(missing)}",
                         fix="rewrite it with `ikl-zoo convert` or training")
     if config["dataset"] not in DATASETS:
@@ -106,11 +112,19 @@ def _subject_from_config(config: dict[str, Any]) -> CardSubject:
     )
 
 
-def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
-    """A folder converted for a registry id from a checkpoint the pinned sha256 says is not its own.
+def _subject_from_hub(name: str) -> CardSubject:
+    """An ``hf-hub:`` repository's card, from its config.json as the Hub served it (weights verified)."""
+    from ikl_zoo.zoo.hub import fetch_hub_model, parse_hub_name
 
-    Without a pinned sha256 nothing can tell, and a folder naming a registry id is taken as its weights.
-    """
+    repo_id, revision = parse_hub_name(name)
+    weights = fetch_hub_model(repo_id, revision)
+    subject = _subject_from_config({**weights.spec.to_json(), "repo_id": repo_id})
+    return replace(subject, hub_repo_id=repo_id, hub_revision=revision, hub_commit=weights.commit)
+
+
+def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
+    """A folder converted for a registry id from a checkpoint the pinned sha256 says is not its own (without
+    a pin nothing can tell, and a folder naming a registry id is taken as its weights)."""
     source = config.get("source")
     hashes = {config.get("sha256"), source.get("sha256") if isinstance(source, Mapping) else None}
     return bool(_pinned_sha256s(entry)) and not _pinned_sha256s(entry) & hashes

@@ -1,8 +1,5 @@
-"""RobustBench submissions: the ``model_info`` JSON, the filled "[New Model]" issue and the model-zoo entry.
-
-A result that could not stand on RobustBench's board is refused with every reason at once (the reasons, the
-issue and the entry are templates under ``templates/``); ``draft=True`` writes the files anyway, as a draft.
-"""
+"""RobustBench submissions: the ``model_info`` JSON, the filled "[New Model]" issue and the model-zoo entry
+(templates); a result RobustBench would refuse is refused with every reason at once, unless ``draft=True``."""
 
 from __future__ import annotations
 
@@ -16,9 +13,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_text_atomic
-from ikl_zoo.cards import facts
 from ikl_zoo.cards.render import render
 from ikl_zoo.errors import IklZooError
+from ikl_zoo.leaderboard import provenance as facts
 from ikl_zoo.leaderboard.records import (
     Measurement,
     ModelMetadata,
@@ -72,13 +69,9 @@ class Submission:
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
-    @property
-    def model_info_path(self) -> PurePosixPath:
-        return PurePosixPath("model_info", self.dataset, self.threat_model, f"{self.name}.json")
-
-    @property
-    def is_draft(self) -> bool:
-        return bool(self.problems)
+    model_info_path = property(lambda self: PurePosixPath("model_info", self.dataset, self.threat_model,
+                                                          f"{self.name}.json"))
+    is_draft = property(lambda self: bool(self.problems))
 
 
 def submission_problems(result: EvalResult | Measurement, *, name: str, metadata: ModelMetadata) -> list[str]:
@@ -100,12 +93,9 @@ def build_submission(
     result: EvalResult | Measurement, *, name: str | None = None, draft: bool = False,
     info: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
 ) -> Submission:
-    """Everything a RobustBench submission needs, or ``SubmissionRefusedError`` listing what is wrong.
-
-    ``info`` supplies the paper's details for a model RobustBench does not list (keys: ``INFO_KEYS``);
-    ``config`` is the model's zoo folder config.json, used for the model-zoo entry of a model that is not in
-    the registry. With ``draft=True`` a refused submission is built anyway and says so everywhere.
-    """
+    """Everything a RobustBench submission needs, or ``SubmissionRefusedError`` listing what is wrong (with
+    ``draft=True`` built anyway, saying so). ``info``: the paper's details (``INFO_KEYS``) for a model
+    RobustBench does not list; ``config``: the zoo folder's config.json, for the model-zoo entry."""
     m = Measurement.from_result(result)
     info = dict(info or {})
     if unknown := sorted(set(info) - set(INFO_KEYS)):
@@ -146,12 +136,11 @@ def _file_name(m: Measurement, name: str | None) -> str:
     """The submission's name, refused unless it is one file name inside ``model_info/<dataset>/<threat>/``."""
     target = f"model_info/{m.dataset}/{m.threat_model}/<name>.json"
     if name is None and not FILE_NAME_PATTERN.match(m.board_id):  # a zoo folder is measured under its path
-        raise SubmissionRefusedError(f"the result's model id {m.model_id!r} cannot name {target}",
-                                     fix=NAME_FIX)
+        problem = f"the result's model id {m.model_id!r} cannot name {target}"
+        raise SubmissionRefusedError(problem, fix=NAME_FIX)
     if not FILE_NAME_PATTERN.match(name or m.board_id):
-        raise SubmissionRefusedError(f"--name {name!r} cannot name {target}",
-                                     fix="use letters, digits, '_', '-' and '.', "
-                                     "e.g. Cui2023Decoupled_WRN-28-10")
+        fix = "use letters, digits, '_', '-' and '.', e.g. Cui2023Decoupled_WRN-28-10"
+        raise SubmissionRefusedError(f"--name {name!r} cannot name {target}", fix=fix)
     return name or m.board_id
 
 

@@ -20,7 +20,7 @@ def main() -> None:
 
 
 for _command in (
-    zoo.list_command, zoo.download, zoo.convert, zoo.push, zoo.sample_data, evaluation.eval_command,
-    board.leaderboard, board.record, cards.card, cards.submit, train.train,
+    zoo.list_command, zoo.download, zoo.convert, zoo.push, zoo.mirror, zoo.sample_data,
+    evaluation.eval_command, board.leaderboard, board.record, cards.card, cards.submit, train.train,
 ):
     main.add_command(_command)

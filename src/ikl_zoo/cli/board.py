@@ -32,23 +32,20 @@ def leaderboard(
     """RobustBench's leaderboard with ikl-zoo's measurements beside it; or --compare MODEL MODEL ..."""
     from ikl_zoo.atomic import write_text_atomic
     from ikl_zoo.leaderboard.plot import plot_board
+    from ikl_zoo.leaderboard.records import output_errors
     from ikl_zoo.leaderboard.render import render_board
     from ikl_zoo.leaderboard.table import build_board, compare_models
 
     if models and not compare:
         raise click.UsageError("model ids are only taken with --compare, e.g. --compare MODEL_A MODEL_B")
-    if compare:
-        if top or only_ikl or no_extra_data:
-            raise click.UsageError("--top, --only-ikl and --no-extra-data filter the board, not --compare")
-        board = compare_models(list(models), dataset=dataset, threat_model=threat_model,
-                               robustbench_dir=robustbench_dir, records_root=records_root)
-    else:
-        board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root,
-                            top=top, only_ikl=only_ikl, no_extra_data=no_extra_data)
+    if compare and (top or only_ikl or no_extra_data):
+        raise click.UsageError("--top, --only-ikl and --no-extra-data filter the board, not --compare")
+    sources = {"dataset": dataset, "threat_model": threat_model, "robustbench_dir": robustbench_dir,
+               "records_root": records_root}
+    board = compare_models(list(models), **sources) if compare else build_board(
+        **sources, top=top, only_ikl=only_ikl, no_extra_data=no_extra_data)
     text = render_board(board, fmt)
     if out_file:
-        from ikl_zoo.leaderboard.records import output_errors
-
         with output_errors(out_file, fix="pass an -o/--out path you can write"):
             written = write_text_atomic(out_file, text)
         click.echo(f"wrote {written}")  # outside: a closed stdout is not the file's fault

@@ -14,7 +14,6 @@ from ikl_zoo.threat import format_eps, parse_eps
 
 
 def _radius(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """``8/255`` or ``0.0314`` as a float."""
     try:
         return None if value is None else parse_eps(value)
     except ValueError as error:
@@ -56,6 +55,8 @@ def _radius(ctx: click.Context, param: click.Parameter, value: str | None) -> fl
 @click.option("--ema-start-epoch", type=click.IntRange(min=1), default=None, help="[1]")
 @click.option("--autoaugment/--no-autoaugment", default=None, help="Second AutoAugment view [off].")
 @click.option("--aug-weight", type=float, default=None, help="Weight of the AutoAugment view's IKL [0.5].")
+@click.option("--autoaugment-fill", type=click.IntRange(0, 255), default=None,
+              help="Grey level AutoAugment fills uncovered pixels with [128, the authors'].")
 @click.option("--seed", type=int, default=None, help="[0]")
 @click.option("--resume", is_flag=True, help="Continue the checkpoint in --out (afresh if there is none).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available).")

@@ -1,6 +1,8 @@
-"""Zoo commands: list, download, convert, push, sample-data."""
+"""Zoo commands: list, download, convert, push, mirror, sample-data."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -22,11 +24,18 @@ def list_command(dataset: str | None) -> None:
 @DATASET_OPTION
 @click.option("--revision", default=None, help="Hub branch, tag or commit (default: the pinned one).")
 def download(model: str, dataset: str, revision: str | None) -> None:
-    """Fetch MODEL's weights into the cache (Hub, else Google Drive) and print their path and sha256."""
-    from ikl_zoo.zoo.hub import fetch_weights
+    """Fetch MODEL's weights into the cache (Hub, else Google Drive) and print their path and sha256.
+
+    MODEL is a registered id or hf-hub:ORG/NAME[@REVISION], a zoo folder on the Hub."""
+    from ikl_zoo.zoo.hub import fetch_hub_model, fetch_weights, parse_hub_name
     from ikl_zoo.zoo.registry import get_model_entry
 
-    weights = fetch_weights(get_model_entry(model, dataset=dataset), revision=revision)
+    hub_name = parse_hub_name(model, revision=revision)
+    if hub_name is not None:
+        weights = fetch_hub_model(*hub_name)
+        click.echo(f"commit: {weights.commit}")
+    else:
+        weights = fetch_weights(get_model_entry(model, dataset=dataset), revision=revision)
     click.echo(f"path: {weights.path}")
     click.echo(f"sha256: {weights.sha256}")
 
@@ -76,3 +85,31 @@ def sample_data(out_dir: str, datasets: tuple[str, ...]) -> None:
 
     root = write_sample_data_dir(out_dir, datasets=datasets or DATASETS)
     click.echo(f"wrote {root} (CIFAR test images 0-19 of {', '.join(datasets or DATASETS)})")
+
+
+@click.command(cls=IklZooCommand)
+@click.argument("model", required=False)
+@click.option("--dataset", type=click.Choice(DATASETS), default=None, help="Only this dataset's entry.")
+@click.option("--all", "every", is_flag=True, help="Every registered model with a Google Drive checkpoint.")
+@click.option("--org", required=True, help="Hub organisation: pushes to ORG/<id>-<dataset>.")
+@click.option("--tag", default=None, help="Tag the pushed commit (the revision to pin).")
+@click.option("--from", "checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="The authors' checkpoint file instead of the Google Drive download.")
+@click.option("--dry-run", is_flag=True, help="Download, check and convert, but push nothing.")
+@click.option("--token", default=None, help="Hub write token (default: HF_TOKEN or `hf auth login`).")
+def mirror(model: str | None, dataset: str | None, every: bool, org: str, tag: str | None,
+           checkpoint: Path | None, dry_run: bool, token: str | None) -> None:
+    """Move MODEL's authors' checkpoint (or --all) from Google Drive to ORG on the Hub, checked against
+    RobustBench, and print the registry pins (repo, revision, sha256)."""
+    from ikl_zoo.publish import MirrorTarget, mirror_model
+    from ikl_zoo.zoo.registry import get_model_entry, list_models
+
+    if every == bool(model) or (every and checkpoint):
+        raise click.UsageError("name one MODEL (optionally with --from FILE), or pass --all")
+    if every:
+        specs = [spec for spec in list_models(dataset=dataset) if spec.gdrive_id]
+    else:
+        specs = [get_model_entry(model, dataset=dataset or "cifar10")]
+    target = MirrorTarget(org=org, tag=tag, token=token, dry_run=dry_run)
+    for spec in specs:
+        click.echo("\n".join(mirror_model(spec, target, checkpoint=checkpoint).lines()))

@@ -103,6 +103,7 @@ def _provenance(source: ModelSource, request: ModelRequest, *, dataset: str) -> 
         "checkpoint": str(path) if path is not None else None,
         "checkpoint_sha256": source.checkpoint_sha256
         or (file_sha256(path) if path is not None and Path(path).is_file() else None),
+        "hub": source.hub,
         "data_dir": str(Path(request.data_dir).expanduser().resolve()),
         "data_source": data_source(dataset, data_dir=request.data_dir),
         "official_test_set": is_official_cifar(dataset, data_dir=request.data_dir),

@@ -37,6 +37,8 @@ class ModelSource:
     replaced_weights: str | None = None
     """The checkpoint a registered model was given instead of its published weights: a record of it must
     never stand for the registered model."""
+    hub: dict[str, str | None] | None = None
+    """For weights served by the Hub: the repository, the revision asked for and the commit it served."""
 
 
 def load_for_evaluation(
@@ -76,10 +78,18 @@ def load_for_evaluation(
                 f"pass --dataset {trained_on}"
             )
     loaded = load(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision)
+    if not registered and loaded.spec.dataset != dataset:  # an hf-hub: repository says it only once read
+        raise UnknownModelError(
+            f"{model_id} holds a {loaded.spec.dataset} model (its config.json says so), not a {dataset} one",
+            fix=f"pass --dataset {loaded.spec.dataset}",
+        )
     source = ModelSource(
         model=loaded.network, model_id=model_id, description=loaded.description,
         checkpoint_path=loaded.weights_path, checkpoint_sha256=loaded.sha256,
     )
+    if loaded.hub_commit is not None:
+        source.hub = {"repo": loaded.hub_repo or loaded.spec.hub_repo_id(), "commit": loaded.hub_commit,
+                      "revision": loaded.hub_revision or revision or loaded.spec.revision}
     if registered and checkpoint is not None:
         source.replaced_weights = str(checkpoint)
     elif registered and loaded.spec.published is not None:

@@ -26,29 +26,22 @@ class ModelMetadata:
     venue: str = ""
     architecture: str = ""
     footnote: str = ""
-    reported: float | None = None
-    """Robust accuracy (percent) the paper reported."""
+    reported: float | None = None  # robust accuracy (percent) the paper reported
     is_ikl_at: bool = False
-    published: dict[str, Any] | None = None
-    """Published ``clean_acc``/``autoattack_acc`` (percent), ``external`` when given, and their ``source``."""
+    published: dict[str, Any] | None = None  # percent clean_acc, autoattack_acc (external) and their source
 
 
-def model_metadata(
-    model_id: str, *, dataset: str, threat_model: str, published: dict | None = None
-) -> ModelMetadata:
+def model_metadata(model_id: str, *, dataset: str, threat_model: str, published: dict | None = None
+                   ) -> ModelMetadata:
     """RobustBench's published row when it lists the model, else what ikl-zoo's registry knows."""
     row = reference_entry(model_id, dataset=dataset, threat_model=threat_model)
     if row is not None:
-        copied = ("link", "paper_title", "authors", "additional_data", "number_forward_passes", "venue")
-        return ModelMetadata(
-            **{key: row[key] for key in (*copied, "architecture", "reported")},
-            footnote=row["footnote"] or "", is_ikl_at=row["ikl_at"], published=published_from_row(row),
-        )  # fmt: skip
+        copied = {key: row[key] for key in ModelMetadata.__dataclass_fields__ if key in row}
+        return ModelMetadata(**copied | {"is_ikl_at": row["ikl_at"], "published": published_from_row(row)})
     entry = registry_entry(model_id, dataset)
     if entry is None:
         return ModelMetadata(is_ikl_at=is_ikl_at(model_id), published=published)
-    if entry.published is not None and published is None:
-        published = entry.published.to_dict()
+    published = entry.published.to_dict() if entry.published is not None and published is None else published
     paper = {"link": PAPER_URL, "paper_title": PAPER_TITLE, "authors": PAPER_AUTHORS, "venue": PAPER_VENUE}
     return ModelMetadata(
         **(paper if entry.is_ikl_at else {}), footnote=entry.note if entry.is_ikl_at else "",
@@ -58,8 +51,7 @@ def model_metadata(
 
 
 def registry_entry(model_id: str, dataset: str) -> ModelEntry | None:
-    """The registry's entry for a model, or None for one it does not hold (a user's, a RobustBench peer)."""
-    # Imported here: the registry imports torch, and reading records or boards must not.
+    """The registry's entry for a model, or None (a user's, a RobustBench peer); imported late (torch)."""
     from ikl_zoo.zoo.registry import get_model_entry
 
     try:

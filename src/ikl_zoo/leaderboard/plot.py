@@ -1,7 +1,5 @@
-"""Clean vs AutoAttack accuracy scatter of a board, IKL-AT marked (the shape of the paper's Figure 2).
-
-Drawn on an Agg canvas owned by the figure, so it never touches pyplot's global state or needs a display.
-"""
+"""Clean vs AutoAttack accuracy scatter of a board, IKL-AT marked (the shape of the paper's Figure 2), drawn
+on an Agg canvas owned by the figure: no pyplot global state, no display."""
 
 from __future__ import annotations
 
@@ -13,7 +11,8 @@ from typing import TYPE_CHECKING
 from ikl_zoo.atomic import atomic_path
 from ikl_zoo.leaderboard.records import output_errors
 from ikl_zoo.leaderboard.reference import IKL_MODEL_PREFIX, LeaderboardError
-from ikl_zoo.leaderboard.table import Board, board_title
+from ikl_zoo.leaderboard.render import board_title
+from ikl_zoo.leaderboard.table import Board
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,9 +36,8 @@ def plot_board(board: Board, path: str | os.PathLike[str], *, dpi: int = 150) ->
     path = Path(path)
     file_format = path.suffix.lstrip(".").lower() or "png"
     if file_format not in FigureCanvasAgg.get_supported_filetypes():
-        raise LeaderboardError(
-            f"cannot write a plot as {path.suffix!r}", fix="name the file .png, .pdf or .svg"
-        )
+        fix = "name the file .png, .pdf or .svg"
+        raise LeaderboardError(f"cannot write a plot as {path.suffix!r}", fix=fix)
     figure = board_figure(board)
     with output_errors(path, fix="pass a --plot path you can write"), atomic_path(path) as tmp:
         figure.savefig(tmp, format=file_format, dpi=dpi)
@@ -75,38 +73,26 @@ def board_figure(board: Board) -> Figure:
 
 def _draw_peers(axes: Axes, others: pd.DataFrame) -> None:
     """Every other listed model, by the training data it used."""
-    generated = others["footnote"].str.contains(GENERATED_DATA)
     extra_data = others["additional_data"].eq(True)  # an object column once unlisted models join the board
-    groups = {
-        "CIFAR training set only": others[~extra_data & ~generated],
-        "generated images (per footnote)": others[~extra_data & generated],
-        "extra real data": others[extra_data],
-    }
-    for label, group in groups.items():
-        if not group.empty:
-            axes.scatter(
-                group["clean_acc"], group["autoattack_acc"], label=f"{label} ({len(group)})",
-                edgecolors="white", linewidths=0.5, alpha=0.9, zorder=2, **_STYLES[label],
-            )  # fmt: skip
+    generated = ~extra_data & others["footnote"].str.contains(GENERATED_DATA)
+    kind = 2 * extra_data.astype(int) + generated.astype(int)  # the index of its style
+    for index, (label, style) in enumerate(_STYLES.items()):
+        if not (group := others[kind == index]).empty:
+            axes.scatter(group["clean_acc"], group["autoattack_acc"], label=f"{label} ({len(group)})",
+                         edgecolors="white", linewidths=0.5, alpha=0.9, zorder=2, **style)
 
 
 def _draw_ikl_at(axes: Axes, ikl: pd.DataFrame) -> None:
     """IKL-AT's models as stars, each named; a label goes above its star when another one sits just below."""
     if ikl.empty:
         return
-    axes.scatter(
-        ikl["clean_acc"], ikl["autoattack_acc"], marker="*", s=260, color="#cf222e", edgecolors="black",
-        linewidths=0.6, zorder=4, label=f"IKL-AT ({len(ikl)})",
-    )  # fmt: skip
+    axes.scatter(ikl["clean_acc"], ikl["autoattack_acc"], marker="*", s=260, color="#cf222e",
+                 edgecolors="black", linewidths=0.6, zorder=4, label=f"IKL-AT ({len(ikl)})")
     for row in ikl.itertuples():
-        crowded_below = (
-            ikl["autoattack_acc"].between(row.autoattack_acc - 1.5, row.autoattack_acc, inclusive="neither")
-            & ((ikl["clean_acc"] - row.clean_acc).abs() < 1.5)
-        ).any()
-        axes.annotate(
-            _short_name(row.model_id), (row.clean_acc, row.autoattack_acc), fontsize=8, color="#cf222e",
-            xytext=(8, 5 if crowded_below else -11), textcoords="offset points",
-        )  # fmt: skip
+        below = ikl["autoattack_acc"].between(row.autoattack_acc - 1.5, row.autoattack_acc, "neither")
+        crowded_below = (below & ((ikl["clean_acc"] - row.clean_acc).abs() < 1.5)).any()
+        axes.annotate(_short_name(row.model_id), (row.clean_acc, row.autoattack_acc), fontsize=8,
+                      color="#cf222e", xytext=(8, 5 if crowded_below else -11), textcoords="offset points")
 
 
 def _draw_measured(axes: Axes, measured: pd.DataFrame) -> None:
@@ -121,10 +107,8 @@ def _draw_measured(axes: Axes, measured: pd.DataFrame) -> None:
     for row in measured.itertuples():
         point = (row.measured_clean_acc, row.measured_autoattack_acc)
         if row.on_robustbench:
-            axes.plot(
-                [row.clean_acc, point[0]], [row.autoattack_acc, point[1]], color="black", linewidth=0.8,
-                linestyle=":", zorder=3,
-            )  # fmt: skip
+            axes.plot([row.clean_acc, point[0]], [row.autoattack_acc, point[1]], color="black", linewidth=0.8,
+                      linestyle=":", zorder=3)
         else:
             name = _short_name(row.model_id)
             axes.annotate(name, point, xytext=(7, 4), textcoords="offset points", fontsize=8)

@@ -1,22 +1,17 @@
-"""Result records: one JSON file per (model, dataset, threat model) under ``leaderboard/``.
-
-A record is RobustBench's ``model_info`` object (so it reads like an entry of the live leaderboard, with
-the measured accuracies as strings in percent) plus an ``ikl_zoo`` section (measurement, settings,
-provenance). Records are what the board, the cards and the submissions read; ``ikl-zoo eval --record``
-writes them.
-"""
+"""Result records, one JSON file per (model, dataset, threat model): RobustBench's ``model_info`` object (the
+measured accuracies as strings in percent) plus an ``ikl_zoo`` section (measurement, settings, provenance)."""
 
 from __future__ import annotations
 
 import json
 import math
 import numbers
-import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,17 +21,14 @@ from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.summary import on_the_published_images
 from ikl_zoo.leaderboard.metadata import ModelMetadata, model_metadata, registry_entry  # noqa: F401 (cards)
 from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.reference import LeaderboardError, check_board, robustbench_name
-from ikl_zoo.threat import format_eps
+from ikl_zoo.leaderboard.reference import Folder, LeaderboardError, check_board, robustbench_name
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
 
-RECORD_FORMAT = 2
-"""Format 2 keeps the evaluation's ``settings`` whole; earlier records are refused, never guessed at."""
+RECORD_FORMAT = 2  # keeps the evaluation's settings whole; earlier records are refused, never guessed at
 DEFAULT_ROOT = "leaderboard"
-STANDARD_VERSION = "standard"
-"""The AutoAttack version RobustBench's leaderboards are measured with."""
+STANDARD_VERSION = "standard"  # the AutoAttack version RobustBench's leaderboards are measured with
 MODEL_INFO_KEYS = (
     "link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
     "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote", "unreliable",
@@ -56,16 +48,13 @@ class RecordConflictError(LeaderboardError):
 
 
 @contextmanager
-def output_errors(
-    path: str | os.PathLike[str], *, fix: str = "choose a folder you can write"
-) -> Iterator[None]:
+def output_errors(path: Folder, *, fix: str = "choose a folder you can write") -> Iterator[None]:
     """Turn a failed write (not a directory, permission denied, disk full) into a one-line error."""
     try:
         yield
     except (FileExistsError, NotADirectoryError):
-        raise LeaderboardError(
-            f"cannot write {path}: part of that path is a file, not a folder", fix=fix
-        ) from None
+        problem = f"cannot write {path}: part of that path is a file, not a folder"
+        raise LeaderboardError(problem, fix=fix) from None
     except OSError as error:
         raise LeaderboardError(f"cannot write {path}: {error.strerror or error}", fix=fix) from None
 
@@ -77,11 +66,8 @@ class Measurement:
     model_id: str
     settings: EvalSettings
     clean_acc: float
-    """Fraction in [0, 1]."""
     robust_acc: float
-    """Fraction in [0, 1]."""
     attacks: tuple[str, ...] = ()
-    """The attacks run, in order (the version fixes them unless it is custom)."""
     per_attack: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     model_passes: dict[str, int] = field(default_factory=dict)
@@ -89,27 +75,25 @@ class Measurement:
 
     @classmethod
     def from_result(cls, result: EvalResult | Measurement) -> Measurement:
-        """The measurement of an ``EvalResult``, read through its attributes."""
+        """The measurement of an ``EvalResult`` (its settings are checked by ``EvalSettings``)."""
         if isinstance(result, Measurement):
             return result
-        names = ("model_id", "dataset", "threat_model", "eps", "version", "attacks", "n_examples", "seed")
-        names += ("clean_acc", "robust_acc", "per_attack", "timings", "model_passes", "provenance")
-        values = {name: getattr(result, name) for name in names}
-        _check_values(values)
-        return cls._of(values, result.settings)
+        names = ("model_id", "attacks", "clean_acc", "robust_acc", *_MAPPING_FIELDS)
+        return cls._of({name: getattr(result, name) for name in names}, result.settings)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
         """A measurement as ``to_dict`` wrote it; ``TypeError``/``ValueError`` name a wrong field."""
-        settings = data["settings"]
-        if not isinstance(settings, dict):
-            raise TypeError(f"settings is {settings!r}, not an object")
-        values = {**settings, **data, "threat_model": settings.get("norm")}
-        _check_values(values)
-        return cls._of(values, EvalSettings.from_dict(settings))
+        if not isinstance(data["settings"], dict):
+            raise TypeError(f"settings is {data['settings']!r}, not an object")
+        return cls._of(data, EvalSettings.from_dict(data["settings"]))
 
     @classmethod
     def _of(cls, values: dict[str, Any], settings: EvalSettings) -> Measurement:
+        """Raise ``ValueError`` naming the first figure a hand-edited or foreign file got wrong."""
+        for key, wanted, valid in _CHECKS:
+            if not valid(values.get(key)):
+                raise ValueError(f"{key} is {values.get(key)!r}, not {wanted}")
         mappings = {key: dict(values.get(key) or {}) for key in _MAPPING_FIELDS}
         figures = (values["clean_acc"], values["robust_acc"], tuple(values.get("attacks") or ()))
         return cls(values["model_id"], settings, *figures, **mappings)
@@ -117,28 +101,18 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "settings": self.settings.to_dict()}
 
-    dataset = property(lambda self: self.settings.dataset)
-    threat_model = property(lambda self: self.settings.norm)
-    eps = property(lambda self: self.settings.eps)
-    version = property(lambda self: self.settings.version)
-    n_examples = property(lambda self: self.settings.n_examples)
-    seed = property(lambda self: self.settings.seed)
-    chunk_size = property(lambda self: self.settings.chunk_size)
-
-    @property
-    def batch_size(self) -> int | None:
-        """The batch size the run used, None when it chose one itself."""
-        return None if self.settings.batch_size == "auto" else self.settings.batch_size
-
-    @property
-    def board_id(self) -> str:
-        return robustbench_name(self.model_id)
+    batch_size = property(lambda self: {"auto": None}.get(self.settings.batch_size, self.settings.batch_size))
+    board_id = property(lambda self: robustbench_name(self.model_id))
 
     @property
     def comparable_with_published(self) -> bool:
-        """Measured as RobustBench measures (standard AutoAttack, the whole official test set): only then
-        is a difference to a published figure, or a place among RobustBench's ranked rows, meaningful."""
+        """Standard AutoAttack on the whole official test set: only then does it compare with RobustBench."""
         return self.version == STANDARD_VERSION and on_the_published_images(self.n_examples, self.provenance)
+
+
+_SETTINGS = ("dataset", "eps", "version", "n_examples", "seed", "chunk_size")
+for _name, _setting in {"threat_model": "norm", **dict(zip(_SETTINGS, _SETTINGS, strict=True))}.items():
+    setattr(Measurement, _name, property(attrgetter(f"settings.{_setting}")))  # as ``EvalResult`` has them
 
 
 @dataclass(frozen=True)
@@ -149,46 +123,31 @@ class Record:
     model_info: dict[str, Any]
     measurement: Measurement
     is_ikl_at: bool
-    published: dict[str, Any] | None
-    recorded_at: str
 
 
 def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) -> dict[str, Any]:
     """The ``model_info`` object RobustBench would hold for this measurement, in its order and spelling."""
     robust = f"{100 * measurement.robust_acc:.2f}"
-    info: dict[str, Any] = {
-        "link": metadata.link,
-        "name": metadata.paper_title,
-        "authors": metadata.authors,
-        "additional_data": metadata.additional_data,
-        "number_forward_passes": metadata.number_forward_passes,
-        "dataset": measurement.dataset,
-        "venue": metadata.venue,
-        "architecture": metadata.architecture,
-        "eps": format_eps(measurement.eps, measurement.threat_model),
-        "clean_acc": f"{100 * measurement.clean_acc:.2f}",
+    info = {
+        "link": metadata.link, "name": metadata.paper_title, "authors": metadata.authors,
+        "additional_data": metadata.additional_data, "number_forward_passes": metadata.number_forward_passes,
+        "dataset": measurement.dataset, "venue": metadata.venue, "architecture": metadata.architecture,
+        "eps": measurement.settings.eps_text, "clean_acc": f"{100 * measurement.clean_acc:.2f}",
         "reported": f"{metadata.reported:.2f}" if metadata.reported is not None else robust,
-        "autoattack_acc": robust,
-    }
-    if metadata.footnote:
-        info["footnote"] = metadata.footnote
-    info["unreliable"] = False
-    return info
+        "autoattack_acc": robust, "footnote": metadata.footnote, "unreliable": False,
+    }  # fmt: skip
+    return {key: value for key, value in info.items() if key != "footnote" or value}
 
 
-def record_path(
-    model_id: str, *, dataset: str, threat_model: str, root: str | os.PathLike[str] = DEFAULT_ROOT
-) -> Path:
+def record_path(model_id: str, *, dataset: str, threat_model: str, root: Folder = DEFAULT_ROOT) -> Path:
     """``<root>/<dataset>/<threat_model>/<RobustBench id>.json`` as in RobustBench's ``model_info/``."""
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", robustbench_name(model_id))
     return Path(root) / dataset / threat_model / f"{stem}.json"
 
 
 def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> LeaderboardError:
-    """Why a registered model measured with a local checkpoint is not recorded, and the command that fixes it.
-
-    ``ikl-zoo eval --record`` raises it before the run, ``write_record`` for a result already made.
-    """
+    """Why a registered model measured with a local checkpoint is not recorded (before ``eval --record``
+    runs, or in ``write_record``), and the command that fixes it."""
     return LeaderboardError(
         f"the result measures {model_id} with weights from {weights}, not its published weights, so it "
         f"cannot be recorded as {model_id}",
@@ -198,43 +157,33 @@ def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> Lead
 
 
 def write_record(
-    result: EvalResult | Measurement, *, root: str | os.PathLike[str] = DEFAULT_ROOT, overwrite: bool = False
+    result: EvalResult | Measurement, *, root: Folder = DEFAULT_ROOT, overwrite: bool = False
 ) -> Path:
-    """Add or update the record of the result's (model, dataset, threat model), atomically.
-
-    An existing record is replaced by a measurement on at least as many examples under the same eps and
-    AutoAttack version; anything else raises ``RecordConflictError`` unless ``overwrite``. Hand edits to the
-    descriptive fields (paper, venue, footnote, ...) of an existing record are kept.
-    """
+    """Add or update the record of the result's (model, dataset, threat model), atomically. Only a
+    measurement on at least as many examples under the same eps and version replaces one unless
+    ``overwrite`` (else ``RecordConflictError``); hand edits to the descriptive fields are kept."""
     check_board(result.dataset, result.threat_model)
     measurement = Measurement.from_result(result)
     weights = replaced_weights(measurement.provenance)
     if weights is not None:
         raise replaced_weights_error(measurement.model_id, weights, dataset=measurement.dataset)
-    path = record_path(
-        measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model, root=root
-    )
-    metadata = model_metadata(
-        measurement.model_id, dataset=measurement.dataset, threat_model=measurement.threat_model,
-        published=getattr(result, "published", None),
-    )  # fmt: skip
+    board = {"dataset": measurement.dataset, "threat_model": measurement.threat_model}
+    path = record_path(measurement.model_id, **board, root=root)
+    metadata = model_metadata(measurement.model_id, **board, published=getattr(result, "published", None))
     info = robustbench_model_info(measurement, metadata)
     if path.exists():
         info.update(_kept_edits(read_record(path), measurement, overwrite=overwrite))
     info["ikl_zoo"] = {
-        "record_format": RECORD_FORMAT,
-        "model_id": measurement.model_id,
-        "threat_model": measurement.threat_model,
-        "is_ikl_at": metadata.is_ikl_at,
-        "published": metadata.published,
+        "record_format": RECORD_FORMAT, "model_id": measurement.model_id,
+        "threat_model": measurement.threat_model, "is_ikl_at": metadata.is_ikl_at,
+        "published": metadata.published, "measurement": measurement.to_dict(),
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "measurement": measurement.to_dict(),
-    }
+    }  # fmt: skip
     with output_errors(path, fix="pass a --records folder you can write"):
         return write_json_atomic(path, info)
 
 
-def read_record(path: str | os.PathLike[str]) -> Record:
+def read_record(path: Folder) -> Record:
     """One record file, with a one-line error for anything that is not an ikl-zoo record of this format."""
     path = Path(path)
     try:
@@ -253,22 +202,12 @@ def read_record(path: str | os.PathLike[str]) -> Record:
             raise
         problem = f"{path} is not an ikl-zoo result record ({error})"
         raise LeaderboardError(problem, fix=RERECORD_FIX) from None
-    return Record(
-        path=path,
-        model_info={key: data[key] for key in MODEL_INFO_KEYS if key in data},
-        measurement=measurement,
-        is_ikl_at=bool(section["is_ikl_at"]),
-        published=section["published"],
-        recorded_at=str(section["recorded_at"]),
-    )
+    model_info = {key: data[key] for key in MODEL_INFO_KEYS if key in data}
+    return Record(path, model_info, measurement, is_ikl_at=bool(section["is_ikl_at"]))
 
 
-def load_records(
-    root: str | os.PathLike[str] = DEFAULT_ROOT,
-    *,
-    dataset: str | None = None,
-    threat_model: str | None = None,
-) -> list[Record]:
+def load_records(root: Folder = DEFAULT_ROOT, *, dataset: str | None = None,
+                 threat_model: str | None = None) -> list[Record]:
     """Every record under ``root`` (none if it does not exist), optionally for one board."""
     root = Path(root)
     if not root.is_dir():
@@ -277,19 +216,18 @@ def load_records(
     return [read_record(path) for path in sorted(root.glob(pattern))]
 
 
-def find_record(
-    model_id: str, *, dataset: str, threat_model: str = "Linf", root: str | os.PathLike[str] = DEFAULT_ROOT
-) -> Record | None:
+def find_record(model_id: str, *, dataset: str, threat_model: str = "Linf", root: Folder = DEFAULT_ROOT
+                ) -> Record | None:
     """The record of one model on one board, or None if it has not been recorded."""
     path = record_path(model_id, dataset=dataset, threat_model=threat_model, root=root)
     return read_record(path) if path.exists() else None
 
 
-def read_result(path: str | os.PathLike[str]) -> EvalResult:
+def read_result(path: Folder) -> EvalResult:
     """An ``EvalResult`` from a result.json, with a one-line error for anything else."""
     from ikl_zoo.evaluate.result import EvalResult
 
-    fix = "pass the result.json that `ikl-zoo eval` wrote"
+    fix, problem = "pass the result.json that `ikl-zoo eval` wrote", f"{path} is not an ikl-zoo result.json"
     try:
         result = EvalResult.load(path)
         Measurement.from_result(result)  # the figures every reader relies on have the right types
@@ -298,13 +236,9 @@ def read_result(path: str | os.PathLike[str]) -> EvalResult:
                 raise TypeError(f"{flags} is {getattr(result, flags)!r}, not a list")
         return result
     except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as error:
-        raise LeaderboardError(
-            f"{path} is not an ikl-zoo result.json ({type(error).__name__}: {error})", fix=fix
-        ) from None
+        raise LeaderboardError(f"{problem} ({type(error).__name__}: {error})", fix=fix) from None
     except IklZooError as error:
-        raise LeaderboardError(
-            f"{path} is not an ikl-zoo result.json ({error.problem})", fix=error.fix or fix
-        ) from None
+        raise LeaderboardError(f"{problem} ({error.problem})", fix=error.fix or fix) from None
 
 
 def _kept_edits(existing: Record, measurement: Measurement, *, overwrite: bool) -> dict[str, Any]:
@@ -329,35 +263,14 @@ def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
     if new.n_examples < old.n_examples:
         reasons.append(f"it holds {old.n_examples} examples, this result {new.n_examples}")
     if reasons:
-        raise RecordConflictError(
-            f"{path} not replaced: {'; '.join(reasons)}",
-            fix="pass overwrite=True / --overwrite, or delete the record",
-        )
+        fix = "pass overwrite=True / --overwrite, or delete the record"
+        raise RecordConflictError(f"{path} not replaced: {'; '.join(reasons)}", fix=fix)
 
 
-def _check_values(values: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first field a hand-edited or foreign file got wrong."""
-    for key, wanted, valid in _CHECKS:
-        if not valid(values.get(key)):
-            raise ValueError(f"{key} is {values.get(key)!r}, not {wanted}")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-_CHECKS: list[tuple[str, str, Callable[[Any], bool]]] = [
-    *((key, "text", lambda v: isinstance(v, str)) for key in ("model_id", "dataset", "threat_model")),
-    ("version", "text", lambda v: isinstance(v, str)),
-    *((key, "a number", _number) for key in ("eps", "clean_acc", "robust_acc")),
-    *((key, "a fraction in [0, 1]", lambda v: 0 <= v <= 1) for key in ("clean_acc", "robust_acc")),
-    ("eps", "a positive budget", lambda v: v > 0),
-    ("n_examples", "a positive count", lambda v: _whole(v) and v >= 1),
-    ("seed", "an integer", lambda v: v is None or _whole(v)),
+_CHECKS = [
+    ("model_id", "text", lambda v: isinstance(v, str)),
+    *((key, "a fraction in [0, 1]", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)
+       and 0 <= v <= 1) for key in ("clean_acc", "robust_acc")),
     ("attacks", "a list of attack names",
      lambda v: isinstance(v or [], list | tuple) and all(isinstance(a, str) for a in v or [])),
     *((key, "an object", lambda v: v is None or isinstance(v, dict)) for key in _MAPPING_FIELDS),

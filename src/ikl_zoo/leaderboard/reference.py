@@ -1,8 +1,5 @@
-"""RobustBench's published leaderboards: the copy shipped with ikl-zoo, or a user's RobustBench checkout.
-
-Both sources are read into one table shape (one row per model, accuracies in percent) so the board, the
-records and the submissions never care where the published figures came from.
-"""
+"""RobustBench's published leaderboards, from the copy shipped with ikl-zoo or a user's RobustBench checkout,
+in one table shape (one row per model, accuracies in percent)."""
 
 from __future__ import annotations
 
@@ -23,10 +20,10 @@ from ikl_zoo.reference import REFERENCE_FILE, REFERENCE_SOURCE, STANDARD_EPS, sh
 from ikl_zoo.threat import DATASETS
 
 ROBUSTBENCH_URL = "https://robustbench.github.io/"
-THREAT_MODELS = tuple(STANDARD_EPS)
-"""The threat models RobustBench has boards for."""
+THREAT_MODELS = tuple(STANDARD_EPS)  # the threat models RobustBench has boards for
 IKL_MODEL_PREFIX = "Cui2023Decoupled"
 FIX_FILE = "fix or remove that file"
+Folder = str | os.PathLike[str]
 
 COLUMNS = [
     "model_id", "dataset", "threat_model", "clean_acc", "autoattack_acc", "external", "reported",
@@ -52,9 +49,8 @@ def check_board(dataset: str, threat_model: str) -> None:
     if dataset not in DATASETS:
         raise LeaderboardError(f"unknown dataset {dataset!r}", fix=f"choose one of {', '.join(DATASETS)}")
     if threat_model not in THREAT_MODELS:
-        raise LeaderboardError(
-            f"unknown threat model {threat_model!r}", fix=f"choose one of {', '.join(THREAT_MODELS)}"
-        )
+        fix = f"choose one of {', '.join(THREAT_MODELS)}"
+        raise LeaderboardError(f"unknown threat model {threat_model!r}", fix=fix)
 
 
 def robustbench_name(model_id: str) -> str:
@@ -72,14 +68,11 @@ def is_standard_eps(eps: float, threat_model: str) -> bool:
     return math.isclose(eps, STANDARD_EPS[threat_model], rel_tol=0, abs_tol=1e-7)
 
 
-def load_reference(
-    dataset: str, threat_model: str, *, robustbench_dir: str | os.PathLike[str] | None = None
-) -> Reference:
+def load_reference(dataset: str, threat_model: str, *, robustbench_dir: Folder | None = None) -> Reference:
     """Published figures for one board: the shipped copy, or ``model_info/`` of a RobustBench checkout."""
     check_board(dataset, threat_model)
     if robustbench_dir is None:
-        table = _shipped_table()
-        table = table[(table["dataset"] == dataset) & (table["threat_model"] == threat_model)]
+        table = _shipped_table().query("dataset == @dataset and threat_model == @threat_model")
         return Reference(table.reset_index(drop=True), REFERENCE_SOURCE)
     folder = _model_info_folder(Path(robustbench_dir), dataset, threat_model)
     rows = []
@@ -91,14 +84,14 @@ def load_reference(
         if not isinstance(info, dict):
             raise LeaderboardError(f"{path} is not a RobustBench model_info object", fix=FIX_FILE)
         rows.append(_row_from_model_info(path.stem, info, dataset, threat_model, path))
-    return Reference(_to_frame(rows), f"RobustBench model_info/ in {folder.parent.parent}")
+    source = f"RobustBench model_info/ in {folder.parent.parent}"
+    return Reference(pd.DataFrame(rows, columns=COLUMNS), source)
 
 
 def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:
     """The shipped published row of a RobustBench model (metadata for records and submissions), if any."""
-    table = _shipped_table()
-    key = (table["dataset"], table["threat_model"], table["model_id"])
-    match = table[(key[0] == dataset) & (key[1] == threat_model) & (key[2] == robustbench_name(model_id))]
+    table, key = _shipped_table(), [dataset, threat_model, robustbench_name(model_id)]
+    match = table[table[["dataset", "threat_model", "model_id"]].eq(key).all(axis="columns")]
     return None if match.empty else {name: _plain(value) for name, value in match.iloc[0].items()}
 
 
@@ -109,19 +102,16 @@ def _shipped_table() -> pd.DataFrame:
                              row["threat_model"], REFERENCE_FILE)
         for row in shipped_leaderboard().to_dict(orient="records")
     ]  # fmt: skip
-    return _to_frame(rows)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _model_info_folder(root: Path, dataset: str, threat_model: str) -> Path:
     if not root.is_dir():
         raise LeaderboardError(f"--robustbench-dir {root} is not a folder", fix="pass a RobustBench checkout")
-    base = root / "model_info" if (root / "model_info").is_dir() else root
-    folder = base / dataset / threat_model
+    folder = (root / "model_info" if (root / "model_info").is_dir() else root) / dataset / threat_model
     if not folder.is_dir():
-        raise LeaderboardError(
-            f"{folder} does not exist",
-            fix="pass the root of a RobustBench checkout (the folder holding model_info/)",
-        )
+        fix = "pass the root of a RobustBench checkout (the folder holding model_info/)"
+        raise LeaderboardError(f"{folder} does not exist", fix=fix)
     return folder
 
 
@@ -137,33 +127,20 @@ def _row_from_model_info(
         except (TypeError, ValueError):
             raise LeaderboardError(f"{origin}: {key} of {model_id} is {value!r}, not a number") from None
 
-    clean, autoattack = percent("clean_acc"), percent("autoattack_acc")
-    if math.isnan(clean) or math.isnan(autoattack):
+    figures = {key: percent(key) for key in ("clean_acc", "autoattack_acc", "external", "reported")}
+    if math.isnan(figures["clean_acc"]) or math.isnan(figures["autoattack_acc"]):
         raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc", fix=FIX_FILE)
-    external = percent("external")
-    title = str(info.get("name") or "")
-    passes = info.get("number_forward_passes")
+    title, passes = str(info.get("name") or ""), info.get("number_forward_passes")
+    best_known = figures["external"] if not math.isnan(figures["external"]) else figures["autoattack_acc"]
     return {
-        "model_id": model_id,
-        "dataset": dataset,
-        "threat_model": threat_model,
-        "clean_acc": clean,
-        "autoattack_acc": autoattack,
-        "external": external,
-        "reported": percent("reported"),
-        "best_known": autoattack if math.isnan(external) else external,
-        "additional_data": _flag(info.get("additional_data")),
+        "model_id": model_id, "dataset": dataset, "threat_model": threat_model, **figures,
+        "best_known": best_known,
+        "additional_data": _flag(info.get("additional_data")), "unreliable": _flag(info.get("unreliable")),
         "number_forward_passes": int(passes) if passes not in (None, "") else 1,
         **{key: str(info.get(key) or "") for key in ("eps", "architecture", "authors", "link", "footnote")},
-        "venue": str(info.get("venue") or "Unpublished"),
-        "paper_title": title,
-        "unreliable": _flag(info.get("unreliable")),
+        "venue": str(info.get("venue") or "Unpublished"), "paper_title": title,
         "ikl_at": is_ikl_at(model_id, title),
-    }
-
-
-def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=COLUMNS)  # the columns' order, also when no row is given
+    }  # fmt: skip
 
 
 def _flag(value: Any) -> bool:

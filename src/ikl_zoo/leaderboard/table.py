@@ -1,37 +1,32 @@
-"""Leaderboard tables: RobustBench's published board with ikl-zoo's measurements beside it.
-
-``build_board`` and ``compare_models`` return a ``Board`` (a pandas frame plus what it shows), which
-``leaderboard.render`` writes out.
-"""
+"""Leaderboard tables: RobustBench's published board with ikl-zoo's measurements beside it, as a ``Board``
+(a pandas frame plus what it shows) that ``leaderboard.render`` writes out."""
 
 from __future__ import annotations
 
 import difflib
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from ikl_zoo import __version__
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, STANDARD_VERSION, Record, load_records, record_path
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
+    Folder,
     LeaderboardError,
     is_standard_eps,
     load_reference,
     robustbench_name,
 )
-from ikl_zoo.paper import PAPER_TITLE
 from ikl_zoo.threat import format_eps
+from ikl_zoo.zoo.hub import HF_HUB_PREFIX
 
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-STAR = "\u2605"
-"""Marks IKL-AT rows in every rendered table."""
+STAR = "\u2605"  # marks IKL-AT rows in every rendered table
 ROW_COLUMNS = [
     "rank", "model_id", "ikl_at", "on_robustbench", "paper_title", "link", "clean_acc", "autoattack_acc",
     "best_known", "additional_data", "architecture", "venue", "footnote", "unreliable", "measured_clean_acc",
@@ -52,35 +47,20 @@ class Board:
     threat_model: str
     rows: pd.DataFrame
     source: str
-    compare_baseline: str | None = None
-    """The first model of ``--compare``: every delta column is relative to it."""
+    compare_baseline: str | None = None  # the first model of --compare: every delta is relative to it
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    @property
-    def has_measurements(self) -> bool:
-        return bool(self.rows["measured_autoattack_acc"].notna().any())
-
-    @property
-    def eps_text(self) -> str:
-        return format_eps(STANDARD_EPS[self.threat_model], self.threat_model)
+    has_measurements = property(lambda self: bool(self.rows["measured_autoattack_acc"].notna().any()))
+    eps_text = property(lambda self: format_eps(STANDARD_EPS[self.threat_model], self.threat_model))
 
 
 def build_board(
-    dataset: str = "cifar10",
-    threat_model: str = "Linf",
-    *,
-    robustbench_dir: str | os.PathLike[str] | None = None,
-    records_root: str | os.PathLike[str] | None = DEFAULT_ROOT,
-    top: int | None = None,
-    only_ikl: bool = False,
+    dataset: str = "cifar10", threat_model: str = "Linf", *, robustbench_dir: Folder | None = None,
+    records_root: Folder | None = DEFAULT_ROOT, top: int | None = None, only_ikl: bool = False,
     no_extra_data: bool = False,
 ) -> Board:
-    """RobustBench's board for one dataset and threat model, ranked as RobustBench ranks it.
-
-    Ranks count RobustBench's entries only (best-known robust accuracy where given, else AutoAttack), so a
-    rank means what it means on robustbench.github.io; models measured by ikl-zoo but not listed there are
-    placed where their measured AutoAttack accuracy puts them, without a rank. Filters apply after ranking.
-    """
+    """RobustBench's board, ranked as RobustBench ranks it (its entries only, by best-known robust accuracy);
+    models it does not list are placed by their measured AutoAttack accuracy, unranked. Filters come last."""
     if top is not None and top < 1:
         raise LeaderboardError(f"--top must be a positive number of rows, not {top}", fix="pass 1 or more")
     reference = load_reference(dataset, threat_model, robustbench_dir=robustbench_dir)
@@ -101,71 +81,32 @@ def build_board(
 
 
 def compare_models(
-    model_ids: Sequence[str],
-    *,
-    dataset: str = "cifar10",
-    threat_model: str = "Linf",
-    robustbench_dir: str | os.PathLike[str] | None = None,
-    records_root: str | os.PathLike[str] | None = DEFAULT_ROOT,
+    model_ids: Sequence[str], *, dataset: str = "cifar10", threat_model: str = "Linf",
+    robustbench_dir: Folder | None = None, records_root: Folder | None = DEFAULT_ROOT,
 ) -> Board:
     """The named models side by side, with every figure's difference from the first one."""
     if len(model_ids) < 2:
-        raise LeaderboardError(
-            "--compare needs at least two model ids",
-            fix="e.g. --compare Cui2023Decoupled_WRN-34-10 Zhang2019Theoretically",
-        )
+        fix = "e.g. --compare Cui2023Decoupled_WRN-34-10 Zhang2019Theoretically"
+        raise LeaderboardError("--compare needs at least two model ids", fix=fix)
     board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root)
     rows = board.rows.set_index("model_id", drop=False)
-    ids = [robustbench_name(model_id) for model_id in model_ids]
-    for model_id in ids:
-        if model_id not in rows.index:
-            close = difflib.get_close_matches(model_id, list(rows.index), n=3, cutoff=0.6)
-            raise LeaderboardError(
-                f"{model_id!r} is not on the {dataset} {threat_model} board",
-                fix=f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids",
-            )
+    ids = [_board_id(model_id, rows.index) for model_id in model_ids]
+    for model_id in (model_id for model_id in ids if model_id not in rows.index):
+        close = difflib.get_close_matches(model_id, list(rows.index), n=3, cutoff=0.6)
+        fix = f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids"
+        if model_id.startswith(HF_HUB_PREFIX):
+            fix = f"measure it first: `ikl-zoo eval --model {model_id} --dataset {dataset} --record`"
+        raise LeaderboardError(f"{model_id!r} is not on the {dataset} {threat_model} board", fix=fix)
     rows = rows.loc[ids].reset_index(drop=True)
     rows[COMPARE_DELTAS] = (rows[COMPARED] - rows[COMPARED].iloc[0]).to_numpy()
     return Board(dataset, threat_model, rows, board.source, compare_baseline=ids[0], notes=board.notes)
 
 
-def board_title(board: Board) -> str:
-    """The heading every rendering and the plot share: dataset, threat model, budget, board or comparison."""
-    what = "comparison" if board.compare_baseline else "leaderboard"
-    return f"{DATASET_TITLES[board.dataset]}, {board.threat_model}, eps = {board.eps_text}: {what}"
-
-
-def board_legend(board: Board) -> list[str]:
-    """The lines printed under every table: units, ranking, marks and the source of the published figures."""
-    lines = [
-        f"Accuracies in % on the {DATASET_TITLES[board.dataset]} test set; robust accuracy under "
-        f"{board.threat_model} perturbations of size {board.eps_text}. "
-        "Best known: the lowest robust accuracy any "
-        "attack reached, as RobustBench reports it (AutoAttack where no stronger attack is known).",
-        f"{STAR} IKL-AT ({PAPER_TITLE}, Cui et al., NeurIPS 2024).",
-    ]
-    if board.compare_baseline is None:
-        lines.insert(1, "Ranked as on RobustBench, by best-known robust accuracy.")
-        if not board.rows["on_robustbench"].all():
-            lines.append("Rows without a rank are not on RobustBench: they were measured by ikl-zoo only.")
-    else:
-        lines.insert(1, f"Delta: difference from {board.compare_baseline} (positive = higher).")
-    if board.has_measurements:
-        lines.append(
-            "ikl-zoo columns: measured by ikl-zoo with AutoAttack (result records); "
-            "delta = measured minus published, given only for standard AutoAttack on the whole official "
-            f"test set. Figures on fewer than {FULL_TEST_SET:,} test images are estimates; unlisted models "
-            "measured that way, or with another version, come after the ranked rows."
-        )
-    lines.extend(board.notes)
-    lines.append(f"Published figures: {board.source}. Generated by ikl-zoo {__version__}.")
-    return lines
-
-
-MEASURED_COLUMNS = [
-    "measured_clean_acc", "measured_autoattack_acc", "measured_n_examples", "measured_version",
-    "measured_note", "measured_comparable",
-]  # fmt: skip
+def _board_id(model_id: str, on_board: pd.Index) -> str:
+    """A compared model's row: an ``hf-hub:`` name without a revision is its measured ``@main``."""
+    name = robustbench_name(model_id)
+    pinned = f"{name}@main"
+    return pinned if name.startswith(HF_HUB_PREFIX) and "@" not in name and pinned in on_board else name
 
 
 def _merge(
@@ -175,7 +116,7 @@ def _merge(
     shown, notes = _shown_records(records, threat_model)
     measured = pd.DataFrame(
         [{"model_id": r.measurement.board_id, "record_ikl_at": r.is_ikl_at, **_measured(r)} for r in shown],
-        columns=["model_id", "record_ikl_at", *MEASURED_COLUMNS],
+        columns=["model_id", "record_ikl_at", *(c for c in ROW_COLUMNS if c.startswith("measured_"))],
     )
     rows = _ranked(reference).merge(measured, on="model_id", how="left")
     rows["ikl_at"] = rows["ikl_at"] | rows["record_ikl_at"].eq(True)
@@ -190,9 +131,7 @@ def _merge(
 
 def _ranked(reference: pd.DataFrame) -> pd.DataFrame:
     """RobustBench's rows in its order (best-known robust accuracy), with their ranks."""
-    rows = reference.sort_values(
-        ["best_known", "clean_acc", "model_id"], ascending=[False, False, True], kind="stable"
-    )
+    rows = reference.sort_values(["best_known", "clean_acc", "model_id"], ascending=[False, False, True])
     return rows.assign(rank=range(1, len(rows) + 1), on_robustbench=True)
 
 
@@ -201,66 +140,46 @@ def _shown_records(records: list[Record], threat_model: str) -> tuple[list[Recor
     shown: dict[str, Record] = {}
     notes = []
     for record in _canonical_first(records):
-        measurement = record.measurement
-        weights = replaced_weights(measurement.provenance)
-        if not is_standard_eps(measurement.eps, threat_model):
-            why = f"eps {format_eps(measurement.eps, threat_model)}, not this board's"
+        m, weights = record.measurement, replaced_weights(record.measurement.provenance)
+        if not is_standard_eps(m.eps, threat_model):
+            why = f"eps {format_eps(m.eps, threat_model)}, not this board's"
         elif weights is not None:
-            why = f"it measures {measurement.model_id} with weights from {weights}, not its published weights"
-        elif measurement.board_id in shown:
-            why = (
-                f"a second record of {measurement.board_id}; "
-                f"the board shows {shown[measurement.board_id].path}, delete one"
-            )
+            why = f"it measures {m.model_id} with weights from {weights}, not its published weights"
+        elif m.board_id in shown:
+            why = f"a second record of {m.board_id}; the board shows {shown[m.board_id].path}, delete one"
         else:
-            shown[measurement.board_id] = record
+            shown[m.board_id] = record
             continue
         notes.append(f"Not shown: the record {record.path} ({why}).")
     return list(shown.values()), notes
 
 
 def _measured(record: Record) -> dict[str, Any]:
-    measurement = record.measurement
+    m = record.measurement
     return {
-        "measured_clean_acc": 100 * measurement.clean_acc,
-        "measured_autoattack_acc": 100 * measurement.robust_acc,
-        "measured_n_examples": measurement.n_examples,
-        "measured_version": measurement.version,
-        "measured_note": _measured_note(record),
-        "measured_comparable": measurement.comparable_with_published,
-    }
+        "measured_clean_acc": 100 * m.clean_acc, "measured_autoattack_acc": 100 * m.robust_acc,
+        "measured_n_examples": m.n_examples, "measured_version": m.version,
+        "measured_note": _measured_note(m), "measured_comparable": m.comparable_with_published,
+    }  # fmt: skip
 
 
 def _unlisted_row(record: Record) -> dict[str, Any]:
     """The row of a model RobustBench does not list: what its record says, published figures blank."""
-    info = record.model_info
-    additional_data = info.get("additional_data")
+    info, additional_data = record.model_info, record.model_info.get("additional_data")
+    texts = {"paper_title": "name", "link": "link", "architecture": "architecture", "venue": "venue"}
     return {
-        "model_id": record.measurement.board_id,
-        "ikl_at": record.is_ikl_at,
-        "on_robustbench": False,
-        "paper_title": info.get("name") or "",
-        "link": info.get("link") or "",
-        "clean_acc": math.nan,
-        "autoattack_acc": math.nan,
-        "best_known": math.nan,
+        **{column: info.get(key) or "" for column, key in {**texts, "footnote": "footnote"}.items()},
+        **dict.fromkeys(["clean_acc", "autoattack_acc", "best_known"], math.nan),
+        "model_id": record.measurement.board_id, "ikl_at": record.is_ikl_at, "on_robustbench": False,
         # None: the record does not say (a user's model); shown as unknown, never as "no".
         "additional_data": additional_data if isinstance(additional_data, bool) else None,
-        "architecture": info.get("architecture") or "",
-        "venue": info.get("venue") or "",
-        "footnote": info.get("footnote") or "",
-        "unreliable": False,
-        **_measured(record),
-    }
+        "unreliable": False, **_measured(record),
+    }  # fmt: skip
 
 
 def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
-    """Differences to the published figures, and the board's order.
-
-    A difference to the published figure, and a place among the ranked rows for a model RobustBench does
-    not list, only for a figure measured as RobustBench measures (standard AutoAttack, the whole official
-    test set); anything else is an estimate: no difference, placed below the ranked rows.
-    """
+    """Differences to the published figures and a place among the ranked rows (for an unlisted model) only
+    for a figure measured as RobustBench measures; anything else is an estimate, placed below them."""
     comparable = rows["measured_comparable"].astype(bool)
     measured_key = rows["measured_autoattack_acc"].where(comparable)
     rows = rows.assign(
@@ -270,14 +189,13 @@ def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
         _key=rows["best_known"].where(rows["on_robustbench"], measured_key),
         _listed=rows["on_robustbench"].astype(int),
     )
-    rows = rows.sort_values(
-        ["_key", "_listed", "clean_acc", "model_id"], ascending=[False, False, False, True], kind="stable"
-    )
+    order = ["_key", "_listed", "clean_acc", "model_id"]
+    rows = rows.sort_values(order, ascending=[False, False, False, True], kind="stable")
     return rows[ROW_COLUMNS].reset_index(drop=True)
 
 
-def _measured_note(record: Record) -> str:
-    measured = record.measurement
+def _measured_note(measured: Any) -> str:
+    """How a ``Measurement`` was measured, and whether it compares with a published figure."""
     note = f"{measured.n_examples} examples"
     if measured.n_examples < FULL_TEST_SET:
         note = f"{measured.n_examples} of {FULL_TEST_SET:,} examples (estimate)"
@@ -290,12 +208,10 @@ def _measured_note(record: Record) -> str:
 
 def _canonical_first(records: list[Record]) -> list[Record]:
     """Records at their own path (``record_path``) first, so a stray copy never hides the real record."""
+    return sorted(records, key=lambda record: record.path.name != _own_file(record.measurement))
 
-    def stray(record: Record) -> bool:
-        m = record.measurement
-        own = record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model)
-        return record.path.name != own.name
 
-    return sorted(records, key=stray)
+def _own_file(m: Any) -> str:
+    return record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model).name
 
 

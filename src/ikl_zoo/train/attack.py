@@ -21,14 +21,9 @@ def ikl_pgd_attack(
     model: nn.Module, x: Tensor, y: Tensor, class_prior: Tensor, *, eps: float, step_size: float, steps: int,
     alpha: float = 1.0, beta: float = 0.0, amp_dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """Adversarial examples that maximise ``ikl_loss(model(x), model(x_adv), y, class_prior)``.
-
-    As IKL-AT's released code: the model in eval mode (restored afterwards), start at ``x + 0.001 * N(0, 1)``,
-    ``steps`` signed-gradient steps of ``step_size``, each projected onto the eps-ball around ``x`` and onto
-    [0, 1]. The clean logits are computed once: in eval mode they are the same at every step and the
-    gradient with respect to ``x_adv`` does not flow through them. ``amp_dtype`` runs the network under
-    autocast; the loss is computed in float32.
-    """
+    """Adversarial examples that maximise ``ikl_loss(model(x), model(x_adv), y, class_prior)``, as the
+    released code: eval mode, start at ``x + 0.001 * N(0, 1)``, ``steps`` signed steps projected onto the
+    eps-ball and [0, 1]. The clean logits are computed once (eval mode: the same at every step)."""
     was_training = model.training
     model.eval()
     mixed = autocast(x.device.type, amp_dtype)

@@ -13,10 +13,6 @@ from ikl_zoo.train.attack import autocast
 _TINY = 1e-20
 
 
-def _to_norm_of(weight: Tensor, delta: Tensor) -> Tensor:
-    return weight.norm() / (delta.norm() + _TINY) * delta
-
-
 class AdversarialWeightPerturbation:
     """One ascent step on a proxy copy of the network gives a per-layer direction scaled to ``gamma``.
 
@@ -36,11 +32,8 @@ class AdversarialWeightPerturbation:
         self, x_clean: Tensor, x_adv: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor], *,
         amp_dtype: torch.dtype | None = None, loss_scale: float = 1.0,
     ) -> dict[str, Tensor]:
-        """The perturbation for this batch; ``loss_fn(logits_clean, logits_adv)`` is the training loss.
-
-        ``loss_scale`` multiplies the loss before the backward pass (float16 gradients underflow otherwise);
-        the direction does not depend on it. With a scale, a non-finite proxy gradient gives no perturbation.
-        """
+        """The perturbation for this batch under ``loss_fn(logits_clean, logits_adv)``; ``loss_scale`` keeps
+        float16 gradients from underflowing (a non-finite proxy gradient then gives no perturbation)."""
         self.proxy.load_state_dict(self.model.state_dict())
         self.proxy.train()
         with autocast(x_clean.device.type, amp_dtype):
@@ -58,8 +51,10 @@ class AdversarialWeightPerturbation:
         self.proxy_optimizer.step()
         proxy_params = dict(self.proxy.named_parameters())
         with torch.no_grad():  # biases and BatchNorm affine parameters are not perturbed
-            return {name: _to_norm_of(weight, proxy_params[name] - weight)
-                    for name, weight in self.model.named_parameters() if weight.ndim > 1}
+            deltas = {name: proxy_params[name] - weight for name, weight in self.model.named_parameters()
+                      if weight.ndim > 1}
+            return {name: self.model.get_parameter(name).norm() / (delta.norm() + _TINY) * delta
+                    for name, delta in deltas.items()}
 
     @torch.no_grad()
     def perturb(self, diff: dict[str, Tensor]) -> None:

@@ -1,15 +1,12 @@
-"""The training split with IKL-AT's augmentation: random crop (padding 4) and flip, AutoAugment optional."""
+"""IKL-AT's training augmentation: random crop (padding 4) and flip, AutoAugment optional."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torchvision import transforms
-
-from ikl_zoo.data import cifar_dataset
 
 
 class TwoViews:
@@ -22,25 +19,19 @@ class TwoViews:
         return self.basic(image), self.augmented(image)
 
 
-def training_transform(*, autoaugment: bool) -> Callable[[Any], Any]:
-    """Crop with 4-pixel zero padding, horizontal flip, ``ToTensor``; with ``autoaugment`` two views."""
+def training_transform(*, autoaugment: bool, fill: int) -> Callable[[Any], Any]:
+    """Crop (4-pixel zero padding), flip, ``ToTensor``; ``autoaugment``: two views, AutoAugment fills grey."""
     crop_flip = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
     basic = transforms.Compose([*crop_flip, transforms.ToTensor()])
     if not autoaugment:
         return basic
-    policy = transforms.AutoAugment(transforms.AutoAugmentPolicy.CIFAR10)
+    policy = transforms.AutoAugment(transforms.AutoAugmentPolicy.CIFAR10, fill=[fill] * 3)
     return TwoViews(basic, transforms.Compose([*crop_flip, policy, transforms.ToTensor()]))
 
 
-def augmentation_description(*, autoaugment: bool) -> str:
+def augmentation_description(*, autoaugment: bool, fill: int) -> str:
     """The training transform in words, for the zoo folder's config and so its model card."""
     basic = "random crop 32 (padding 4) + horizontal flip"
-    return f"two views: {basic}; the same + AutoAugment (CIFAR-10 policy)" if autoaugment else basic
+    augmented = f"two views: {basic}; the same + AutoAugment (CIFAR-10 policy, fill {fill})"
+    return augmented if autoaugment else basic
 
-
-def training_dataset(
-    dataset: str, *, data_dir: str | os.PathLike[str], autoaugment: bool, download: bool
-) -> torch.utils.data.Dataset:
-    """The CIFAR training split from ``data_dir`` with the training transform."""
-    transform = training_transform(autoaugment=autoaugment)
-    return cifar_dataset(dataset, data_dir=data_dir, train=True, transform=transform, download=download)

@@ -7,11 +7,8 @@ from torch import Tensor, nn
 
 
 class ModelEMA:
-    """``average = decay * average + (1 - decay) * current`` over every floating-point ``state_dict`` entry.
-
-    BatchNorm running statistics are averaged like the weights, so the averaged network is usable as it is
-    (no recalibration pass); integer buffers such as ``num_batches_tracked`` are copied.
-    """
+    """``average = decay * average + (1 - decay) * current`` over every floating-point ``state_dict`` entry:
+    BatchNorm statistics too, so no recalibration pass; integer buffers are copied."""
 
     def __init__(self, model: nn.Module, *, decay: float) -> None:
         if not 0 <= decay < 1:

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ikl_zoo.atomic import write_json_atomic
-from ikl_zoo.train.data import augmentation_description, training_dataset
+from ikl_zoo.data import cifar_dataset
+from ikl_zoo.train.data import augmentation_description, training_transform
 from ikl_zoo.train.recipes import Recipe, architecture_config, get_recipe
 from ikl_zoo.train.run_folder import (
     CHECKPOINT_NAME,
@@ -95,30 +96,34 @@ class _Processes:
 def _start_processes(device: str | None) -> tuple[_Processes, torch.device]:
     """Join torchrun's process group when ``WORLD_SIZE`` > 1; pick the device (GPU ``LOCAL_RANK``)."""
     try:
-        asked = None if device is None else torch.device(device)
+        chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     except (RuntimeError, ValueError):
-        asked = torch.device("meta")
-    if asked is not None and asked.type not in ("cpu", "cuda"):
+        chosen = torch.device("meta")  # refused just below
+    if chosen.type not in ("cpu", "cuda"):
         raise TrainingError(f"unknown --device {device!r}", fix="use cpu, cuda or cuda:N")
-    use_cuda = torch.cuda.is_available() if asked is None else asked.type == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise TrainingError("--device cuda asked for, but torch sees no GPU", fix="pass --device cpu")
     count = torch.cuda.device_count()
-    if asked is not None and asked.type == "cuda" and (asked.index or 0) >= count:
+    if chosen.type == "cuda" and count == 0:
+        raise TrainingError("--device cuda asked for, but torch sees no GPU", fix="pass --device cpu")
+    if chosen.type == "cuda" and (chosen.index or 0) >= count:
         raise TrainingError(f"--device {device}: torch sees {count} GPU(s)",
                             fix=f"use cuda:0 to cuda:{count - 1}")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return _Processes(), torch.device(device or ("cuda" if use_cuda else "cpu"))
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _Processes(), chosen
     created = not torch.distributed.is_initialized()
     if created:
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+        torch.distributed.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
     processes = _Processes(torch.distributed.get_rank(), torch.distributed.get_world_size(), created)
-    if not use_cuda:
-        return processes, torch.device("cpu")
-    chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    torch.cuda.set_device(chosen)
+    if chosen.type == "cuda":
+        chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(chosen)
     return processes, chosen
+
+
+def _means(totals: torch.Tensor) -> dict[str, Any]:
+    """The loss and accuracies over the images that ``totals`` sums (see ``_STATISTICS``)."""
+    loss_sum, clean, adv, count = totals.tolist()
+    return {"loss": loss_sum / count, "clean_acc": clean / count, "adv_acc": adv / count,
+            "images": int(count)}
 
 
 def _seed_everything(seed: int) -> None:
@@ -130,9 +135,7 @@ def _seed_everything(seed: int) -> None:
 def resolve_recipe(
     name: str | None, *, overrides: dict[str, Any], out_dir: str | os.PathLike[str], resume: bool
 ) -> Recipe:
-    """The recipe a command line asks for: a preset (default: the dataset's) with overrides, or, when
-    resuming a checkpoint with neither given, the checkpoint's recipe as it is.
-    """
+    """A preset (default: the dataset's) with overrides, or, resuming with neither, the checkpoint's."""
     saved = load_training_checkpoint(out_dir) if resume and name is None and not overrides else None
     if saved is not None:
         return Recipe.from_dict(saved["recipe"])
@@ -142,8 +145,7 @@ def resolve_recipe(
 def _recipe_to_run(
     recipe: Recipe | None, saved: dict[str, Any] | None, settings: RunSettings
 ) -> tuple[Recipe, str]:
-    """The recipe and model id of this run: the given ones, or the checkpoint's when resuming (which must
-    agree with what was given)."""
+    """The recipe and model id of this run: the given ones, or the checkpoint's when resuming."""
     out_dir = Path(settings.out_dir)
     if saved is None:
         if recipe is None:
@@ -171,12 +173,8 @@ def _recipe_to_run(
 
 
 def train_ikl_at(recipe: Recipe | None, settings: RunSettings) -> TrainResult:
-    """Train a network with IKL-AT and write a zoo folder with its averaged weights to ``out_dir/model``.
-
-    ``recipe`` may be None when resuming: the checkpoint's is used. Under ``torchrun`` each process trains
-    on its share of every batch (``recipe.batch_size`` is the global batch) and the class prior is summed
-    over processes.
-    """
+    """Train with IKL-AT and write the averaged weights as a zoo folder, ``out_dir/model``. ``recipe`` None
+    resumes the checkpoint's; under ``torchrun`` each process trains its share of every (global) batch."""
     saved = load_training_checkpoint(settings.out_dir)
     recipe, model_id = _recipe_to_run(recipe, saved, settings)
     processes, device = _start_processes(settings.device)
@@ -212,9 +210,9 @@ class _TrainingRun:
             torch.backends.cudnn.benchmark = True
         self.run = {"steps_per_epoch": settings.steps_per_epoch, "amp": settings.amp,
                     "world_size": processes.world_size, "device": device.type}
-        self.train_set = training_dataset(
-            recipe.dataset, data_dir=settings.data_dir, autoaugment=recipe.autoaugment,
-            download=settings.download,
+        self.train_set = cifar_dataset(
+            recipe.dataset, data_dir=settings.data_dir, train=True, download=settings.download,
+            transform=training_transform(autoaugment=recipe.autoaugment, fill=recipe.autoaugment_fill),
         )
         prepare_out_dir(self.out_dir)
         self.sampler = DistributedSampler(
@@ -256,7 +254,6 @@ class _TrainingRun:
         )
 
     def _epoch(self, epoch: int, bar: tqdm) -> dict[str, Any]:
-        """Train one epoch; its record for the history."""
         recipe, trainer = self.recipe, self.trainer
         lr, eps = recipe.lr_at(epoch), recipe.eps_at(epoch)
         trainer.set_lr(lr)
@@ -272,17 +269,12 @@ class _TrainingRun:
                 trainer.ema.update(trainer.net, copy=epoch <= recipe.ema_start_epoch)
             bar.update(1)
             if not bar.disable and (index % 10 == 0 or index == self.batches - 1):
-                loss_sum, clean, adv, count = totals.tolist()
-                bar.set_postfix(loss=f"{loss_sum / count:.4f}", clean=f"{clean / count:.3f}",
-                                adv=f"{adv / count:.3f}", lr=f"{lr:.4g}", eps=f"{eps * 255:.2f}/255")
+                bar.set_postfix(_means(totals), lr=lr, eps=f"{eps * 255:.2f}/255")
         self._end_epoch(epoch, totals)
         seconds = time.perf_counter() - started
-        loss_sum, clean, adv, count = totals.tolist()
-        return {
-            "epoch": epoch, "lr": lr, "eps": eps, "awp": bool(trainer.awp and recipe.uses_awp(epoch)),
-            "loss": loss_sum / count, "clean_acc": clean / count, "adv_acc": adv / count,
-            "images": int(count), "seconds": seconds, "images_per_second": count / seconds,
-        }
+        means = _means(totals)
+        return {"epoch": epoch, "lr": lr, "eps": eps, "awp": bool(trainer.awp and recipe.uses_awp(epoch)),
+                **means, "seconds": seconds, "images_per_second": means["images"] / seconds}
 
     def _end_epoch(self, epoch: int, totals: torch.Tensor) -> None:
         """Refuse diverged weights, then fold the epoch into the class prior, the average and the totals."""
@@ -301,7 +293,6 @@ class _TrainingRun:
             torch.distributed.all_reduce(totals)
 
     def _save(self, record: dict[str, Any], bar: tqdm) -> None:
-        """The checkpoint and the history after an epoch, written by the main process."""
         self.history.append(record)
         if self.processes.is_main:
             save_checkpoint(
@@ -309,18 +300,17 @@ class _TrainingRun:
                 history=self.history, model_id=self.model_id,
             )
             write_json_atomic(self.out_dir / HISTORY_NAME, self.history)
-            bar.write(
-                f"epoch {record['epoch']}/{self.recipe.epochs}: loss {record['loss']:.4f}, clean acc "
-                f"{record['clean_acc']:.4f}, adversarial acc {record['adv_acc']:.4f}, lr {record['lr']:.4g}, "
-                f"eps {record['eps'] * 255:.2f}/255, {record['images_per_second']:.0f} images/s"
-            )
+            bar.write("epoch {epoch}/{epochs}: loss {loss:.4f}, clean acc {clean_acc:.4f}, adversarial acc "
+                      "{adv_acc:.4f}, lr {lr:.4g}, eps {pixels:.2f}/255, {images_per_second:.0f} images/s"
+                      .format(**record, epochs=self.recipe.epochs, pixels=record["eps"] * 255))
         self.processes.barrier()
 
     def _write_model(self) -> Path:
         model_dir = self.out_dir / MODEL_DIR_NAME
         if self.processes.is_main:
             data = {"dataset": self.recipe.dataset, "split": "train", "images": len(self.train_set),
-                    "augmentation": augmentation_description(autoaugment=self.recipe.autoaugment)}
+                    "augmentation": augmentation_description(
+                        autoaugment=self.recipe.autoaugment, fill=self.recipe.autoaugment_fill)}
             save_model(model_dir, self.trainer, run=self.run, architecture=self.architecture,
                        model_id=self.model_id, data=data)
         self.processes.barrier()

@@ -12,9 +12,9 @@ what their ``swa.py workdir 0.9 1 200`` step computes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +26,20 @@ from ikl_zoo.zoo.registry import list_models
 
 _RELEASED_CODE = "github.com/jiequancui/DKL, DKLv2/Adv-training-dkl/train_dkl_{}.py"
 _PAPER = "Cui et al., Decoupled Kullback-Leibler Divergence Loss, NeurIPS 2024 (arXiv 2305.13948)"
-_AT_LEAST_ONE = ("epochs", "batch_size", "ema_start_epoch")
-_NOT_NEGATIVE = ("lr_warmup_epochs", "attack_steps", "awp_warmup_epochs")
-_FINITE_NOT_NEGATIVE = ("eps", "attack_step_size", "weight_decay", "awp_gamma", "aug_weight", "alpha", "beta",
-                        "attack_alpha", "attack_beta", "prior_power")
+# The checks of the knobs: (knobs, passes, what each of them must be).
+_CHECKS: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
+    (("epochs", "batch_size", "ema_start_epoch"), lambda v: v >= 1, "must be at least 1"),
+    (("lr_warmup_epochs", "attack_steps", "awp_warmup_epochs", "eps_ramp_epochs"),
+     lambda v: v is None or v >= 0, "must not be negative"),
+    (("eps", "attack_step_size", "weight_decay", "awp_gamma", "aug_weight", "alpha", "beta", "attack_alpha",
+      "attack_beta", "prior_power"), lambda v: math.isfinite(v) and v >= 0, "must be a finite number >= 0"),
+    (("lr", "temperature"), lambda v: math.isfinite(v) and v > 0, "must be a positive finite number"),
+    (("momentum", "ema_decay"), lambda v: 0 <= v < 1, "must lie in [0, 1)"),
+    (("seed",), lambda v: 0 <= v < 2**32, "must lie in [0, 2**32 - 1]"),
+    (("autoaugment_fill",), lambda v: v in range(256), "must be a grey level in [0, 255]"),
+    (("dataset",), lambda v: v in DATASETS, f"must be one of {', '.join(DATASETS)}"),
+    (("ema_every",), lambda v: v in ("epoch", "step"), "must be 'epoch' or 'step'"),
+)
 
 
 class RecipeError(IklZooError):
@@ -40,17 +50,16 @@ class RecipeError(IklZooError):
 class Recipe:
     """Everything that decides what IKL-AT training computes (run settings such as the device are apart).
 
-    ``name`` is the preset it started from (``custom`` by hand), ``source`` where its values come from.
-    ``arch``: ``wrn-DEPTH-WIDTH`` (TRADES WideResNet, ReLU), ``wrn-DEPTH-WIDTH-silu`` (DeepMind WideResNet)
-    or a registered model id whose architecture is copied. ``batch_size`` is the global batch (split over
-    torchrun's processes); ``eps`` the final Linf radius for inputs in [0, 1], reached linearly over
-    ``eps_ramp_epochs`` (None: the whole training; 0: no ramp); ``attack_step_size`` a fraction of the current
-    eps. ``alpha``/``beta`` weigh IKL's cross-entropy and wMSE in the training loss, ``attack_alpha``/
-    ``attack_beta`` in the attack; ``temperature`` is the class prior's softmax temperature and
-    ``prior_power`` its power (the released ``gamma``). AWP (``awp_gamma``, 0: off) applies from epoch
-    ``awp_warmup_epochs``. The average (``ema_decay``) folds in end-of-epoch weights (``ema_every="epoch"``)
-    or every step's, starting as a copy at ``ema_start_epoch``. ``autoaugment`` adds a second, AutoAugment
-    view whose IKL term is weighted ``aug_weight``.
+    ``name``: the preset it started from, ``source``: where its values are from. ``arch``: ``wrn-D-W`` (TRADES
+    WideResNet), ``wrn-D-W-silu`` (DeepMind WideResNet) or a registered model id. ``batch_size`` is global;
+    ``eps`` (inputs in [0, 1]) grows linearly over ``eps_ramp_epochs`` (None: all; 0: no ramp);
+    ``attack_step_size`` is a fraction of the current eps. ``alpha``/``beta`` weigh IKL's cross-entropy and
+    wMSE in the loss, ``attack_alpha``/``attack_beta`` in the attack; ``temperature`` and ``prior_power`` (the
+    released ``gamma``) shape the class prior. AWP (``awp_gamma``, 0: off) starts at ``awp_warmup_epochs``;
+    the average folds in every epoch's or step's weights from ``ema_start_epoch``. ``autoaugment`` adds a
+    second view whose IKL is weighted ``aug_weight``; AutoAugment fills the area its rotations, shears and
+    translations uncover with grey ``autoaugment_fill``, by default the authors' 128 (their ``CIFAR10Policy``,
+    ``DKLv2/Adv-training-dkl/autoaug.py``; torchvision's default is 0).
     """
 
     name: str
@@ -80,24 +89,12 @@ class Recipe:
     ema_start_epoch: int = 1
     autoaugment: bool = False
     aug_weight: float = 0.5
+    autoaugment_fill: int = 128
     seed: int = 0
 
     def __post_init__(self) -> None:
-        problems = [f"{knob} must be at least 1" for knob in _AT_LEAST_ONE if getattr(self, knob) < 1]
-        problems += [f"{knob} must not be negative" for knob in _NOT_NEGATIVE if getattr(self, knob) < 0]
-        problems += [f"{knob} must be a finite number >= 0" for knob in _FINITE_NOT_NEGATIVE
-                     if not (math.isfinite(getattr(self, knob)) and getattr(self, knob) >= 0)]
-        problems += [f"{knob} must be a positive finite number" for knob in ("lr", "temperature")
-                     if not (math.isfinite(getattr(self, knob)) and getattr(self, knob) > 0)]
-        checks = {
-            f"dataset must be one of {', '.join(DATASETS)}": self.dataset in DATASETS,
-            "eps_ramp_epochs must not be negative": self.eps_ramp_epochs is None or self.eps_ramp_epochs >= 0,
-            "momentum must lie in [0, 1)": 0 <= self.momentum < 1,
-            "seed must lie in [0, 2**32 - 1]": 0 <= self.seed < 2**32,
-            "ema_decay must lie in [0, 1)": 0 <= self.ema_decay < 1,
-            "ema_every must be 'epoch' or 'step'": self.ema_every in ("epoch", "step"),
-        }
-        problems += [problem for problem, passed in checks.items() if not passed]
+        problems = [f"{knob} {problem}" for knobs, passes, problem in _CHECKS for knob in knobs
+                    if not passes(getattr(self, knob))]
         if math.isfinite(self.eps) and self.eps > 1:
             # Inputs lie in [0, 1]: a radius above 1 is almost always pixel levels (8 meaning 8/255).
             hint = f"did you mean {self.eps:g}/255?" if float(self.eps).is_integer() else "e.g. 8/255"
@@ -111,11 +108,10 @@ class Recipe:
 
     def replace(self, **overrides: Any) -> Recipe:
         """A copy with some knobs changed; an unknown knob is an error that lists the known ones."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            known_list = ", ".join(sorted(known))
-            raise RecipeError(f"unknown recipe knob(s) {', '.join(unknown)}", fix=f"known: {known_list}")
+        known = sorted(f.name for f in dataclasses.fields(self))
+        if unknown := sorted(set(overrides) - set(known)):
+            raise RecipeError(f"unknown recipe knob(s) {', '.join(unknown)}",
+                              fix=f"known: {', '.join(known)}")
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,8 +146,7 @@ def _preset(dataset: str, attack_beta: float, **more: Any) -> Recipe:
         f"{_RELEASED_CODE.format(dataset)} "
         f"(whose shell scripts pass alpha 4: use --alpha 4 to match them)"
     )
-    return Recipe(name=name, source=source, dataset=dataset, alpha=3.0, beta=20.0, temperature=4.0,
-                  attack_alpha=1.0, attack_beta=attack_beta, **more)
+    return Recipe(name=name, source=source, dataset=dataset, attack_beta=attack_beta, **more)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -159,8 +154,7 @@ RECIPES: dict[str, Recipe] = {
     "cifar100": _preset("cifar100", 1.0),
     "cifar100-autoaug": _preset("cifar100", 1.0, name="cifar100-autoaug", autoaugment=True, aug_weight=0.5),
 }
-"""The presets. ``cifar100-autoaug`` adds AutoAugment with the second view weighted 0.5, as the authors'
-``train_dkl_cifar100_autoaug.sh`` (the recipe of Cui2023Decoupled_WRN-34-10_autoaug)."""
+# cifar100-autoaug: the authors' train_dkl_cifar100_autoaug.sh (Cui2023Decoupled_WRN-34-10_autoaug).
 
 
 def get_recipe(name: str, **overrides: Any) -> Recipe:
@@ -192,9 +186,8 @@ def architecture_config(arch: str, *, dataset: str) -> dict[str, Any]:
         raise RecipeError(f"unknown --arch {arch!r}", fix="use wrn-DEPTH-WIDTH (TRADES WideResNet), "
                           "wrn-DEPTH-WIDTH-silu (DeepMind WideResNet) or a registered model id")
     entry = next((e for e in entries if e.dataset == dataset), entries[0])
-    config = json.loads(json.dumps(entry.config))
-    config["num_classes"] = num_classes
-    if config.get("architecture_class") == "DMWideResNet":
+    config = {**entry.config, "num_classes": num_classes}
+    if entry.architecture_class == "DMWideResNet":
         config.update(_normalisation(dataset))
     return config
 

@@ -1,8 +1,5 @@
-"""The run folder: ``checkpoint.pt`` (the whole training state, rewritten atomically after every epoch),
-``history.json`` (one entry per epoch) and, once the last epoch is done, ``model/``: a zoo folder with the
-averaged (EMA) weights and a model card that ``load_model``, ``ikl-zoo eval``, ``card`` and ``push`` take as
-they are.
-"""
+"""The run folder: ``checkpoint.pt`` (the training state, rewritten atomically every epoch), ``history.json``
+and, after the last epoch, ``model/``: a zoo folder of the averaged weights with its model card."""
 
 from __future__ import annotations
 
@@ -44,7 +41,7 @@ def prepare_out_dir(out_dir: Path) -> None:
 
 
 def load_training_checkpoint(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The training state saved in ``out_dir``, or None if there is none (loaded with ``weights_only``)."""
+    """The training state saved in ``out_dir`` (loaded with ``weights_only``), or None."""
     path = Path(out_dir) / CHECKPOINT_NAME
     if not path.is_file():
         return None

@@ -68,11 +68,8 @@ class IKLATTrainer:
             group["lr"] = lr
 
     def step(self, images: Tensor | Sequence[Tensor], y: Tensor, *, epoch: int) -> dict[str, Tensor]:
-        """One training step on a batch (or on ``(view, autoaugment_view)``); returns detached statistics.
-
-        The statistics are sums over the batch (every view counted): ``loss`` (the loss times the number
-        of images), ``clean_correct``, ``adv_correct`` and ``images``.
-        """
+        """One step on a batch (or ``(view, autoaugment_view)``); returns detached sums over every view:
+        ``loss`` (times the image count), ``clean_correct``, ``adv_correct`` and ``images``."""
         x, labels, first_view = self._batch(images, y)
         prior = self.class_prior.prior.to(torch.float32)
         x_adv = self._attack(x, labels, prior, epoch)
@@ -115,11 +112,9 @@ class IKLATTrainer:
         )
 
     def _ikl(self, logits_clean: Tensor, logits_adv: Tensor, y: Tensor, prior: Tensor) -> Tensor:
-        recipe = self.recipe
-        return ikl_loss(
-            logits_clean, logits_adv, y, prior, alpha=recipe.alpha, beta=recipe.beta,
-            prior_power=recipe.prior_power,
-        )
+        r = self.recipe
+        return ikl_loss(logits_clean, logits_adv, y, prior, alpha=r.alpha, beta=r.beta,
+                        prior_power=r.prior_power)
 
     def _perturb_weights(
         self, x: Tensor, x_adv: Tensor, labels: Tensor, prior: Tensor, epoch: int

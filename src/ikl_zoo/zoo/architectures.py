@@ -26,8 +26,6 @@ def _blocks_per_group(depth: int) -> int:
 
 
 # WRN-34-10 as TRADES and RobustBench define it: ReLU, pre-activation, inputs in [0, 1].
-
-
 class TradesBlock(nn.Module):
     """Pre-activation basic block; a 1x1 ``convShortcut`` where the width changes."""
 
@@ -90,9 +88,6 @@ class WideResNet(nn.Module):
             if isinstance(module, nn.Conv2d):
                 fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
                 nn.init.normal_(module.weight, 0.0, (2.0 / fan_out) ** 0.5)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
 
@@ -104,8 +99,6 @@ class WideResNet(nn.Module):
 
 
 # WRN-28-10 as DeepMind and RobustBench define it: SiLU, explicit "SAME" padding, normalisation inside.
-
-
 class DMBlock(nn.Module):
     def __init__(
         self, in_planes: int, out_planes: int, stride: int, activation: type[nn.Module], bn_momentum: float
@@ -173,8 +166,6 @@ class DMWideResNet(nn.Module):
 
 
 # The CIFAR ResNet-18 whose plainly trained checkpoint ships with pyautoattack (demo model).
-
-
 class ResNetBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int) -> None:
         super().__init__()

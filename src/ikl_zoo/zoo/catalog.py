@@ -16,11 +16,7 @@ def threat_label(spec: ModelSpec) -> str:
 
 
 def models_table(*, dataset: str | None = None) -> pd.DataFrame:
-    """One row per registered model with its published clean and AutoAttack accuracy (percent).
-
-    Models without published figures (the demo model) have missing values there, and their note says
-    that they are not IKL-AT.
-    """
+    """One row per registered model with its published clean and AutoAttack accuracy (percent), if any."""
     rows = []
     for entry in list_models(dataset=dataset):
         note = entry.note if entry.is_ikl_at else (entry.note or "demo only: not IKL-AT")

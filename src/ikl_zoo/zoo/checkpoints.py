@@ -1,15 +1,10 @@
-"""Checkpoint files in every format the IKL-AT and RobustBench checkpoints come in, read without unpickling
-code (safetensors, or ``torch.load(weights_only=True)``); zoo folders; loading weights strictly.
-
-A *zoo folder* is what ikl-zoo publishes on the Hugging Face Hub and what ``convert`` and training write::
-
-    model.safetensors   the state_dict, safetensors (no pickle)
-    config.json         the model's ``ModelSpec``: enough to rebuild the network without the registry
-    README.md           the model card (written by ``ikl_zoo.cards`` or ``ikl-zoo convert``; optional here)
-"""
+"""Checkpoints in every format IKL-AT and RobustBench use, read without unpickling code; zoo folders
+(``model.safetensors`` + ``config.json``, the ``ModelSpec``; ``README.md`` optional), as published on the
+Hub and written by ``convert`` and training; loading weights strictly."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -63,15 +58,23 @@ def read_weights_file(path: Path, *, safetensors_only: bool = False) -> dict[str
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes)", fix="download or save it again")
-    head = _read_head(path)
-    if _looks_like_html(head):
+    if is_html_file(path):
         raise CheckpointError(
             f"{path} is an HTML page, not weights (Google Drive quota?)",
             fix="download the checkpoint again in a browser or later, or pass --checkpoint with a good copy",
         )
+    with open(path, "rb") as handle:
+        head = handle.read(9)
     # safetensors: an 8-byte little-endian header length, then a JSON object.
-    if len(head) > 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30):
-        return _strip_prefix(_load_safetensors(path))
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return _strip_prefix(load_file(str(path), device="cpu"))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"{path} is a truncated or corrupt safetensors file ({first_line(error)})",
+                                  fix="download or convert it again") from None
     if safetensors_only:
         raise CheckpointError(f"{path} is not a safetensors file", fix="rewrite it with `ikl-zoo convert`")
     return _strip_prefix(_unwrap(_torch_load(path), path))
@@ -79,30 +82,9 @@ def read_weights_file(path: Path, *, safetensors_only: bool = False) -> dict[str
 
 def is_html_file(path: Path) -> bool:
     """Whether a file is a web page (what Google Drive returns past its download quota)."""
-    return _looks_like_html(_read_head(path))
-
-
-def _read_head(path: Path, size: int = 1024) -> bytes:
     with open(path, "rb") as handle:
-        return handle.read(size)
-
-
-def _looks_like_html(head: bytes) -> bool:
-    text = head.lstrip().lower()
+        text = handle.read(1024).lstrip().lower()
     return text.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in text[:512]
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(
-            f"{path} is a truncated or corrupt safetensors file ({first_line(error)})",
-            fix="download or convert it again",
-        ) from None
 
 
 def _numpy_scalar_globals() -> list[Any]:
@@ -119,21 +101,20 @@ def _numpy_scalar_globals() -> list[Any]:
 def _torch_load(path: Path) -> Any:
     safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        if safe_globals is None:
+        with safe_globals(_numpy_scalar_globals()) if safe_globals else contextlib.nullcontext():
             return torch.load(path, map_location="cpu", weights_only=True)
-        with safe_globals(_numpy_scalar_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+    except Exception as error:  # the unpickler meets arbitrary bytes: KeyError, IndexError, zip errors...
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
-        if found or "Unsupported global" in str(error):
+        if isinstance(error, pickle.UnpicklingError) and "Unsupported global" in str(error):
             what = f" ({found.group(1)})" if found else ""
             raise CheckpointError(
                 f"{path} holds Python objects besides tensors{what}, which ikl-zoo refuses to unpickle",
                 fix="save model.state_dict() instead, or convert it once in a trusted environment",
             ) from None
-        raise _not_a_checkpoint(path, error) from None
-    except Exception as error:  # the unpickler meets arbitrary bytes: KeyError, IndexError, zip errors...
-        raise _not_a_checkpoint(path, error) from None
+        raise CheckpointError(
+            f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({torch_load_reason(error)})",
+            fix="download or save it again",
+        ) from None
 
 
 def torch_load_reason(error: BaseException) -> str:
@@ -145,13 +126,6 @@ def torch_load_reason(error: BaseException) -> str:
         causes = [line.strip() for line in str(error).splitlines() if line.strip().startswith("Unsupported")]
         reason = causes[0] if causes else reason
     return reason.split(". ")[0]  # torch appends paragraphs of advice to its first sentence
-
-
-def _not_a_checkpoint(path: Path, error: BaseException) -> CheckpointError:
-    return CheckpointError(
-        f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({torch_load_reason(error)})",
-        fix="download or save it again",
-    )
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -177,14 +151,11 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 def _strip_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop ``module.``/``module.0.``/``model.`` prefixes that every key carries (DataParallel, wrappers)."""
-    stripped = True
-    while stripped and tensors:
-        stripped = False
-        for prefix in _KEY_PREFIXES:
-            if all(key.startswith(prefix) for key in tensors):
-                tensors = {key[len(prefix):]: value for key, value in tensors.items()}
-                stripped = True
-                break
+    while tensors:
+        prefix = next((p for p in _KEY_PREFIXES if all(key.startswith(p) for key in tensors)), None)
+        if prefix is None:
+            break
+        tensors = {key[len(prefix):]: value for key, value in tensors.items()}
     return tensors
 
 
@@ -205,11 +176,8 @@ def check_finite(tensors: Mapping[str, torch.Tensor], *, source: str, fix: str) 
 
 
 def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> str | None:
-    """One line describing how ``tensors`` differ from ``model``'s state_dict, or None if they fit exactly.
-
-    BatchNorm's ``num_batches_tracked`` may be absent (checkpoints from before PyTorch 0.4.1, or stripped by
-    converters): a strict ``load_state_dict`` of a plain dict fills it in, as RobustBench's loader relies on.
-    """
+    """How ``tensors`` differ from ``model``'s state_dict, in one line; None if they fit. BatchNorm's
+    ``num_batches_tracked`` may be absent: a strict load of a plain dict fills it in (as in RobustBench)."""
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     missing = [key for key in expected if key not in tensors and not key.endswith(".num_batches_tracked")]
     unexpected = [key for key in tensors if key not in expected]
@@ -223,9 +191,8 @@ def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint: a zoo folder (sha256 checked), a ``.safetensors`` or a PyTorch file
-    (zip or legacy pickle, ``weights_only=True``) holding a raw state_dict or one wrapped in ``state_dict``/
-    ``model_state_dict``, keys prefixed ``module.``, ``module.0.`` or ``model.`` or not."""
+    """The tensors of a zoo folder (sha256 checked), a ``.safetensors`` or a PyTorch file (zip or legacy),
+    unwrapped from ``state_dict``/``model_state_dict``/``model``, without ``module.``/``model.`` prefixes."""
     path = Path(path).expanduser()
     return read_folder(path)[1] if path.is_dir() else read_weights_file(path)
 
@@ -246,7 +213,6 @@ def read_spec(folder: str | os.PathLike[str]) -> ModelSpec:
 
 
 def read_zoo_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The config.json of a zoo folder as data, once ``read_spec`` has checked it."""
     return read_spec(folder).to_json()
 
 
@@ -274,12 +240,8 @@ def save_zoo_folder(
     entry_or_config: ModelSpec | Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a Hub-ready zoo folder (``model.safetensors`` + ``config.json``) and return its path.
-
-    ``entry_or_config`` is a ``ModelSpec`` or config.json data (``model_id``, ``dataset``, ``threat_model``,
-    ``eps``, ``architecture``); ``extra`` adds keys such as ``"training"`` or ``"source"``, never replacing
-    those. The weights must fit exactly, so the folder always loads. Both files are written atomically.
-    """
+    """Write a zoo folder (both files atomically) from a ``ModelSpec`` or config.json data; ``extra`` adds
+    keys such as ``"training"`` or ``"source"``, never replacing the others. Weights must fit exactly."""
     spec = entry_or_config
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec.from_json(spec, where="entry_or_config")
@@ -293,8 +255,7 @@ def save_zoo_folder(
     except (TypeError, ValueError) as error:
         raise ValueError(f"extra must be JSON data: {error}") from None
     state = model_or_state_dict
-    if isinstance(state, nn.Module):
-        state = state.state_dict()
+    state = state.state_dict() if isinstance(state, nn.Module) else state
     tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
     check_fits(spec, tensors, what="weights")
 
@@ -331,7 +292,11 @@ def load_state_dict_strict(
     dataset: str | None = None,
 ) -> None:
     """``model.load_state_dict(state, strict=True)`` with one-line errors that name the fix."""
-    expected_classes, found_classes = _class_counts(model, state)
+    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    key = f"{linear[-1]}.weight" if linear else ""
+    expected_classes = model.state_dict()[key].shape[0] if linear else None
+    found = state.get(key)
+    found_classes = found.shape[0] if found is not None and found.dim() == 2 else None
     if expected_classes is not None and found_classes is not None and expected_classes != found_classes:
         registered_for = {spec.dataset for spec in list_models() if spec.model_id == model_name}
         matching = [ds for ds, count in NUM_CLASSES.items() if count == found_classes]
@@ -354,13 +319,3 @@ def load_state_dict_strict(
     # A plain dict (no _metadata): BatchNorm then fills in a missing num_batches_tracked.
     model.load_state_dict(dict(state), strict=True)
 
-
-def _class_counts(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[int | None, int | None]:
-    """Output width of the model's last Linear layer and of the same layer in ``state``."""
-    linear_names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not linear_names:
-        return None, None
-    key = f"{linear_names[-1]}.weight"
-    found = state.get(key)
-    expected = model.state_dict()[key].shape[0]
-    return expected, (found.shape[0] if found is not None and found.dim() == 2 else None)

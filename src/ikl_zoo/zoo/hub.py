@@ -1,16 +1,17 @@
 """Published weights: the Hugging Face Hub first, the authors' original Google Drive files second.
 
-The Hub is reached only through ``hf_hub_download``, so its cache and ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``,
-``HF_HOME``/``HF_HUB_CACHE`` and ``HF_TOKEN`` work as everywhere else; the repository is
-``<IKL_ZOO_HUB_NAMESPACE or ikl-zoo>/<name>`` at the registry's pinned revision. Otherwise the authors'
-PyTorch checkpoint is fetched from Google Drive (no Hugging Face token sent), checked against the architecture
-and converted once into a zoo folder, ``$IKL_ZOO_CACHE/gdrive/<dataset>/<model_id>/`` (default
-``$HF_HOME/ikl-zoo``), which later loads use, offline included. sha256 is verified whenever it is known.
+The Hub is reached only through ``hf_hub_download`` (its cache, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``,
+``HF_HOME`` and ``HF_TOKEN`` work as everywhere else): a registry entry lives in
+``<IKL_ZOO_HUB_NAMESPACE or ikl-zoo>/<name>`` at its pinned revision, an ``hf-hub:ORG/NAME`` name is any zoo
+folder. Otherwise the authors' checkpoint comes from Google Drive (no Hugging Face token sent) and is
+converted once into ``$IKL_ZOO_CACHE/gdrive/<dataset>/<model_id>/`` (default ``$HF_HOME/ikl-zoo``).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ from ikl_zoo.zoo.checkpoints import (
 )
 from ikl_zoo.zoo.registry import ModelSpec, get_model_entry
 
+HF_HUB_PREFIX = "hf-hub:"
+ZOO_FOLDER_FIX = (
+    "make a zoo folder with `ikl-zoo convert CHECKPOINT --model ID -o DIR`, then "
+    "`ikl-zoo push DIR --repo-id ORG/NAME`"
+)
+
 
 @dataclass(frozen=True)
 class Weights:
@@ -39,21 +46,11 @@ class Weights:
     path: Path
     sha256: str  # hashed once, while verifying
     commit: str | None = None  # the Hub commit (snapshot folder) the file came from
+    spec: ModelSpec | None = None  # for a Hub zoo folder: what its config.json describes
 
 
-class _HostMiss(Exception):
-    """One host could not provide the weights: its one argument is the reason."""
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One host tried for the weights and why it did not provide them."""
-
-    host: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.host}: {self.reason}"
+class _FileMissing(DownloadError):
+    """The repository answered, but has no such file."""
 
 
 def zoo_cache_dir() -> Path:
@@ -74,11 +71,8 @@ def download_checkpoint(model_id: str, *, dataset: str = "cifar10", revision: st
 
 
 def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
-    """A registered model's weights: a package file, the Hub, the converted Drive cache, then Google Drive.
-
-    ``revision`` overrides the pinned Hub revision and is served by the Hub only. Raises ``DownloadError``
-    naming every attempt and the fix, ``ChecksumMismatchError`` on a bad file.
-    """
+    """A registered model's weights: a package file, the Hub, the converted Drive cache, then Google Drive;
+    an explicit ``revision`` is served by the Hub only. ``DownloadError`` names every attempt and the fix."""
     name = f"{spec.model_id} ({spec.dataset})"
     if revision is not None and not revision.strip():
         raise DownloadError("empty revision", fix="pass a Hub branch, tag or commit, or leave --revision out")
@@ -87,13 +81,13 @@ def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
                             fix="leave --revision out")
     if spec.package_file:
         return package_file_weights(spec)
-    attempts: list[Attempt] = []
+    attempts: list[str] = []
     if spec.hub_repo_name:
+        repo_id, pinned = spec.hub_repo_id(), revision or spec.revision
         try:
-            return _from_hub(spec, revision or spec.revision)
-        except _HostMiss as miss:
-            attempts.append(Attempt(f"Hugging Face Hub {spec.hub_repo_id()}@{revision or spec.revision}",
-                                    miss.args[0]))
+            return _hub_folder(repo_id, pinned, sha256=spec.sha256)
+        except DownloadError as miss:  # its fix is for the repository's owner: only the problem is told
+            attempts.append(f"Hugging Face Hub {repo_id}@{pinned}: {miss.problem}")
         if revision is not None:
             raise DownloadError(
                 f"could not get the weights of {name}: {attempts[0]}",
@@ -106,19 +100,19 @@ def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
     if spec.gdrive_id:
         try:
             return _from_drive(spec)
-        except _HostMiss as miss:
-            attempts.append(Attempt(f"Google Drive {spec.gdrive_id}", miss.args[0]))
+        except DownloadError as miss:
+            attempts.append(miss.problem)
     raise DownloadError(
-        f"could not get the weights of {name}: {'; '.join(map(str, attempts)) or 'no host is known'}",
+        f"could not get the weights of {name}: {'; '.join(attempts) or 'no host is known'}",
         fix=_download_fix(spec),
     )
 
 
-def _download_fix(spec: ModelSpec) -> str:
+def _download_fix(spec: ModelSpec | None) -> str:
     fixes = ["use a local copy of the file (`ikl-zoo eval --checkpoint PATH`, checkpoint= in Python, "
              "or `ikl-zoo convert PATH` for a zoo folder)",
              "unset HF_HUB_OFFLINE" if _offline() else "check the network or set HF_ENDPOINT to a mirror"]
-    if spec.hub_repo_name:
+    if spec is not None and spec.hub_repo_name:
         fixes.append("set IKL_ZOO_HUB_NAMESPACE if another organisation hosts the weights")
     return "; or ".join(fixes)
 
@@ -150,42 +144,109 @@ def package_file_weights(spec: ModelSpec) -> Weights:
     return Weights(path, verify_sha256(path, spec.package_file_sha256, fix=fix))
 
 
-def _from_hub(spec: ModelSpec, revision: str) -> Weights:
-    repo_id = spec.hub_repo_id()
-    assert repo_id is not None
-    config_path = _hub_file(repo_id, CONFIG_NAME, revision)
-    weights = _hub_file(repo_id, spec.filename, revision)
-    expected = spec.sha256 or _config_sha256(config_path, spec)
+def parse_hub_name(name: str, *, revision: str | None = None) -> tuple[str, str] | None:
+    """``(repo_id, revision)`` of an ``hf-hub:ORG/NAME[@REVISION]`` name, None for any other name."""
+    if not name.startswith(HF_HUB_PREFIX):
+        return None
+    repo_id, at, pinned = name[len(HF_HUB_PREFIX) :].partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")) or (at and not pinned):
+        raise DownloadError(
+            f"{name!r} is not a Hub model name", fix="write hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV"
+        )
+    if revision and pinned and revision != pinned:
+        raise DownloadError(f"{name} and --revision {revision} disagree", fix="give the revision once")
+    return repo_id, pinned or revision or "main"
+
+
+def fetch_hub_model(repo_id: str, revision: str = "main") -> Weights:
+    """A Hub zoo folder: config checked as a ``ModelSpec``, weights against its sha256; any other repository
+    gets one line saying what it holds and the fix."""
+    try:
+        return _hub_folder(repo_id, revision)
+    except DownloadError as error:
+        raise DownloadError(f"{HF_HUB_PREFIX}{repo_id}@{revision}: {error.problem}",
+                            fix=error.fix or _download_fix(None)) from None
+
+
+def hub_config_sha256(repo_id: str, revision: str) -> str | None:
+    """The weights' sha256 a Hub zoo folder's config.json records; None when the Hub has no such folder."""
+    try:
+        return _hub_spec(repo_id, revision).sha256
+    except DownloadError:
+        return None
+
+
+def _hub_folder(repo_id: str, revision: str, *, sha256: str | None = None) -> Weights:
+    """Both files of a Hub zoo folder, the weights checked against ``sha256`` (else the config's)."""
+    spec = _hub_spec(repo_id, revision)
+    expected = sha256 or spec.sha256
+    if not expected:  # without it a truncated download would pass unchecked
+        raise DownloadError(f"its {CONFIG_NAME} has no sha256 of {WEIGHTS_NAME}", fix=ZOO_FOLDER_FIX)
+    weights = _hub_file(repo_id, WEIGHTS_NAME, revision)
     # A snapshot file links to a blob: only removing the repository's cache folder forces a fresh copy.
-    sha256 = verify_sha256(weights, expected, fix=f"delete {weights.parents[2]} and rerun to download again")
-    return Weights(weights, sha256, commit=weights.parent.name)
+    actual = verify_sha256(weights, expected, fix=f"delete {weights.parents[2]} and rerun to download again")
+    return Weights(weights, actual, commit=weights.parent.name, spec=spec)
+
+
+def _hub_spec(repo_id: str, revision: str) -> ModelSpec:
+    """The spec of a Hub repository's config.json, or what else the repository is (timm, transformers...)."""
+    try:
+        config = _hub_file(repo_id, CONFIG_NAME, revision)
+    except _FileMissing:
+        pickle = _hub_has(repo_id, "pytorch_model.bin", revision)
+        what = " and its weights are only a pickle (pytorch_model.bin)" if pickle else ""
+        raise DownloadError(f"not an ikl-zoo folder: {CONFIG_NAME} is missing{what}",
+                            fix=ZOO_FOLDER_FIX) from None
+    try:
+        data = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict) and (isinstance(data.get("architecture"), str) or "pretrained_cfg" in data):
+        raise DownloadError("the repository is a timm model, not an ikl-zoo folder", fix=ZOO_FOLDER_FIX)
+    if isinstance(data, dict) and ("model_type" in data or "architectures" in data):
+        raise DownloadError("the repository is a transformers model, not an ikl-zoo folder",
+                            fix=ZOO_FOLDER_FIX)
+    try:
+        return read_spec(config.parent)
+    except CheckpointError as error:  # its fix is for a user's own folder, not a download
+        raise DownloadError(f"the repository's {CONFIG_NAME} is damaged ({error.problem})",
+                            fix=ZOO_FOLDER_FIX) from None
 
 
 def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
+    """One file through ``hf_hub_download``; ``DownloadError`` saying why it could not come."""
     from huggingface_hub import errors, hf_hub_download
 
     try:
-        path = hf_hub_download(repo_id, filename, revision=revision, library_name="ikl-zoo",
-                               library_version=__version__)
-        return Path(path)
+        return Path(hf_hub_download(repo_id, filename, revision=revision, library_name="ikl-zoo",
+                                    library_version=__version__))
     except errors.LocalEntryNotFoundError:
         state = "offline (HF_HUB_OFFLINE is set)" if _offline() else "unreachable"
-        raise _HostMiss(f"{state} and {filename} is not in the Hub cache") from None
+        reason = f"{state} and {filename} is not in the Hub cache"
     except errors.GatedRepoError:
-        raise _HostMiss("the repository is gated: accept its terms and set HF_TOKEN") from None
+        reason = "the repository is gated: accept its terms and set HF_TOKEN"
     except errors.RepositoryNotFoundError:
-        raise _HostMiss("repository not found (or private: set HF_TOKEN)") from None
+        reason = "repository not found (or private: set HF_TOKEN)"
     except errors.RevisionNotFoundError:
-        raise _HostMiss(f"revision {revision} not found") from None
+        reason = f"revision {revision} not found"
     except errors.EntryNotFoundError:
-        raise _HostMiss(f"{filename} not found in the repository") from None
+        raise _FileMissing(f"{filename} not found in the repository", fix=ZOO_FOLDER_FIX) from None
     except (errors.HfHubHTTPError, OSError, ValueError, *transport_errors()) as error:
-        raise _HostMiss(first_line(error)) from None
+        reason = first_line(error)
+    raise DownloadError(reason)
+
+
+def _hub_has(repo_id: str, filename: str, revision: str) -> bool:
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().file_exists(repo_id, filename, revision=revision)
+    except (OSError, ValueError, *transport_errors()):
+        return False
 
 
 def transport_errors() -> tuple[type[Exception], ...]:
-    """The HTTP client's own network errors: httpx (huggingface_hub 1.x) or httpx2 (later); OSError covers
-    requests (0.x). Their errors are not OSErrors."""
+    """The network errors of huggingface_hub's HTTP client, httpx (1.x) or httpx2 (later): not OSErrors."""
     errors: list[type[Exception]] = []
     for client in ("httpx", "httpx2"):
         try:
@@ -193,17 +254,6 @@ def transport_errors() -> tuple[type[Exception], ...]:
         except ImportError:
             continue
     return tuple(errors)
-
-
-def _config_sha256(config_path: Path, spec: ModelSpec) -> str | None:
-    """The sha256 a Hub repository's config.json records for its weights (it guards against truncation)."""
-    if spec.filename != WEIGHTS_NAME:
-        return None
-    try:
-        return read_spec(config_path.parent).sha256
-    except CheckpointError as error:  # without it a truncated download would pass unchecked
-        # Its fix is for a user's own folder, not a download: only the problem is told.
-        raise _HostMiss(f"the repository's {CONFIG_NAME} is damaged ({error.problem})") from None
 
 
 def _from_drive_cache(spec: ModelSpec) -> Weights | None:
@@ -220,41 +270,42 @@ def _from_drive_cache(spec: ModelSpec) -> Weights | None:
 
 
 def _from_drive(spec: ModelSpec) -> Weights:
-    """Download the authors' checkpoint (no Hugging Face token involved), convert it, return its weights."""
+    """Download the authors' checkpoint, check that it fits, convert it into the Drive cache."""
     if _offline():
-        raise _HostMiss("skipped (HF_HUB_OFFLINE is set)")
-    folder = drive_cache_folder(spec)
+        raise DownloadError(f"Google Drive {spec.gdrive_id}: skipped (HF_HUB_OFFLINE is set)")
+    folder, host = drive_cache_folder(spec), spec.gdrive_id
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{spec.model_id}.") as tmp:
-            _convert_from_drive(spec, folder, Path(tmp))
+            original = download_drive_original(spec, Path(tmp) / f"{spec.model_id}.pt")
+            model = spec.build()
+            load_state_dict_strict(model, read_state_dict(original), source=f"Google Drive file {host}",
+                                   model_name=spec.model_id, dataset=spec.dataset)
+            source = {"host": "Google Drive", "gdrive_id": host, "original_sha256": file_sha256(original)}
+            save_zoo_folder(model, folder, entry_or_config=spec, extra={"source": source})
+    except CheckpointError as error:
+        raise DownloadError(f"Google Drive {spec.gdrive_id}: {error}") from None
     except OSError as error:
-        raise _HostMiss(
-            f"cannot write the ikl-zoo cache {folder} ({first_line(error)}): set IKL_ZOO_CACHE to a folder "
-            "you can write"
-        ) from None
+        raise DownloadError(f"Google Drive {spec.gdrive_id}: cannot write the ikl-zoo cache {folder} "
+                            f"({first_line(error)}): set IKL_ZOO_CACHE to a folder you can write") from None
     converted = _from_drive_cache(spec)
     assert converted is not None
     return converted
 
 
-def _convert_from_drive(spec: ModelSpec, folder: Path, tmp: Path) -> None:
+def download_drive_original(spec: ModelSpec, output: Path) -> Path:
+    """The authors' checkpoint of a registered model, from Google Drive into ``output`` (no Hub token)."""
     import gdown
 
-    original = tmp / f"{spec.model_id}.pt"
+    host, fix = f"Google Drive {spec.gdrive_id}", "try again later, or pass the file with --from FILE"
+    if not spec.gdrive_id:
+        raise DownloadError(f"{spec.model_id} has no Google Drive file", fix="pass the file with --from FILE")
     try:
-        result = gdown.download(id=spec.gdrive_id, output=str(original), quiet=False)
+        result = gdown.download(id=spec.gdrive_id, output=str(output), quiet=False)
     except Exception as error:  # gdown raises its own and requests' exceptions
-        raise _HostMiss(f"download failed ({first_line(error)})") from None
-    if result is None or not original.is_file() or original.stat().st_size == 0:
-        raise _HostMiss("download failed (no file received)")
-    if is_html_file(original):
-        raise _HostMiss("received an HTML page, not weights (Google Drive quota?): try again later")
-    try:
-        model = spec.build()
-        load_state_dict_strict(model, read_state_dict(original), source=f"Google Drive file {spec.gdrive_id}",
-                               model_name=spec.model_id, dataset=spec.dataset)
-    except CheckpointError as error:
-        raise _HostMiss(str(error)) from None
-    source = {"host": "Google Drive", "gdrive_id": spec.gdrive_id, "original_sha256": file_sha256(original)}
-    save_zoo_folder(model, folder, entry_or_config=spec, extra={"source": source})
+        raise DownloadError(f"{host}: download failed ({first_line(error)})", fix=fix) from None
+    if result is None or not output.is_file() or output.stat().st_size == 0:
+        raise DownloadError(f"{host}: download failed (no file received)", fix=fix)
+    if is_html_file(output):
+        raise DownloadError(f"{host}: received an HTML page, not weights (Google Drive quota?)", fix=fix)
+    return output

@@ -27,7 +27,14 @@ from ikl_zoo.zoo.checkpoints import (
     read_zoo_folder,
     save_zoo_folder,
 )
-from ikl_zoo.zoo.hub import fetch_weights, package_file_path
+from ikl_zoo.zoo.hub import (
+    HF_HUB_PREFIX,
+    Weights,
+    fetch_hub_model,
+    fetch_weights,
+    package_file_path,
+    parse_hub_name,
+)
 from ikl_zoo.zoo.registry import get_model_entry, is_registered
 from ikl_zoo.zoo.spec import ModelSpec
 
@@ -44,7 +51,9 @@ class LoadedModel:
     description: str  # where the model came from, e.g. "<id> (<architecture>), published weights"
     weights_path: Path
     sha256: str
-    hub_commit: str | None = None  # for published weights that came from the Hub
+    hub_commit: str | None = None  # for published weights that came from the Hub: the commit it served
+    hub_repo: str | None = None  # for an ``hf-hub:`` model: the repository ("ORG/NAME")
+    hub_revision: str | None = None  # for an ``hf-hub:`` model: the revision asked for (branch, tag, commit)
 
 
 def load_model(
@@ -57,11 +66,9 @@ def load_model(
 ) -> nn.Module:
     """The network with its weights, on ``device``, in eval mode.
 
-    ``model_id`` is a registered id (see ``ikl-zoo list``) for ``dataset``, or the path of a zoo folder
-    (``model.safetensors`` + ``config.json``, as written by ``ikl-zoo convert`` or training; its config
-    says the dataset). ``checkpoint`` replaces the published weights with a local ``.pt``/``.pth``/
-    ``.safetensors`` file or zoo folder in any format ``read_state_dict`` reads. ``revision`` pins the Hub
-    revision (branch, tag or commit) instead of the registry's.
+    ``model_id`` is a registered id (``ikl-zoo list``) for ``dataset``, ``hf-hub:ORG/NAME[@REVISION]`` (a zoo
+    folder on the Hub) or a local zoo folder (its config says the dataset). ``checkpoint`` replaces the
+    published weights with a local file or zoo folder ``read_state_dict`` reads; ``revision`` pins the Hub's.
     """
     return load(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision).network
 
@@ -75,38 +82,42 @@ def load(
     revision: str | None = None,
 ) -> LoadedModel:
     """``load_model``, plus the spec, where the weights came from and their sha256 (each fetched once)."""
-    spec = _registered(str(model_id), dataset)
-    commit = None
-    if checkpoint is not None:
-        shown = Path(checkpoint).expanduser()
-        state, path, sha256 = _read_checkpoint(shown)
+    hub_name, hub, folder = parse_hub_name(str(model_id), revision=revision), {}, Path(model_id).expanduser()
+    if hub_name is not None and checkpoint is not None:
+        raise CheckpointError(f"{model_id} brings its own weights: a checkpoint cannot replace them",
+                              fix="leave the checkpoint out, or name the registered id it belongs to")
+    spec = None if hub_name else _registered(str(model_id), dataset)
+    if hub_name is not None:
+        weights, (repo_id, hub_revision) = fetch_hub_model(*hub_name), hub_name
+        spec, source = weights.spec, f"{HF_HUB_PREFIX}{repo_id}@{hub_revision}"
+        state, description = read_state_dict(weights.path), f"{source} ({spec.architecture})"
+        hub = {"hub_repo": repo_id, "hub_revision": hub_revision}
+    elif checkpoint is not None:
+        source = str(Path(checkpoint).expanduser())
+        state, weights = _read_checkpoint(Path(source))
+        description = f"{model_id} with weights from {checkpoint}"
         if spec is None:
-            folder = Path(model_id).expanduser()
             spec, description = read_spec(folder), f"zoo folder {folder}"
-        else:
-            description = f"{model_id} with weights from {checkpoint}"
     elif spec is None:
-        folder = Path(model_id).expanduser()
         spec, state, sha256 = read_folder(folder)
-        shown = path = folder / WEIGHTS_NAME
-        description = f"zoo folder {folder}"
+        weights, description = Weights(folder / WEIGHTS_NAME, sha256), f"zoo folder {folder}"
+        source = str(weights.path)
     else:
         weights = fetch_weights(spec, revision=revision)
-        shown = path = weights.path
-        state, sha256, commit = read_state_dict(path), weights.sha256, weights.commit
+        state, source = read_state_dict(weights.path), str(weights.path)
         description = f"{model_id} ({spec.architecture}), published weights"
     network = spec.build()
-    load_state_dict_strict(network, state, source=str(shown), model_name=spec.model_id, dataset=spec.dataset)
-    return LoadedModel(network.to(device).eval(), spec, description, path, sha256, commit)
+    load_state_dict_strict(network, state, source=source, model_name=spec.model_id, dataset=spec.dataset)
+    return LoadedModel(network.to(device).eval(), spec, description, weights.path, weights.sha256,
+                       weights.commit, **hub)
 
 
-def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], Path, str]:
-    """``(state_dict, weights file, its sha256)`` of a ``checkpoint=`` file or zoo folder, hashed once."""
+def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], Weights]:
+    """The state_dict and weights file of a ``checkpoint=`` file or zoo folder, hashed once."""
     if path.is_dir():
         _, state, sha256 = read_folder(path)
-        return state, path / WEIGHTS_NAME, sha256
-    state = read_state_dict(path)
-    return state, path, file_sha256(path)
+        return state, Weights(path / WEIGHTS_NAME, sha256)
+    return read_state_dict(path), Weights(path, file_sha256(path))
 
 
 def _registered(model_id: str, dataset: str) -> ModelSpec | None:

@@ -1,8 +1,5 @@
-"""The model registry: the five IKL-AT checkpoints on RobustBench and a demo model, one ``ModelSpec`` each.
-
-Published figures are RobustBench's leaderboard entries (CIFAR, Linf, eps 8/255, AutoAttack standard,
-full 10,000-image test set); Google Drive ids are those of RobustBench 1.1.1's model zoo.
-"""
+"""The registry: the five IKL-AT checkpoints on RobustBench and a demo model. Figures are RobustBench's
+leaderboard entries (Linf 8/255, AutoAttack standard, 10,000 images); Drive ids its 1.1.1 model zoo's."""
 
 from __future__ import annotations
 

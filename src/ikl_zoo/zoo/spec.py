@@ -7,6 +7,7 @@ config.json holds what the weights are: ``{"ikl_zoo_version", "model_id", "datas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -39,8 +40,7 @@ class PublishedFigures:
     source: str
 
     def to_dict(self) -> dict[str, float | str]:
-        """The shape results, records and cards carry published figures in."""
-        return {"clean_acc": self.clean_acc, "autoattack_acc": self.autoattack_acc, "source": self.source}
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class ModelSpec:
     arguments: Mapping[str, Any]  # constructor keyword arguments, as JSON data (tuples become lists)
     threat_model: str = "Linf"
     eps: float = 8 / 255
-    sha256: str | None = None  # of the weights file (``filename``), when known
+    sha256: str | None = None  # of the weights file, when known
     source: Mapping[str, Any] | None = None  # the checkpoint converted into these weights, and its sha256
     training_facts: Mapping[str, Any] | None = None  # config.json's "training": recipe and run
     extra: Mapping[str, Any] = field(default_factory=dict)  # other config.json keys, kept as they are
@@ -62,7 +62,6 @@ class ModelSpec:
     architecture: str = ""  # display name (``WideResNet-34-10``); the class name when not given
     published: PublishedFigures | None = None
     hub_repo_name: str | None = None  # the Hub namespace comes from IKL_ZOO_HUB_NAMESPACE
-    filename: str = WEIGHTS_NAME
     revision: str = "main"
     gdrive_id: str | None = None  # the authors' PyTorch checkpoint (RobustBench's model zoo)
     package_file: str | None = None  # "package:relative/path": weights an installed package ships
@@ -160,8 +159,7 @@ _FIELD_CHECKS = (
     ("dataset", lambda value: value in DATASETS, f"one of {', '.join(DATASETS)}"),
     ("threat_model", lambda value: value in NORMS, f"one of {', '.join(NORMS)}"),
     ("eps", _is_eps, "a positive number such as 8/255 = 0.0314"),
-    ("architecture", _is_architecture,
-     'an object with "architecture_class"'),
+    ("architecture", _is_architecture, 'an object with "architecture_class"'),
     ("sha256", is_sha256, "64 hex digits"),
     ("source", lambda value: isinstance(value, Mapping), "an object"),
     ("training", lambda value: isinstance(value, Mapping), "an object"),
@@ -170,11 +168,7 @@ _OPTIONAL_KEYS = ("sha256", "source", "training")  # a folder being written has 
 
 
 def model_from_config(config: Mapping[str, Any]) -> nn.Module:
-    """Build the (untrained) network a config describes.
-
-    ``config`` is a zoo folder's config.json (its ``"architecture"`` object is used) or that object itself,
-    ``{"architecture_class": "WideResNet" | "DMWideResNet" | "CifarResNet", **constructor arguments}``.
-    """
+    """The untrained network of a config.json or of its ``"architecture"`` object itself."""
     arch = config.get("architecture", config)
     if not isinstance(arch, Mapping) or "architecture_class" not in arch:
         raise CheckpointError('config has no "architecture_class"', fix="pass a config.json")
