@@ -222,3 +222,27 @@ def test_write_cifar_dir_into_an_unwritable_place_is_a_data_error(tmp_path):
     expected = "cannot write .*a_file/cifar-10-batches-py .*choose a writable folder"
     with pytest.raises(DataError, match=expected):
         write_cifar_dir(tmp_path / "a_file", dataset="cifar10", test=_random_split(3, 10, 0))
+
+
+def test_failed_download_leaves_nothing_that_was_not_there(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def cut_off(url, path, *_):
+        Path(path).write_bytes(b"half an archive")
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(tv_utils, "_get_redirect_url", lambda url, **_: url)
+    monkeypatch.setattr(tv_utils, "_urlretrieve", cut_off)
+    monkeypatch.setattr(tv_utils, "_is_remote_location_available", lambda: False)
+    new = tmp_path / "new" / "data"
+    with pytest.raises(DatasetNotFoundError, match="download failed"):
+        cifar_dataset("cifar10", data_dir=new, train=False, download=True)
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine\n")
+    with pytest.raises(DatasetNotFoundError, match="download failed"):
+        cifar_dataset("cifar100", data_dir=kept, train=False, download=True)
+    assert [path.name for path in kept.iterdir()] == ["notes.txt"]
+    with pytest.raises(DatasetNotFoundError, match="download disabled"):  # nothing made, nothing to undo
+        cifar_dataset("cifar10", data_dir=tmp_path / "absent", train=False, download=False)

@@ -8,7 +8,9 @@ import json
 import os
 import pickle
 import re
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +175,24 @@ def cifar_dataset(
         _check_marked_split(root, dataset, marker, train=train)
         return _MARKED_CLASS[dataset](root, train=train, transform=transform)
     try:
-        return _TORCHVISION_CLASS[dataset](root, train=train, transform=transform, download=download)
+        with _undone_on_failure(root):
+            return _TORCHVISION_CLASS[dataset](root, train=train, transform=transform, download=download)
     except (OSError, RuntimeError) as error:
         raise _not_found(root, dataset, error, train=train, download=download) from None
+
+
+@contextmanager
+def _undone_on_failure(root: Path) -> Iterator[None]:
+    """A failed download leaves nothing that was not there: no empty --data-dir, no half archive."""
+    made = next((path for path in reversed((root, *root.parents)) if not path.exists()), None)
+    before = set(root.iterdir()) if made is None and root.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        new = set(root.iterdir()) - before if made is None and root.is_dir() else {made} - {None}
+        for path in new:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
 
 
 def _check_marked_split(root: Path, dataset: str, marker: dict, *, train: bool) -> None:

@@ -54,7 +54,9 @@ def convert_checkpoint(
         )
     loaded = load(model_id, dataset=dataset, checkpoint=checkpoint)
     checkpoint = Path(checkpoint).expanduser()
-    source = {"checkpoint": checkpoint.name, **({"sha256": loaded.sha256} if checkpoint.is_file() else {})}
+    source = _earlier_source(checkpoint) or {
+        "checkpoint": checkpoint.name, **({"sha256": loaded.sha256} if checkpoint.is_file() else {})
+    }
     from ikl_zoo.cards import write_model_card
 
     try:
@@ -67,6 +69,18 @@ def convert_checkpoint(
             fix="pass an -o/--out folder you can write",
         ) from None
     return folder
+
+
+def _earlier_source(checkpoint: Path) -> dict[str, Any] | None:
+    """A zoo folder (or its weights) converted again keeps the checkpoint it was made from."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    if checkpoint.name not in (folder.name, WEIGHTS_NAME) or not (folder / CONFIG_NAME).is_file():
+        return None
+    try:
+        source = read_spec(folder).source
+    except CheckpointError:
+        return None
+    return dict(source) if source else None
 
 
 def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:

@@ -129,3 +129,17 @@ def test_submit_of_a_zoo_folder_result_without_name_asks_for_one(tmp_path, make_
     assert "pass --name <FirstAuthor><Year><FirstWordOfTitle>" in out.output
     assert "--name 'runs" not in out.output
     assert not (tmp_path / "s").exists()
+
+
+def test_card_all_names_and_skips_a_corrupt_record(tmp_path, make_result):
+    from ikl_zoo.leaderboard.records import write_record
+
+    records = tmp_path / "records"
+    write_record(make_result("Cui2023Decoupled_WRN-28-10", clean=0.9111, robust=0.6222), root=records)
+    bad = records / "cifar10" / "Linf" / "x.json"
+    bad.write_text("{not json")
+    out = CliRunner().invoke(main, ["card", "--all", "-o", str(tmp_path / "all"), "--records", str(records)])
+    assert out.exit_code == 0, out.output
+    assert out.stderr.startswith(f"skipped {bad}: ") and out.stderr.count("\n") == 1
+    assert "remove it or rewrite it" in out.stderr and len(out.stdout.splitlines()) == 5
+    assert any("62.22" in card.read_text() for card in (tmp_path / "all").glob("*/README.md"))

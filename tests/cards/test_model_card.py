@@ -335,3 +335,16 @@ def test_a_bf16_screen_is_marked_on_the_card(make_result):
     body = str(build_model_card("Cui2023Decoupled_WRN-28-10", result=result))
     assert "AutoAttack standard, bf16 screen, seed 0" in body
     assert "a bf16 screen (the forward under bf16 autocast), not a leaderboard number" in body
+
+
+def _limitations(card_text: str) -> str:
+    return card_text.split("## Limitations", 1)[1].split("\n## ", 1)[0]
+
+
+def test_a_model_that_is_not_robust_claims_no_robustness(make_result):
+    demo = make_result("demo-resnet18", n_examples=20, clean=0.9, robust=0.0)
+    limitations = _limitations(str(build_model_card("demo-resnet18", result=demo)))
+    assert "- Not robust:" in limitations
+    assert "Robustness is claimed" not in limitations and "can only be lower" not in limitations
+    robust = _limitations(str(build_model_card("Cui2023Decoupled_WRN-34-10")))
+    assert "Robustness is claimed only for Linf" in robust and "- Not robust" not in robust

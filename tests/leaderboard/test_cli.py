@@ -96,3 +96,33 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path):
         )
         assert result.exit_code == 2, result.output
         assert "Error: cannot write" in result.output and "Traceback" not in result.output
+
+
+def _corrupt_record_beside_a_good_one(root, make_result):
+    from ikl_zoo.leaderboard.records import write_record
+
+    write_record(make_result("Cui2023Decoupled_WRN-28-10", clean=0.9111, robust=0.6222), root=root)
+    bad = root / "cifar10" / "Linf" / "x.json"
+    bad.write_text("{not json")
+    return bad
+
+
+def test_a_corrupt_record_is_named_with_its_fix_and_skipped(tmp_path, make_result):
+    bad = _corrupt_record_beside_a_good_one(tmp_path, make_result)
+    result = CliRunner().invoke(main, ["leaderboard", "--records", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"skipped {bad}: ") and result.stderr.count("\n") == 1
+    assert "remove it or rewrite it" in result.stderr and "62.22" in result.stdout
+
+
+def test_compare_names_the_dataset_a_missing_model_is_on(tmp_path, make_result):
+    from ikl_zoo.leaderboard.records import write_record
+
+    runner = CliRunner()
+    args = ["leaderboard", "--compare", "Cui2023Decoupled_WRN-34-10", "--records", str(tmp_path)]
+    result = runner.invoke(main, [*args, "Cui2023Decoupled_WRN-34-10_autoaug"])
+    assert result.exit_code == 2 and "not on the cifar10 Linf board" in result.stderr
+    assert "it is on the cifar100 Linf board: pass --dataset cifar100" in result.stderr
+    write_record(make_result("my-cifar100-wrn", dataset="cifar100", n_examples=10), root=tmp_path)
+    result = runner.invoke(main, [*args, "my-cifar100-wrn"])  # measured only, on the other board
+    assert result.exit_code == 2 and "pass --dataset cifar100" in result.stderr

@@ -99,7 +99,8 @@ def test_unreadable_files_are_one_line_errors(tmp_path, make_result):
     bad.parent.mkdir(parents=True)
     bad.write_text(json.dumps({"clean_acc": "1"}))
     with pytest.raises(LeaderboardError, match="not an ikl-zoo result record"):
-        load_records(tmp_path)
+        read_record(bad)
+    assert load_records(tmp_path) == []  # named on stderr and skipped
     with pytest.raises(LeaderboardError, match="not an ikl-zoo result.json"):
         read_result(bad)
     make_result().save(tmp_path / "result.json")
@@ -140,7 +141,7 @@ def test_record_with_wrong_field_types_is_a_one_line_error(tmp_path, make_result
     data["ikl_zoo"]["measurement"]["settings"]["eps"] = "8/255"
     path.write_text(json.dumps(data))
     with pytest.raises(LeaderboardError, match="not an ikl-zoo result record .*eps"):
-        load_records(tmp_path)
+        read_record(path)
 
 
 def test_result_of_replaced_weights_is_never_recorded_as_the_published_model(tmp_path, make_result):
@@ -173,5 +174,5 @@ def test_record_of_an_earlier_format_is_refused_naming_the_fix(tmp_path, make_re
     data["ikl_zoo"]["record_format"] = 1
     path.write_text(json.dumps(data))
     with pytest.raises(LeaderboardError, match="earlier ikl-zoo format: re-run the evaluation") as caught:
-        load_records(tmp_path)
+        read_record(path)
     assert "\n" not in str(caught.value) and "record --overwrite" in caught.value.fix

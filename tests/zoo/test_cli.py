@@ -224,6 +224,18 @@ def test_convert_never_overwrites_a_folder_that_is_not_empty_unless_asked(tmp_pa
     assert (out / CARD_NAME).read_text().startswith("---\n")
 
 
+def test_convert_overwrite_into_its_own_folder_keeps_the_source(tmp_path, tiny_entry, tiny_model):
+    checkpoint = tmp_path / "ckpt.pt"
+    torch.save(tiny_model.state_dict(), checkpoint)
+    out = tmp_path / "my-model"
+    assert run("convert", str(checkpoint), "--model", "tiny-wrn", "-o", str(out)).exit_code == 0
+    source = {"checkpoint": checkpoint.name, "sha256": file_sha256(checkpoint)}
+    for again in (out, out / WEIGHTS_NAME):  # the folder itself, or its weights file
+        result = run("convert", str(again), "--model", "tiny-wrn", "-o", str(out), "--overwrite")
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / CONFIG_NAME).read_text())["source"] == source
+
+
 def test_convert_into_a_folder_that_cannot_be_made(tmp_path, tiny_entry, tiny_model) -> None:
     checkpoint = tmp_path / "ckpt.pt"
     torch.save(tiny_model.state_dict(), checkpoint)

@@ -16,7 +16,7 @@ from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subj
 from ikl_zoo.cards.submission import CODE_URL
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard import provenance as facts
-from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, find_record, output_errors
+from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, load_records, output_errors, record_path
 from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
@@ -74,11 +74,10 @@ def write_registry_cards(out_dir: Folder = "cards", *, records_root: Folder | No
     measured figures of its result record under ``records_root`` when there is one."""
     from ikl_zoo.zoo.registry import list_models
 
-    paths = []
+    paths, records = [], {r.path: r for r in load_records(records_root)} if records_root else {}
     for entry in filter(lambda entry: entry.is_ikl_at, list_models()):
-        record = records_root and find_record(
-            entry.model_id, dataset=entry.dataset, threat_model=entry.threat_model, root=records_root
-        )
+        board = {"dataset": entry.dataset, "threat_model": entry.threat_model}
+        record = records.get(record_path(entry.model_id, **board, root=records_root or DEFAULT_ROOT))
         folder = Path(out_dir) / (entry.pretrained.hub_repo_name or f"{entry.model_id}-{entry.dataset}")
         paths.append(write_model_card(entry, folder, result=record.measurement if record else None))
     return paths
@@ -153,6 +152,7 @@ def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]
         "measured_facts": facts.describe(m.provenance) if m else "",
         "nonstandard_eps": standard_eps is not None and not math.isclose(subject.eps, standard_eps),
         "synthetic_data": "synthetic" in f"{footnote} {subject.note}".lower(), "full_test_set": FULL_TEST_SET,
+        "not_robust": "not robust" in f"{subject.note}".lower(),  # the registry says so: claim nothing
         "paper_title": PAPER_TITLE, "paper_url": PAPER_URL, "robustbench_url": ROBUSTBENCH_URL,
         "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "version": __version__,
         "config_name": CONFIG_NAME,

@@ -7,6 +7,7 @@ import json
 import math
 import numbers
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -212,12 +213,21 @@ def read_record(path: Folder) -> Record:
 
 def load_records(root: Folder = DEFAULT_ROOT, *, dataset: str | None = None,
                  threat_model: str | None = None) -> list[Record]:
-    """Every record under ``root`` (none if it does not exist), optionally for one board."""
+    """Every record under ``root`` (none if it does not exist), optionally for one board; an unreadable one
+    is named on stderr with its fix and skipped, so one bad file never hides the others."""
     root = Path(root)
     if not root.is_dir():
         return []
     pattern = f"{dataset or '*'}/{threat_model or '*'}/*.json"
-    return [read_record(path) for path in sorted(root.glob(pattern))]
+    return [record for path in sorted(root.glob(pattern)) if (record := _readable_record(path))]
+
+
+def _readable_record(path: Path) -> Record | None:
+    try:
+        return read_record(path)
+    except LeaderboardError as error:
+        print(f"skipped {path}: {str(error).replace(f'{path} ', 'it ', 1)}", file=sys.stderr)
+        return None
 
 
 def find_record(model_id: str, *, dataset: str, threat_model: str = "Linf", root: Folder = DEFAULT_ROOT

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, STANDARD_VERSION, Record, load_records, record_path
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
+    THREAT_MODELS,
     Folder,
     LeaderboardError,
     is_standard_eps,
     load_reference,
+    reference_entry,
     robustbench_name,
 )
 from ikl_zoo.threat import format_eps
@@ -97,10 +100,29 @@ def compare_models(
         fix = f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids"
         if model_id.startswith(HF_HUB_PREFIX):
             fix = f"measure it first: `ikl-zoo eval --model {model_id} --dataset {dataset} --record`"
-        raise LeaderboardError(f"{model_id!r} is not on the {dataset} {threat_model} board", fix=fix)
+        problem = f"{model_id!r} is not on the {dataset} {threat_model} board"
+        elsewhere = _other_board(model_id, (dataset, threat_model), records_root=records_root)
+        if elsewhere:
+            problem, fix = f"{problem}, but it is on the {elsewhere[0]} board", f"pass {elsewhere[1]}"
+        raise LeaderboardError(problem, fix=fix)
     rows = rows.loc[ids].reset_index(drop=True)
     rows[COMPARE_DELTAS] = (rows[COMPARED] - rows[COMPARED].iloc[0]).to_numpy()
     return Board(dataset, threat_model, rows, board.source, compare_baseline=ids[0], notes=board.notes)
+
+
+def _other_board(model_id: str, board: tuple[str, ...], *, records_root: Folder | None
+                 ) -> tuple[str, str] | None:
+    """The board a model missing from ``board`` is on (published or measured), and the options showing it."""
+    boards = sorted(itertools.product(DATASET_TITLES, THREAT_MODELS), key=lambda b: b[1] != board[1])
+    for other in (other for other in boards if other != board):
+        where = dict(zip(("dataset", "threat_model"), other, strict=True))
+        if reference_entry(model_id, **where) or (
+            records_root and record_path(model_id, **where, root=records_root).is_file()
+        ):
+            changed = zip(("--dataset", "--threat-model"), other, board, strict=True)
+            options = [f"{option} {value}" for option, value, now in changed if value != now]
+            return " ".join(other), " ".join(options)
+    return None
 
 
 def _board_id(model_id: str, on_board: pd.Index) -> str:
