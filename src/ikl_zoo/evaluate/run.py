@@ -36,8 +36,10 @@ class ModelRequest:
 
 
 def default_run_dir(model_id: str, settings: EvalSettings) -> Path:
-    """``runs/<model>_<dataset>_<norm>_<eps>_<version>``: one folder per measurement, safe as a file name."""
+    """``runs/<model>_<dataset>_<norm>_<eps>_<version>[_<precision>]``: one folder per measurement, safe as a
+    file name."""
     name = f"{model_id}_{settings.dataset}_{settings.norm}_{settings.eps_text}_{settings.version}"
+    name += f"_{settings.precision}" * (settings.precision != "pytorch")  # a screen never meets a full run
     return Path("runs") / re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
 
 
