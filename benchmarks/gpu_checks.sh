@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks, in one run of under 8 minutes on an H100/H200:
-#   1. the evaluator against a direct batch-200 pyautoattack call on a WRN-28-10: fwd+bwd throughput and
-#      TFLOP/s, APGD-CE (ratio, flags, TF32 default precision), the standard suite per attack (ratio);
+# The GPU checks, in one run of under 8 minutes on an H100/H200, install included:
+#   1. the evaluator at each precision (ieee, pytorch, bf16): WRN-28-10 and WRN-34-10 fwd+input-gradient
+#      images/s and TFLOP/s against the card's peak; APGD-CE on 1,000 images against a direct pyautoattack call at
+#      the same precision (time ratio, flag agreement); flags between precisions (and compiled) on a briefly
+#      PGD-trained robust net; standard AutoAttack on 10,000 images extrapolated from pass counts; compile on/off;
 #   2. IKL-AT training throughput against a plain TRADES step on a WRN-34-10;
 #   3. the O(C) IKL wMSE against the pairwise form at ImageNet size (time and peak memory).
 #
@@ -25,6 +27,6 @@ run() {  # name, time limit in seconds, command...
     timeout -k 10 "$limit" "$@" 2>&1 | tee "$out/$name.txt"
     echo "=== $name exit ${PIPESTATUS[0]}"
 }
-run gpu_eval 330 python3 benchmarks/gpu_eval.py --budget-s 240
-run gpu_train 90 python3 benchmarks/gpu_train.py --budget-s 60
-run bench_losses 60 python3 benchmarks/bench_losses.py --device cuda
+run gpu_eval 300 python3 benchmarks/gpu_eval.py --budget-s 240
+run gpu_train 80 python3 benchmarks/gpu_train.py --budget-s 50
+run bench_losses 50 python3 benchmarks/bench_losses.py --device cuda

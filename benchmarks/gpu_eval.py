@@ -1,28 +1,28 @@
-"""ikl-zoo's evaluator against a direct batch-200 ``pyautoattack`` call on a WRN-28-10 at real size (GPU).
+"""The evaluator's speed at each precision on the GPU, against a direct ``pyautoattack`` call, as one table.
 
-Three measurements in one run, both sides on the same images with the same seed:
+1. Throughput: one forward + input-gradient pass (what every attack step costs) of WRN-28-10 (SiLU) and
+   WRN-34-10 at each precision (ieee: strict fp32; pytorch: PyTorch's defaults, TF32 convolutions on Ampere
+   and later; bf16: autocast), as the evaluator runs it (frozen weights, channels_last, cudnn.benchmark):
+   images/s and achieved TFLOP/s against the card's dense peak at that precision.
+2. APGD-CE as standard AutoAttack runs it on up to 1,000 images of the WRN-28-10, ikl-zoo against a direct
+   ``run_standard_evaluation`` at the same precision and batch size: time ratio and flag agreement.
+3. Flags between precisions on a model that is actually robust: a WRN-16-4 PGD-trained for a few hundred
+   steps on the 20 real CIFAR-10 images foolbox ships (jittered copies); APGD-CE and APGD-T at each precision,
+   and compiled against not compiled.
+4. Standard AutoAttack on 10,000 images of the WRN-28-10, extrapolated: pyautoattack's pass counts per attack
+   (``ikl_zoo.evaluate.estimate.attack_passes``: APGD-CE 101, APGD-T 9 x 101, FAB-T 9 x 101 forward+backward
+   plus as many forwards, Square 5,001 forwards) times the throughput of part 1, times the overhead the
+   APGD-CE run of part 2 measured over its pure passes, with the survivors of a robust WRN-28-10
+   (Cui2023Decoupled: 92.2% clean, 67.7% after AutoAttack: 92% reach APGD-CE, 70% the later attacks).
+5. Compile: torch.compile on and off, throughput of the WRN-28-10 at precision pytorch (last: compiling it
+   takes the longest, and the table is printed before).
 
-1. Throughput: time and FLOPs of one forward + input-gradient pass per image (what every attack step
-   costs), in strict fp32 (NCHW and channels_last) and in PyTorch's default precision (TF32
-   convolutions on Ampere and later). Achieved TFLOP/s against the card's peak tells how much any fp32
-   evaluator can gain.
-2. APGD-CE as standard AutoAttack runs it: the direct call ``run_standard_evaluation(batch_size=200)`` in
-   strict fp32 against ``evaluate(batch_size="auto")`` (frozen weights, cudnn.benchmark, channels_last,
-   optionally torch.compile); and the direct call again under PyTorch's default precision (TF32
-   convolutions), to show what a user's unmodified call computes and how many flags that changes.
-3. The standard suite (APGD-CE, APGD-T, FAB-T, Square) with fewer target classes and queries, timed per
-   attack on both sides, then scaled to the standard settings (9 targets, 5000 queries): the estimated
-   ratio of a real standard run. FAB-T is where frozen weights pay: the direct call's FAB computes weight
-   gradients at every step.
+No checkpoint is reachable on the benchmark machine: the WRN-28-10 and WRN-34-10 have random weights (their
+labels are their own clean predictions, so every image is attacked); accuracies of part 2 are not robustness
+results.
 
-No checkpoint can be downloaded on the benchmark machine, so the WRN-28-10 (DeepMind/RobustBench
-architecture of Cui2023Decoupled_WRN-28-10, SiLU) has random weights, seeded, and the labels are its
-own clean predictions so every image is attacked. Its accuracies are not a robustness result. The
-images are the 20 real CIFAR-10 test images foolbox ships, tiled (with a +-1/255 jitter so copies
-differ) to counts chosen to fit ``--budget-s``.
-
-    python benchmarks/gpu_eval.py                      # about 5 minutes on an H100
-    python benchmarks/gpu_eval.py --budget-s 120 --skip-suite --compile --check-layouts
+    python benchmarks/gpu_eval.py --budget-s 250                   # one H100/H200
+    python benchmarks/gpu_eval.py --device cpu --tiny               # the CPU smoke run (a minute)
 """
 
 from __future__ import annotations
@@ -32,20 +32,21 @@ import math
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 
-APGD_STEPS = 102
-"""Model passes APGD-CE makes per image (100 iterations, the start point, the final check)."""
-FAB_STEPS_PER_TARGET = 170
-"""FAB-T per image and target class, in forward+backward units: 100 iterations of one forward+backward
-and one more forward."""
-STANDARD_TARGETS = 9
-STANDARD_QUERIES = 5000
-SUITE = ["apgd-ce", "apgd-t", "fab-t", "square"]
-ATTACK_OBJECTS = {"apgd-ce": "apgd", "apgd-t": "apgd_targeted", "fab-t": "fab", "square": "square"}
+PRECISIONS = ("ieee", "pytorch", "bf16")
+PEAK_TFLOPS = {
+    "H100": {"ieee": 67, "pytorch": 495, "bf16": 989},
+    "H200": {"ieee": 67, "pytorch": 495, "bf16": 989},
+    "A100": {"ieee": 19.5, "pytorch": 156, "bf16": 312},
+}
+"""Dense peaks of the SXM cards (fp32, TF32, bf16 tensor cores), from NVIDIA's data sheets."""
+SURVIVORS = {"apgd-ce": 0.92, "apgd-t": 0.70, "fab-t": 0.68, "square": 0.68}
+"""Share of the 10,000 images each stage attacks, for a robust WRN-28-10 (92% clean, 68% robust)."""
+rows: list[list[str]] = []
 
 
 def log(message: str) -> None:
@@ -54,57 +55,25 @@ def log(message: str) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--budget-s", type=float, default=300.0, help="Wall-clock budget; sets the image counts (300)."
-    )
-    parser.add_argument("--eps", type=float, default=8 / 255)
-    parser.add_argument("--direct-batch-size", type=int, default=200)
-    parser.add_argument("--suite-targets", type=int, default=1, help="Target classes of APGD-T and FAB-T.")
-    parser.add_argument("--suite-queries", type=int, default=300, help="Square's queries.")
-    parser.add_argument("--skip-suite", action="store_true", help="Only the throughput and APGD-CE parts.")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model on ikl-zoo's side.")
-    parser.add_argument("--no-channels-last", action="store_true")
-    parser.add_argument(
-        "--check-layouts",
-        action="store_true",
-        help="Also compare flags of plain, channels_last and compiled runs on 128 images.",
-    )
-    parser.add_argument("--max-images", type=int, default=2000)
-    parser.add_argument(
-        "--architecture",
-        default="Cui2023Decoupled_WRN-28-10",
-        help="Registry id whose architecture gets random weights (demo-resnet18: a CPU smoke run).",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--device", default="cuda", help="cuda (default), or cpu for a smoke run of the script."
-    )
+    parser.add_argument("--budget-s", type=float, default=250.0, help="Wall-clock budget (250).")
+    parser.add_argument("--device", default="cuda", help="cuda, or cpu for the smoke run.")
+    parser.add_argument("--tiny", action="store_true", help="Small networks and counts: the CPU smoke run.")
+    parser.add_argument("--batch-size", type=int, default=200, help="Both sides of part 2 (200).")
+    parser.add_argument("--max-images", type=int, default=1000)
+    parser.add_argument("--train-steps", type=int, default=300)
     return parser.parse_args()
 
 
-def tiled_images(n: int) -> torch.Tensor:
+def tiled_images(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 20 real images foolbox ships, tiled with a +-2/255 jitter so copies differ; their labels."""
     from ikl_zoo.data import foolbox_sample
 
-    images, _ = foolbox_sample("cifar10")
+    images, labels = foolbox_sample("cifar10")
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
-    x = x.repeat(math.ceil(n / len(x)), 1, 1, 1)[:n]
-    generator = torch.Generator().manual_seed(0)
-    jitter = (torch.rand(x.shape, generator=generator) * 2 - 1) / 255
-    return (x + jitter).clamp(0, 1).contiguous()
-
-
-def build_model(architecture: str, device: torch.device, seed: int) -> torch.nn.Module:
-    from ikl_zoo.zoo.registry import create_model
-
-    torch.manual_seed(seed)
-    return create_model(architecture, dataset="cifar10").to(device).eval()
-
-
-@torch.no_grad()
-def own_predictions(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Labels the model gets right in strict fp32 (TF32 could flip a borderline one, left unattacked)."""
-    with precision(tf32=False):
-        return torch.cat([model(x[i : i + 500].to(device)).argmax(1).cpu() for i in range(0, len(x), 500)])
+    repeats = math.ceil(n / len(x))
+    x, y = x.repeat(repeats, 1, 1, 1)[:n], torch.as_tensor(labels).long().repeat(repeats)[:n]
+    jitter = (torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1) * 2 / 255
+    return (x + jitter).clamp(0, 1).contiguous(), y
 
 
 def synchronize(device: torch.device) -> None:
@@ -112,288 +81,257 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def precision(*, tf32: bool) -> AbstractContextManager[None]:
-    """Strict fp32 as the evaluator enforces it, or the process's defaults: PyTorch's are TF32 convolutions
-    on Ampere and later GPUs, which is what an unmodified direct call computes with."""
+class Bf16Screen(torch.nn.Module):
+    """A direct call's bf16 screen, written as a user would: the forward under autocast, fp32 logits."""
+
+    def __init__(self, inner: torch.nn.Module, device_type: str) -> None:
+        super().__init__()
+        self.inner, self.device_type = inner, device_type
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.inner(x).float()
+
+
+def direct_precision(model: torch.nn.Module, precision: str, device: torch.device):
+    """The model and the context a direct AutoAttack call at ``precision`` runs under."""
     from ikl_zoo.evaluate.prepare import strict_fp32
 
-    return nullcontext() if tf32 else strict_fp32()
+    if precision == "bf16":
+        return Bf16Screen(model, device.type), nullcontext()
+    return model, strict_fp32() if precision == "ieee" else nullcontext()
 
 
-def input_gradient_step(model: torch.nn.Module, xb: torch.Tensor) -> None:
-    loss = model(xb).logsumexp(1).sum()
-    torch.autograd.grad(loss, xb)
-
-
-def flops_per_image(model: torch.nn.Module, xb: torch.Tensor) -> float | None:
-    """FLOPs of one forward + input-gradient pass per image; None where the counter fails (the timing
-    does not depend on it)."""
+def pass_seconds(model, x, device, *, precision: str, compile_model: bool = False) -> dict[str, float]:
+    """Seconds per image of a forward+input-gradient pass and of a forward pass, and FLOPs per image, as the
+    evaluator runs the model (its evaluation mode at ``precision``, channels_last on a GPU)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    try:
-        with FlopCounterMode(display=False) as counter:
-            input_gradient_step(model, xb[:2])
-        return counter.get_total_flops() / 2
-    except Exception as error:  # a missing FLOP formula must not cost the timings
-        log(f"  (FLOP count failed: {type(error).__name__}: {error})")
-        return None
+    from ikl_zoo.evaluate import prepare
 
+    channels_last = device.type == "cuda"
+    with prepare.evaluation_mode(model, device, channels_last=channels_last, precision=precision):
+        network = prepare.with_precision(torch.compile(model) if compile_model else model, precision, device)
+        xb = x.to(device).contiguous(
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format
+        )
 
-def throughput(
-    model: torch.nn.Module, x: torch.Tensor, device: torch.device, *, channels_last: bool, tf32: bool
-) -> tuple[float, float | None]:
-    """Seconds per image and FLOPs per image of one forward + input-gradient pass (frozen weights)."""
-    frozen = [p.requires_grad_(False) for p in model.parameters()]
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=memory_format)
-    xb = x.to(device).contiguous(memory_format=memory_format).requires_grad_(True)
-    try:
-        with precision(tf32=tf32):
-            flops = flops_per_image(model, xb)
-            for step in range(5):
-                if step == 2:
-                    synchronize(device)
-                    start = time.perf_counter()
-                input_gradient_step(model, xb)
-            synchronize(device)
-            seconds = (time.perf_counter() - start) / 3 / len(xb)
-    finally:
-        for parameter in frozen:
-            parameter.requires_grad_(True)
-        model.to(memory_format=torch.contiguous_format)
-    return seconds, flops
+        def step() -> None:
+            inputs = xb.clone().requires_grad_(True)
+            torch.autograd.grad(network(inputs).logsumexp(1).sum(), inputs)
 
-
-def suite_options(targets: int, queries: int) -> dict[str, dict[str, int]]:
-    return {
-        "apgd": {"n_restarts": 1},
-        "apgd_targeted": {"n_target_classes": targets},
-        "fab": {"n_target_classes": targets},
-        "square": {"n_queries": queries},
-    }
-
-
-def scale_to_standard(attack: str, targets: int, queries: int) -> float:
-    """Factor from the shortened suite's attack time to the standard settings' (linear in targets/queries)."""
-    if attack in ("apgd-t", "fab-t"):
-        return STANDARD_TARGETS / targets
-    if attack == "square":
-        return STANDARD_QUERIES / queries
-    return 1.0
-
-
-@contextmanager
-def timed_attacks(adversary, device: torch.device) -> Iterator[dict[str, float]]:
-    """Time each attack object's ``perturb`` inside the direct call (wrapping only; nothing else changes)."""
-    timings: dict[str, float] = {}
-
-    def wrap(name: str, perturb: Callable) -> Callable:
-        def timed(*args, **kwargs):
-            synchronize(device)
-            start = time.perf_counter()
-            try:
-                return perturb(*args, **kwargs)
-            finally:
+        with FlopCounterMode(display=False) as counter:  # .backward(): the counter fails on autograd.grad
+            inputs = xb[:2].clone().requires_grad_(True)
+            (model if compile_model else network)(inputs).logsumexp(1).sum().backward()
+        seconds = {"flops": counter.get_total_flops() / 2}
+        for name, action in (("backward", step), ("forward", lambda: network(xb))):
+            with torch.enable_grad() if name == "backward" else torch.no_grad():
+                action()
                 synchronize(device)
-                timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
-
-        return timed
-
-    for attack_object in set(ATTACK_OBJECTS.values()):
-        target = getattr(adversary, attack_object)
-        target.perturb = wrap(attack_object, target.perturb)
-    yield timings
+                started = time.perf_counter()
+                for _ in range(3):
+                    action()
+                synchronize(device)
+                seconds[name] = (time.perf_counter() - started) / 3 / len(xb)
+    return seconds
 
 
 def run_direct(
-    model, x, y, *, eps, attacks, options, seed, batch_size, device
-) -> tuple[list[bool], float, dict[str, float]]:
-    """AutoAttack as its README customises it; per attack-object times; strict or default precision is
-    the caller's."""
+    model, x, y, *, precision, device, eps, attacks, options, batch_size, seed=0
+) -> tuple[list, float]:
+    """AutoAttack called directly, its settings set as its README does, at ``precision``."""
     from pyautoattack import AutoAttack
 
+    wrapped, context = direct_precision(model, precision, device)
     adversary = AutoAttack(
-        model, norm="Linf", eps=eps, version="custom", attacks=list(attacks), seed=seed, device=device
+        wrapped, norm="Linf", eps=eps, version="custom", attacks=list(attacks), seed=seed, device=device
     )
     for attack_object, settings in options.items():
         for name, value in settings.items():
             setattr(getattr(adversary, attack_object), name, value)
-    with timed_attacks(adversary, device) as per_object:
+    with context:
         synchronize(device)
-        start = time.perf_counter()
+        started = time.perf_counter()
         _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
         synchronize(device)
-        seconds = time.perf_counter() - start
-    per_attack = {attack: per_object.get(ATTACK_OBJECTS[attack], 0.0) for attack in attacks}
-    return (y_adv.cpu() == y).tolist(), seconds, per_attack
+    return (y_adv.cpu() == y).tolist(), time.perf_counter() - started
 
 
-def run_ikl_zoo(model, x, y, *, eps, attacks, options, seed, device, channels_last, compile_model,
-                progress=False):
+def run_ikl_zoo(model, x, y, *, precision, device, eps, attacks, options, batch_size, compile_model=False):
     from ikl_zoo.evaluate import evaluate
 
     synchronize(device)
-    start = time.perf_counter()
+    started = time.perf_counter()
     result = evaluate(
-        model, x, y, eps=eps, seed=seed, batch_size="auto", chunk_size=len(x), device=device,
-        channels_last=channels_last, compile_model=compile_model, progress=progress,
-        version="custom", attacks=list(attacks), attack_options=options,
+        model,
+        x,
+        y,
+        eps=eps,
+        seed=0,
+        batch_size=batch_size,
+        chunk_size=len(x),
+        device=str(device),
+        compile=compile_model,
+        precision=precision,
+        progress=False,
+        version="custom",
+        attacks=list(attacks),
+        attack_options=options,
     )
     synchronize(device)
-    return result, time.perf_counter() - start
+    return result, time.perf_counter() - started
 
 
-def agreement(a: list[bool], b: list[bool]) -> int:
-    return sum(left == right for left, right in zip(a, b, strict=True))
+def agreement(a: list[bool], b: list[bool]) -> str:
+    return f"{sum(left == right for left, right in zip(a, b, strict=True))}/{len(a)}"
 
 
-def percent(flags: list[bool]) -> str:
-    return f"{100 * sum(flags) / len(flags):.2f}%"
+def peak(device: torch.device, precision: str) -> float | None:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    return next((peaks[precision] for card, peaks in PEAK_TFLOPS.items() if card in name), None)
 
 
-def part_throughput(model, device: torch.device, batch: int) -> float:
-    log(f"1. throughput: one forward + input-gradient pass, batch {batch}, frozen weights")
-    x = tiled_images(batch)
-    seconds_fp32 = 0.0
-    for label, channels_last, tf32 in (
-        ("fp32 NCHW", False, False),
-        ("fp32 channels_last", True, False),
-        ("default channels_last", True, True),
-    ):
-        seconds, flops = throughput(model, x, device, channels_last=channels_last, tf32=tf32)
-        seconds_fp32 = seconds_fp32 or seconds
-        rate = "FLOPs not counted" if flops is None else (
-            f"{flops / 1e9:.1f} GFLOP/image, {flops / seconds / 1e12:.1f} TFLOP/s achieved"
-        )
-        log(f"  {label:22s} {1e3 * seconds:.3f} ms/image, {rate}")
-    return seconds_fp32
+def part_throughput(models: dict, device: torch.device, batch: int) -> dict:
+    """Part 1: one row per model and precision; returns the seconds per pass."""
+    measured = {}
+    x, _ = tiled_images(batch)
+    for label, model in models.items():
+        for precision in PRECISIONS:
+            seconds = pass_seconds(model, x, device, precision=precision)
+            measured[label, precision] = seconds
+            tflops = seconds["flops"] / seconds["backward"] / 1e12
+            card = peak(device, precision)
+            of_peak = f"{100 * tflops / card:.0f}% of {card:g}" if card else "-"
+            add_row(
+                f"fwd+input-grad {label}",
+                precision,
+                f"{1 / seconds['backward']:,.0f} img/s",
+                f"{tflops:.1f} TFLOP/s ({of_peak})",
+            )
+    return measured
 
 
-def part_apgd(model, x, y, args, device) -> float:
-    """Prints the APGD-CE comparison; returns the direct strict call's seconds per image."""
-    n = len(x)
+def add_row(what: str, precision: str, figure: str, detail: str) -> None:
+    rows.append([what, precision, figure, detail])
+    log(f"  {what} | {precision} | {figure} | {detail}")
+
+
+def part_apgd(model, device, *, n: int, batch_size: int, eps: float) -> dict[str, float]:
+    """Part 2: APGD-CE, ikl-zoo against a direct call at the same precision and batch size; returns each
+    precision's measured seconds per image."""
+    x, _ = tiled_images(n, seed=1)
+    with torch.no_grad():
+        y = torch.cat([model(x[i : i + 500].to(device)).argmax(1).cpu() for i in range(0, n, 500)])
     options = {"apgd": {"n_restarts": 1}}
-    threat = f"Linf {args.eps * 255:.3g}/255, seed {args.seed}"
-    log(f"2. APGD-CE as standard AutoAttack runs it, {n} images, {threat}")
-    with precision(tf32=False):
-        direct, direct_s, _ = run_direct(
-            model, x, y, eps=args.eps, attacks=["apgd-ce"], options=options, seed=args.seed,
-            batch_size=args.direct_batch_size, device=device,
+    per_image = {}
+    for precision in ("pytorch", "bf16"):
+        common = dict(
+            precision=precision,
+            device=device,
+            eps=eps,
+            attacks=["apgd-ce"],
+            options=options,
+            batch_size=batch_size,
         )
-        batch = args.direct_batch_size
-        log(f"  direct, batch {batch}, strict fp32: {direct_s:.1f} s, {percent(direct)} robust")
-        result, ours_s = run_ikl_zoo(
-            model, x, y, eps=args.eps, attacks=["apgd-ce"], options=options, seed=args.seed, device=device,
-            channels_last=not args.no_channels_last, compile_model=args.compile,
+        direct, direct_s = run_direct(model, x, y, **common)
+        result, ours_s = run_ikl_zoo(model, x, y, **common)
+        per_image[precision] = ours_s / n
+        add_row(
+            f"APGD-CE {n} images, ikl-zoo vs direct",
+            precision,
+            f"{ours_s:.1f} s vs {direct_s:.1f} s ({ours_s / direct_s:.3f}x)",
+            f"flags agree {agreement(direct, result.robust_flags)}",
         )
-    log(
-        f"  ikl-zoo, batch {result.batch_size}, strict fp32: {ours_s:.1f} s, {percent(result.robust_flags)} "
-        f"robust, {result.model_passes['backward']:,} backward passes; "
-        f"flags agree {agreement(direct, result.robust_flags)}/{n}"
+    return per_image
+
+
+def apgd_images(measured: dict, args, *, left: float) -> int:
+    """Images for part 2 in 40% of the time left: both sides at pytorch and bf16, 101 passes an image each,
+    with 30% for the attack's own work; a multiple of 100, at least 100."""
+    passes = [measured.get(("WRN-28-10", p), {}).get("backward", math.inf) for p in ("pytorch", "bf16")]
+    fit = int(0.4 * left / (2 * 101 * 1.3 * sum(passes)))
+    return max(100, min(args.max_images, fit // 100 * 100))
+
+
+def train_robust(device: torch.device, *, steps: int, tiny: bool, eps: float) -> torch.nn.Module:
+    """A small WideResNet PGD-trained (5 steps) on jittered copies of the 20 real images: robust on them."""
+    from ikl_zoo.zoo.architectures import WideResNet
+
+    torch.manual_seed(0)
+    model = WideResNet(depth=10 if tiny else 16, widen_factor=1 if tiny else 4, num_classes=10).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    for step in range(steps):
+        x, y = (t.to(device) for t in tiled_images(128, seed=100 + step))
+        delta = (torch.rand_like(x) * 2 - 1) * eps
+        for _ in range(5):
+            delta.requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(model((x + delta).clamp(0, 1)), y)
+            (grad,) = torch.autograd.grad(loss, delta)
+            delta = (delta.detach() + eps / 2 * grad.sign()).clamp(-eps, eps)
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model((x + delta).clamp(0, 1)), y).backward()
+        optimizer.step()
+    return model.eval()
+
+
+def part_precisions(device, *, n: int, steps: int, tiny: bool, eps: float, batch_size: int) -> None:
+    """Part 3: flags of APGD-CE + APGD-T at each precision, and compiled, on a robust model."""
+    model = train_robust(device, steps=steps, tiny=tiny, eps=eps)
+    x, y = tiled_images(n, seed=2)
+    options = {"apgd": {"n_restarts": 1}, "apgd_targeted": {"n_target_classes": 3}}
+    common = dict(
+        device=device, eps=eps, attacks=["apgd-ce", "apgd-t"], options=options, batch_size=batch_size
     )
-    log(f"  speed-up over the direct call: {direct_s / ours_s:.2f}x")
-    with precision(tf32=True):
-        default, default_s, _ = run_direct(
-            model, x, y, eps=args.eps, attacks=["apgd-ce"], options=options, seed=args.seed,
-            batch_size=args.direct_batch_size, device=device,
+    runs = {}
+    for precision, compile_model in (*((p, False) for p in PRECISIONS), ("pytorch", True)):
+        result, seconds = run_ikl_zoo(model, x, y, precision=precision, compile_model=compile_model, **common)
+        runs[precision, compile_model] = result
+        label = f"robust WRN, APGD-CE+APGD-T(3), {n} images{', compiled' if compile_model else ''}"
+        add_row(
+            label,
+            precision,
+            f"{seconds:.1f} s",
+            f"clean {100 * result.clean_acc:.1f}%, robust {100 * result.robust_acc:.1f}%",
         )
-    log(
-        f"  direct, batch {args.direct_batch_size}, PyTorch default precision (TF32 convolutions): "
-        f"{default_s:.1f} s ({direct_s / default_s:.2f}x the strict call), {percent(default)} robust; "
-        f"flags agree with strict fp32 on {agreement(direct, default)}/{n}"
-    )
-    return direct_s / n
+    reference = runs["ieee", False].robust_flags
+    for (precision, compile_model), result in runs.items():
+        if (precision, compile_model) != ("ieee", False):
+            what = "compiled vs not" if compile_model else "vs ieee"
+            versus = runs["pytorch", False].robust_flags if compile_model else reference
+            add_row(f"robust WRN flags {what}", precision, agreement(versus, result.robust_flags), "")
 
 
-def part_suite(model, x, y, args, device) -> None:
-    n, targets, queries = len(x), args.suite_targets, args.suite_queries
-    options = suite_options(targets, queries)
-    log(
-        f"3. standard suite shortened ({targets} target class(es), {queries} Square queries), {n} images, "
-        "strict fp32"
-    )
-    with precision(tf32=False):
-        direct, direct_s, direct_times = run_direct(
-            model, x, y, eps=args.eps, attacks=SUITE, options=options, seed=args.seed,
-            batch_size=args.direct_batch_size, device=device,
+def part_extrapolate(measured: dict, apgd_per_image: dict, device: torch.device) -> None:
+    """Part 4: standard AutoAttack on 10,000 images of the WRN-28-10 from pass counts (module docstring)."""
+    from pyautoattack import AutoAttack
+
+    from ikl_zoo.evaluate.estimate import attack_passes, format_duration
+
+    adversary = AutoAttack(torch.nn.Identity(), norm="Linf", eps=8 / 255, version="standard", device="cpu")
+    for precision in PRECISIONS:
+        seconds = measured.get(("WRN-28-10", precision))
+        if seconds is None:
+            continue
+        pure_apgd = attack_passes(adversary, "apgd-ce")[0] * seconds["backward"]
+        measured_on = precision if precision in apgd_per_image else "pytorch"
+        overhead = apgd_per_image.get(measured_on, pure_apgd) / pure_apgd
+        total = 10_000 * seconds["forward"]  # the clean pass
+        for attack in adversary.attacks_to_run:
+            backward, forward = attack_passes(adversary, attack)
+            cost = backward * seconds["backward"] + forward * seconds["forward"]
+            total += 10_000 * SURVIVORS[attack] * overhead * cost
+        how = f"x{overhead:.2f} attack overhead (part 2, {measured_on})" if apgd_per_image else "pure passes"
+        add_row(
+            "standard AA, WRN-28-10, 10,000 images (extrapolated)", precision, format_duration(total), how
         )
-        result, ours_s = run_ikl_zoo(
-            model, x, y, eps=args.eps, attacks=SUITE, options=options, seed=args.seed, device=device,
-            channels_last=not args.no_channels_last, compile_model=args.compile,
-        )
-    log(f"  {'attack':8s} {'direct s':>9s} {'ikl-zoo s':>10s} {'ratio':>6s} {'robust after (ikl-zoo)':>24s}")
-    direct_standard = ours_standard = 0.0
-    for attack in SUITE:
-        theirs, ours = direct_times[attack], result.timings.get(attack, 0.0)
-        factor = scale_to_standard(attack, targets, queries)
-        direct_standard += factor * theirs
-        ours_standard += factor * ours
-        ratio = f"{theirs / ours:.2f}" if ours > 0 else "-"
-        log(f"  {attack:8s} {theirs:9.1f} {ours:10.1f} {ratio:>6s} {100 * result.per_attack[attack]:23.2f}%")
-    log(
-        f"  whole call: direct {direct_s:.1f} s, ikl-zoo {ours_s:.1f} s ({direct_s / ours_s:.2f}x); robust "
-        f"{percent(direct)} vs {percent(result.robust_flags)}; "
-        f"flags agree {agreement(direct, result.robust_flags)}/{n}"
-    )
-    log(
-        f"  scaled to standard settings (x{STANDARD_TARGETS / targets:g} targets, "
-        f"x{STANDARD_QUERIES / queries:g} queries): direct {direct_standard:.0f} s, "
-        f"ikl-zoo {ours_standard:.0f} s, estimated speed-up {direct_standard / ours_standard:.2f}x"
-    )
 
 
-def check_layouts(model, x, y, *, eps, seed, device) -> None:
-    """Flags of plain, channels_last and compiled runs on 128 images (fp32 noise may flip borderline ones)."""
-    x, y = x[:128], y[:128]
-    n, runs = len(x), {}
-    options = {"apgd": {"n_restarts": 1}}
-    variants = (("plain", False, False), ("channels_last", True, False), ("compiled", True, True))
-    for name, channels_last, compile_model in variants:
-        result, seconds = run_ikl_zoo(
-            model, x, y, eps=eps, attacks=["apgd-ce"], options=options, seed=seed, device=device,
-            channels_last=channels_last, compile_model=compile_model, progress=False,
-        )
-        runs[name] = result.robust_flags
-        survived = sum(result.robust_flags)
-        log(f"  {name:14s} robust {survived:3d}/{n} in {seconds:6.1f} s, batch {result.batch_size}")
-    for name in ("channels_last", "compiled"):
-        log(f"  {name} vs plain: {agreement(runs['plain'], runs[name])}/{n} flags equal")
-
-
-APGD_SHARE = 0.4
-"""Share of the time left after the throughput part that the APGD-CE part may take when the suite runs."""
-APGD_RUNS = 2.5
-"""The APGD-CE part's cost in direct strict calls: direct strict, ikl-zoo, direct TF32 (about half)."""
-MIN_IMAGES = 10
-"""Fewer images than this measure nothing: a part that cannot fit them in its time is skipped, with a line."""
-
-
-def image_count(seconds: float, cost_per_image: float, max_images: int) -> int:
-    """The images that fit ``seconds`` at ``cost_per_image``, at most ``max_images``: a multiple of 50 from
-    100 on, else of 10; 0 when fewer than ``MIN_IMAGES`` fit."""
-    fit = int(max(seconds, 0.0) / cost_per_image)
-    if fit >= max_images:
-        return max_images
-    rounded = fit // 50 * 50 if fit >= 100 else fit // 10 * 10
-    return rounded if rounded >= MIN_IMAGES else 0
-
-
-def suite_steps(args) -> float:
-    """Model passes per image of the shortened suite, if every image survived every attack."""
-    targets = args.suite_targets
-    return APGD_STEPS * (1 + targets) + FAB_STEPS_PER_TARGET * targets + args.suite_queries / 3
-
-
-def apgd_images(args, seconds_per_step: float, remaining: float) -> int:
-    """Images for the APGD-CE part, both sides budgeted as if neither were faster; the suite gets the
-    rest, sized again once this part has run (see ``suite_images``)."""
-    share = 1.0 if args.skip_suite else APGD_SHARE
-    return image_count(share * remaining, APGD_STEPS * seconds_per_step * APGD_RUNS, args.max_images)
-
-
-def suite_images(args, seconds_per_step: float, remaining: float) -> int:
-    """Images for the suite, priced at the step time the APGD-CE part achieved, both sides alike."""
-    return image_count(remaining, 2 * suite_steps(args) * seconds_per_step, args.max_images)
+def part_compile(model, x, device, measured: dict) -> None:
+    """Part 5: the compiled model's throughput at precision pytorch, against part 1's uncompiled figure."""
+    seconds = pass_seconds(model, x, device, precision="pytorch", compile_model=True)["backward"]
+    plain = measured.get(("WRN-28-10", "pytorch"), {}).get("backward")
+    versus = f"{plain / seconds:.2f}x not compiled" if plain else ""
+    add_row("fwd+input-grad WRN-28-10, compiled", "pytorch", f"{1 / seconds:,.0f} img/s", versus)
 
 
 def run_part(name: str, failures: list[str], action: Callable[[], object]) -> object | None:
@@ -401,76 +339,90 @@ def run_part(name: str, failures: list[str], action: Callable[[], object]) -> ob
     try:
         return action()
     except Exception:  # one broken part must not cost the others' figures
-        log(f"  {name} FAILED:")
-        log(traceback.format_exc().rstrip())
+        log(f"  {name} FAILED:\n{traceback.format_exc().rstrip()}")
         failures.append(name)
         return None
 
 
+def print_table() -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(4)] if rows else [0] * 4
+    log("\n| measurement | precision | figure | detail |\n|---|---|---|---|")
+    for row in rows:
+        log("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |")
+
+
 def main() -> int:
     args = parse_args()
-    started = time.perf_counter()
-    deadline = started + args.budget_s
-    device = torch.device(args.device)
+    started, device = time.perf_counter(), torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        log("no CUDA GPU visible: this benchmark needs one (benchmarks/bench_eval_cpu.py runs on CPU)")
+        log("no CUDA GPU visible: run with --device cpu --tiny for the smoke run")
         return 2
     import pyautoattack
 
     import ikl_zoo
+    from ikl_zoo.zoo.architectures import WideResNet
+    from ikl_zoo.zoo.registry import create_model
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    versions = (
-        f"torch {torch.__version__}, pyautoattack {pyautoattack.__version__}, ikl-zoo {ikl_zoo.__version__}"
-    )
-    log(f"device: {name}; {versions}")
-    model = build_model(args.architecture, device, args.seed)
-    parameters = sum(p.numel() for p in model.parameters()) / 1e6
     log(
-        f"model: {args.architecture}'s architecture ({type(model).__name__}, {parameters:.1f}M parameters) "
-        "with RANDOM weights (no checkpoint is reachable here); labels are its own predictions, so "
-        "accuracies below are not robustness results"
+        f"device: {name}; torch {torch.__version__}, CUDA {torch.version.cuda}, pyautoattack "
+        f"{pyautoattack.__version__}, ikl-zoo {ikl_zoo.__version__}; random weights (see the docstring)"
     )
-    failures: list[str] = []
-    seconds_per_step = run_part(
-        "1. throughput", failures, lambda: part_throughput(model, device, args.direct_batch_size)
-    )
-    if seconds_per_step is None:  # the model's own passes failed: no attack can run, each part says so
-        seconds_per_step = math.inf
-
-    def remaining() -> float:  # seconds left for attacks, keeping room for probes, checks and the last lines
-        return deadline - time.perf_counter() - 30.0 - (40.0 if args.check_layouts else 0.0)
-
-    def too_little(seconds: float) -> str:
-        if math.isinf(seconds_per_step):
-            return "no step time to size it with (part 1 failed)"
-        return f"{max(seconds, 0):.0f} s left of --budget-s {args.budget_s:g} fit too few images"
-
-    x = tiled_images(args.max_images)
-    y = own_predictions(model, x, device)
-    n_apgd = apgd_images(args, seconds_per_step, remaining())
-    if n_apgd:
-        measured = run_part(
-            "2. APGD-CE", failures, lambda: part_apgd(model, x[:n_apgd], y[:n_apgd], args, device)
-        )
-        if measured is not None:  # the step time the direct call achieved, its overheads included
-            seconds_per_step = measured / APGD_STEPS
+    torch.manual_seed(0)
+    if args.tiny:
+        models = {"WRN-28-10": WideResNet(depth=10, widen_factor=1, num_classes=10)}
     else:
-        log(f"2. APGD-CE skipped: {too_little(remaining())}")
-    if not args.skip_suite:
-        n_suite = suite_images(args, seconds_per_step, remaining())
-        if n_suite:
-            run_part("3. suite", failures, lambda: part_suite(model, x[:n_suite], y[:n_suite], args, device))
-        else:
-            log(f"3. standard suite skipped: {too_little(remaining())}")
-    if args.check_layouts:
-        log("layout check (eps/8 so that some points survive, first 128 images):")
+        models = {
+            label: create_model(f"Cui2023Decoupled_{label}", dataset="cifar10")
+            for label in ("WRN-28-10", "WRN-34-10")
+        }
+    models = {label: model.to(device).eval() for label, model in models.items()}
+    failures: list[str] = []
+    batch = 16 if args.tiny else 256
+    log("1. throughput")
+    measured = run_part("1. throughput", failures, lambda: part_throughput(models, device, batch)) or {}
+    log("2. APGD-CE, ikl-zoo vs direct")
+    n_apgd = (
+        8 if args.tiny else apgd_images(measured, args, left=args.budget_s - (time.perf_counter() - started))
+    )
+    apgd = (
         run_part(
-            "layout check", failures,
-            lambda: check_layouts(model, x, y, eps=args.eps / 8, seed=args.seed, device=device),
+            "2. APGD-CE",
+            failures,
+            lambda: part_apgd(
+                models["WRN-28-10"], device, n=n_apgd, batch_size=min(args.batch_size, n_apgd), eps=8 / 255
+            ),
         )
-    failed = f"; FAILED: {', '.join(failures)}" if failures else ""
-    log(f"total {time.perf_counter() - started:.1f} s{failed}")
+        or {}
+    )
+    log("3. flags between precisions, robust model")
+    n_robust, steps = (10, 3) if args.tiny else (500, args.train_steps)
+    run_part(
+        "3. precisions",
+        failures,
+        lambda: part_precisions(
+            device,
+            n=n_robust,
+            steps=steps,
+            tiny=args.tiny,
+            eps=8 / 255,
+            batch_size=min(args.batch_size, n_robust),
+        ),
+    )
+    log("4. standard AutoAttack extrapolated")
+    run_part("4. extrapolation", failures, lambda: part_extrapolate(measured, apgd, device))
+    print_table()
+    left = args.budget_s - (time.perf_counter() - started)
+    if left > 90 or args.tiny:
+        log("5. compile (WRN-28-10, pytorch)")
+        x, _ = tiled_images(batch)
+        run_part("5. compile", failures, lambda: part_compile(models["WRN-28-10"], x, device, measured))
+    else:
+        log(f"5. compile skipped: {left:.0f} s left of --budget-s {args.budget_s:g}")
+    log(
+        f"total {time.perf_counter() - started:.1f} s"
+        + (f"; FAILED: {', '.join(failures)}" if failures else "")
+    )
     return 1 if failures else 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -326,6 +327,14 @@ def test_card_of_a_pinned_registry_entry_says_so():
     text = str(build_model_card(pinned))
     assert "The registry pins them: revision `v1` and the sha256 below." in text and "a" * 64 in text
     assert "The registry pins" not in str(build_model_card(get_model_entry("Cui2023Decoupled_WRN-34-10")))
+
+
+def test_a_bf16_screen_is_marked_on_the_card(make_result):
+    result = make_result(n_examples=1000)
+    result.settings = dataclasses.replace(result.settings, precision="bf16")
+    body = str(build_model_card("Cui2023Decoupled_WRN-28-10", result=result))
+    assert "AutoAttack standard, bf16 screen, seed 0" in body
+    assert "a bf16 screen (the forward under bf16 autocast), not a leaderboard number" in body
 
 
 def _limitations(card_text: str) -> str:

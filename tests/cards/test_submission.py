@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 
 import pytest
@@ -200,3 +201,12 @@ def test_issue_text_names_the_devices_as_text(make_result):
     provenance = {**make_result().provenance, "devices": ["cuda:0 (NVIDIA H100)", "cuda:0 (NVIDIA H100)"]}
     text = build_submission(make_result(provenance=provenance)).issue_text
     assert "on cuda:0 (NVIDIA H100))" in text and "['" not in text
+
+
+@pytest.mark.parametrize("draft", [False, True])
+def test_a_bf16_screen_is_refused_even_as_a_draft(make_result, draft):
+    result = make_result()
+    result.settings = dataclasses.replace(result.settings, precision="bf16")
+    with pytest.raises(SubmissionRefusedError) as error:
+        build_submission(result, draft=draft)
+    assert "--precision pytorch" in str(error.value) and "\n" not in str(error.value)

@@ -288,3 +288,28 @@ def test_record_with_a_checkpoint_of_a_mistyped_id_names_the_id_not_a_convert(sa
     ])
     line = _assert_one_error_line(outcome, "Error: ")
     assert "demo-resnet18" in line and "ikl-zoo convert" not in line
+
+
+def test_estimate_only_prints_the_time_and_writes_nothing(tiny_folder, sample_dir, tmp_path):
+    out = tmp_path / "run"
+    outcome = _run(
+        "eval", "--model", str(tiny_folder), "--data-dir", str(sample_dir), *TINY_ARGS, "--batch-size", "10",
+        "--out", str(out), "--estimate-only",
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert outcome.output.startswith("estimated ") and " for 20 images on cpu (" in outcome.output
+    assert not out.exists()
+
+
+def test_bf16_screen_is_marked_in_the_summary_and_recorded(tiny_folder, sample_dir, tmp_path):
+    out = tmp_path / "run"
+    outcome = _run(
+        "eval", "--model", str(tiny_folder), "--data-dir", str(sample_dir), *TINY_ARGS, "--out", str(out),
+        "--precision", "bf16",
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert "precision bf16" in outcome.output and "bf16 screen: not a leaderboard number" in outcome.output
+    assert "estimated " in outcome.output and "95% CI" in outcome.output
+    data = json.loads((out / "result.json").read_text())
+    assert data["settings"]["precision"] == "bf16"
+    assert data["provenance"]["precision_in_force"]["autocast"] == "bf16"

@@ -8,6 +8,7 @@ them. (Square shows it on the demo ResNet-18 too, but a pass of it costs 17 time
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from ikl_zoo import load_model
-from ikl_zoo.evaluate import evaluate
+from ikl_zoo.evaluate import evaluate, prepare
 
 from .conftest import FAST_APGD, TINY_EPS, direct_autoattack
 
@@ -266,3 +267,49 @@ def test_fab_t_is_autoattacks_single_restart_targeted_fab(tiny_model, cifar10_sa
     assert result.robust_flags == (y_adv == y).tolist()
     assert 0 < sum(result.robust_flags) < 20
     assert result.model_passes["forward"] == counted.forward_calls
+
+
+class Bf16Screen(torch.nn.Module):
+    """What a user would write for a bf16 direct call: the model's forward under autocast, fp32 logits."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.inner(x).float()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["ieee", "bf16"])
+def test_demo_resnet18_flags_equal_a_direct_call_at_the_same_precision(cifar10_sample, precision):
+    """The demo ResNet-18, APGD-CE and Square on 10 real images, against AutoAttack called directly under
+    the same precision (strict fp32; or the model under bf16 autocast); the agreement between precisions
+    is measured in benchmarks/bench_eval_cpu.py, not assumed here."""
+    model = load_model("demo-resnet18")
+    x, y = cifar10_sample[0][:10], cifar10_sample[1][:10]
+    options = {"apgd": {"n_iter": 5, "n_restarts": 1}, "square": {"n_queries": 5}}
+    result = evaluate(model, x, y, eps=2 / 255, version="custom", attacks=["apgd-ce", "square"], seed=0,
+                      batch_size=5, chunk_size=10, attack_options=options, precision=precision,
+                      progress=False)
+    direct_model = Bf16Screen(model) if precision == "bf16" else model
+    with prepare.strict_fp32() if precision == "ieee" else contextlib.nullcontext():
+        expected = direct_autoattack(direct_model, x, y, eps=2 / 255, seed=0, batch_size=5,
+                                     attacks=["apgd-ce", "square"], apgd=options["apgd"],
+                                     square=options["square"])
+    assert result.robust_flags == expected
+    assert result.settings.precision == precision
+    assert result.clean_acc > 0.5
+
+
+@pytest.mark.parametrize("precision", ["ieee", "bf16"])
+def test_square_flags_equal_a_direct_call_at_the_same_precision(tiny_model, cifar10_sample, precision):
+    """Square depends on seed and batching (shown above): at each precision, the direct call's flags."""
+    x, y = cifar10_sample
+    direct_model = Bf16Screen(tiny_model) if precision == "bf16" else tiny_model
+    with prepare.strict_fp32() if precision == "ieee" else contextlib.nullcontext():
+        expected = direct_autoattack(direct_model, x, y, eps=SQUARE_EPS, seed=0, batch_size=7,
+                                     attacks=["square"], square=SQUARE_OPTIONS)
+    result = evaluate(tiny_model, x, y, seed=0, batch_size=7, chunk_size=20, precision=precision, **SQUARE)
+    assert result.robust_flags == expected and 0 < sum(expected) < 20

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ikl_zoo.errors import EvaluationError
-from ikl_zoo.evaluate import evaluate, prepare
+from ikl_zoo.evaluate import evaluate, format_summary, prepare
 from ikl_zoo.evaluate.prepare import resolve_device, strict_fp32
 
 
@@ -102,7 +102,7 @@ def test_evaluate_is_strict_fp32_under_the_new_tf32_api_and_restores_it(user_set
         torch.manual_seed(0)
         x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
         result = evaluate(model, x, y, eps=1 / 255, version="custom", attacks=["apgd-ce"],
-                          attack_options={"apgd": {"n_iter": 2}}, progress=False)
+                          attack_options={"apgd": {"n_iter": 2}}, precision="ieee", progress=False)
         assert result.n_examples == 4 and model.seen
         assert all(set(seen.values()) == {"ieee"} for seen in model.seen), model.seen[0]
         assert _precisions() == before
@@ -124,3 +124,43 @@ def test_older_torch_uses_the_legacy_flags(monkeypatch):
     with strict_fp32():
         assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
     assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
+
+
+@needs_new_api
+def test_precision_pytorch_leaves_the_settings_and_says_which_changed_ones_are_in_force():
+    """A direct AutoAttack call runs at whatever the process set: so does precision pytorch, with a warning
+    naming each setting changed from PyTorch's defaults; result.json records the settings in force."""
+    original = _precisions()
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    options = {"version": "custom", "attacks": ["apgd-ce"], "attack_options": {"apgd": {"n_iter": 2}}}
+    try:
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        model = PrecisionProbe()
+        result = evaluate(model, x, y, eps=1 / 255, **options, progress=False)
+        assert result.settings.precision == "pytorch"
+        assert all(seen == _precisions() for seen in model.seen)
+        assert any("cuda_matmul=tf32 (default: ieee)" in message for message in result.warnings)
+        in_force = result.provenance["precision_in_force"]
+        assert in_force["cuda_matmul"] == "tf32" and in_force["precision"] == "pytorch"
+        assert {"device", "torch", "cuda", "cudnn", "cudnn_conv"} <= set(in_force)
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = original["cuda.matmul"]
+    result = evaluate(PrecisionProbe(), x, y, eps=1 / 255, **options, progress=False)
+    assert not any("precision" in message for message in result.warnings)
+
+
+def test_bf16_runs_the_forward_under_autocast_and_hands_fp32_logits_to_the_attacks():
+    seen = []
+
+    class Probe(torch.nn.Linear):
+        def forward(self, x):
+            output = super().forward(x.flatten(1))
+            seen.append(output.dtype)
+            return output
+
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    result = evaluate(Probe(3 * 32 * 32, 10), x, y, eps=1 / 255, version="custom", attacks=["apgd-ce"],
+                      attack_options={"apgd": {"n_iter": 2}}, precision="bf16", progress=False)
+    assert set(seen) == {torch.bfloat16}
+    assert result.provenance["precision_in_force"]["autocast"] == "bf16"
+    assert "bf16 screen" in format_summary(result)

@@ -191,6 +191,9 @@ def test_run_dir_refuses_other_arguments_and_reuse_without_resume(tiny_model, ci
     message = str(error.value)
     assert "holds a run made with other arguments (eps 0.0156863 there, 0.00784314 now)" in message
     assert "choose another --out, or delete the directory" in message and "pass --resume" not in message
+    with pytest.raises(EvaluationError, match='precision "pytorch" there, "bf16" now'):
+        evaluate(tiny_model, x, y, chunk_size=10, batch_size=10, out=out, resume=True, precision="bf16",
+                 **FAST)
     other_weights = torch.nn.Sequential(tiny_model, torch.nn.Identity())
     with pytest.raises(EvaluationError, match="weights_sha256"):
         evaluate(other_weights, x, y, chunk_size=10, batch_size=10, out=out, resume=True, **FAST)

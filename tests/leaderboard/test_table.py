@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -297,3 +298,24 @@ def test_compare_takes_an_hf_hub_name_measured_at_main(tmp_path, make_result):
     fix = "eval --model hf-hub:someone/other --dataset cifar10 --record"
     with pytest.raises(LeaderboardError, match=fix):
         compare_models(["Cui2023Decoupled_WRN-28-10", "hf-hub:someone/other"], records_root=tmp_path)
+
+
+def _bf16(result):
+    result.settings = dataclasses.replace(result.settings, precision="bf16")
+    return result
+
+
+def test_a_bf16_screen_is_kept_apart_from_the_full_precision_record_and_marked(make_result, tmp_path):
+    full_path = write_record(make_result(robust=0.6770), root=tmp_path)
+    screen_path = write_record(_bf16(make_result(robust=0.6500)), root=tmp_path)
+    assert screen_path != full_path and screen_path.name.endswith("_bf16.json")
+    board = build_board("cifar10", "Linf", records_root=tmp_path)
+    row = board.rows.set_index("model_id").loc["Cui2023Decoupled_WRN-28-10"]
+    assert row["measured_autoattack_acc"] == pytest.approx(67.70)
+    assert any("a bf16 screen of Cui2023Decoupled_WRN-28-10" in note for note in board.notes)
+    full_path.unlink()
+    board = build_board("cifar10", "Linf", records_root=tmp_path)
+    row = board.rows.set_index("model_id").loc["Cui2023Decoupled_WRN-28-10"]
+    assert row["measured_autoattack_acc"] == pytest.approx(65.00) and "bf16 screen" in row["measured_note"]
+    assert not row["measured_comparable"]
+    assert any(note.startswith("\u2020 A bf16 screen") for note in board.notes)

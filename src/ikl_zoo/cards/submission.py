@@ -97,6 +97,9 @@ def build_submission(
     ``draft=True`` built anyway, saying so). ``info``: the paper's details (``INFO_KEYS``) for a model
     RobustBench does not list; ``config``: the zoo folder's config.json, for the model-zoo entry."""
     m = Measurement.from_result(result)
+    if m.settings.precision == "bf16":  # never a number to submit, not even as a draft
+        raise SubmissionRefusedError("a bf16 screen is not submittable to RobustBench, not even as a draft",
+                                     fix="re-run the evaluation with --precision pytorch")
     info = dict(info or {})
     if unknown := sorted(set(info) - set(INFO_KEYS)):
         raise ValueError(f"unknown info keys {unknown}; expected some of {list(INFO_KEYS)}")

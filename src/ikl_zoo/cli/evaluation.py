@@ -8,7 +8,13 @@ import click
 
 from ikl_zoo.cli.base import DATASET_OPTION, IklZooCommand
 from ikl_zoo.errors import EvaluationError
-from ikl_zoo.evaluate.settings import DEFAULT_CHUNK_SIZE, DEFAULT_N_EXAMPLES, VERSIONS, EvalSettings
+from ikl_zoo.evaluate.settings import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_N_EXAMPLES,
+    PRECISIONS,
+    VERSIONS,
+    EvalSettings,
+)
 from ikl_zoo.threat import NORMS, parse_eps
 
 
@@ -69,6 +75,10 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
               help="Attack batch size, or auto: the largest that fits, halved on out-of-memory.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE, show_default=True,
               help="Examples per chunk: the unit of resumption and of sharding over ranks.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="pytorch", show_default=True,
+              help="pytorch: torch's settings, as a direct AutoAttack call (TF32 convolutions on recent "
+              "GPUs); ieee: strict fp32, the same flags on any GPU; bf16: autocast, a screen, not a record.")
+@click.option("--estimate-only", is_flag=True, help="Print the run's estimated time and exit; write nothing.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run directory for chunks and result.json "
@@ -85,9 +95,9 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
 def eval_command(
     model_id: str, dataset: str, checkpoint: str | None, revision: str | None, data_dir: str, download: bool,
     n_examples: int, eps: float, norm: str, aa_version: str, attacks: str | None, attack_options: dict,
-    seed: int, batch_size: int | str, chunk_size: int, device: str, out_dir: str | None, resume: bool,
-    channels_last: bool | None, compile_model: bool, robustbench_dir: str | None, record: bool,
-    records_root: str, no_progress: bool,
+    seed: int, batch_size: int | str, chunk_size: int, precision: str, estimate_only: bool, device: str,
+    out_dir: str | None, resume: bool, channels_last: bool | None, compile_model: bool,
+    robustbench_dir: str | None, record: bool, records_root: str, no_progress: bool,
 ) -> None:
     """Clean and AutoAttack robust accuracy of a model, as RobustBench measures it: resumable, shardable.
 
@@ -101,7 +111,7 @@ def eval_command(
             eps=eps, norm=norm, version=aa_version, attack_options=attack_options, seed=seed,
             attacks=[a.strip() for a in attacks.split(",") if a.strip()] if attacks else None,
             batch_size=batch_size, chunk_size=chunk_size, dataset=dataset, n_examples=n_examples,
-            device=device, compile=compile_model, channels_last=channels_last,
+            precision=precision, device=device, compile=compile_model, channels_last=channels_last,
         )
     except EvaluationError as error:
         raise click.BadParameter(str(error), param_hint="'--eps'") from None
@@ -111,13 +121,16 @@ def eval_command(
         from ikl_zoo.leaderboard.records import replaced_weights_error
 
         raise replaced_weights_error(model_id, checkpoint, dataset=dataset)
-    from ikl_zoo.evaluate.run import ModelRequest, default_run_dir, evaluate_model
+    from ikl_zoo.evaluate.run import ModelRequest, default_run_dir, estimate_model, evaluate_model
     from ikl_zoo.evaluate.summary import format_summary
 
     request = ModelRequest(
         model_id, checkpoint=checkpoint, revision=revision, data_dir=data_dir, download=download,
         robustbench_dir=robustbench_dir,
     )
+    if estimate_only:
+        click.echo(estimate_model(request, settings=settings))
+        return
     out_dir = out_dir or str(default_run_dir(model_id, settings))
     with show_autoattack_warnings():
         result = evaluate_model(

@@ -20,6 +20,7 @@ from pyautoattack import checks as aa_checks
 from tqdm.auto import tqdm
 
 from ikl_zoo.errors import EvaluationError
+from ikl_zoo.evaluate.estimate import attack_passes
 from ikl_zoo.evaluate.settings import VERSIONS, check_choice
 from ikl_zoo.threat import NORMS
 
@@ -121,16 +122,7 @@ def build_adversary(
 
 def expected_steps(adversary: AutoAttack, attack: str) -> int:
     """Model calls one batch of ``attack`` makes at most: the scale of the per-attack progress bar."""
-    apgd, apgd_t, fab, square = adversary.apgd, adversary.apgd_targeted, adversary.fab, adversary.square
-    if attack in ("apgd-ce", "apgd-dlr"):
-        return apgd.n_restarts * (apgd.n_iter + 1) * apgd.eot_iter + 2
-    if attack == "apgd-t":
-        return apgd_t.n_target_classes * apgd_t.n_restarts * (apgd_t.n_iter + 1) * apgd_t.eot_iter + 2
-    if attack == "fab":
-        return fab.n_restarts * (fab.n_iter + 2) + 2
-    if attack == "fab-t":
-        return fab.n_target_classes * (fab.n_iter + 2) + 2
-    return square.n_restarts * (square.n_queries + 1) + 2
+    return sum(attack_passes(adversary, attack)) + 2
 
 
 _PERTURB_SETTINGS = {

@@ -76,7 +76,6 @@ def _provenance(outcomes: list[ChunkOutcome], *, settings: EvalSettings, extra: 
         "pyautoattack": pyautoattack.__version__,
         "python": platform.python_version(),
         "devices": sorted({outcome.device for outcome in outcomes}),
-        "precision": "fp32 (TF32 and autocast off)",
         "attack_options": settings.attack_options,
         "chunk_batch_sizes": [outcome.batch_size for outcome in outcomes],
         "max_perturbation": max((outcome.max_perturbation for outcome in outcomes), default=0.0),

@@ -1,7 +1,9 @@
-"""The model as the evaluator runs it: fp32, eval mode, frozen weights, counted passes, fast layouts.
+"""The model as the evaluator runs it: eval mode, frozen weights, the precision asked for, counted passes.
 
-Nothing here may change a flag beyond fp32 noise: TF32 and autocast are off, frozen weights only skip weight
-gradients, and channels_last, cudnn.benchmark and torch.compile only pick other fp32 kernels.
+Precision ``pytorch`` leaves torch's settings as they are (a direct AutoAttack call's), ``ieee`` forces strict
+fp32, ``bf16`` runs the forward under bf16 autocast (a screen). Nothing else may change a flag beyond float
+noise: frozen weights only skip weight gradients, channels_last, cudnn.benchmark and torch.compile only pick
+other kernels.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import platform
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -49,6 +52,23 @@ class CountingModel(nn.Module):
 
     def set_on_forward(self, callback: Callable[[], None] | None) -> None:
         self.on_forward = callback
+
+
+class Bf16Autocast(nn.Module):
+    """The model's forward under bf16 autocast, its logits back in fp32: the bf16 screen, wrapped as a direct
+    AutoAttack call on the same screen would wrap it."""
+
+    def __init__(self, model: nn.Module, *, device_type: str) -> None:
+        super().__init__()
+        self.model, self.device_type = model, device_type
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.model(x).float()
+
+
+def with_precision(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
+    return Bf16Autocast(model, device_type=device.type) if precision == "bf16" else model
 
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
@@ -170,9 +190,62 @@ def strict_fp32() -> Iterator[None]:
             setting.fp32_precision = precision  # type: ignore[attr-defined]
 
 
+PYTORCH_DEFAULTS = {
+    "cudnn_conv": "tf32", "cuda_matmul": "ieee", "mkldnn_conv": "ieee", "mkldnn_matmul": "ieee",
+    "float32_matmul_precision": "highest",
+}
+"""The fp32 precision a fresh process computes convolutions and matmuls at (TF32 convolutions on GPUs)."""
+
+
+def fp32_precision_in_force() -> dict[str, str]:
+    """Each backend's fp32 precision now; a setting at "none" follows its parent (the last: ieee)."""
+    backends, in_force = torch.backends, {}
+    if not hasattr(backends, "fp32_precision"):  # torch < 2.9; the new API's matmul setting covers this one
+        tf32 = {"cudnn_conv": backends.cudnn.allow_tf32, "cuda_matmul": backends.cuda.matmul.allow_tf32}
+        in_force = {name: "tf32" if on else "ieee" for name, on in tf32.items()}
+        return {**in_force, "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    chains = {
+        "cudnn_conv": (backends.cudnn.conv, backends.cudnn), "cuda_matmul": (backends.cuda.matmul,),
+        "mkldnn_conv": (backends.mkldnn.conv,), "mkldnn_matmul": (backends.mkldnn.matmul,),
+    }
+    for name, chain in chains.items():
+        values = [setting.fp32_precision for setting in (*chain, backends)]
+        in_force[name] = next((value for value in values if value != "none"), "ieee")
+    return in_force
+
+
+def precision_warnings(precision: str) -> list[str]:
+    """Precision ``pytorch`` in a process that changed PyTorch's defaults: which settings are in force."""
+    changed = ", ".join(
+        f"{name}={value} (default: {PYTORCH_DEFAULTS[name]})"
+        for name, value in fp32_precision_in_force().items() if value != PYTORCH_DEFAULTS[name]
+    )
+    return [f"precision pytorch, with settings changed from PyTorch's defaults: {changed}"] * bool(
+        precision == "pytorch" and changed
+    )
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def precision_report(precision: str, device: torch.device) -> dict[str, object]:
+    """What computed the flags: the settings in force, the device, torch, CUDA and cuDNN versions."""
+    cudnn = torch.backends.cudnn.version() if device.type == "cuda" else None
+    return {
+        "precision": precision, "autocast": {"bf16": "bf16"}.get(precision), **fp32_precision_in_force(),
+        "device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn,
+    }
+
+
 @contextmanager
-def evaluation_mode(model: nn.Module, device: torch.device, *, channels_last: bool = False) -> Iterator[None]:
-    """Eval mode, frozen weights, strict fp32, cudnn.benchmark and the memory layout; all restored after."""
+def evaluation_mode(
+    model: nn.Module, device: torch.device, *, channels_last: bool = False, precision: str = "ieee"
+) -> Iterator[None]:
+    """Eval mode, frozen weights, the precision's settings, cudnn.benchmark and the memory layout; all
+    restored after."""
     modes = [(module, module.training) for module in model.modules()]
     requires_grad = [p.requires_grad for p in model.parameters()]
     cudnn = torch.backends.cudnn
@@ -185,7 +258,8 @@ def evaluation_mode(model: nn.Module, device: torch.device, *, channels_last: bo
     if channels_last:  # the weights too, or cudnn converts layouts at every convolution
         model.to(memory_format=torch.channels_last)
     try:
-        with strict_fp32(), torch.autocast(device_type=device.type, enabled=False):
+        fp32 = strict_fp32() if precision == "ieee" else nullcontext()
+        with fp32, torch.autocast(device_type=device.type, enabled=False):
             yield
     finally:
         for module, training in modes:  # per module: a wrapper's mode may differ from its parts'

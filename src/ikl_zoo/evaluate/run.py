@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ikl_zoo.evaluate.distributed import process_group_from_environment
+from ikl_zoo.evaluate.estimate import Estimate
 from ikl_zoo.evaluate.prepare import resolve_device
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
-from ikl_zoo.evaluate.runner import evaluate
+from ikl_zoo.evaluate.runner import estimate, evaluate
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.sources import ModelSource, load_for_evaluation
 
@@ -34,8 +36,10 @@ class ModelRequest:
 
 
 def default_run_dir(model_id: str, settings: EvalSettings) -> Path:
-    """``runs/<model>_<dataset>_<norm>_<eps>_<version>``: one folder per measurement, safe as a file name."""
+    """``runs/<model>_<dataset>_<norm>_<eps>_<version>[_<precision>]``: one folder per measurement, safe as a
+    file name."""
     name = f"{model_id}_{settings.dataset}_{settings.norm}_{settings.eps_text}_{settings.version}"
+    name += f"_{settings.precision}" * (settings.precision != "pytorch")  # a screen never meets a full run
     return Path("runs") / re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
 
 
@@ -44,22 +48,12 @@ def evaluate_model(
     out: str | os.PathLike[str] | None = None, resume: bool = False, progress: bool = True,
 ) -> EvalResult:
     """Evaluate a model on the first ``settings.n_examples`` test images of ``settings.dataset``."""
-    from ikl_zoo.data import load_test_examples
-
     request = ModelRequest(request) if isinstance(request, str) else request
     settings = settings or EvalSettings()
     device = resolve_device(settings.device, nn.Identity())
     with process_group_from_environment(device) as shard:
         with shard.main_first():
-            source = load_for_evaluation(
-                request.model_id, dataset=settings.dataset, threat_model=settings.norm,
-                checkpoint=request.checkpoint, revision=request.revision, device=device,
-                robustbench_dir=request.robustbench_dir,
-            )
-            x, y = load_test_examples(
-                settings.dataset, data_dir=request.data_dir, n_examples=settings.n_examples,
-                download=request.download,
-            )
+            source, x, y = _load(request, settings, device)
         facts = ModelFacts(
             model_id=request.model_id, published=_comparable_published(source, settings),
             provenance=_provenance(source, request, dataset=settings.dataset),
@@ -67,6 +61,27 @@ def evaluate_model(
         return evaluate(
             source.model, x, y, settings=settings, facts=facts, out=out, resume=resume, progress=progress
         )
+
+
+def estimate_model(request: ModelRequest, *, settings: EvalSettings) -> Estimate:
+    """How long ``evaluate_model`` would take on this process's device, from a calibration pass."""
+    source, x, y = _load(request, settings, resolve_device(settings.device, nn.Identity()))
+    return estimate(source.model, x, y, settings=settings)
+
+
+def _load(
+    request: ModelRequest, settings: EvalSettings, device: torch.device
+) -> tuple[ModelSource, torch.Tensor, torch.Tensor]:
+    from ikl_zoo.data import load_test_examples
+
+    source = load_for_evaluation(
+        request.model_id, dataset=settings.dataset, threat_model=settings.norm, checkpoint=request.checkpoint,
+        revision=request.revision, device=device, robustbench_dir=request.robustbench_dir,
+    )
+    x, y = load_test_examples(
+        settings.dataset, data_dir=request.data_dir, n_examples=settings.n_examples, download=request.download
+    )
+    return source, x, y
 
 
 def _comparable_published(source: ModelSource, settings: EvalSettings) -> dict[str, Any] | None:

@@ -6,9 +6,11 @@ directory.
 
 from __future__ import annotations
 
+import logging
 import os
-import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -21,6 +23,7 @@ from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate import attacks as aa
 from ikl_zoo.evaluate import prepare
 from ikl_zoo.evaluate.distributed import Shard, current_shard
+from ikl_zoo.evaluate.estimate import Estimate, estimate_run, wilson_interval
 from ikl_zoo.evaluate.merge import merge_chunks
 from ikl_zoo.evaluate.prepare import auto_batch_size
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
@@ -28,6 +31,7 @@ from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.store import ChunkOutcome, RunDir, open_run_dir
 
 _FACTS = {item.name for item in fields(ModelFacts)}
+_log = logging.getLogger("ikl_zoo.evaluate")
 
 
 def evaluate(
@@ -50,17 +54,34 @@ def evaluate(
         job.run_dir = RunDir(out)
         settings_data = job.settings.to_dict()
         open_run_dir(job.run_dir, job.identity, settings=settings_data, resume=resume, shard=job.shard)
-    rng_devices, channels_last = [job.device] if job.device.type == "cuda" else [], job.settings.channels_last
-    with prepare.evaluation_mode(model, job.device, channels_last=channels_last), torch.random.fork_rng(
-        devices=rng_devices, device_type="cuda"
-    ):
-        network = torch.compile(model) if settings.compile else model
-        counting = prepare.CountingModel(network, channels_last=channels_last)
-        done, pending, batch_size = _plan(job, model)
-        runner = _ChunkRunner(job, counting, batch_size=batch_size, progress=progress and job.shard.is_main)
+    with _prepared(model, job) as network:
+        done, pending, batch_size = _plan(job, network)
+        runner = _ChunkRunner(job, network, batch_size=batch_size, progress=progress and job.shard.is_main)
+        if runner.progress and pending:
+            tqdm.write(str(runner.estimate(sum(stop - start for start, stop in map(job.bounds, pending)))))
         done.update(_run_pending(job, runner, pending))
     result_data = _finish(job, done, resumed=job.n_chunks - len(pending), runner=runner, started=started)
     return EvalResult.from_dict(job.shard.broadcast(result_data))
+
+
+def estimate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, settings: EvalSettings) -> Estimate:
+    """How long ``evaluate`` would take on these examples, from a calibration pass; nothing is written."""
+    prepare.check_inputs(x, y)
+    job = _start(model, x, y, settings=replace(settings, n_examples=x.shape[0]), facts=ModelFacts("estimate"))
+    with _prepared(model, job) as network:
+        batch_size = _starting_batch_size(job, network, pending=[0], recorded=None)
+        return _ChunkRunner(job, network, batch_size=batch_size, progress=False).estimate(x.shape[0])
+
+
+@contextmanager
+def _prepared(model: nn.Module, job: _Job) -> Iterator[nn.Module]:
+    """The network as attacked: evaluation mode at the run's precision, compiled if asked; RNG restored."""
+    rng_devices, settings = [job.device] if job.device.type == "cuda" else [], job.settings
+    with prepare.evaluation_mode(
+        model, job.device, channels_last=settings.channels_last, precision=settings.precision
+    ), torch.random.fork_rng(devices=rng_devices, device_type="cuda"):
+        network = torch.compile(model) if settings.compile else model
+        yield prepare.with_precision(network, settings.precision, job.device)
 
 
 def _finish(
@@ -73,6 +94,7 @@ def _finish(
         "started": job.started_at, "resumed_chunks": resumed,
         "world_size": job.shard.world_size, "channels_last": job.settings.channels_last,
         "torch_compile": job.settings.compile, "autoattack_settings": runner.autoattack_settings,
+        "precision_in_force": runner.precision_report,
         "weights_sha256": job.identity["weights_sha256"], "data_sha256": job.identity["data_sha256"],
     }
     result = merge_chunks(
@@ -220,13 +242,21 @@ def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> dict[in
             if shard.rank < len(chunk_round):
                 outcomes.append(runner.run(chunk_round[shard.rank]))
                 overall.update(outcomes[-1].stop - outcomes[-1].start)
-                survived = sum(sum(outcome.robust_flags) for outcome in outcomes)
-                attacked = sum(outcome.stop - outcome.start for outcome in outcomes)
-                overall.set_postfix_str(f"robust {survived}/{attacked}")
+                overall.set_postfix_str(_robust_so_far(outcomes))
+                _log.info("chunk %d: %s", chunk_round[shard.rank], _robust_so_far(outcomes))
             if job.auto and shard.active:
                 runner.agree_on_batch_size()
     gathered = shard.all_gather([asdict(outcome) for outcome in outcomes])  # every rank's, on every rank
     return {data["index"]: ChunkOutcome(**data) for rank_outcomes in gathered for data in rank_outcomes}
+
+
+def _robust_so_far(outcomes: list[ChunkOutcome]) -> str:
+    """``robust 412/1000 = 41.2% (95% CI 38.2-44.3%)``: the Wilson interval of the chunks run so far."""
+    survived = sum(sum(outcome.robust_flags) for outcome in outcomes)
+    attacked = sum(outcome.stop - outcome.start for outcome in outcomes)
+    low, high = wilson_interval(survived, attacked)
+    share = f"{100 * survived / attacked:.1f}% (95% CI {100 * low:.1f}-{100 * high:.1f}%)"
+    return f"robust {survived}/{attacked} = {share}"
 
 
 def _check_seed(seed: Any, n_chunks: int) -> None:
@@ -242,14 +272,22 @@ def _check_seed(seed: Any, n_chunks: int) -> None:
 class _ChunkRunner:
     """Attacks one chunk at a time with a fresh AutoAttack seeded ``seed + index``, and saves it."""
 
-    def __init__(self, job: _Job, counting: nn.Module, *, batch_size: int, progress: bool) -> None:
-        self.job, self.counting, self.batch_size, self.progress = job, counting, batch_size, progress
+    def __init__(self, job: _Job, network: nn.Module, *, batch_size: int, progress: bool) -> None:
+        self.job, self.network, self.batch_size, self.progress = job, network, batch_size, progress
+        self.counting = prepare.CountingModel(network, channels_last=job.settings.channels_last)
         self.checked = False
         self.autoattack_settings = aa.autoattack_settings(self._adversary(job.settings.seed))
-        self.device_name = (
-            torch.cuda.get_device_name(job.device) if job.device.type == "cuda"
-            else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+        self.device_name = prepare.device_name(job.device)
+        self.precision_report = prepare.precision_report(job.settings.precision, job.device)
+        self.precision_warnings = prepare.precision_warnings(job.settings.precision)
+
+    def estimate(self, n_examples: int) -> Estimate:
+        """The run's wall time for ``n_examples``, from a calibration pass on the first batch."""
+        found = estimate_run(
+            self.network, self.job.x, self.job.y, adversary=self._adversary(self.job.settings.seed),
+            batch_size=self.batch_size, device=self.job.device, device_name=self.device_name,
         )
+        return replace(found, seconds=found.seconds * n_examples / found.n_examples, n_examples=n_examples)
 
     def _adversary(self, seed: int):
         settings = self.job.settings
@@ -264,7 +302,7 @@ class _ChunkRunner:
         seed = self.job.settings.seed + index
         before = dict(self.counting.counts)
         with aa.collect_autoattack_warnings() as autoattack_warnings:
-            x, y = self.job.x[start:stop], self.job.y[start:stop]
+            x, y = self.job.x[start:stop].to(self.job.device), self.job.y[start:stop].to(self.job.device)
             found, checks_seconds, back_offs = self._attack(index, x, y)
         after = dict(self.counting.counts)
         outcome = ChunkOutcome(
@@ -274,7 +312,7 @@ class _ChunkRunner:
             timings={"checks": checks_seconds, **found.timings},
             model_passes={key: after[key] - before[key] for key in after},
             max_perturbation=found.max_perturbation, device=self.device_name, rank=self.job.shard.rank,
-            warnings=[*autoattack_warnings, *back_offs],
+            warnings=[*self.precision_warnings, *autoattack_warnings, *back_offs],
         )
         if self.job.run_dir is not None:
             self.job.run_dir.save_chunk(outcome)

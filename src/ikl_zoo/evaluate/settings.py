@@ -11,8 +11,10 @@ from ikl_zoo.errors import EvaluationError
 from ikl_zoo.threat import DATASETS, NORMS, format_eps
 
 VERSIONS = ("standard", "plus", "rand", "custom")
-PRECISIONS = ("ieee",)
-"""``ieee``: strict fp32 everywhere (TF32 off), the same flags on every GPU generation."""
+PRECISIONS = ("pytorch", "ieee", "bf16")
+"""``pytorch``: torch's settings as they are, a direct AutoAttack call's (TF32 convolutions on recent GPUs);
+``ieee``: strict fp32 everywhere, the same flags on every GPU generation; ``bf16``: bf16 autocast, a fast
+screen that is never a leaderboard number."""
 DEFAULT_CHUNK_SIZE = 500
 """Examples per chunk, the unit of resumption and sharding: about an H100 minute for a WRN-28-10."""
 DEFAULT_N_EXAMPLES = 10_000
@@ -35,7 +37,7 @@ class EvalSettings:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     dataset: str = "cifar10"
     n_examples: int = DEFAULT_N_EXAMPLES
-    precision: str = "ieee"
+    precision: str = "pytorch"
     device: str | None = "auto"
     """``auto``: this process's GPU if any, else the CPU; ``None``: wherever the model's weights are."""
     compile: bool = False

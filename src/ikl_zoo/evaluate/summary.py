@@ -51,7 +51,8 @@ def format_summary(result: EvalResult) -> str:
         f"{result.model_id} on {result.dataset} (first {n} test images), {result.threat_model} "
         f"eps {format_eps(result.eps, result.threat_model)}, AutoAttack {result.version} "
         f"({', '.join(result.attacks)}), seed {result.seed}",
-        f"{devices}; batch {result.batch_size}, chunks of {result.chunk_size}; "
+        f"{devices}; precision {result.settings.precision}; batch {result.batch_size}, "
+        f"chunks of {result.chunk_size}; "
         f"{passes.get('forward', 0):,} forward and {passes.get('backward', 0):,} backward passes; "
         f"{result.timings.get('wall', 0.0):.1f} s wall",
         "",
@@ -66,6 +67,8 @@ def format_summary(result: EvalResult) -> str:
         elif not comparable:
             note += "; this run's images are not the real test set, so no difference is given"
         lines.append(note)
+    if result.settings.precision == "bf16":
+        lines.append("bf16 screen: not a leaderboard number (measure that with --precision pytorch)")
     if data_source:
         lines.append(f"data: {data_source}")
     return "\n".join([*lines, *(f"warning: {message}" for message in result.warnings)])

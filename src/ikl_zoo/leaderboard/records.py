@@ -108,7 +108,8 @@ class Measurement:
     @property
     def comparable_with_published(self) -> bool:
         """Standard AutoAttack on the whole official test set: only then does it compare with RobustBench."""
-        return self.version == STANDARD_VERSION and on_the_published_images(self.n_examples, self.provenance)
+        standard = self.version == STANDARD_VERSION and self.settings.precision != "bf16"
+        return standard and on_the_published_images(self.n_examples, self.provenance)
 
 
 _SETTINGS = ("dataset", "eps", "version", "n_examples", "seed", "chunk_size")
@@ -140,10 +141,13 @@ def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) ->
     return {key: value for key, value in info.items() if key != "footnote" or value}
 
 
-def record_path(model_id: str, *, dataset: str, threat_model: str, root: Folder = DEFAULT_ROOT) -> Path:
-    """``<root>/<dataset>/<threat_model>/<RobustBench id>.json`` as in RobustBench's ``model_info/``."""
+def record_path(
+    model_id: str, *, dataset: str, threat_model: str, root: Folder = DEFAULT_ROOT, precision: str = "pytorch"
+) -> Path:
+    """``<root>/<dataset>/<threat_model>/<RobustBench id>.json`` as in RobustBench's ``model_info/``; a bf16
+    screen goes beside it (``..._bf16.json``), never in place of a full-precision record."""
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", robustbench_name(model_id))
-    return Path(root) / dataset / threat_model / f"{stem}.json"
+    return Path(root) / dataset / threat_model / f"{stem}{'_bf16' * (precision == 'bf16')}.json"
 
 
 def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> LeaderboardError:
@@ -169,7 +173,7 @@ def write_record(
     if weights is not None:
         raise replaced_weights_error(measurement.model_id, weights, dataset=measurement.dataset)
     board = {"dataset": measurement.dataset, "threat_model": measurement.threat_model}
-    path = record_path(measurement.model_id, **board, root=root)
+    path = record_path(measurement.model_id, **board, root=root, precision=measurement.settings.precision)
     metadata = model_metadata(measurement.model_id, **board, published=getattr(result, "published", None))
     info = robustbench_model_info(measurement, metadata)
     if path.exists():

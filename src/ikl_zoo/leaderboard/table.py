@@ -30,6 +30,7 @@ from ikl_zoo.zoo.hub import HF_HUB_PREFIX
 
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 STAR = "\u2605"  # marks IKL-AT rows in every rendered table
+BF16_MARK = "\u2020"  # marks a bf16 screen's measured figures, with a footnote
 ROW_COLUMNS = [
     "rank", "model_id", "ikl_at", "on_robustbench", "paper_title", "link", "clean_acc", "autoattack_acc",
     "best_known", "additional_data", "architecture", "venue", "footnote", "unreliable", "measured_clean_acc",
@@ -167,12 +168,17 @@ def _shown_records(records: list[Record], threat_model: str) -> tuple[list[Recor
             why = f"eps {format_eps(m.eps, threat_model)}, not this board's"
         elif weights is not None:
             why = f"it measures {m.model_id} with weights from {weights}, not its published weights"
+        elif m.board_id in shown and m.settings.precision == "bf16":
+            why = f"a bf16 screen of {m.board_id}; the board shows its full-precision record"
         elif m.board_id in shown:
             why = f"a second record of {m.board_id}; the board shows {shown[m.board_id].path}, delete one"
         else:
             shown[m.board_id] = record
             continue
         notes.append(f"Not shown: the record {record.path} ({why}).")
+    if any(record.measurement.settings.precision == "bf16" for record in shown.values()):
+        notes.append(f"{BF16_MARK} A bf16 screen (measured under bf16 autocast), not a leaderboard number: "
+                     "measure it with `ikl-zoo eval --precision pytorch`.")
     return list(shown.values()), notes
 
 
@@ -221,7 +227,9 @@ def _measured_note(measured: Any) -> str:
     note = f"{measured.n_examples} examples"
     if measured.n_examples < FULL_TEST_SET:
         note = f"{measured.n_examples} of {FULL_TEST_SET:,} examples (estimate)"
-    if measured.version != STANDARD_VERSION:
+    if measured.settings.precision == "bf16":
+        note += f", {BF16_MARK} bf16 screen, not comparable"
+    elif measured.version != STANDARD_VERSION:
         note += f", version {measured.version} ({', '.join(measured.attacks)}), not comparable"
     elif measured.n_examples >= FULL_TEST_SET and not measured.comparable_with_published:
         note += ", not the official test set, not comparable"
@@ -230,10 +238,15 @@ def _measured_note(measured: Any) -> str:
 
 def _canonical_first(records: list[Record]) -> list[Record]:
     """Records at their own path (``record_path``) first, so a stray copy never hides the real record."""
-    return sorted(records, key=lambda record: record.path.name != _own_file(record.measurement))
+    def order(record: Record) -> tuple[bool, bool]:  # full precision before a bf16 screen of the same model
+        m = record.measurement
+        return m.settings.precision == "bf16", record.path.name != _own_file(m)
+
+    return sorted(records, key=order)
 
 
 def _own_file(m: Any) -> str:
-    return record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model).name
+    board = {"dataset": m.dataset, "threat_model": m.threat_model, "precision": m.settings.precision}
+    return record_path(m.model_id, **board).name
 
 

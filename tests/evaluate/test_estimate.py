@@ -1,0 +1,38 @@
+"""The estimate before a run and the interval during it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pyautoattack import AutoAttack
+
+from ikl_zoo.evaluate import EvalSettings
+from ikl_zoo.evaluate.estimate import attack_passes, format_duration, wilson_interval
+from ikl_zoo.evaluate.runner import estimate
+
+
+def test_standard_autoattack_pass_counts_follow_its_settings():
+    adversary = AutoAttack(torch.nn.Identity(), norm="Linf", eps=8 / 255, version="standard", device="cpu")
+    passes = {attack: attack_passes(adversary, attack) for attack in adversary.attacks_to_run}
+    assert passes == {"apgd-ce": (101, 1), "apgd-t": (909, 1), "fab-t": (909, 910), "square": (0, 5001)}
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(30, "30 s"), (420, "7 min"), (4320, "1 h 12 min")])
+def test_durations_read_as_a_person_says_them(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_wilson_interval_is_honest_at_the_edges():
+    assert wilson_interval(7, 20) == pytest.approx((0.1812, 0.5671), abs=1e-4)
+    low, high = wilson_interval(0, 20)
+    assert low == 0.0 and high == pytest.approx(0.1611, abs=1e-4)
+
+
+def test_estimate_scales_the_calibration_to_every_image(tiny_model, cifar10_sample):
+    x, y = cifar10_sample
+    settings = EvalSettings(version="custom", attacks=["apgd-ce"], attack_options={"apgd": {"n_iter": 10}},
+                            batch_size=10, device="cpu")
+    found = estimate(tiny_model, x, y, settings=settings)
+    assert found.n_examples == 20 and found.seconds > 0 and found.device.startswith("cpu (")
+    assert str(found).startswith("estimated ") and str(found).endswith(f"for 20 images on {found.device}")
+    assert tiny_model.training is False and all(p.requires_grad for p in tiny_model.parameters())
