@@ -34,12 +34,15 @@ def attack_passes(adversary: AutoAttack, attack: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Estimate:
+    """An upper bound: every correctly classified image meets every attack (non-robust models stop early)."""
+
     seconds: float
     n_examples: int
     device: str
 
     def __str__(self) -> str:
-        return f"estimated {format_duration(self.seconds)} for {self.n_examples:,} images on {self.device}"
+        duration = format_duration(self.seconds)
+        return f"estimated at most {duration} for {self.n_examples:,} images on {self.device}"
 
 
 def format_duration(seconds: float) -> str:
