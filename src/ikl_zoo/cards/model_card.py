@@ -152,7 +152,7 @@ def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]
         "measured_facts": facts.describe(m.provenance) if m else "",
         "nonstandard_eps": standard_eps is not None and not math.isclose(subject.eps, standard_eps),
         "synthetic_data": "synthetic" in f"{footnote} {subject.note}".lower(), "full_test_set": FULL_TEST_SET,
-        "not_robust": "not robust" in f"{subject.note}".lower(),  # the registry says so: claim nothing
+        "not_robust": not subject.robust,
         "paper_title": PAPER_TITLE, "paper_url": PAPER_URL, "robustbench_url": ROBUSTBENCH_URL,
         "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "version": __version__,
         "config_name": CONFIG_NAME,

@@ -38,6 +38,7 @@ class CardSubject:
     """A name, or a zoo config's architecture object (the card template names it)."""
     training: str | dict[str, Any] | None
     is_ikl_at: bool
+    robust: bool = True
     in_registry: bool
     published: dict[str, Any] | None = None  # percent clean_acc, autoattack_acc (external) and source
     robustbench_row: dict[str, Any] | None = None
@@ -83,7 +84,8 @@ def _subject_from_entry(entry: ModelEntry, config: Mapping[str, Any]) -> CardSub
     return CardSubject(
         model_id=entry.model_id, dataset=entry.dataset, threat_model=entry.threat_model, eps=entry.eps,
         architecture=entry.architecture, training=config.get("training") or entry.training or None,
-        is_ikl_at=entry.is_ikl_at, in_registry=True, published=published, robustbench_row=row,
+        is_ikl_at=entry.is_ikl_at, robust=entry.robust, in_registry=True, published=published,
+        robustbench_row=row,
         note=entry.note, additional_data=entry.additional_data, hub_repo_id=entry.pretrained.hub_repo_id(),
         pinned_revision=entry.revision if entry.hub_repo_name and entry.sha256 else None,
         weights_sha256=config.get("sha256") or entry.pretrained.sha256,

@@ -19,9 +19,7 @@ _FROM_SETTINGS = {
     "dataset": "dataset", "threat_model": "norm", "eps": "eps", "version": "version",
     "n_examples": "n_examples", "seed": "seed", "chunk_size": "chunk_size",
 }
-"""A result's attributes that are its settings' (``result.threat_model`` is ``result.settings.norm``);
-``result.json`` shows them at its top level too, for readers that do not know ``settings``."""
-_SHOWN = tuple(_FROM_SETTINGS)
+"""A result's attributes that are its settings' (``result.threat_model`` is ``result.settings.norm``)."""
 
 
 @dataclass(frozen=True)
@@ -62,14 +60,11 @@ class EvalResult:
     """AutoAttack's warnings and the evaluator's (out-of-memory back-offs), each once."""
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["settings"]
-        shown = {name: getattr(self, name) for name in _SHOWN}
-        return {"format": RESULT_FORMAT, **data, **shown, "settings": self.settings.to_dict()}
+        return {"format": RESULT_FORMAT, **asdict(self), "settings": self.settings.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        """A result this version wrote; an earlier one, or one contradicting its settings, is refused."""
+        """A result this version wrote; an earlier one is refused."""
         if data.get("format") != RESULT_FORMAT:
             if "model_id" not in data:
                 raise ValueError(f"no model_id and no format {RESULT_FORMAT}")
@@ -78,12 +73,8 @@ class EvalResult:
                 fix="re-run the evaluation (`ikl-zoo eval`), then `ikl-zoo record --overwrite` the new "
                 "result.json",
             )
-        values = {key: value for key, value in data.items() if key not in (*_SHOWN, "format", "settings")}
-        result = cls(settings=EvalSettings.from_dict(data["settings"]), **values)
-        for name in _SHOWN:
-            if name in data and data[name] != getattr(result, name):
-                raise ValueError(f"{name} is {data[name]!r} but the settings say {getattr(result, name)!r}")
-        return result
+        values = {key: value for key, value in data.items() if key not in ("format", "settings")}
+        return cls(settings=EvalSettings.from_dict(data["settings"]), **values)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically: a reader never sees half a file, a crash never loses the previous one."""

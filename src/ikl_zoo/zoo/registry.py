@@ -59,7 +59,7 @@ SPECS = (
         package_file="pyautoattack:examples/model_test.pt",
         package_file_sha256="399f52da9f914c323fa5a6096d60f460a3449a59b64a6405200c1e629f8425a7",
         training="plain (non-adversarial) training; the test checkpoint that ships with pyautoattack",
-        note="demo only: not robust, not IKL-AT", is_ikl_at=False,
+        note="demo only: not robust, not IKL-AT", is_ikl_at=False, robust=False,
     ),
 )
 _REGISTRY: dict[tuple[str, str], ModelSpec] = {spec.key: spec for spec in SPECS}

@@ -69,6 +69,7 @@ class ModelSpec:
     training: str = ""  # how the published weights were trained, in words
     note: str = ""
     is_ikl_at: bool = True
+    robust: bool = True  # False: not adversarially trained, so its card claims no robustness
     additional_data: bool = False
 
     def __post_init__(self) -> None:
