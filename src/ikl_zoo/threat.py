@@ -1,4 +1,4 @@
-"""The vocabulary every layer shares: datasets, norms and how a perturbation budget is written."""
+"""The vocabulary every layer shares: datasets, norms, how a budget is written, Hub model names."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 DATASETS = ("cifar10", "cifar100")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 NORMS = ("Linf", "L2", "L1")
+HF_HUB_PREFIX = "hf-hub:"
+"""``hf-hub:ORG/NAME[@REVISION]`` names a zoo folder on the Hub wherever ikl-zoo takes a model."""
 
 
 def format_eps(eps: float, norm: str = "Linf") -> str:

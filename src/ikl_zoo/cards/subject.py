@@ -13,8 +13,7 @@ from ikl_zoo.errors import IklZooError
 from ikl_zoo.leaderboard.records import registry_entry
 from ikl_zoo.leaderboard.reference import reference_entry
 from ikl_zoo.reference import published_from_row
-from ikl_zoo.threat import DATASETS, format_eps
-from ikl_zoo.zoo.hub import HF_HUB_PREFIX
+from ikl_zoo.threat import DATASETS, HF_HUB_PREFIX, format_eps
 
 if TYPE_CHECKING:
     from ikl_zoo.zoo.registry import ModelEntry

@@ -25,8 +25,7 @@ from ikl_zoo.leaderboard.reference import (
     reference_entry,
     robustbench_name,
 )
-from ikl_zoo.threat import format_eps
-from ikl_zoo.zoo.hub import HF_HUB_PREFIX
+from ikl_zoo.threat import HF_HUB_PREFIX, format_eps
 
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 STAR = "\u2605"  # marks IKL-AT rows in every rendered table

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ikl_zoo import __version__
 from ikl_zoo.errors import CheckpointError, DownloadError, first_line
+from ikl_zoo.threat import HF_HUB_PREFIX
 from ikl_zoo.zoo.checkpoints import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -32,7 +33,6 @@ from ikl_zoo.zoo.checkpoints import (
 )
 from ikl_zoo.zoo.registry import ModelSpec, get_model_entry
 
-HF_HUB_PREFIX = "hf-hub:"
 ZOO_FOLDER_FIX = (
     "make a zoo folder with `ikl-zoo convert CHECKPOINT --model ID -o DIR`, then "
     "`ikl-zoo push DIR --repo-id ORG/NAME`"

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ikl_zoo.errors import CheckpointError, UnknownModelError
+from ikl_zoo.threat import HF_HUB_PREFIX
 from ikl_zoo.zoo.checkpoints import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -28,7 +29,6 @@ from ikl_zoo.zoo.checkpoints import (
     save_zoo_folder,
 )
 from ikl_zoo.zoo.hub import (
-    HF_HUB_PREFIX,
     Weights,
     fetch_hub_model,
     fetch_weights,
