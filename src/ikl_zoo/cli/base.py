@@ -10,9 +10,11 @@ from typing import IO, Any
 import click
 
 from ikl_zoo.errors import IklZooError
+from ikl_zoo.threat import DATASETS
 
 DATASET_OPTION = click.option(
-    "--dataset", type=click.Choice(["cifar10", "cifar100"]), default="cifar10", show_default=True
+    "--dataset", type=click.Choice(DATASETS), default="cifar10", show_default=True,
+    help="CIFAR-10 or CIFAR-100 (a registered id can name a model of each).",
 )
 
 
