@@ -134,7 +134,11 @@ def test_compare_plot_names_every_model_inside_the_figure(tmp_path, monkeypatch)
     figure, board = _drawn_by_cli(monkeypatch, tmp_path, "--compare", *compared)
     axes = figure.axes[0]
     groups = _points(axes)
-    assert list(groups) == ["CIFAR training set only (2)", "generated images (per footnote) (2)", "IKL-AT (1)"]
+    assert list(groups) == [
+        "CIFAR training set only (2)",
+        "generated images (per footnote) (2)",
+        "IKL-AT (1)",
+    ]
     assert axes.get_title().endswith(", 5 models") and sum(map(len, groups.values())) == 5
     names = [text.get_text() for text in axes.texts]
     assert sorted(names) == sorted([*compared[:3], "Rice2020Overfitting", "WRN-28-10"])
