@@ -5,8 +5,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import re
 
 import pytest
+import yaml
 
 from ikl_zoo._robustbench import import_robustbench, robustbench_model_dicts
 from ikl_zoo.cards.submission import SubmissionRefusedError, build_submission, write_submission
@@ -29,6 +31,50 @@ ROBUSTBENCH_CUI_WRN_28_10 = {
     "unreliable": False,
     "footnote": "It uses additional 20M synthetic images in training.",
 }
+# RobustBench's .github/ISSUE_TEMPLATE/new-model.md, verbatim (at commit 78fcc9e, last changed in 4905af9).
+ROBUSTBENCH_NEW_MODEL_TEMPLATE = """---
+name: New Model(s)
+about: To ask for the addition of new models to the leaderbord and/or model zoo
+title: "[New Model] <NameYearFirstWordOfTitle>"
+labels: new-model
+assignees: ''
+
+---
+
+# Paper Information
+
+- **Paper Title**:
+- **Paper URL**:
+- **Paper authors**:
+
+# Leaderboard Claim(s)
+
+Add here the claim for your model(s). Copy and paste the following subsection for the number of models you want to add.
+
+## Model 1
+
+- **Architecture**:
+- **Threat Model**: One of {L2,Linf,Common Corruptions}
+- **eps**: (N/A for common corruptions)
+- **Clean accuracy**:
+- **Robust accuracy**:
+- **Additional data**: true/false
+- **Evaluation method**:
+- **Checkpoint and code**: (insert here the URL for the checkpoint and the code. If you don't want
+  to share your checkpoint publicly, you can share it for a private submission via an email
+  to `adversarial.benchmark@gmail.com`).
+
+## Model 2
+
+...
+
+# Model Zoo:
+
+- [ ] I want to add my models to the Model Zoo (check if true)
+- [ ] I use an architecture that is included among
+  those [here](https://github.com/RobustBench/robustbench/tree/master/robustbench/model_zoo/architectures) or in `timm`. If not, I added the link to the architecture implementation so that it can be added.
+- [ ] I agree to release my model(s) under MIT license (check if true) **OR** under a custom license, located here: (put the custom license URL here if a custom license is needed. If no URL is specified, we assume that you are fine with MIT)
+"""  # noqa: E501 (verbatim)
 NEW_MODEL_INFO = {
     "paper_title": "Robust Nets",
     "link": "https://arxiv.org/abs/2501.00001",
@@ -72,30 +118,82 @@ def test_round_trip_through_robustbench_readers(tmp_path, make_result, monkeypat
     assert "Cui2023Decoupled_WRN-28-10" in table and "92.16%" in table and "67.73%" in table
 
 
-def test_issue_text_fills_robustbench_new_model_template(make_result):
-    text = build_submission(make_result(), name="Cui2023Decoupled_WRN-28-10").issue_text
-    assert text.startswith("<!-- Issue title: [New Model] Cui2023Decoupled_WRN-28-10")
-    for field in (
-        "Paper Title",
-        "Paper URL",
-        "Paper authors",
-        "Architecture",
-        "Threat Model",
-        "eps",
-        "Clean accuracy",
-        "Robust accuracy",
-        "Additional data",
-        "Evaluation method",
-        "Checkpoint and code",
+def _front_matter(text):
+    _, front_matter, _ = text.split("---\n", 2)
+    return yaml.safe_load(front_matter)
+
+
+def _fills_in(text):
+    """``text`` is RobustBench's template with only its fields and boxes filled (a draft banner aside)."""
+    text = re.sub(r"\n> \*\*DRAFT, not ready to submit:\*\*.*\n", "", text)
+    lines = iter(text.splitlines())
+    for line in ROBUSTBENCH_NEW_MODEL_TEMPLATE.splitlines():
+        if line.startswith("  to"):  # the checkpoint field's placeholder, gone once the field is filled
+            continue
+        field, box = re.match(r"- \*\*[^*]+\*\*:", line), line.startswith("- [ ] ")
+        if not field and not box:
+            assert next(lines, None) == line, f"the template's line {line!r} is not next"
+        elif box:
+            assert re.fullmatch(r"- \[[ x]\] " + re.escape(line[6:]), next(lines, "")), line
+        else:  # a field: the template's own text, or a value after the name
+            assert (filled := next(lines, "")) == line or filled.startswith(f"{field[0]} "), line
+            if filled.startswith("- **Checkpoint and code**: (insert"):
+                assert [next(lines), next(lines)] == [
+                    s for s in ROBUSTBENCH_NEW_MODEL_TEMPLATE.splitlines() if s.startswith("  to")
+                ]
+    assert next(lines, None) is None
+    assert (
+        _front_matter(text)
+        == _front_matter(ROBUSTBENCH_NEW_MODEL_TEMPLATE)
+        == {
+            "name": "New Model(s)",
+            "about": "To ask for the addition of new models to the leaderbord and/or model zoo",
+            "title": "[New Model] <NameYearFirstWordOfTitle>",
+            "labels": "new-model",
+            "assignees": "",
+        }
+    )
+    return text
+
+
+def _boxes(text):
+    return re.findall(r"^- \[([ x])\] (I want to add|I use an architecture|I agree to release)", text, re.M)
+
+
+def test_issue_text_fills_robustbench_new_model_template_in(make_result):
+    submission = build_submission(make_result(), name="Cui2023Decoupled_WRN-28-10")
+    text = _fills_in(submission.issue_text)
+    for filled in (
+        "- **Paper Title**: Decoupled Kullback-Leibler Divergence Loss",
+        "- **Paper URL**: https://arxiv.org/abs/2305.13948",
+        "- **Architecture**: WideResNet-28-10",
+        "- **Threat Model**: Linf",
+        "- **eps**: 8/255",
+        "- **Clean accuracy**: 92.15%",
+        "- **Robust accuracy**: 67.70%",
+        "- **Additional data**: false",
     ):
-        assert f"- **{field}**: " in text
-    assert "- **Clean accuracy**: 92.15%" in text and "- **Robust accuracy**: 67.70%" in text
-    assert "- **Threat Model**: Linf" in text and "- **eps**: 8/255" in text
+        assert f"\n{filled}\n" in text
     assert "first 10000 images" in text and "seed 0" in text and "ab" * 32 in text
     assert "https://drive.google.com/file/d/1-AaTrYt23WJFR22hXgBd-i6kjpsz6Hf2" in text
-    assert "# Model Zoo:" in text and "- [x] I want to add my models to the Model Zoo" in text
-    assert "- [ ] I agree to release my model(s) under MIT license" in text
-    assert "(fill in)" not in text and "DRAFT" not in text
+    # Model zoo: wanted (a checkpoint, an architecture RobustBench has), included; the license is the authors'
+    assert _boxes(text) == [
+        ("x", "I want to add"),
+        ("x", "I use an architecture"),
+        (" ", "I agree to release"),
+    ]
+    assert "DRAFT" not in text
+    assert any('"[New Model] Cui2023Decoupled_WRN-28-10"' in note for note in submission.notes)
+
+
+@pytest.mark.parametrize(("architecture_class", "boxes"), [("WideResNet", "xx "), ("MyNet", "   ")])
+def test_issue_boxes_say_whether_robustbench_has_the_architecture(make_result, architecture_class, boxes):
+    config = {"architecture": {"architecture_class": architecture_class, "depth": 34, "widen_factor": 10}}
+    result = make_result("my-wrn", clean=0.8612, robust=0.5925)
+    submission = build_submission(result, name="Doe2025Robust_WRN-34-10", info=NEW_MODEL_INFO, config=config)
+    text = _fills_in(submission.issue_text)
+    assert "".join(box for box, _ in _boxes(text)) == boxes
+    assert "- **Checkpoint and code**: checkpoint: https://huggingface.co/doe/robust-nets\n" in text
 
 
 @pytest.mark.parametrize(
@@ -166,7 +264,8 @@ def test_draft_writes_files_marked_as_draft(tmp_path, make_result):
     ]
     assert submission.is_draft and len(submission.problems) == 3
     issue = (tmp_path / "new-model-issue.md").read_text()
-    assert "**DRAFT, not ready to submit:**" in issue and "- **Paper Title**: (fill in)" in issue
+    assert "**DRAFT, not ready to submit:**" in issue and "\n- **Paper Title**:\n" in _fills_in(issue)
+    assert "\n- **Additional data**: true/false\n" in issue and "email\n  to `adversarial" in issue
     assert "TODO_GOOGLE_DRIVE_ID" in (tmp_path / "model_zoo_entry.py").read_text()
 
 

@@ -10,11 +10,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.cards.render import render
 from ikl_zoo.errors import IklZooError
+from ikl_zoo.evaluate.result import EvalResult
+from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard import provenance as facts
 from ikl_zoo.leaderboard.records import (
     Measurement,
@@ -26,10 +28,6 @@ from ikl_zoo.leaderboard.records import (
 )
 from ikl_zoo.leaderboard.reference import STANDARD_EPS, is_standard_eps, reference_entry
 
-if TYPE_CHECKING:
-    from ikl_zoo.evaluate.result import EvalResult
-
-MIN_EXAMPLES = 10_000
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
 NAME_PATTERN = re.compile(r"^[A-Z][A-Za-z-]*\d{4}[A-Z][A-Za-z0-9]*(?:_[A-Za-z0-9-]+)*$")
 """RobustBench's model names: ``<FirstAuthor><Year><FirstWordOfTitle>[_<variant>]``."""
@@ -40,10 +38,6 @@ BOARDS = {("cifar10", "Linf"), ("cifar10", "L2"), ("cifar100", "Linf")}
 CODE_URL = "https://github.com/jiequancui/DKL"
 ISSUE_FILE, ZOO_ENTRY_FILE = "new-model-issue.md", "model_zoo_entry.py"
 ROBUSTBENCH_ARCHITECTURES = {"WideResNet", "DMWideResNet"}
-NORMALISATIONS = {
-    "0.4914, 0.4822, 0.4465": "CIFAR10_MEAN", "0.2471, 0.2435, 0.2616": "CIFAR10_STD",
-    "0.5071, 0.4865, 0.4409": "CIFAR100_MEAN", "0.2673, 0.2564, 0.2762": "CIFAR100_STD",
-}
 _INFO_OPTIONS = {
     "paper_title": "--paper-title", "link": "--paper-url", "authors": "--authors", "venue": "--venue",
     "architecture": "--architecture", "additional_data": "--additional-data",
@@ -80,11 +74,11 @@ def submission_problems(result: EvalResult | Measurement, *, name: str, metadata
     standard_eps = STANDARD_EPS.get(m.threat_model)
     text = render(
         "submission_problems.txt.j2", m=m, name=name, name_fix=NAME_FIX, boards=BOARDS,
-        min_examples=MIN_EXAMPLES, standard_attacks=STANDARD_ATTACKS, standard_eps=standard_eps,
+        min_examples=FULL_TEST_SET, standard_attacks=STANDARD_ATTACKS, standard_eps=standard_eps,
         is_standard=standard_eps is not None and is_standard_eps(m.eps, m.threat_model),
         missing_facts=facts.missing_facts(m.provenance), flag_gaps=_flag_gaps(result),
         replaced_weights=facts.replaced_weights(m.provenance), valid_name=bool(NAME_PATTERN.match(name)),
-        missing_options=[option for key, option in _INFO_OPTIONS.items() if _blank(getattr(metadata, key))],
+        meta=metadata, options=_INFO_OPTIONS,
     )
     return text.splitlines()
 
@@ -114,14 +108,12 @@ def build_submission(
                                      fix="fix each, or pass --draft to write a draft")
     entry = registry_entry(m.model_id, m.dataset)
     architecture = (config or {}).get("architecture")  # the zoo folder's, else the registry entry's
-    if not isinstance(architecture, Mapping):
-        architecture = entry.config if entry is not None and entry.config else {}
-    architecture = dict(architecture)
+    architecture = dict(architecture if isinstance(architecture, Mapping) else (entry and entry.config) or {})
     known = architecture.get("architecture_class") in ROBUSTBENCH_ARCHITECTURES
     context = {
         "name": name, "m": m, "meta": metadata, "problems": problems, "architecture": architecture,
         "known": known, "gdrive_id": info.get("gdrive_id") or (entry and entry.pretrained.gdrive_id),
-        "checkpoint_url": info.get("checkpoint_url"), "code_url": CODE_URL, "normalisations": NORMALISATIONS,
+        "checkpoint_url": info.get("checkpoint_url"), "code_url": CODE_URL,
         "facts": facts.describe(m.provenance), "sha": facts.checkpoint_sha256(m.provenance),
     }
     listed = reference_entry(name, dataset=m.dataset, threat_model=m.threat_model) is not None
@@ -137,14 +129,13 @@ def build_submission(
 
 def _file_name(m: Measurement, name: str | None) -> str:
     """The submission's name, refused unless it is one file name inside ``model_info/<dataset>/<threat>/``."""
+    if FILE_NAME_PATTERN.match(name or m.board_id):
+        return name or m.board_id
+    given = name is not None  # else the model id, which for a zoo folder is its path
+    what = f"--name {name!r}" if given else f"the result's model id {m.model_id!r}"
+    fix = "use letters, digits, '_', '-' and '.', e.g. Cui2023Decoupled_WRN-28-10" if given else NAME_FIX
     target = f"model_info/{m.dataset}/{m.threat_model}/<name>.json"
-    if name is None and not FILE_NAME_PATTERN.match(m.board_id):  # a zoo folder is measured under its path
-        problem = f"the result's model id {m.model_id!r} cannot name {target}"
-        raise SubmissionRefusedError(problem, fix=NAME_FIX)
-    if not FILE_NAME_PATTERN.match(name or m.board_id):
-        fix = "use letters, digits, '_', '-' and '.', e.g. Cui2023Decoupled_WRN-28-10"
-        raise SubmissionRefusedError(f"--name {name!r} cannot name {target}", fix=fix)
-    return name or m.board_id
+    raise SubmissionRefusedError(f"{what} cannot name {target}", fix=fix)
 
 
 def write_submission(
@@ -153,15 +144,11 @@ def write_submission(
 ) -> tuple[Submission, list[Path]]:
     """Write ``model_info/<dataset>/<threat>/<name>.json``, the issue text and the model-zoo entry."""
     submission = build_submission(result, name=name, draft=draft, info=info, config=config)
-    out_dir = Path(out_dir)
     model_info = json.dumps(submission.model_info, indent=2, ensure_ascii=False) + "\n"
+    files = {submission.model_info_path: model_info, ISSUE_FILE: submission.issue_text,
+             ZOO_ENTRY_FILE: submission.model_zoo_entry}
     with output_errors(out_dir, fix="pass an -o/--out folder you can write"):
-        paths = [
-            write_text_atomic(out_dir / submission.model_info_path, model_info),
-            write_text_atomic(out_dir / ISSUE_FILE, submission.issue_text),
-            write_text_atomic(out_dir / ZOO_ENTRY_FILE, submission.model_zoo_entry),
-        ]
-    return submission, paths
+        return submission, [write_text_atomic(Path(out_dir, path), text) for path, text in files.items()]
 
 
 def _flag_gaps(result: EvalResult | Measurement) -> list[str]:
@@ -179,7 +166,3 @@ def _flag_gaps(result: EvalResult | Measurement) -> list[str]:
     if any(robust and not clean for robust, clean in zip(robust_flags, clean_flags, strict=True)):
         problems.append("some examples count as robust but not as clean")
     return problems
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())

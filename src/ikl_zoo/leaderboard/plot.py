@@ -21,11 +21,15 @@ if TYPE_CHECKING:
 
 GENERATED_DATA = re.compile(r"synthetic images|generated data", re.IGNORECASE)
 """How RobustBench's footnotes name generated training images; its ``additional_data`` flag ignores them."""
-
+IKL_RED = "#cf222e"
 _STYLES = {
     "CIFAR training set only": {"marker": "o", "color": "#8c959f", "s": 28},
     "generated images (per footnote)": {"marker": "s", "color": "#54aeff", "s": 30},
     "extra real data": {"marker": "^", "color": "#2da44e", "s": 40},
+}
+_MEASURED = {  # by whether it was measured as RobustBench measures
+    True: ("measured by ikl-zoo, standard AutoAttack, full test set", {"marker": "D", "edgecolors": "black"}),
+    False: ("measured by ikl-zoo, estimate or not comparable", {"marker": "X", "edgecolors": "#57606a"}),
 }
 
 
@@ -45,7 +49,8 @@ def plot_board(board: Board, path: str | os.PathLike[str], *, dpi: int = 150) ->
 
 
 def board_figure(board: Board) -> Figure:
-    """The scatter as a matplotlib ``Figure`` with its own Agg canvas."""
+    """The scatter as a matplotlib ``Figure`` with its own Agg canvas: every row is a point, at its published
+    figures when RobustBench lists it, and every measurement one more; the title counts both."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -55,20 +60,32 @@ def board_figure(board: Board) -> Figure:
     figure = Figure(figsize=(8, 6), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    listed = rows[rows["on_robustbench"]]
+    listed, measured = rows[rows["on_robustbench"]], rows[rows["measured_autoattack_acc"].notna()]
     _draw_peers(axes, listed[~listed["ikl_at"]])
-    _draw_ikl_at(axes, listed[listed["ikl_at"]])
-    # Only figures measured as RobustBench measures them belong in the board's picture.
-    _draw_measured(axes, rows[rows["measured_autoattack_acc"].notna() & rows["measured_comparable"]])
+    ikl = listed[listed["ikl_at"]]
+    _scatter(axes, ikl["clean_acc"], ikl["autoattack_acc"], "IKL-AT", marker="*", s=260, color=IKL_RED,
+             edgecolors="black", linewidths=0.6, zorder=4)
+    for comparable, (label, style) in _MEASURED.items():
+        _draw_measured(axes, measured[measured["measured_comparable"] == comparable], label, style)
+    points = f"\n{len(listed)} published and {len(measured)} measured points" if len(measured) else ""
     axes.set(
         xlabel="Clean accuracy (%)",
         ylabel=f"AutoAttack robust accuracy (%), {board.threat_model} eps = {board.eps_text}",
-        title=board_title(board).replace(": leaderboard", f": RobustBench leaderboard, {len(rows)} models"),
+        title=f"{board_title(board)}, {len(rows)} models{points}",
     )
     axes.grid(True, alpha=0.3, zorder=0)
-    axes.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    axes.margins(0.08)
+    axes.legend(loc="best", fontsize=8, framealpha=0.9)
     figure.supxlabel(f"Published figures: {board.source}", fontsize=7, color="#57606a")
+    named = rows if board.compare_baseline else rows[rows["ikl_at"] | ~rows["on_robustbench"]]
+    _name_points(axes, named)
     return figure
+
+
+def _scatter(axes: Axes, x: pd.Series, y: pd.Series, label: str, **style: object) -> None:
+    """One category, in the legend with its count only when it has points."""
+    if len(x):
+        axes.scatter(x, y, label=f"{label} ({len(x)})", **style)
 
 
 def _draw_peers(axes: Axes, others: pd.DataFrame) -> None:
@@ -77,42 +94,29 @@ def _draw_peers(axes: Axes, others: pd.DataFrame) -> None:
     generated = ~extra_data & others["footnote"].str.contains(GENERATED_DATA)
     kind = 2 * extra_data.astype(int) + generated.astype(int)  # the index of its style
     for index, (label, style) in enumerate(_STYLES.items()):
-        if not (group := others[kind == index]).empty:
-            axes.scatter(group["clean_acc"], group["autoattack_acc"], label=f"{label} ({len(group)})",
-                         edgecolors="white", linewidths=0.5, alpha=0.9, zorder=2, **style)
+        group = others[kind == index]
+        _scatter(axes, group["clean_acc"], group["autoattack_acc"], label, edgecolors="white", linewidths=0.5,
+                 alpha=0.9, zorder=2, **style)
 
 
-def _draw_ikl_at(axes: Axes, ikl: pd.DataFrame) -> None:
-    """IKL-AT's models as stars, each named; a label goes above its star when another one sits just below."""
-    if ikl.empty:
-        return
-    axes.scatter(ikl["clean_acc"], ikl["autoattack_acc"], marker="*", s=260, color="#cf222e",
-                 edgecolors="black", linewidths=0.6, zorder=4, label=f"IKL-AT ({len(ikl)})")
-    for row in ikl.itertuples():
-        below = ikl["autoattack_acc"].between(row.autoattack_acc - 1.5, row.autoattack_acc, "neither")
-        crowded_below = (below & ((ikl["clean_acc"] - row.clean_acc).abs() < 1.5)).any()
-        axes.annotate(_short_name(row.model_id), (row.clean_acc, row.autoattack_acc), fontsize=8,
-                      color="#cf222e", xytext=(8, 5 if crowded_below else -11), textcoords="offset points")
+def _draw_measured(axes: Axes, measured: pd.DataFrame, label: str, style: dict) -> None:
+    """ikl-zoo's measurements, each joined to its published point when RobustBench lists the model."""
+    _scatter(axes, measured["measured_clean_acc"], measured["measured_autoattack_acc"], label, s=44,
+             facecolors="none", linewidths=1.2, zorder=5, **style)
+    for row in measured[measured["on_robustbench"]].itertuples():
+        axes.plot([row.clean_acc, row.measured_clean_acc], [row.autoattack_acc, row.measured_autoattack_acc],
+                  color="black", linewidth=0.8, linestyle=":", zorder=3)
 
 
-def _draw_measured(axes: Axes, measured: pd.DataFrame) -> None:
-    """ikl-zoo's measurements: joined to the published point when listed, named when not."""
-    if measured.empty:
-        return
-    axes.scatter(
-        measured["measured_clean_acc"], measured["measured_autoattack_acc"], marker="D", s=40,
-        facecolors="none", edgecolors="black", linewidths=1.2, zorder=5,
-        label=f"measured by ikl-zoo, standard AutoAttack, full test set ({len(measured)})",
-    )  # fmt: skip
-    for row in measured.itertuples():
-        point = (row.measured_clean_acc, row.measured_autoattack_acc)
-        if row.on_robustbench:
-            axes.plot([row.clean_acc, point[0]], [row.autoattack_acc, point[1]], color="black", linewidth=0.8,
-                      linestyle=":", zorder=3)
-        else:
-            name = _short_name(row.model_id)
-            axes.annotate(name, point, xytext=(7, 4), textcoords="offset points", fontsize=8)
-
-
-def _short_name(model_id: str) -> str:
-    return model_id.removeprefix(f"{IKL_MODEL_PREFIX}_")
+def _name_points(axes: Axes, rows: pd.DataFrame) -> None:
+    """Each row's name at its point (published, else measured): to the left in the right half, so no name
+    leaves the figure, and above the point when another named point sits just below it."""
+    x = rows["clean_acc"].fillna(rows["measured_clean_acc"])
+    y = rows["autoattack_acc"].fillna(rows["measured_autoattack_acc"])
+    (left, right), (bottom, top) = axes.get_xlim(), axes.get_ylim()
+    for model_id, px, py, ikl_at in zip(rows["model_id"], x, y, rows["ikl_at"], strict=True):
+        near = ((x - px).abs() < (right - left) / 8) & (y < py) & (y > py - (top - bottom) / 20)
+        flip = px > (left + right) / 2
+        axes.annotate(model_id.removeprefix(f"{IKL_MODEL_PREFIX}_"), (px, py), fontsize=8,
+                      xytext=(-8 if flip else 8, 5 if near.any() else -11), textcoords="offset points",
+                      ha="right" if flip else "left", color=IKL_RED if ikl_at else "black")
