@@ -167,12 +167,22 @@ def run_checks(adversary: AutoAttack, x: torch.Tensor, y: torch.Tensor, *, batch
     return n_classes
 
 
+def progress_style(progress: bool) -> str:
+    """``bars`` on a terminal; ``lines``, one per chunk and attack, in a log file, CI or nohup; or ``off``."""
+    return "off" if not progress else "bars" if sys.stderr.isatty() else "lines"
+
+
+def say(message: str) -> None:
+    """A line on stderr, between the progress bars if any."""
+    tqdm.write(message, file=sys.stderr)
+
+
 def attack_chunk(
     adversary: AutoAttack, x_orig: torch.Tensor, y_orig: torch.Tensor, *, batch_size: int,
-    step_counter: StepCounter, progress: bool = True, label: str = "",
+    step_counter: StepCounter, progress: str = "bars", label: str = "",
 ) -> ChunkAttackResult:
-    """The adversary's attacks on ``x_orig`` (CPU); ``step_counter(callback)`` makes every forward pass call
-    ``callback``, so the per-attack bar's ETA moves inside long batches too."""
+    """The adversary's attacks on ``x_orig`` (CPU), with a ``progress_style``; ``step_counter(callback)``
+    makes every forward pass call ``callback``, so the per-attack bar's ETA moves inside long batches too."""
     timings: dict[str, float] = {}
     attack_flags: dict[str, torch.Tensor] = {}
     max_perturbation = 0.0
@@ -184,12 +194,15 @@ def attack_chunk(
         for attack in adversary.attacks_to_run:
             start_time, attacked = time.perf_counter(), bool(robust_flags.any())  # else AutoAttack stops
             if attacked:
+                before = int(robust_flags.sum())
                 largest = _attack_survivors(
                     adversary, attack, (x_orig, y_orig), robust_flags, batch_size=batch_size,
-                    step_counter=step_counter, progress=progress, label=label,
+                    step_counter=step_counter, progress=progress == "bars", label=label,
                 )
                 max_perturbation = max(max_perturbation, largest)
             timings[attack] = time.perf_counter() - start_time if attacked else 0.0
+            if attacked and progress == "lines":
+                say(f"{label}{attack}: {before} -> {int(robust_flags.sum())} robust in {timings[attack]:.1f} s")
             attack_flags[attack] = robust_flags.clone()
     return ChunkAttackResult(
         clean_flags=clean_flags, robust_flags=robust_flags, attack_flags=attack_flags, timings=timings,
@@ -275,7 +288,7 @@ def collect_autoattack_warnings() -> ContextManager[list[str]]:
 
 def show_autoattack_warnings(prefix: str = "AutoAttack warning: ") -> ContextManager[list[str]]:
     """Print AutoAttack's warnings on stderr between the progress bars, each once, for a command line."""
-    return _each_once(lambda message: tqdm.write(f"{prefix}{message}", file=sys.stderr), propagate=False)
+    return _each_once(lambda message: say(prefix + message), propagate=False)
 
 
 def autoattack_settings(adversary: AutoAttack) -> dict[str, Any]:

@@ -24,9 +24,10 @@ from ikl_zoo.evaluate.store import ChunkOutcome
 
 def merge_chunks(
     outcomes: list[ChunkOutcome], *, settings: EvalSettings, facts: ModelFacts, attacks: list[str],
-    extra: dict[str, Any], wall_seconds: float,
+    extra: dict[str, Any], wall: dict[str, float],
 ) -> EvalResult:
-    """The chunks' flags, times and warnings as one result; ``extra`` joins its provenance."""
+    """The chunks' flags, times and warnings as one result; ``extra`` joins its provenance, ``wall`` (this
+    run's seconds, and those of the chunks finished in earlier runs) its timings."""
     clean_flags = [flag for outcome in outcomes for flag in outcome.clean_flags]
     robust_flags = [flag for outcome in outcomes for flag in outcome.robust_flags]
     n = len(clean_flags)
@@ -42,7 +43,7 @@ def merge_chunks(
         batch_size=requested if isinstance(requested, int) else min(o.batch_size for o in outcomes),
         clean_acc=clean_acc, robust_acc=sum(robust_flags) / n, clean_flags=clean_flags,
         robust_flags=robust_flags, per_attack=per_attack, timings={
-            "wall": wall_seconds, **_summed(o.timings for o in outcomes),
+            **wall, **_summed(o.timings for o in outcomes),
             "total": sum(sum(o.timings.values()) for o in outcomes),
         },
         model_passes=_summed(o.model_passes for o in outcomes),

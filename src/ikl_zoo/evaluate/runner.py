@@ -6,13 +6,11 @@ directory.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
 from typing import Any
 
 import torch
@@ -28,10 +26,9 @@ from ikl_zoo.evaluate.merge import merge_chunks
 from ikl_zoo.evaluate.prepare import auto_batch_size
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
 from ikl_zoo.evaluate.settings import EvalSettings
-from ikl_zoo.evaluate.store import ChunkOutcome, RunDir, open_run_dir
+from ikl_zoo.evaluate.store import ChunkOutcome, RunDir, format_utc, now_utc, open_run_dir, run_dir_lock
 
 _FACTS = {item.name for item in fields(ModelFacts)}
-_log = logging.getLogger("ikl_zoo.evaluate")
 
 
 def evaluate(
@@ -49,18 +46,18 @@ def evaluate(
     started = time.perf_counter()
     prepare.check_inputs(x, y)
     settings, facts = _settings_and_facts(settings, facts, keywords, model=model, n_examples=x.shape[0])
-    job = _start(model, x, y, settings=settings, facts=facts)
-    if out is not None:
-        job.run_dir = RunDir(out)
-        settings_data = job.settings.to_dict()
-        open_run_dir(job.run_dir, job.identity, settings=settings_data, resume=resume, shard=job.shard)
-    with _prepared(model, job) as network:
-        done, pending, batch_size = _plan(job, network)
-        runner = _ChunkRunner(job, network, batch_size=batch_size, progress=progress and job.shard.is_main)
-        if runner.progress and pending:
-            tqdm.write(str(runner.estimate(sum(stop - start for start, stop in map(job.bounds, pending)))))
-        done.update(_run_pending(job, runner, pending))
-    result_data = _finish(job, done, resumed=job.n_chunks - len(pending), runner=runner, started=started)
+    with run_dir_lock(out, shard=current_shard()) if out is not None else nullcontext():
+        job = _start(model, x, y, settings=settings, facts=facts)
+        if out is not None:
+            job.run_dir = RunDir(out)
+            open_run_dir(job.run_dir, job.identity, settings=settings.to_dict(), resume=resume, shard=job.shard)
+        with _prepared(model, job) as network:
+            done, pending, batch_size = _plan(job, network)
+            runner = _ChunkRunner(job, network, batch_size=batch_size, progress=progress and job.shard.is_main)
+            if runner.progress != "off" and pending:
+                tqdm.write(str(runner.estimate(sum(stop - start for start, stop in map(job.bounds, pending)))))
+            done.update(_run_pending(job, runner, pending))
+        result_data = _finish(job, done, pending=pending, runner=runner, started=started)
     return EvalResult.from_dict(job.shard.broadcast(result_data))
 
 
@@ -85,21 +82,31 @@ def _prepared(model: nn.Module, job: _Job) -> Iterator[nn.Module]:
 
 
 def _finish(
-    job: _Job, done: dict[int, ChunkOutcome], *, resumed: int, runner: _ChunkRunner, started: float
+    job: _Job, done: dict[int, ChunkOutcome], *, pending: list[int], runner: _ChunkRunner, started: float
 ) -> dict[str, Any] | None:
-    """Rank 0 merges every chunk into the result and saves it; the other ranks get it from rank 0."""
+    """Rank 0 merges every chunk into the result and saves it, or shows the stored one of a run finished
+    before; the other ranks get it from rank 0."""
     if not job.shard.is_main:
         return None
+    earlier = [index for index in range(job.n_chunks) if index not in pending]
+    if not pending and (stored := job.run_dir and job.run_dir.read_result()):
+        made = format_utc(stored["provenance"]["finished"])
+        tqdm.write(f"{job.run_dir.path}: already complete (made {made}); showing the stored result")
+        return {**stored, "provenance": {**stored["provenance"], "resumed_chunks": job.n_chunks}}
     extra = {
-        "started": job.started_at, "resumed_chunks": resumed,
+        "started": job.started_at, "resumed_chunks": len(earlier),
         "world_size": job.shard.world_size, "channels_last": job.settings.channels_last,
         "torch_compile": job.settings.compile, "autoattack_settings": runner.autoattack_settings,
         "precision_in_force": runner.precision_report,
         "weights_sha256": job.identity["weights_sha256"], "data_sha256": job.identity["data_sha256"],
     }
+    wall = {
+        "wall": time.perf_counter() - started,
+        "earlier_runs": sum(sum(done[index].timings.values()) for index in earlier),
+    }
     result = merge_chunks(
         [done[index] for index in range(job.n_chunks)], settings=job.settings, facts=job.facts,
-        attacks=job.attacks, extra=extra, wall_seconds=time.perf_counter() - started,
+        attacks=job.attacks, extra=extra, wall=wall,
     )
     result_data = result.to_dict()
     if job.run_dir is not None:
@@ -138,7 +145,7 @@ class _Job:
     identity: dict[str, Any]
     """What a resumed run must share: the settings that change a flag, the model's weights and the data."""
     run_dir: RunDir | None = None
-    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    started_at: str = field(default_factory=now_utc)
 
     @property
     def n_chunks(self) -> int:
@@ -236,14 +243,15 @@ def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> dict[in
     with tqdm(
         total=sum(stop - start for start, stop in map(job.bounds, pending[shard.rank::shard.world_size])),
         desc="AutoAttack" + (f" (rank 0 of {shard.world_size})" if shard.active else ""),
-        unit="img", disable=not runner.progress, dynamic_ncols=True,
+        unit="img", disable=runner.progress != "bars" or not pending, dynamic_ncols=True,
     ) as overall:
         for chunk_round in rounds:
             if shard.rank < len(chunk_round):
                 outcomes.append(runner.run(chunk_round[shard.rank]))
                 overall.update(outcomes[-1].stop - outcomes[-1].start)
                 overall.set_postfix_str(_robust_so_far(outcomes))
-                _log.info("chunk %d: %s", chunk_round[shard.rank], _robust_so_far(outcomes))
+                if runner.progress == "lines":
+                    aa.say(f"chunk {chunk_round[shard.rank] + 1}/{job.n_chunks}: {_robust_so_far(outcomes)}")
             if job.auto and shard.active:
                 runner.agree_on_batch_size()
     gathered = shard.all_gather([asdict(outcome) for outcome in outcomes])  # every rank's, on every rank
@@ -273,7 +281,8 @@ class _ChunkRunner:
     """Attacks one chunk at a time with a fresh AutoAttack seeded ``seed + index``, and saves it."""
 
     def __init__(self, job: _Job, network: nn.Module, *, batch_size: int, progress: bool) -> None:
-        self.job, self.network, self.batch_size, self.progress = job, network, batch_size, progress
+        self.job, self.network, self.batch_size = job, network, batch_size
+        self.progress = aa.progress_style(progress)
         self.counting = prepare.CountingModel(network, channels_last=job.settings.channels_last)
         self.checked = False
         self.autoattack_settings = aa.autoattack_settings(self._adversary(job.settings.seed))

@@ -4,13 +4,16 @@
     OUT/batch_size.json            the batch size the next chunk runs at, when --batch-size is auto
     OUT/chunks/chunk_00003.json    flags of examples 1500-1999, after each attack, with times
     OUT/result.json                the EvalResult, written when every chunk is done
+    OUT/lock.json                  {pid, host, since} of the run using the directory, while it runs
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from functools import partial
@@ -23,6 +26,7 @@ from tqdm.auto import tqdm
 from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate.distributed import Shard
+from ikl_zoo.evaluate.result import EvalResult
 
 _T = TypeVar("_T")
 
@@ -170,6 +174,14 @@ class RunDir:
         path = self.chunk_path(outcome.index)
         return self._write_json(path, asdict(outcome), fix=_RESUME_AFTER_WRITE)
 
+    def read_result(self) -> dict[str, Any] | None:
+        """The stored result when this version can show it; None otherwise (it is then written again)."""
+        try:
+            data = self._read_json(self.result_path)
+            return data if EvalResult.from_dict(data) and format_utc(data["provenance"]["finished"]) else None
+        except (EvaluationError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+
     def save_result(self, data: dict[str, Any]) -> Path:
         return self._write_json(self.result_path, data, fix=_RESUME_AFTER_WRITE)
 
@@ -305,3 +317,94 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return json.dumps(value)
+
+
+def format_utc(iso: str) -> str:
+    """``2026-12-04 06:30 UTC`` from an ISO time this package wrote."""
+    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def run_dir_lock(path: str | os.PathLike[str], *, shard: Shard) -> Iterator[None]:
+    """One evaluation per run directory: rank 0 holds ``lock.json`` for its ranks until the run ends or
+    fails; another run is refused at once, naming the holder. A lock whose process is gone from this host is
+    taken over; one from another host never is."""
+    held, problem = _attempt(lambda: _take_lock(Path(path).expanduser())) if shard.is_main else (None, None)
+    _raise_first([shard.broadcast(problem)])
+    try:
+        yield
+    finally:
+        if held is not None:
+            lock, me, created = held
+            with suppress(OSError, ValueError):
+                if json.loads(lock.read_text(encoding="utf-8")) == me:
+                    lock.unlink()
+            with suppress(OSError):
+                if created:  # made by this run and left empty: it failed before writing anything
+                    lock.parent.rmdir()
+
+
+def _take_lock(directory: Path) -> tuple[Path, dict[str, Any], bool] | None:
+    """Create ``lock.json`` atomically (O_CREAT|O_EXCL); None when this process holds it already or
+    ``directory`` is a file (the check names that)."""
+    if directory.exists() and not directory.is_dir():
+        return None
+    created, lock = not directory.exists(), directory / "lock.json"
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_utc()}
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if _held_by_this_process(lock, me):
+                    return None
+                continue
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                json.dump(me, file)
+            return lock, me, created
+    except OSError as error:
+        problem = f"cannot write the run directory {directory}: {error.strerror or error}"
+        raise EvaluationError(f"{problem}; choose another --out") from None
+    raise EvaluationError(f"{directory}: other runs keep taking {lock}: wait for them, or use another --out")
+
+
+def _held_by_this_process(lock: Path, me: dict[str, Any]) -> bool:
+    """True for this process's lock; a lock of a process gone from this host is removed (False: try
+    again); any other holder is refused."""
+    try:
+        holder = json.loads(lock.read_text(encoding="utf-8"))
+        pid, host, since = int(holder["pid"]), str(holder["host"]), format_utc(holder["since"])
+    except FileNotFoundError:  # released meanwhile
+        return False
+    except (ValueError, TypeError, KeyError):
+        raise EvaluationError(
+            f"{lock} is damaged (not a lock of ikl-zoo): delete it if no evaluation runs in {lock.parent}"
+        ) from None
+    if (pid, host) == (me["pid"], me["host"]):
+        return True
+    held = f"{lock.parent} is in use by pid {pid} on host {host} since {since}"
+    if host != me["host"]:
+        raise EvaluationError(
+            f"{held} (another machine): wait for it to finish, or use another --out; if that run is gone, "
+            f"delete {lock}"
+        )
+    if _alive(pid):
+        raise EvaluationError(f"{held}: wait for it to finish, or use another --out")
+    tqdm.write(f"{lock.parent}: taking over the lock of pid {pid} (since {since}), which is gone")
+    lock.unlink(missing_ok=True)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -54,7 +54,7 @@ def format_summary(result: EvalResult) -> str:
         f"{devices}; precision {result.settings.precision}; batch {result.batch_size}, "
         f"chunks of {result.chunk_size}; "
         f"{passes.get('forward', 0):,} forward and {passes.get('backward', 0):,} backward passes; "
-        f"{result.timings.get('wall', 0.0):.1f} s wall",
+        f"{_wall_time(result)}",
         "",
         table,
     ]
@@ -72,3 +72,11 @@ def format_summary(result: EvalResult) -> str:
     if data_source:
         lines.append(f"data: {data_source}")
     return "\n".join([*lines, *(f"warning: {message}" for message in result.warnings)])
+
+
+def _wall_time(result: EvalResult) -> str:
+    """This run's wall time, and the earlier runs' share of a resumed one."""
+    wall, earlier = result.timings.get("wall", 0.0), result.timings.get("earlier_runs", 0.0)
+    if result.provenance.get("resumed_chunks") == -(-result.n_examples // result.chunk_size):
+        return f"{wall + earlier:.1f} s wall (all of it in an earlier run)"
+    return f"{wall:.1f} s wall this run, {wall + earlier:.1f} s in all" if earlier else f"{wall:.1f} s wall"
