@@ -202,7 +202,8 @@ def attack_chunk(
                 max_perturbation = max(max_perturbation, largest)
             timings[attack] = time.perf_counter() - start_time if attacked else 0.0
             if attacked and progress == "lines":
-                say(f"{label}{attack}: {before} -> {int(robust_flags.sum())} robust in {timings[attack]:.1f} s")
+                left, seconds = int(robust_flags.sum()), timings[attack]
+                say(f"{label}{attack}: {before} -> {left} robust in {seconds:.1f} s")
             attack_flags[attack] = robust_flags.clone()
     return ChunkAttackResult(
         clean_flags=clean_flags, robust_flags=robust_flags, attack_flags=attack_flags, timings=timings,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ikl_zoo.evaluate.result import EvalResult, ModelFacts
 from ikl_zoo.evaluate.runner import estimate, evaluate
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.sources import ModelSource, load_for_evaluation
+from ikl_zoo.evaluate.store import run_dir_lock
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ def evaluate_model(
     request = ModelRequest(request) if isinstance(request, str) else request
     settings = settings or EvalSettings()
     device = resolve_device(settings.device, nn.Identity())
-    with process_group_from_environment(device) as shard:
+    with process_group_from_environment(device) as shard, (
+        run_dir_lock(out, shard=shard) if out is not None else nullcontext()
+    ):
         with shard.main_first():
             source, x, y = _load(request, settings, device)
         facts = ModelFacts(

@@ -50,15 +50,21 @@ def evaluate(
         job = _start(model, x, y, settings=settings, facts=facts)
         if out is not None:
             job.run_dir = RunDir(out)
-            open_run_dir(job.run_dir, job.identity, settings=settings.to_dict(), resume=resume, shard=job.shard)
-        with _prepared(model, job) as network:
-            done, pending, batch_size = _plan(job, network)
-            runner = _ChunkRunner(job, network, batch_size=batch_size, progress=progress and job.shard.is_main)
-            if runner.progress != "off" and pending:
-                tqdm.write(str(runner.estimate(sum(stop - start for start, stop in map(job.bounds, pending)))))
-            done.update(_run_pending(job, runner, pending))
-        result_data = _finish(job, done, pending=pending, runner=runner, started=started)
+            settings_data = job.settings.to_dict()
+            open_run_dir(job.run_dir, job.identity, settings=settings_data, resume=resume, shard=job.shard)
+        result_data = _run(model, job, progress=progress and job.shard.is_main, started=started)
     return EvalResult.from_dict(job.shard.broadcast(result_data))
+
+
+def _run(model: nn.Module, job: _Job, *, progress: bool, started: float) -> dict[str, Any] | None:
+    """Attack the pending chunks, then merge every chunk into the result (on rank 0; None on the others)."""
+    with _prepared(model, job) as network:
+        done, pending, batch_size = _plan(job, network)
+        runner = _ChunkRunner(job, network, batch_size=batch_size, progress=progress)
+        if runner.progress != "off" and pending:
+            tqdm.write(str(runner.estimate(sum(stop - start for start, stop in map(job.bounds, pending)))))
+        done.update(_run_pending(job, runner, pending))
+    return _finish(job, done, pending=pending, runner=runner, started=started)
 
 
 def estimate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, settings: EvalSettings) -> Estimate:

@@ -89,7 +89,7 @@ class RunDir:
             )
         manifest = self.read_manifest()
         if manifest is None:
-            if self.chunks_dir.is_dir() and any(self.chunks_dir.glob("chunk_*.json")):
+            if any(self.chunks_dir.glob("chunk_*.json")):
                 raise EvaluationError(
                     f"{self.chunks_dir} holds chunk files but {self.path} has no manifest.json: "
                     "choose another --out"
@@ -103,19 +103,14 @@ class RunDir:
         previous = manifest["identity"]
         differences = "; ".join(
             f"{key} {_show(previous.get(key))} there, {_show(identity.get(key))} now"
-            for key in sorted(set(previous) | set(identity))
-            if previous.get(key) != identity.get(key)
+            for key in sorted(set(previous) | set(identity)) if previous.get(key) != identity.get(key)
         )
-        if differences and resume:
-            raise EvaluationError(
-                f"--resume refused: {self.path} was made with other arguments ({differences}): "
-                "rerun with the same arguments, or choose another --out"
-            )
         if differences:
-            raise EvaluationError(
-                f"{self.path} holds a run made with other arguments ({differences}): "
+            fix = "rerun with the same arguments, or choose another --out" if resume else (
                 "choose another --out, or delete the directory to start over"
             )
+            where = f"--resume refused: {self.path} was made" if resume else f"{self.path} holds a run made"
+            raise EvaluationError(f"{where} with other arguments ({differences}): {fix}")
         if not resume:
             state = "a finished" if self.result_path.is_file() else "an unfinished"
             raise EvaluationError(
@@ -260,8 +255,7 @@ def _chunk_problem(data: Any, *, size: int, attacks: Sequence[str]) -> str | Non
     if missing or unexpected:
         return f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(unexpected)}"
     for key in _CHUNK_INTS:
-        least = 1 if key == "batch_size" else 0
-        if not _is_int(data[key]) or data[key] < least:
+        if not _is_int(data[key]) or data[key] < (least := int(key == "batch_size")):
             return f"{key} is {_show(data[key])}, not an integer >= {least}"
     attack_flags = data["attack_flags"]
     if not isinstance(attack_flags, dict) or list(attack_flags) != list(attacks):
@@ -270,31 +264,30 @@ def _chunk_problem(data: Any, *, size: int, attacks: Sequence[str]) -> str | Non
     stages = {"clean_flags": data["clean_flags"]}
     stages.update({f"attack_flags[{name}]": flags for name, flags in attack_flags.items()})
     for name, flags in {**stages, "robust_flags": data["robust_flags"]}.items():
-        if not (isinstance(flags, list) and all(isinstance(flag, bool) for flag in flags)):
+        if not _all(flags, list, lambda flag: isinstance(flag, bool)):
             return f"{name} is not a list of true/false"
         if len(flags) != size:
             return f"{name} has {len(flags)} entries, the chunk has {size} examples"
     # Each attack can only remove survivors; the last attack's survivors are the robust ones.
     flags = list(stages.values())
-    removed_only = all(
-        before or not after
-        for earlier, later in pairwise(flags)
-        for before, after in zip(earlier, later, strict=True)
+    added = any(
+        after and not before
+        for earlier, later in pairwise(flags) for before, after in zip(earlier, later, strict=True)
     )
-    if not removed_only or flags[-1] != data["robust_flags"]:
-        return "the flags after the attacks contradict each other"
-    timings, passes, warnings = data["timings"], data["model_passes"], data["warnings"]
-    if not (isinstance(timings, dict) and all(map(_is_number, timings.values()))):
-        return "timings are not numbers"
-    if not (isinstance(passes, dict) and all(map(_is_int, passes.values()))):
-        return "model_passes are not integers"
-    if not _is_number(data["max_perturbation"]):
-        return "max_perturbation is not a number"
-    if not isinstance(data["device"], str):
-        return "device is not a string"
-    if not (isinstance(warnings, list) and all(isinstance(message, str) for message in warnings)):
-        return "warnings are not a list of strings"
-    return None
+    checks = {
+        "the flags after the attacks contradict each other": not added and flags[-1] == data["robust_flags"],
+        "timings are not numbers": _all(data["timings"], dict, _is_number),
+        "model_passes are not integers": _all(data["model_passes"], dict, _is_int),
+        "max_perturbation is not a number": _is_number(data["max_perturbation"]),
+        "device is not a string": isinstance(data["device"], str),
+        "warnings are not a list of strings": _all(data["warnings"], list, lambda text: type(text) is str),
+    }
+    return next((problem for problem, fine in checks.items() if not fine), None)
+
+
+def _all(value: Any, kind: type, test: Callable[[Any], bool]) -> bool:
+    """``value`` is a ``kind`` (list or dict) whose items (values) all pass ``test``."""
+    return isinstance(value, kind) and all(map(test, value.values() if kind is dict else value))
 
 
 def _is_int(value: Any) -> bool:
