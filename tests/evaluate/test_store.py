@@ -82,7 +82,8 @@ def test_a_lock_left_by_a_gone_process_is_taken_over_with_a_notice(
     _lock(out, pid=pid)
     evaluate(linear_model, *cifar10_sample, out=out, resume=True, **FAST)
     notices = [line for line in capsys.readouterr().out.splitlines() if "pid" in line]
-    assert notices == [f"{out}: taking over the lock of pid {pid} (since 2026-12-04 06:30 UTC), which is gone"]
+    taken = f"{out}: taking over the lock of pid {pid} (since 2026-12-04 06:30 UTC), which is gone"
+    assert notices == [taken]
     assert (out / "result.json").is_file() and not (out / "lock.json").exists()
 
 
@@ -98,7 +99,9 @@ def test_the_lock_is_released_after_a_run_and_after_an_error(linear_model, cifar
     assert not (tmp_path / "never").exists(), "a run that failed before writing leaves no folder"
 
 
-def test_a_finished_run_resumed_is_shown_once_and_not_rewritten(linear_model, cifar10_sample, tmp_path, capsys):
+def test_a_finished_run_resumed_is_shown_once_and_not_rewritten(
+    linear_model, cifar10_sample, tmp_path, capsys
+):
     out = tmp_path / "run"
     first = evaluate(linear_model, *cifar10_sample, out=out, **FAST)
     stored = (out / "result.json").read_bytes()

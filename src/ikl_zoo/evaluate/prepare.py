@@ -14,6 +14,7 @@ import os
 import platform
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from functools import reduce
 
 import torch
 from torch import nn
@@ -150,14 +151,11 @@ def _fp32_precision_settings() -> list[object]:
     """The settings this torch has; none before torch 2.9."""
     if not hasattr(torch.backends, "fp32_precision"):
         return []
-    settings = []
-    for dotted in _FP32_PRECISION_SETTINGS:
-        setting: object = torch.backends
-        for name in filter(None, dotted.split(".")):
-            setting = getattr(setting, name, None)
-        if setting is not None and hasattr(setting, "fp32_precision"):
-            settings.append(setting)
-    return settings
+    found = [
+        reduce(lambda obj, part: getattr(obj, part, None), filter(None, dotted.split(".")), torch.backends)
+        for dotted in _FP32_PRECISION_SETTINGS
+    ]
+    return [setting for setting in found if hasattr(setting, "fp32_precision")]
 
 
 @contextmanager
@@ -165,29 +163,19 @@ def strict_fp32() -> Iterator[None]:
     """float32 math without TF32 or bf16 for cuBLAS, cuDNN and oneDNN; the caller's settings after.
 
     On torch >= 2.9 through ``fp32_precision`` (reading the legacy ``allow_tf32`` raises there once the new
-    API is used); settings left at "none" follow the generic one, so only those set explicitly are overridden.
+    API is used), before it through ``allow_tf32``.
     """
-    settings = _fp32_precision_settings()
-    if not settings:
-        cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-        saved = (cudnn.allow_tf32, matmul.allow_tf32)
-        cudnn.allow_tf32 = matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            cudnn.allow_tf32, matmul.allow_tf32 = saved
-        return
-    overridden = []
+    strict = [(setting, "fp32_precision", "ieee") for setting in _fp32_precision_settings()] or [
+        (torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)
+    ]
+    saved = [(setting, name, getattr(setting, name)) for setting, name, _ in strict]
     try:
-        for setting in settings:
-            precision = setting.fp32_precision  # type: ignore[attr-defined]
-            if precision != "ieee":
-                overridden.append((setting, precision))
-                setting.fp32_precision = "ieee"  # type: ignore[attr-defined]
+        for setting, name, value in strict:
+            setattr(setting, name, value)
         yield
     finally:
-        for setting, precision in reversed(overridden):
-            setting.fp32_precision = precision  # type: ignore[attr-defined]
+        for setting, name, value in reversed(saved):
+            setattr(setting, name, value)
 
 
 PYTORCH_DEFAULTS = {

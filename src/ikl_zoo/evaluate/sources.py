@@ -5,13 +5,12 @@ robustbench's own ``load_model`` (pickles, forced to ``weights_only=True``) so p
 from __future__ import annotations
 
 import difflib
-import functools
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import nn
@@ -143,17 +142,7 @@ def load_robustbench_model(
     return model, path
 
 
-@contextmanager
-def _weights_only_torch_load() -> Iterator[None]:
+def _weights_only_torch_load() -> ContextManager[Any]:
     """robustbench calls ``torch.load`` without ``weights_only``: force it, so a download never runs code."""
-    original = torch.load
-
-    @functools.wraps(original)
-    def weights_only_load(*args: Any, **kwargs: Any) -> Any:
-        return original(*args, **{**kwargs, "weights_only": True})
-
-    torch.load = weights_only_load
-    try:
-        yield
-    finally:
-        torch.load = original
+    load = torch.load
+    return mock.patch.object(torch, "load", lambda *args, **kw: load(*args, **{**kw, "weights_only": True}))
