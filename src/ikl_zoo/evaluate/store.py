@@ -350,54 +350,46 @@ def _take_lock(directory: Path) -> tuple[Path, dict[str, Any], bool] | None:
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_utc()}
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
+        for _ in range(3):  # a lock released, or taken over, between the create and the read: once more
             try:
-                descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with os.fdopen(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w") as file:
+                    json.dump(me, file)
+                return lock, me, created
             except FileExistsError:
-                if _held_by_this_process(lock, me):
+                if _holder(lock) == (me["pid"], me["host"]):
                     return None
-                continue
-            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-                json.dump(me, file)
-            return lock, me, created
     except OSError as error:
         problem = f"cannot write the run directory {directory}: {error.strerror or error}"
         raise EvaluationError(f"{problem}; choose another --out") from None
     raise EvaluationError(f"{directory}: other runs keep taking {lock}: wait for them, or use another --out")
 
 
-def _held_by_this_process(lock: Path, me: dict[str, Any]) -> bool:
-    """True for this process's lock; a lock of a process gone from this host is removed (False: try
-    again); any other holder is refused."""
+def _holder(lock: Path) -> tuple[int, str] | None:
+    """The (pid, host) holding ``lock``; None once it is gone (released, or a gone process's, removed).
+    A live process's lock is refused, and so is any lock of another host."""
     try:
         holder = json.loads(lock.read_text(encoding="utf-8"))
         pid, host, since = int(holder["pid"]), str(holder["host"]), format_utc(holder["since"])
-    except FileNotFoundError:  # released meanwhile
-        return False
+    except FileNotFoundError:
+        return None
     except (ValueError, TypeError, KeyError):
         raise EvaluationError(
             f"{lock} is damaged (not a lock of ikl-zoo): delete it if no evaluation runs in {lock.parent}"
         ) from None
-    if (pid, host) == (me["pid"], me["host"]):
-        return True
     held = f"{lock.parent} is in use by pid {pid} on host {host} since {since}"
-    if host != me["host"]:
+    if host != socket.gethostname():
         raise EvaluationError(
             f"{held} (another machine): wait for it to finish, or use another --out; if that run is gone, "
             f"delete {lock}"
         )
-    if _alive(pid):
-        raise EvaluationError(f"{held}: wait for it to finish, or use another --out")
-    tqdm.write(f"{lock.parent}: taking over the lock of pid {pid} (since {since}), which is gone")
-    lock.unlink(missing_ok=True)
-    return False
-
-
-def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return pid, host
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        tqdm.write(f"{lock.parent}: taking over the lock of pid {pid} (since {since}), which is gone")
+        lock.unlink(missing_ok=True)
+        return None
+    except PermissionError:  # another user's live process
+        pass
+    raise EvaluationError(f"{held}: wait for it to finish, or use another --out")
