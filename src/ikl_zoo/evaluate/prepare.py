@@ -163,15 +163,17 @@ def strict_fp32() -> Iterator[None]:
     """float32 math without TF32 or bf16 for cuBLAS, cuDNN and oneDNN; the caller's settings after.
 
     On torch >= 2.9 through ``fp32_precision`` (reading the legacy ``allow_tf32`` raises there once the new
-    API is used), before it through ``allow_tf32``.
+    API is used; a setting at "none" follows its parent), before it through ``allow_tf32``.
     """
     strict = [(setting, "fp32_precision", "ieee") for setting in _fp32_precision_settings()] or [
         (torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)
     ]
-    saved = [(setting, name, getattr(setting, name)) for setting, name, _ in strict]
+    saved = []  # read one by one: a parent's new value may change what a child reads
     try:
         for setting, name, value in strict:
-            setattr(setting, name, value)
+            if (before := getattr(setting, name)) != value:
+                saved.append((setting, name, before))
+                setattr(setting, name, value)
         yield
     finally:
         for setting, name, value in reversed(saved):

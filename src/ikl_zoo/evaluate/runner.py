@@ -155,7 +155,7 @@ class _Job:
 
     @property
     def n_chunks(self) -> int:
-        return -(-self.settings.n_examples // self.settings.chunk_size)
+        return self.settings.n_chunks
 
     @property
     def auto(self) -> bool:
@@ -176,7 +176,7 @@ def _start(
     """Check everything an attack would trip over later, then place the model on its device."""
     attacks = aa.resolve_attacks(version=settings.version, norm=settings.norm, attacks=settings.attacks)
     options = aa.check_attack_options(settings.attack_options, version=settings.version)
-    _check_seed(settings.seed, -(-settings.n_examples // settings.chunk_size))
+    _check_seed(settings.seed, settings.n_chunks)
     prepare.check_fp32(model)
     device = prepare.resolve_device(settings.device, model)
     model.to(device)
@@ -216,11 +216,9 @@ def _finished_chunks(job: _Job) -> tuple[dict[int, ChunkOutcome], int | None]:
         seed = job.settings.seed + index
         if outcome := job.run_dir.load_chunk(index, start=start, stop=stop, seed=seed, attacks=job.attacks):
             done[index] = outcome
-    recorded = None
-    if job.auto:
-        recorded = job.run_dir.read_batch_size(limit=job.largest_batch)
-        if recorded is None and done:  # a run whose batch_size.json was deleted
-            recorded = min(outcome.batch_size for outcome in done.values())
+    recorded = job.run_dir.read_batch_size(limit=job.largest_batch) if job.auto else None
+    if job.auto and recorded is None and done:  # a run whose batch_size.json was deleted
+        recorded = min(outcome.batch_size for outcome in done.values())
     return done, recorded
 
 
@@ -287,10 +285,9 @@ class _ChunkRunner:
     """Attacks one chunk at a time with a fresh AutoAttack seeded ``seed + index``, and saves it."""
 
     def __init__(self, job: _Job, network: nn.Module, *, batch_size: int, progress: bool) -> None:
-        self.job, self.network, self.batch_size = job, network, batch_size
+        self.job, self.network, self.batch_size, self.checked = job, network, batch_size, False
         self.progress = aa.progress_style(progress)
         self.counting = prepare.CountingModel(network, channels_last=job.settings.channels_last)
-        self.checked = False
         self.autoattack_settings = aa.autoattack_settings(self._adversary(job.settings.seed))
         self.device_name = prepare.device_name(job.device)
         self.precision_report = prepare.precision_report(job.settings.precision, job.device)
@@ -313,19 +310,17 @@ class _ChunkRunner:
         )
 
     def run(self, index: int) -> ChunkOutcome:
-        start, stop = self.job.bounds(index)
-        seed = self.job.settings.seed + index
+        (start, stop), seed = self.job.bounds(index), self.job.settings.seed + index
         before = dict(self.counting.counts)
         with aa.collect_autoattack_warnings() as autoattack_warnings:
             x, y = self.job.x[start:stop].to(self.job.device), self.job.y[start:stop].to(self.job.device)
             found, checks_seconds, back_offs = self._attack(index, x, y)
-        after = dict(self.counting.counts)
         outcome = ChunkOutcome(
             index=index, start=start, stop=stop, seed=seed, batch_size=self.batch_size,
             clean_flags=found.clean_flags.tolist(), robust_flags=found.robust_flags.tolist(),
             attack_flags={name: flags.tolist() for name, flags in found.attack_flags.items()},
             timings={"checks": checks_seconds, **found.timings},
-            model_passes={key: after[key] - before[key] for key in after},
+            model_passes={key: count - before[key] for key, count in self.counting.counts.items()},
             max_perturbation=found.max_perturbation, device=self.device_name, rank=self.job.shard.rank,
             warnings=[*self.precision_warnings, *autoattack_warnings, *back_offs],
         )
@@ -352,25 +347,21 @@ class _ChunkRunner:
                     raise
                 del adversary
                 prepare.free_memory()
-                back_offs.append(self._back_off(index))
-
-    def _back_off(self, index: int) -> str:
-        if not self.job.auto or self.batch_size == 1:
-            raise EvaluationError(
-                f"out of GPU memory at batch size {self.batch_size}: pass a smaller --batch-size (or auto)"
-            ) from None
-        message = (
-            f"out of memory at batch size {self.batch_size} in chunk {index}: "
-            f"redoing the chunk, and running the later ones, at {self.batch_size // 2}"
-        )
-        tqdm.write(message)
-        self._set_batch_size(self.batch_size // 2)
-        return message
+                if not self.job.auto or self.batch_size == 1:
+                    raise EvaluationError(
+                        f"out of GPU memory at batch size {self.batch_size}: "
+                        "pass a smaller --batch-size (or auto)"
+                    ) from None
+                back_offs.append(
+                    f"out of memory at batch size {self.batch_size} in chunk {index}: "
+                    f"redoing the chunk, and running the later ones, at {self.batch_size // 2}"
+                )
+                tqdm.write(back_offs[-1])
+                self._set_batch_size(self.batch_size // 2)
 
     def agree_on_batch_size(self) -> None:
         """The smallest batch size of all ranks, for every rank's later chunks."""
-        agreed = min(self.job.shard.all_gather(self.batch_size))
-        if agreed < self.batch_size:
+        if (agreed := min(self.job.shard.all_gather(self.batch_size))) < self.batch_size:
             self._set_batch_size(agreed)
 
     def _set_batch_size(self, batch_size: int) -> None:
@@ -385,8 +376,7 @@ class _ChunkRunner:
         started = time.perf_counter()
         with torch.no_grad():
             n_classes = aa.run_checks(adversary, x, y, batch_size=self.batch_size)
-        label_max = int(self.job.y.max())
-        if label_max >= n_classes:
+        if (label_max := int(self.job.y.max())) >= n_classes:
             raise EvaluationError(
                 f"the labels go up to {label_max} but the model has {n_classes} outputs: "
                 "wrong --dataset for this model?"

@@ -62,6 +62,10 @@ class EvalSettings:
         object.__setattr__(self, "attack_options", options)
 
     @property
+    def n_chunks(self) -> int:
+        return -(-self.n_examples // self.chunk_size)
+
+    @property
     def eps_text(self) -> str:
         return format_eps(self.eps, self.norm)
 

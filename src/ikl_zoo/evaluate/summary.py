@@ -77,6 +77,6 @@ def format_summary(result: EvalResult) -> str:
 def _wall_time(result: EvalResult) -> str:
     """This run's wall time, and the earlier runs' share of a resumed one."""
     wall, earlier = result.timings.get("wall", 0.0), result.timings.get("earlier_runs", 0.0)
-    if result.provenance.get("resumed_chunks") == -(-result.n_examples // result.chunk_size):
+    if result.provenance.get("resumed_chunks") == result.settings.n_chunks:
         return f"{wall + earlier:.1f} s wall (all of it in an earlier run)"
     return f"{wall:.1f} s wall this run, {wall + earlier:.1f} s in all" if earlier else f"{wall:.1f} s wall"
