@@ -72,8 +72,7 @@ class RunDir:
     def read_manifest(self) -> dict[str, Any] | None:
         data = self._read_json(self.manifest_path)
         if data is not None and not (isinstance(data, dict) and isinstance(data.get("identity"), dict)):
-            problem = f"a JSON {_json_type(data)}, not an object"
-            problem = "no identity object" if isinstance(data, dict) else problem
+            problem = "no identity object" if isinstance(data, dict) else _not_an_object(data)
             raise EvaluationError(
                 f"run directory {self.path}: manifest.json is damaged ({problem}): "
                 "choose another --out, or delete the directory to start over"
@@ -120,16 +119,13 @@ class RunDir:
         return manifest
 
     def write_manifest(self, identity: dict[str, Any], *, settings: dict[str, Any]) -> None:
-        if self.manifest_path.is_file():
-            return
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        manifest = {"format": MANIFEST_FORMAT, "created": created, "identity": identity, "settings": settings}
-        self._write_json(self.manifest_path, manifest, fix="choose another --out")
+        if not self.manifest_path.is_file():
+            manifest = dict(format=MANIFEST_FORMAT, created=now_utc(), identity=identity, settings=settings)
+            self._write_json(self.manifest_path, manifest, fix="choose another --out")
 
     def read_batch_size(self, *, limit: int) -> int | None:
         """The batch size an ``auto`` run settled on (probed, then halved on out-of-memory), if recorded."""
-        data = self._read_json(self.batch_size_path, fix=_REDO_BATCH_SIZE)
-        if data is None:
+        if (data := self._read_json(self.batch_size_path, fix=_REDO_BATCH_SIZE)) is None:
             return None
         size = data.get("batch_size") if isinstance(data, dict) else None
         if not (_is_int(size) and 1 <= size <= limit):
@@ -146,11 +142,9 @@ class RunDir:
         self, index: int, *, start: int, stop: int, seed: int, attacks: Sequence[str]
     ) -> ChunkOutcome | None:
         path = self.chunk_path(index)
-        data = self._read_json(path, damaged=f"chunk file {path.name}", fix=_REDO_CHUNK)
-        if data is None:
+        if (data := self._read_json(path, damaged=f"chunk file {path.name}", fix=_REDO_CHUNK)) is None:
             return None
-        problem = _chunk_problem(data, size=stop - start, attacks=attacks)
-        if problem is not None:
+        if (problem := _chunk_problem(data, size=stop - start, attacks=attacks)) is not None:
             raise EvaluationError(
                 f"run directory {self.path}: chunk file {path.name} is damaged ({problem}): {_REDO_CHUNK}"
             )
@@ -166,8 +160,7 @@ class RunDir:
         return ChunkOutcome(**data)
 
     def save_chunk(self, outcome: ChunkOutcome) -> Path:
-        path = self.chunk_path(outcome.index)
-        return self._write_json(path, asdict(outcome), fix=_RESUME_AFTER_WRITE)
+        return self._write_json(self.chunk_path(outcome.index), asdict(outcome), fix=_RESUME_AFTER_WRITE)
 
     def read_result(self) -> dict[str, Any] | None:
         """The stored result when this version can show it; None otherwise (it is then written again)."""
@@ -180,10 +173,7 @@ class RunDir:
     def save_result(self, data: dict[str, Any]) -> Path:
         return self._write_json(self.result_path, data, fix=_RESUME_AFTER_WRITE)
 
-    def _read_json(
-        self, path: Path, *, damaged: str | None = None, fix: str = "choose another --out"
-    ) -> Any | None:
-        damaged = damaged or path.name
+    def _read_json(self, path: Path, *, damaged: str = "", fix: str = "choose another --out") -> Any | None:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (FileNotFoundError, NotADirectoryError):  # the write that follows names the problem
@@ -192,7 +182,7 @@ class RunDir:
             raise EvaluationError(f"cannot read {path}: {error.strerror or error}: {fix}") from None
         except ValueError as error:  # UnicodeDecodeError or json.JSONDecodeError
             kind = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else "not valid JSON"
-            problem = f"run directory {self.path}: {damaged} is damaged ({kind}: {error})"
+            problem = f"run directory {self.path}: {damaged or path.name} is damaged ({kind}: {error})"
             raise EvaluationError(f"{problem}: {fix}") from None
 
     def _write_json(self, path: Path, data: Any, *, fix: str) -> Path:
@@ -201,8 +191,7 @@ class RunDir:
         try:
             return write_json_atomic(path, data)
         except OSError as error:
-            named = error.filename is not None and Path(error.filename) != self.path
-            where = f" ({error.filename})" if named else ""
+            where = f" ({error.filename})" if error.filename not in (None, str(self.path)) else ""
             raise EvaluationError(
                 f"cannot write the run directory {self.path}: {error.strerror or error}{where}; {fix}"
             ) from None
@@ -250,7 +239,7 @@ _CHUNK_FIELDS = {item.name for item in fields(ChunkOutcome)}
 def _chunk_problem(data: Any, *, size: int, attacks: Sequence[str]) -> str | None:
     """What is wrong with a chunk file's JSON for a chunk of ``size`` examples, or None."""
     if not isinstance(data, dict):
-        return f"a JSON {_json_type(data)}, not an object"
+        return _not_an_object(data)
     missing, unexpected = sorted(_CHUNK_FIELDS - set(data)), sorted(set(data) - _CHUNK_FIELDS)
     if missing or unexpected:
         return f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(unexpected)}"
@@ -298,10 +287,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _json_type(value: Any) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
+def _not_an_object(value: Any) -> str:
+    kind = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    return f"a JSON {kind.get(type(value), type(value).__name__)}, not an object"
 
 
 def _show(value: Any) -> str:
