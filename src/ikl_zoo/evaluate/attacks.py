@@ -89,8 +89,7 @@ def check_attack_options(
 
 
 def _probe_adversary(*, norm: str, version: str) -> AutoAttack:
-    quiet = logging.getLogger(AUTOATTACK_LOGGER)
-    level = quiet.level
+    quiet, level = logging.getLogger(AUTOATTACK_LOGGER), logging.getLogger(AUTOATTACK_LOGGER).level
     quiet.setLevel(logging.WARNING)  # _set_version logs "setting parameters" at info
     try:
         return AutoAttack(torch.nn.Identity(), norm=norm, eps=1.0, version=version, device="cpu", seed=0)
@@ -255,28 +254,22 @@ def _attack_survivors(
     return largest
 
 
-class _EachOnce(logging.Handler):
-    """Hands each distinct AutoAttack warning to ``action`` once (APGD's come once per batch)."""
-
-    def __init__(self, action: Callable[[str], None]) -> None:
-        super().__init__(level=logging.WARNING)
-        self.action, self.seen = action, []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message not in self.seen:
-            self.seen.append(message)
-            self.action(message)
-
-
 @contextmanager
 def _each_once(action: Callable[[str], None], *, propagate: bool = True) -> Iterator[list[str]]:
-    handler, logger = _EachOnce(action), logging.getLogger(AUTOATTACK_LOGGER)
-    before = logger.propagate
+    """Hands each distinct AutoAttack warning to ``action`` once (APGD's come once per batch)."""
+    seen: list[str] = []
+    handler, logger = logging.Handler(logging.WARNING), logging.getLogger(AUTOATTACK_LOGGER)
+
+    def emit(record: logging.LogRecord) -> None:
+        if (message := record.getMessage()) not in seen:
+            seen.append(message)
+            action(message)
+
+    handler.emit, before = emit, logger.propagate
     logger.addHandler(handler)
     logger.propagate = propagate and before
     try:
-        yield handler.seen
+        yield seen
     finally:
         logger.removeHandler(handler)
         logger.propagate = before

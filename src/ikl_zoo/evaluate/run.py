@@ -103,13 +103,11 @@ def _provenance(source: ModelSource, request: ModelRequest, *, dataset: str) -> 
     from ikl_zoo.zoo.checkpoints import file_sha256
 
     path = source.checkpoint_path
+    on_disk = path is not None and Path(path).is_file()
+    digest = source.checkpoint_sha256 or (file_sha256(path) if on_disk else None)
     return {
-        "model_source": source.description,
-        "replaced_weights": source.replaced_weights,
-        "checkpoint": str(path) if path is not None else None,
-        "checkpoint_sha256": source.checkpoint_sha256
-        or (file_sha256(path) if path is not None and Path(path).is_file() else None),
-        "hub": source.hub,
+        "model_source": source.description, "replaced_weights": source.replaced_weights,
+        "checkpoint": str(path) if path is not None else None, "checkpoint_sha256": digest, "hub": source.hub,
         "data_dir": str(Path(request.data_dir).expanduser().resolve()),
         "data_source": data_source(dataset, data_dir=request.data_dir),
         "official_test_set": is_official_cifar(dataset, data_dir=request.data_dir),

@@ -100,24 +100,20 @@ def _finish(
         tqdm.write(f"{job.run_dir.path}: already complete (made {made}); showing the stored result")
         return {**stored, "provenance": {**stored["provenance"], "resumed_chunks": job.n_chunks}}
     extra = {
-        "started": job.started_at, "resumed_chunks": len(earlier),
-        "world_size": job.shard.world_size, "channels_last": job.settings.channels_last,
-        "torch_compile": job.settings.compile, "autoattack_settings": runner.autoattack_settings,
-        "precision_in_force": runner.precision_report,
+        "started": job.started_at, "resumed_chunks": len(earlier), "world_size": job.shard.world_size,
+        "channels_last": job.settings.channels_last, "torch_compile": job.settings.compile,
+        "autoattack_settings": runner.autoattack_settings, "precision_in_force": runner.precision_report,
         "weights_sha256": job.identity["weights_sha256"], "data_sha256": job.identity["data_sha256"],
     }
-    wall = {
-        "wall": time.perf_counter() - started,
-        "earlier_runs": sum(sum(done[index].timings.values()) for index in earlier),
-    }
+    wall = {"wall": time.perf_counter() - started}
+    wall["earlier_runs"] = sum(sum(done[index].timings.values()) for index in earlier)
     result = merge_chunks(
         [done[index] for index in range(job.n_chunks)], settings=job.settings, facts=job.facts,
         attacks=job.attacks, extra=extra, wall=wall,
     )
-    result_data = result.to_dict()
     if job.run_dir is not None:
-        job.run_dir.save_result(result_data)
-    return result_data
+        job.run_dir.save_result(result.to_dict())
+    return result.to_dict()
 
 
 def _settings_and_facts(
@@ -128,7 +124,7 @@ def _settings_and_facts(
     fact_keywords = {name: keywords.pop(name) for name in list(keywords) if name in _FACTS}
     if settings is None:
         device = keywords.pop("device", None)
-        settings = EvalSettings(**keywords, device=str(device) if device is not None else None)
+        settings = EvalSettings(**keywords, device=None if device is None else str(device))
     elif keywords:
         raise TypeError(f"pass settings or their fields, not both ({', '.join(keywords)})")
     facts = replace(facts or ModelFacts(), **fact_keywords)
@@ -178,27 +174,21 @@ def _start(
     options = aa.check_attack_options(settings.attack_options, version=settings.version)
     _check_seed(settings.seed, settings.n_chunks)
     prepare.check_fp32(model)
-    device = prepare.resolve_device(settings.device, model)
+    device, shard = prepare.resolve_device(settings.device, model), current_shard()
     model.to(device)
-    shard = current_shard()
     if shard.active and device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL's object collectives use the current device
     channels_last = device.type == "cuda" if settings.channels_last is None else settings.channels_last
     settings = replace(settings, attack_options=options, device=str(device), channels_last=channels_last)
     x, y = x.detach().to("cpu"), y.detach().to("cpu", torch.int64)
-    identity = {
-        "model_id": facts.model_id, "weights_sha256": prepare.weights_digest(model),
-        "data_sha256": prepare.data_digest(x, y),
-        **settings.identity(), "attacks": attacks,
-    }
+    identity = {"model_id": facts.model_id, "weights_sha256": prepare.weights_digest(model)}
+    identity.update({"data_sha256": prepare.data_digest(x, y), **settings.identity(), "attacks": attacks})
     return _Job(settings, facts, x, y, attacks, device, shard, identity)
 
 
 def _plan(job: _Job, model: nn.Module) -> tuple[dict[int, ChunkOutcome], list[int], int]:
     """The chunks finished before (on rank 0), those still to run (every rank), and the batch size."""
-    done, recorded = ({}, None)
-    if job.run_dir is not None and job.shard.is_main:
-        done, recorded = _finished_chunks(job)
+    done, recorded = _finished_chunks(job) if job.run_dir is not None and job.shard.is_main else ({}, None)
     pending, recorded = job.shard.broadcast(
         ([index for index in range(job.n_chunks) if index not in done], recorded)
     )
@@ -226,10 +216,8 @@ def _starting_batch_size(job: _Job, model: nn.Module, *, pending: list[int], rec
     """The size asked for, the one an auto run reached, or (every rank the same) the largest that fits."""
     if not job.auto:
         return job.settings.batch_size
-    if recorded is not None:
-        return recorded
-    if not pending:
-        return job.largest_batch
+    if recorded is not None or not pending:
+        return recorded or job.largest_batch
     probed = job.largest_batch
     if pending[job.shard.rank::job.shard.world_size]:  # this rank has chunks to run
         probed = auto_batch_size(

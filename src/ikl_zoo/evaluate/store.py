@@ -82,23 +82,16 @@ class RunDir:
     def check(self, identity: dict[str, Any], *, resume: bool) -> dict[str, Any] | None:
         """Validate the directory for this run without writing; returns the existing manifest if any."""
         if self.path.exists() and not self.path.is_dir():
-            raise EvaluationError(
-                f"cannot write the run directory {self.path}: it is a file, not a directory; "
-                "choose another --out"
-            )
-        manifest = self.read_manifest()
-        if manifest is None:
+            problem = f"cannot write the run directory {self.path}: it is a file, not a directory"
+            raise EvaluationError(f"{problem}; choose another --out")
+        if (manifest := self.read_manifest()) is None:
             if any(self.chunks_dir.glob("chunk_*.json")):
-                raise EvaluationError(
-                    f"{self.chunks_dir} holds chunk files but {self.path} has no manifest.json: "
-                    "choose another --out"
-                )
+                problem = f"{self.chunks_dir} holds chunk files but {self.path} has no manifest.json"
+                raise EvaluationError(problem, fix="choose another --out")
             return None
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise EvaluationError(
-                f"{self.manifest_path} has format {_show(manifest.get('format'))}, this ikl-zoo writes "
-                f"{MANIFEST_FORMAT}: choose another --out"
-            )
+        if (found := manifest.get("format")) != MANIFEST_FORMAT:
+            problem = f"{self.manifest_path} has format {_show(found)}, this ikl-zoo writes {MANIFEST_FORMAT}"
+            raise EvaluationError(problem, fix="choose another --out")
         previous = manifest["identity"]
         differences = "; ".join(
             f"{key} {_show(previous.get(key))} there, {_show(identity.get(key))} now"
@@ -319,14 +312,11 @@ def run_dir_lock(path: str | os.PathLike[str], *, shard: Shard) -> Iterator[None
     try:
         yield
     finally:
-        if held is not None:
-            lock, me, created = held
-            with suppress(OSError, ValueError):
-                if json.loads(lock.read_text(encoding="utf-8")) == me:
-                    lock.unlink()
-            with suppress(OSError):
-                if created:  # made by this run and left empty: it failed before writing anything
-                    lock.parent.rmdir()
+        with suppress(OSError, ValueError, TypeError):
+            if held is not None and json.loads(held[0].read_text(encoding="utf-8")) == held[1]:
+                held[0].unlink()
+                if held[2]:  # made by this run and left empty: it failed before writing anything
+                    held[0].parent.rmdir()
 
 
 def _take_lock(directory: Path) -> tuple[Path, dict[str, Any], bool] | None:
