@@ -52,8 +52,7 @@ def resolve_attacks(*, version: str, norm: str, attacks: Sequence[str] | None) -
         return list(_probe_adversary(norm=norm, version=version).attacks_to_run)
     if not attacks:
         raise EvaluationError(f"version custom needs a list of attacks, e.g. apgd-ce,apgd-t (from {ATTACKS})")
-    unknown = [name for name in attacks if name not in ATTACKS]
-    if unknown:
+    if unknown := [name for name in attacks if name not in ATTACKS]:
         raise EvaluationError(f"unknown attack {unknown[0]!r}: choose from {', '.join(ATTACKS)}")
     if len(set(attacks)) != len(attacks):
         raise EvaluationError(f"attack listed twice in {','.join(attacks)}")
@@ -64,16 +63,11 @@ def check_attack_options(
     options: Mapping[str, Mapping[str, float]] | None, *, version: str
 ) -> dict[str, dict[str, float]]:
     """Validated copy of ``{"apgd": {"n_iter": 10}, ...}``; only the custom version takes options."""
-    if not options:
-        return {}
-    if version != "custom":
-        raise EvaluationError(
-            f"attack options change AutoAttack's settings, which version {version!r} fixes: "
-            "use --version custom"
-        )
-    for attack_object, settings in options.items():
-        allowed = ATTACK_OPTIONS.get(attack_object)
-        if allowed is None:
+    if options and version != "custom":
+        problem = f"attack options change AutoAttack's settings, which version {version!r} fixes"
+        raise EvaluationError(problem, fix="use --version custom")
+    for attack_object, settings in (options or {}).items():
+        if (allowed := ATTACK_OPTIONS.get(attack_object)) is None:
             known = f"choose from {', '.join(ATTACK_OPTIONS)}"
             raise EvaluationError(f"unknown attack object {attack_object!r} in attack options: {known}")
         for name, value in settings.items():
@@ -84,7 +78,7 @@ def check_attack_options(
                 raise EvaluationError(f"{attack_object}.{name} must be a positive integer, got {value}")
     return {
         attack_object: {name: float(v) if name == "p_init" else int(v) for name, v in settings.items()}
-        for attack_object, settings in options.items()
+        for attack_object, settings in (options or {}).items()
     }
 
 
@@ -117,11 +111,6 @@ def build_adversary(
             target.n_iter_min = max(int(0.06 * target.n_iter), 1)
             target.size_decr = max(int(0.03 * target.n_iter), 1)
     return adversary
-
-
-def expected_steps(adversary: AutoAttack, attack: str) -> int:
-    """Model calls one batch of ``attack`` makes at most: the scale of the per-attack progress bar."""
-    return sum(attack_passes(adversary, attack)) + 2
 
 
 _PERTURB_SETTINGS = {
@@ -191,16 +180,15 @@ def attack_chunk(
         clean_flags = robust_flags.clone()
         timings["clean"] = time.perf_counter() - start_time
         for attack in adversary.attacks_to_run:
-            start_time, attacked = time.perf_counter(), bool(robust_flags.any())  # else AutoAttack stops
-            if attacked:
-                before = int(robust_flags.sum())
+            start_time, before = time.perf_counter(), int(robust_flags.sum())
+            if before:  # else AutoAttack stops
                 largest = _attack_survivors(
                     adversary, attack, (x_orig, y_orig), robust_flags, batch_size=batch_size,
                     step_counter=step_counter, progress=progress == "bars", label=label,
                 )
                 max_perturbation = max(max_perturbation, largest)
-            timings[attack] = time.perf_counter() - start_time if attacked else 0.0
-            if attacked and progress == "lines":
+            timings[attack] = time.perf_counter() - start_time if before else 0.0
+            if before and progress == "lines":
                 left, seconds = int(robust_flags.sum()), timings[attack]
                 say(f"{label}{attack}: {before} -> {left} robust in {seconds:.1f} s")
             attack_flags[attack] = robust_flags.clone()
@@ -227,7 +215,7 @@ def _attack_survivors(
     """One attack on the survivors, under a bar the model's forward passes advance: clears the flags of
     those it fools, returns the largest such perturbation."""
     (x_orig, y_orig), robust_idx = examples, torch.nonzero(flags, as_tuple=False).reshape(-1)
-    steps, largest = expected_steps(adversary, attack), 0.0
+    steps, largest = sum(attack_passes(adversary, attack)) + 2, 0.0  # model calls per batch, at most
     bar = tqdm(
         total=-(-len(robust_idx) // batch_size) * steps,
         desc=f"{label}{attack}", unit="step", leave=False, disable=not progress, dynamic_ncols=True,

@@ -80,8 +80,7 @@ def resolve_device(device: str | torch.device | None, model: nn.Module) -> torch
     """``None``: where the model's weights are; ``"auto"``: this process's GPU if any (torchrun's LOCAL_RANK),
     else the CPU. Anything but the CPU or a visible CUDA GPU is refused with the choices."""
     if device is None:
-        first = next(iter(model.parameters()), None)
-        return first.device if first is not None else torch.device("cpu")
+        return next((parameter.device for parameter in model.parameters()), torch.device("cpu"))
     if str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -238,13 +237,9 @@ def evaluation_mode(
     restored after."""
     modes = [(module, module.training) for module in model.modules()]
     requires_grad = [p.requires_grad for p in model.parameters()]
-    cudnn = torch.backends.cudnn
-    benchmark = cudnn.benchmark
-    model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    if device.type == "cuda":
-        cudnn.benchmark = True
+    cudnn, benchmark = torch.backends.cudnn, torch.backends.cudnn.benchmark
+    model.eval().requires_grad_(False)
+    cudnn.benchmark = benchmark or device.type == "cuda"
     if channels_last:  # the weights too, or cudnn converts layouts at every convolution
         model.to(memory_format=torch.channels_last)
     try:

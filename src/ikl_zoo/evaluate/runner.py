@@ -50,8 +50,7 @@ def evaluate(
         job = _start(model, x, y, settings=settings, facts=facts)
         if out is not None:
             job.run_dir = RunDir(out)
-            settings_data = job.settings.to_dict()
-            open_run_dir(job.run_dir, job.identity, settings=settings_data, resume=resume, shard=job.shard)
+            open_run_dir(job.run_dir, job.identity, settings=job.settings, resume=resume, shard=job.shard)
         result_data = _run(model, job, progress=progress and job.shard.is_main, started=started)
     return EvalResult.from_dict(job.shard.broadcast(result_data))
 
@@ -189,9 +188,7 @@ def _start(
 def _plan(job: _Job, model: nn.Module) -> tuple[dict[int, ChunkOutcome], list[int], int]:
     """The chunks finished before (on rank 0), those still to run (every rank), and the batch size."""
     done, recorded = _finished_chunks(job) if job.run_dir is not None and job.shard.is_main else ({}, None)
-    pending, recorded = job.shard.broadcast(
-        ([index for index in range(job.n_chunks) if index not in done], recorded)
-    )
+    pending, recorded = job.shard.broadcast(([i for i in range(job.n_chunks) if i not in done], recorded))
     batch_size = _starting_batch_size(job, model, pending=pending, recorded=recorded)
     if job.auto and job.run_dir is not None and pending:
         job.run_dir.write_batch_size(batch_size)
@@ -261,8 +258,7 @@ def _robust_so_far(outcomes: list[ChunkOutcome]) -> str:
 
 def _check_seed(seed: Any, n_chunks: int) -> None:
     """Chunk k's seed, ``seed + k``, goes to ``torch.manual_seed`` and AutoAttack, which take int64."""
-    valid = isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0
-    if not (valid and seed + n_chunks - 1 < 2**63):
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 - n_chunks + 1):
         raise EvaluationError(
             f"seed must be an integer with 0 <= seed and seed + {n_chunks - 1} (the last chunk's seed) "
             f"< 2**63, got {seed!r}: pass a smaller --seed"

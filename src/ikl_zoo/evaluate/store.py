@@ -27,6 +27,7 @@ from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate.distributed import Shard
 from ikl_zoo.evaluate.result import EvalResult
+from ikl_zoo.evaluate.settings import EvalSettings
 
 _T = TypeVar("_T")
 
@@ -157,11 +158,10 @@ class RunDir:
 
     def read_result(self) -> dict[str, Any] | None:
         """The stored result when this version can show it; None otherwise (it is then written again)."""
-        try:
+        with suppress(EvaluationError, ValueError, TypeError, KeyError, AttributeError):
             data = self._read_json(self.result_path)
             return data if EvalResult.from_dict(data) and format_utc(data["provenance"]["finished"]) else None
-        except (EvaluationError, ValueError, TypeError, KeyError, AttributeError):
-            return None
+        return None
 
     def save_result(self, data: dict[str, Any]) -> Path:
         return self._write_json(self.result_path, data, fix=_RESUME_AFTER_WRITE)
@@ -191,7 +191,7 @@ class RunDir:
 
 
 def open_run_dir(
-    run_dir: RunDir, identity: dict[str, Any], *, settings: dict[str, Any], resume: bool, shard: Shard
+    run_dir: RunDir, identity: dict[str, Any], *, settings: EvalSettings, resume: bool, shard: Shard
 ) -> None:
     """Every rank validates before anyone writes, and rank 0 writes before the others; a failure on any
     rank is raised on every rank, so none waits for the others forever."""
@@ -199,7 +199,7 @@ def open_run_dir(
     _raise_first(shard.all_gather(problem))
     if resume and manifest is None and shard.is_main:
         tqdm.write(f"--resume: {run_dir.path} holds no run yet; starting a new one there")
-    write = partial(run_dir.write_manifest, identity, settings=settings)
+    write = partial(run_dir.write_manifest, identity, settings=settings.to_dict())
     _raise_first([shard.broadcast(_attempt(write)[1] if shard.is_main else None)])
     _raise_first(shard.all_gather(_attempt(write)[1]))  # ranks on another machine keep their own copy
 
@@ -213,9 +213,8 @@ def _attempt(action: Callable[[], _T]) -> tuple[_T | None, str | None]:
 
 
 def _raise_first(problems: list[str | None]) -> None:
-    for problem in problems:
-        if problem is not None:
-            raise EvaluationError(problem)
+    if (problem := next(filter(None, problems), None)) is not None:
+        raise EvaluationError(problem)
 
 
 _REDO_CHUNK = "delete it and rerun with --resume to redo that chunk"
@@ -362,12 +361,11 @@ def _holder(lock: Path) -> tuple[int, str] | None:
         )
     if pid == os.getpid():
         return pid, host
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        tqdm.write(f"{lock.parent}: taking over the lock of pid {pid} (since {since}), which is gone")
-        lock.unlink(missing_ok=True)
-        return None
-    except PermissionError:  # another user's live process
-        pass
+    with suppress(PermissionError):  # another user's live process
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tqdm.write(f"{lock.parent}: taking over the lock of pid {pid} (since {since}), which is gone")
+            lock.unlink(missing_ok=True)
+            return None
     raise EvaluationError(f"{held}: wait for it to finish, or use another --out")
