@@ -127,3 +127,13 @@ def direct_autoattack(
         setattr(adversary.square, name, value)
     _, y_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
     return (y_adv == y).tolist()
+
+
+@pytest.fixture(scope="session")
+def linear_model() -> torch.nn.Module:
+    """A linear classifier: run directory plumbing at a fraction of a network's cost."""
+    generator = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    torch.nn.init.normal_(model[1].weight, std=0.05, generator=generator)
+    torch.nn.init.zeros_(model[1].bias)
+    return model.eval()

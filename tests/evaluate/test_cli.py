@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from ikl_zoo import load_model
 from ikl_zoo.cli import main
 from ikl_zoo.data import load_test_examples
-from ikl_zoo.evaluate import EvalResult, EvalSettings, evaluate
+from ikl_zoo.evaluate import EvalResult, EvalSettings, evaluate, format_summary
 
 from .conftest import FAST_APGD
 
@@ -313,3 +313,26 @@ def test_bf16_screen_is_marked_in_the_summary_and_recorded(tiny_folder, sample_d
     data = json.loads((out / "result.json").read_text())
     assert data["settings"]["precision"] == "bf16"
     assert data["provenance"]["precision_in_force"]["autocast"] == "bf16"
+
+
+def test_without_a_terminal_progress_is_one_line_per_chunk_and_attack(tiny_folder, sample_dir, tmp_path):
+    """CI, nohup, a log file: no bar redraws, a short line per attack and per chunk."""
+    out = tmp_path / "run"
+    outcome = _run(
+        "eval", "--model", str(tiny_folder), "--data-dir", str(sample_dir), *TINY_ARGS, "--chunk-size", "10",
+        "--batch-size", "10", "--out", str(out),
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert "\r" not in outcome.output and "\x1b" not in outcome.output
+    result = EvalResult.load(out / "result.json")
+    progress = outcome.stderr.splitlines()
+    assert len(progress) == 4, "a line per chunk and attack, a line per chunk"
+    robust = [sum(result.robust_flags[:10]), sum(result.robust_flags[10:])]
+    assert [line.split(" robust in ")[0] for line in progress[0::2]] == [
+        "chunk 1/2 apgd-ce: 10 -> " + str(robust[0]), "chunk 2/2 apgd-ce: 10 -> " + str(robust[1])
+    ]
+    assert progress[1].startswith(f"chunk 1/2: robust {robust[0]}/10 = {10 * robust[0]:.1f}% (95% CI ")
+    assert progress[3].startswith(f"chunk 2/2: robust {sum(robust)}/20 = ") and "(95% CI " in progress[3]
+    printed = outcome.stdout.splitlines()
+    assert printed[0].startswith("estimated at most ")
+    assert printed[1:] == [*format_summary(result).splitlines(), f"result: {out / 'result.json'}"]

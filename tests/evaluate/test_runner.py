@@ -199,16 +199,6 @@ def test_run_dir_refuses_other_arguments_and_reuse_without_resume(tiny_model, ci
         evaluate(other_weights, x, y, chunk_size=10, batch_size=10, out=out, resume=True, **FAST)
 
 
-@pytest.fixture(scope="module")
-def linear_model() -> torch.nn.Module:
-    """A linear classifier: run directory plumbing at a fraction of a network's cost."""
-    generator = torch.Generator().manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
-    torch.nn.init.normal_(model[1].weight, std=0.05, generator=generator)
-    torch.nn.init.zeros_(model[1].bias)
-    return model.eval()
-
-
 def test_resume_without_a_run_starts_one_and_says_so(linear_model, cifar10_sample, tmp_path, capsys):
     out = tmp_path / "run"
     result = evaluate(linear_model, *cifar10_sample, chunk_size=20, batch_size=20, out=out, resume=True,

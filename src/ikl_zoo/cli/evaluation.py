@@ -91,7 +91,8 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
 @click.option("--record", is_flag=True, help="Also add the result to the leaderboard records.")
 @click.option("--records", "records_root", default="leaderboard", show_default=True,
               help="Records folder for --record.")
-@click.option("--no-progress", is_flag=True, help="No progress bars (logs, CI).")
+@click.option("--no-progress", is_flag=True,
+              help="No progress: neither bars (on a terminal) nor a line per chunk and attack (in a log).")
 def eval_command(
     model_id: str, dataset: str, checkpoint: str | None, revision: str | None, data_dir: str, download: bool,
     n_examples: int, eps: float, norm: str, aa_version: str, attacks: str | None, attack_options: dict,

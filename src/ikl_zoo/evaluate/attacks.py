@@ -52,8 +52,7 @@ def resolve_attacks(*, version: str, norm: str, attacks: Sequence[str] | None) -
         return list(_probe_adversary(norm=norm, version=version).attacks_to_run)
     if not attacks:
         raise EvaluationError(f"version custom needs a list of attacks, e.g. apgd-ce,apgd-t (from {ATTACKS})")
-    unknown = [name for name in attacks if name not in ATTACKS]
-    if unknown:
+    if unknown := [name for name in attacks if name not in ATTACKS]:
         raise EvaluationError(f"unknown attack {unknown[0]!r}: choose from {', '.join(ATTACKS)}")
     if len(set(attacks)) != len(attacks):
         raise EvaluationError(f"attack listed twice in {','.join(attacks)}")
@@ -64,16 +63,11 @@ def check_attack_options(
     options: Mapping[str, Mapping[str, float]] | None, *, version: str
 ) -> dict[str, dict[str, float]]:
     """Validated copy of ``{"apgd": {"n_iter": 10}, ...}``; only the custom version takes options."""
-    if not options:
-        return {}
-    if version != "custom":
-        raise EvaluationError(
-            f"attack options change AutoAttack's settings, which version {version!r} fixes: "
-            "use --version custom"
-        )
-    for attack_object, settings in options.items():
-        allowed = ATTACK_OPTIONS.get(attack_object)
-        if allowed is None:
+    if options and version != "custom":
+        problem = f"attack options change AutoAttack's settings, which version {version!r} fixes"
+        raise EvaluationError(problem, fix="use --version custom")
+    for attack_object, settings in (options or {}).items():
+        if (allowed := ATTACK_OPTIONS.get(attack_object)) is None:
             known = f"choose from {', '.join(ATTACK_OPTIONS)}"
             raise EvaluationError(f"unknown attack object {attack_object!r} in attack options: {known}")
         for name, value in settings.items():
@@ -84,13 +78,12 @@ def check_attack_options(
                 raise EvaluationError(f"{attack_object}.{name} must be a positive integer, got {value}")
     return {
         attack_object: {name: float(v) if name == "p_init" else int(v) for name, v in settings.items()}
-        for attack_object, settings in options.items()
+        for attack_object, settings in (options or {}).items()
     }
 
 
 def _probe_adversary(*, norm: str, version: str) -> AutoAttack:
-    quiet = logging.getLogger(AUTOATTACK_LOGGER)
-    level = quiet.level
+    quiet, level = logging.getLogger(AUTOATTACK_LOGGER), logging.getLogger(AUTOATTACK_LOGGER).level
     quiet.setLevel(logging.WARNING)  # _set_version logs "setting parameters" at info
     try:
         return AutoAttack(torch.nn.Identity(), norm=norm, eps=1.0, version=version, device="cpu", seed=0)
@@ -118,11 +111,6 @@ def build_adversary(
             target.n_iter_min = max(int(0.06 * target.n_iter), 1)
             target.size_decr = max(int(0.03 * target.n_iter), 1)
     return adversary
-
-
-def expected_steps(adversary: AutoAttack, attack: str) -> int:
-    """Model calls one batch of ``attack`` makes at most: the scale of the per-attack progress bar."""
-    return sum(attack_passes(adversary, attack)) + 2
 
 
 _PERTURB_SETTINGS = {
@@ -167,12 +155,22 @@ def run_checks(adversary: AutoAttack, x: torch.Tensor, y: torch.Tensor, *, batch
     return n_classes
 
 
+def progress_style(progress: bool) -> str:
+    """``bars`` on a terminal; ``lines``, one per chunk and attack, in a log file, CI or nohup; or ``off``."""
+    return "off" if not progress else "bars" if sys.stderr.isatty() else "lines"
+
+
+def say(message: str) -> None:
+    """A line on stderr, between the progress bars if any."""
+    tqdm.write(message, file=sys.stderr)
+
+
 def attack_chunk(
     adversary: AutoAttack, x_orig: torch.Tensor, y_orig: torch.Tensor, *, batch_size: int,
-    step_counter: StepCounter, progress: bool = True, label: str = "",
+    step_counter: StepCounter, progress: str = "bars", label: str = "",
 ) -> ChunkAttackResult:
-    """The adversary's attacks on ``x_orig`` (CPU); ``step_counter(callback)`` makes every forward pass call
-    ``callback``, so the per-attack bar's ETA moves inside long batches too."""
+    """The adversary's attacks on ``x_orig`` (CPU), with a ``progress_style``; ``step_counter(callback)``
+    makes every forward pass call ``callback``, so the per-attack bar's ETA moves inside long batches too."""
     timings: dict[str, float] = {}
     attack_flags: dict[str, torch.Tensor] = {}
     max_perturbation = 0.0
@@ -182,14 +180,17 @@ def attack_chunk(
         clean_flags = robust_flags.clone()
         timings["clean"] = time.perf_counter() - start_time
         for attack in adversary.attacks_to_run:
-            start_time, attacked = time.perf_counter(), bool(robust_flags.any())  # else AutoAttack stops
-            if attacked:
+            start_time, before = time.perf_counter(), int(robust_flags.sum())
+            if before:  # else AutoAttack stops
                 largest = _attack_survivors(
                     adversary, attack, (x_orig, y_orig), robust_flags, batch_size=batch_size,
-                    step_counter=step_counter, progress=progress, label=label,
+                    step_counter=step_counter, progress=progress == "bars", label=label,
                 )
                 max_perturbation = max(max_perturbation, largest)
-            timings[attack] = time.perf_counter() - start_time if attacked else 0.0
+            timings[attack] = time.perf_counter() - start_time if before else 0.0
+            if before and progress == "lines":
+                left, seconds = int(robust_flags.sum()), timings[attack]
+                say(f"{label}{attack}: {before} -> {left} robust in {seconds:.1f} s")
             attack_flags[attack] = robust_flags.clone()
     return ChunkAttackResult(
         clean_flags=clean_flags, robust_flags=robust_flags, attack_flags=attack_flags, timings=timings,
@@ -214,7 +215,7 @@ def _attack_survivors(
     """One attack on the survivors, under a bar the model's forward passes advance: clears the flags of
     those it fools, returns the largest such perturbation."""
     (x_orig, y_orig), robust_idx = examples, torch.nonzero(flags, as_tuple=False).reshape(-1)
-    steps, largest = expected_steps(adversary, attack), 0.0
+    steps, largest = sum(attack_passes(adversary, attack)) + 2, 0.0  # model calls per batch, at most
     bar = tqdm(
         total=-(-len(robust_idx) // batch_size) * steps,
         desc=f"{label}{attack}", unit="step", leave=False, disable=not progress, dynamic_ncols=True,
@@ -241,28 +242,22 @@ def _attack_survivors(
     return largest
 
 
-class _EachOnce(logging.Handler):
-    """Hands each distinct AutoAttack warning to ``action`` once (APGD's come once per batch)."""
-
-    def __init__(self, action: Callable[[str], None]) -> None:
-        super().__init__(level=logging.WARNING)
-        self.action, self.seen = action, []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message not in self.seen:
-            self.seen.append(message)
-            self.action(message)
-
-
 @contextmanager
 def _each_once(action: Callable[[str], None], *, propagate: bool = True) -> Iterator[list[str]]:
-    handler, logger = _EachOnce(action), logging.getLogger(AUTOATTACK_LOGGER)
-    before = logger.propagate
+    """Hands each distinct AutoAttack warning to ``action`` once (APGD's come once per batch)."""
+    seen: list[str] = []
+    handler, logger = logging.Handler(logging.WARNING), logging.getLogger(AUTOATTACK_LOGGER)
+
+    def emit(record: logging.LogRecord) -> None:
+        if (message := record.getMessage()) not in seen:
+            seen.append(message)
+            action(message)
+
+    handler.emit, before = emit, logger.propagate
     logger.addHandler(handler)
     logger.propagate = propagate and before
     try:
-        yield handler.seen
+        yield seen
     finally:
         logger.removeHandler(handler)
         logger.propagate = before
@@ -275,7 +270,7 @@ def collect_autoattack_warnings() -> ContextManager[list[str]]:
 
 def show_autoattack_warnings(prefix: str = "AutoAttack warning: ") -> ContextManager[list[str]]:
     """Print AutoAttack's warnings on stderr between the progress bars, each once, for a command line."""
-    return _each_once(lambda message: tqdm.write(f"{prefix}{message}", file=sys.stderr), propagate=False)
+    return _each_once(lambda message: say(prefix + message), propagate=False)
 
 
 def autoattack_settings(adversary: AutoAttack) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import logging
 import platform
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -19,35 +18,30 @@ from ikl_zoo import __version__
 from ikl_zoo.evaluate.attacks import AUTOATTACK_LOGGER, collect_autoattack_warnings
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
 from ikl_zoo.evaluate.settings import EvalSettings
-from ikl_zoo.evaluate.store import ChunkOutcome
+from ikl_zoo.evaluate.store import ChunkOutcome, now_utc
 
 
 def merge_chunks(
     outcomes: list[ChunkOutcome], *, settings: EvalSettings, facts: ModelFacts, attacks: list[str],
-    extra: dict[str, Any], wall_seconds: float,
+    extra: dict[str, Any], wall: dict[str, float],
 ) -> EvalResult:
-    """The chunks' flags, times and warnings as one result; ``extra`` joins its provenance."""
+    """The chunks' flags, times and warnings as one result; ``extra`` joins its provenance, ``wall`` (this
+    run's seconds, and those of the chunks finished in earlier runs) its timings."""
     clean_flags = [flag for outcome in outcomes for flag in outcome.clean_flags]
     robust_flags = [flag for outcome in outcomes for flag in outcome.robust_flags]
-    n = len(clean_flags)
-    per_attack = {
-        attack: sum(flag for outcome in outcomes for flag in outcome.attack_flags[attack]) / n
-        for attack in attacks
-    }
-    clean_acc = sum(clean_flags) / n
-    requested = settings.batch_size
-    published = facts.published
+    n, clean_acc, requested = len(clean_flags), sum(clean_flags) / len(clean_flags), settings.batch_size
+    per_attack = {attack: sum(sum(o.attack_flags[attack]) for o in outcomes) / n for attack in attacks}
     return EvalResult(
         model_id=facts.model_id, settings=settings, attacks=list(attacks),
         batch_size=requested if isinstance(requested, int) else min(o.batch_size for o in outcomes),
         clean_acc=clean_acc, robust_acc=sum(robust_flags) / n, clean_flags=clean_flags,
         robust_flags=robust_flags, per_attack=per_attack, timings={
-            "wall": wall_seconds, **_summed(o.timings for o in outcomes),
+            **wall, **_summed(o.timings for o in outcomes),
             "total": sum(sum(o.timings.values()) for o in outcomes),
         },
         model_passes=_summed(o.model_passes for o in outcomes),
         provenance=_provenance(outcomes, settings=settings, extra={**extra, **(facts.provenance or {})}),
-        published=dict(published) if published is not None else None,
+        published=dict(facts.published) if facts.published is not None else None,
         warnings=_warnings(outcomes, per_attack=per_attack, clean_acc=clean_acc),
     )
 
@@ -71,16 +65,11 @@ def _warnings(outcomes: list[ChunkOutcome], *, per_attack: dict[str, float], cle
 
 def _provenance(outcomes: list[ChunkOutcome], *, settings: EvalSettings, extra: dict[str, Any]) -> dict:
     return {
-        "ikl_zoo": __version__,
-        "torch": torch.__version__,
-        "pyautoattack": pyautoattack.__version__,
-        "python": platform.python_version(),
-        "devices": sorted({outcome.device for outcome in outcomes}),
-        "attack_options": settings.attack_options,
-        "chunk_batch_sizes": [outcome.batch_size for outcome in outcomes],
+        "ikl_zoo": __version__, "torch": torch.__version__, "pyautoattack": pyautoattack.__version__,
+        "python": platform.python_version(), "devices": sorted({outcome.device for outcome in outcomes}),
+        "attack_options": settings.attack_options, "chunk_batch_sizes": [o.batch_size for o in outcomes],
         "max_perturbation": max((outcome.max_perturbation for outcome in outcomes), default=0.0),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **extra,
+        "finished": now_utc(), **extra,
     }
 
 

@@ -14,6 +14,7 @@ import os
 import platform
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from functools import reduce
 
 import torch
 from torch import nn
@@ -79,8 +80,7 @@ def resolve_device(device: str | torch.device | None, model: nn.Module) -> torch
     """``None``: where the model's weights are; ``"auto"``: this process's GPU if any (torchrun's LOCAL_RANK),
     else the CPU. Anything but the CPU or a visible CUDA GPU is refused with the choices."""
     if device is None:
-        first = next(iter(model.parameters()), None)
-        return first.device if first is not None else torch.device("cpu")
+        return next((parameter.device for parameter in model.parameters()), torch.device("cpu"))
     if str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -150,14 +150,11 @@ def _fp32_precision_settings() -> list[object]:
     """The settings this torch has; none before torch 2.9."""
     if not hasattr(torch.backends, "fp32_precision"):
         return []
-    settings = []
-    for dotted in _FP32_PRECISION_SETTINGS:
-        setting: object = torch.backends
-        for name in filter(None, dotted.split(".")):
-            setting = getattr(setting, name, None)
-        if setting is not None and hasattr(setting, "fp32_precision"):
-            settings.append(setting)
-    return settings
+    found = [
+        reduce(lambda obj, part: getattr(obj, part, None), filter(None, dotted.split(".")), torch.backends)
+        for dotted in _FP32_PRECISION_SETTINGS
+    ]
+    return [setting for setting in found if hasattr(setting, "fp32_precision")]
 
 
 @contextmanager
@@ -165,29 +162,21 @@ def strict_fp32() -> Iterator[None]:
     """float32 math without TF32 or bf16 for cuBLAS, cuDNN and oneDNN; the caller's settings after.
 
     On torch >= 2.9 through ``fp32_precision`` (reading the legacy ``allow_tf32`` raises there once the new
-    API is used); settings left at "none" follow the generic one, so only those set explicitly are overridden.
+    API is used; a setting at "none" follows its parent), before it through ``allow_tf32``.
     """
-    settings = _fp32_precision_settings()
-    if not settings:
-        cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-        saved = (cudnn.allow_tf32, matmul.allow_tf32)
-        cudnn.allow_tf32 = matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            cudnn.allow_tf32, matmul.allow_tf32 = saved
-        return
-    overridden = []
+    strict = [(setting, "fp32_precision", "ieee") for setting in _fp32_precision_settings()] or [
+        (torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)
+    ]
+    saved = []  # read one by one: a parent's new value may change what a child reads
     try:
-        for setting in settings:
-            precision = setting.fp32_precision  # type: ignore[attr-defined]
-            if precision != "ieee":
-                overridden.append((setting, precision))
-                setting.fp32_precision = "ieee"  # type: ignore[attr-defined]
+        for setting, name, value in strict:
+            if (before := getattr(setting, name)) != value:
+                saved.append((setting, name, before))
+                setattr(setting, name, value)
         yield
     finally:
-        for setting, precision in reversed(overridden):
-            setting.fp32_precision = precision  # type: ignore[attr-defined]
+        for setting, name, value in reversed(saved):
+            setattr(setting, name, value)
 
 
 PYTORCH_DEFAULTS = {
@@ -248,13 +237,9 @@ def evaluation_mode(
     restored after."""
     modes = [(module, module.training) for module in model.modules()]
     requires_grad = [p.requires_grad for p in model.parameters()]
-    cudnn = torch.backends.cudnn
-    benchmark = cudnn.benchmark
-    model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    if device.type == "cuda":
-        cudnn.benchmark = True
+    cudnn, benchmark = torch.backends.cudnn, torch.backends.cudnn.benchmark
+    model.eval().requires_grad_(False)
+    cudnn.benchmark = benchmark or device.type == "cuda"
     if channels_last:  # the weights too, or cudnn converts layouts at every convolution
         model.to(memory_format=torch.channels_last)
     try:

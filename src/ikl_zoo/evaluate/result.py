@@ -49,7 +49,8 @@ class EvalResult:
     per_attack: dict[str, float]
     """Each attack, in the order run, to the robust accuracy after it."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds: ``total`` (over chunks, ranks, sessions), ``wall`` (last session), ``checks``, per stage."""
+    """Seconds: ``total`` (over chunks, ranks, runs), ``wall`` (the run that made the result),
+    ``earlier_runs`` (the chunks it took from earlier runs), ``checks``, per stage."""
     model_passes: dict[str, int] = field(default_factory=dict)
     """``forward`` and ``backward`` calls over the run, and the images they carried (``*_images``)."""
     provenance: dict[str, Any] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ikl_zoo.evaluate.result import EvalResult, ModelFacts
 from ikl_zoo.evaluate.runner import estimate, evaluate
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.sources import ModelSource, load_for_evaluation
+from ikl_zoo.evaluate.store import run_dir_lock
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ def evaluate_model(
     request = ModelRequest(request) if isinstance(request, str) else request
     settings = settings or EvalSettings()
     device = resolve_device(settings.device, nn.Identity())
-    with process_group_from_environment(device) as shard:
+    with process_group_from_environment(device) as shard, (
+        run_dir_lock(out, shard=shard) if out is not None else nullcontext()
+    ):
         with shard.main_first():
             source, x, y = _load(request, settings, device)
         facts = ModelFacts(
@@ -99,13 +103,11 @@ def _provenance(source: ModelSource, request: ModelRequest, *, dataset: str) -> 
     from ikl_zoo.zoo.checkpoints import file_sha256
 
     path = source.checkpoint_path
+    on_disk = path is not None and Path(path).is_file()
+    digest = source.checkpoint_sha256 or (file_sha256(path) if on_disk else None)
     return {
-        "model_source": source.description,
-        "replaced_weights": source.replaced_weights,
-        "checkpoint": str(path) if path is not None else None,
-        "checkpoint_sha256": source.checkpoint_sha256
-        or (file_sha256(path) if path is not None and Path(path).is_file() else None),
-        "hub": source.hub,
+        "model_source": source.description, "replaced_weights": source.replaced_weights,
+        "checkpoint": str(path) if path is not None else None, "checkpoint_sha256": digest, "hub": source.hub,
         "data_dir": str(Path(request.data_dir).expanduser().resolve()),
         "data_source": data_source(dataset, data_dir=request.data_dir),
         "official_test_set": is_official_cifar(dataset, data_dir=request.data_dir),

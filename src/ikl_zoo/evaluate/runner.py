@@ -6,13 +6,11 @@ directory.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
 from typing import Any
 
 import torch
@@ -28,10 +26,9 @@ from ikl_zoo.evaluate.merge import merge_chunks
 from ikl_zoo.evaluate.prepare import auto_batch_size
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
 from ikl_zoo.evaluate.settings import EvalSettings
-from ikl_zoo.evaluate.store import ChunkOutcome, RunDir, open_run_dir
+from ikl_zoo.evaluate.store import ChunkOutcome, RunDir, format_utc, now_utc, open_run_dir, run_dir_lock
 
 _FACTS = {item.name for item in fields(ModelFacts)}
-_log = logging.getLogger("ikl_zoo.evaluate")
 
 
 def evaluate(
@@ -49,19 +46,24 @@ def evaluate(
     started = time.perf_counter()
     prepare.check_inputs(x, y)
     settings, facts = _settings_and_facts(settings, facts, keywords, model=model, n_examples=x.shape[0])
-    job = _start(model, x, y, settings=settings, facts=facts)
-    if out is not None:
-        job.run_dir = RunDir(out)
-        settings_data = job.settings.to_dict()
-        open_run_dir(job.run_dir, job.identity, settings=settings_data, resume=resume, shard=job.shard)
+    with run_dir_lock(out, shard=current_shard()) if out is not None else nullcontext():
+        job = _start(model, x, y, settings=settings, facts=facts)
+        if out is not None:
+            job.run_dir = RunDir(out)
+            open_run_dir(job.run_dir, job.identity, settings=job.settings, resume=resume, shard=job.shard)
+        result_data = _run(model, job, progress=progress and job.shard.is_main, started=started)
+    return EvalResult.from_dict(job.shard.broadcast(result_data))
+
+
+def _run(model: nn.Module, job: _Job, *, progress: bool, started: float) -> dict[str, Any] | None:
+    """Attack the pending chunks, then merge every chunk into the result (on rank 0; None on the others)."""
     with _prepared(model, job) as network:
         done, pending, batch_size = _plan(job, network)
-        runner = _ChunkRunner(job, network, batch_size=batch_size, progress=progress and job.shard.is_main)
-        if runner.progress and pending:
+        runner = _ChunkRunner(job, network, batch_size=batch_size, progress=progress)
+        if runner.progress != "off" and pending:
             tqdm.write(str(runner.estimate(sum(stop - start for start, stop in map(job.bounds, pending)))))
         done.update(_run_pending(job, runner, pending))
-    result_data = _finish(job, done, resumed=job.n_chunks - len(pending), runner=runner, started=started)
-    return EvalResult.from_dict(job.shard.broadcast(result_data))
+    return _finish(job, done, pending=pending, runner=runner, started=started)
 
 
 def estimate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, settings: EvalSettings) -> Estimate:
@@ -85,26 +87,32 @@ def _prepared(model: nn.Module, job: _Job) -> Iterator[nn.Module]:
 
 
 def _finish(
-    job: _Job, done: dict[int, ChunkOutcome], *, resumed: int, runner: _ChunkRunner, started: float
+    job: _Job, done: dict[int, ChunkOutcome], *, pending: list[int], runner: _ChunkRunner, started: float
 ) -> dict[str, Any] | None:
-    """Rank 0 merges every chunk into the result and saves it; the other ranks get it from rank 0."""
+    """Rank 0 merges every chunk into the result and saves it, or shows the stored one of a run finished
+    before; the other ranks get it from rank 0."""
     if not job.shard.is_main:
         return None
+    earlier = [index for index in range(job.n_chunks) if index not in pending]
+    if not pending and (stored := job.run_dir and job.run_dir.read_result()):
+        made = format_utc(stored["provenance"]["finished"])
+        tqdm.write(f"{job.run_dir.path}: already complete (made {made}); showing the stored result")
+        return {**stored, "provenance": {**stored["provenance"], "resumed_chunks": job.n_chunks}}
     extra = {
-        "started": job.started_at, "resumed_chunks": resumed,
-        "world_size": job.shard.world_size, "channels_last": job.settings.channels_last,
-        "torch_compile": job.settings.compile, "autoattack_settings": runner.autoattack_settings,
-        "precision_in_force": runner.precision_report,
+        "started": job.started_at, "resumed_chunks": len(earlier), "world_size": job.shard.world_size,
+        "channels_last": job.settings.channels_last, "torch_compile": job.settings.compile,
+        "autoattack_settings": runner.autoattack_settings, "precision_in_force": runner.precision_report,
         "weights_sha256": job.identity["weights_sha256"], "data_sha256": job.identity["data_sha256"],
     }
+    wall = {"wall": time.perf_counter() - started}
+    wall["earlier_runs"] = sum(sum(done[index].timings.values()) for index in earlier)
     result = merge_chunks(
         [done[index] for index in range(job.n_chunks)], settings=job.settings, facts=job.facts,
-        attacks=job.attacks, extra=extra, wall_seconds=time.perf_counter() - started,
+        attacks=job.attacks, extra=extra, wall=wall,
     )
-    result_data = result.to_dict()
     if job.run_dir is not None:
-        job.run_dir.save_result(result_data)
-    return result_data
+        job.run_dir.save_result(result.to_dict())
+    return result.to_dict()
 
 
 def _settings_and_facts(
@@ -115,7 +123,7 @@ def _settings_and_facts(
     fact_keywords = {name: keywords.pop(name) for name in list(keywords) if name in _FACTS}
     if settings is None:
         device = keywords.pop("device", None)
-        settings = EvalSettings(**keywords, device=str(device) if device is not None else None)
+        settings = EvalSettings(**keywords, device=None if device is None else str(device))
     elif keywords:
         raise TypeError(f"pass settings or their fields, not both ({', '.join(keywords)})")
     facts = replace(facts or ModelFacts(), **fact_keywords)
@@ -138,11 +146,11 @@ class _Job:
     identity: dict[str, Any]
     """What a resumed run must share: the settings that change a flag, the model's weights and the data."""
     run_dir: RunDir | None = None
-    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    started_at: str = field(default_factory=now_utc)
 
     @property
     def n_chunks(self) -> int:
-        return -(-self.settings.n_examples // self.settings.chunk_size)
+        return self.settings.n_chunks
 
     @property
     def auto(self) -> bool:
@@ -163,32 +171,24 @@ def _start(
     """Check everything an attack would trip over later, then place the model on its device."""
     attacks = aa.resolve_attacks(version=settings.version, norm=settings.norm, attacks=settings.attacks)
     options = aa.check_attack_options(settings.attack_options, version=settings.version)
-    _check_seed(settings.seed, -(-settings.n_examples // settings.chunk_size))
+    _check_seed(settings.seed, settings.n_chunks)
     prepare.check_fp32(model)
-    device = prepare.resolve_device(settings.device, model)
+    device, shard = prepare.resolve_device(settings.device, model), current_shard()
     model.to(device)
-    shard = current_shard()
     if shard.active and device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL's object collectives use the current device
     channels_last = device.type == "cuda" if settings.channels_last is None else settings.channels_last
     settings = replace(settings, attack_options=options, device=str(device), channels_last=channels_last)
     x, y = x.detach().to("cpu"), y.detach().to("cpu", torch.int64)
-    identity = {
-        "model_id": facts.model_id, "weights_sha256": prepare.weights_digest(model),
-        "data_sha256": prepare.data_digest(x, y),
-        **settings.identity(), "attacks": attacks,
-    }
+    identity = {"model_id": facts.model_id, "weights_sha256": prepare.weights_digest(model)}
+    identity.update({"data_sha256": prepare.data_digest(x, y), **settings.identity(), "attacks": attacks})
     return _Job(settings, facts, x, y, attacks, device, shard, identity)
 
 
 def _plan(job: _Job, model: nn.Module) -> tuple[dict[int, ChunkOutcome], list[int], int]:
     """The chunks finished before (on rank 0), those still to run (every rank), and the batch size."""
-    done, recorded = ({}, None)
-    if job.run_dir is not None and job.shard.is_main:
-        done, recorded = _finished_chunks(job)
-    pending, recorded = job.shard.broadcast(
-        ([index for index in range(job.n_chunks) if index not in done], recorded)
-    )
+    done, recorded = _finished_chunks(job) if job.run_dir is not None and job.shard.is_main else ({}, None)
+    pending, recorded = job.shard.broadcast(([i for i in range(job.n_chunks) if i not in done], recorded))
     batch_size = _starting_batch_size(job, model, pending=pending, recorded=recorded)
     if job.auto and job.run_dir is not None and pending:
         job.run_dir.write_batch_size(batch_size)
@@ -203,11 +203,9 @@ def _finished_chunks(job: _Job) -> tuple[dict[int, ChunkOutcome], int | None]:
         seed = job.settings.seed + index
         if outcome := job.run_dir.load_chunk(index, start=start, stop=stop, seed=seed, attacks=job.attacks):
             done[index] = outcome
-    recorded = None
-    if job.auto:
-        recorded = job.run_dir.read_batch_size(limit=job.largest_batch)
-        if recorded is None and done:  # a run whose batch_size.json was deleted
-            recorded = min(outcome.batch_size for outcome in done.values())
+    recorded = job.run_dir.read_batch_size(limit=job.largest_batch) if job.auto else None
+    if job.auto and recorded is None and done:  # a run whose batch_size.json was deleted
+        recorded = min(outcome.batch_size for outcome in done.values())
     return done, recorded
 
 
@@ -215,10 +213,8 @@ def _starting_batch_size(job: _Job, model: nn.Module, *, pending: list[int], rec
     """The size asked for, the one an auto run reached, or (every rank the same) the largest that fits."""
     if not job.auto:
         return job.settings.batch_size
-    if recorded is not None:
-        return recorded
-    if not pending:
-        return job.largest_batch
+    if recorded is not None or not pending:
+        return recorded or job.largest_batch
     probed = job.largest_batch
     if pending[job.shard.rank::job.shard.world_size]:  # this rank has chunks to run
         probed = auto_batch_size(
@@ -236,14 +232,15 @@ def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> dict[in
     with tqdm(
         total=sum(stop - start for start, stop in map(job.bounds, pending[shard.rank::shard.world_size])),
         desc="AutoAttack" + (f" (rank 0 of {shard.world_size})" if shard.active else ""),
-        unit="img", disable=not runner.progress, dynamic_ncols=True,
+        unit="img", disable=runner.progress != "bars" or not pending, dynamic_ncols=True,
     ) as overall:
         for chunk_round in rounds:
             if shard.rank < len(chunk_round):
                 outcomes.append(runner.run(chunk_round[shard.rank]))
                 overall.update(outcomes[-1].stop - outcomes[-1].start)
                 overall.set_postfix_str(_robust_so_far(outcomes))
-                _log.info("chunk %d: %s", chunk_round[shard.rank], _robust_so_far(outcomes))
+                if runner.progress == "lines":
+                    aa.say(f"chunk {chunk_round[shard.rank] + 1}/{job.n_chunks}: {_robust_so_far(outcomes)}")
             if job.auto and shard.active:
                 runner.agree_on_batch_size()
     gathered = shard.all_gather([asdict(outcome) for outcome in outcomes])  # every rank's, on every rank
@@ -261,8 +258,7 @@ def _robust_so_far(outcomes: list[ChunkOutcome]) -> str:
 
 def _check_seed(seed: Any, n_chunks: int) -> None:
     """Chunk k's seed, ``seed + k``, goes to ``torch.manual_seed`` and AutoAttack, which take int64."""
-    valid = isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0
-    if not (valid and seed + n_chunks - 1 < 2**63):
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 - n_chunks + 1):
         raise EvaluationError(
             f"seed must be an integer with 0 <= seed and seed + {n_chunks - 1} (the last chunk's seed) "
             f"< 2**63, got {seed!r}: pass a smaller --seed"
@@ -273,9 +269,9 @@ class _ChunkRunner:
     """Attacks one chunk at a time with a fresh AutoAttack seeded ``seed + index``, and saves it."""
 
     def __init__(self, job: _Job, network: nn.Module, *, batch_size: int, progress: bool) -> None:
-        self.job, self.network, self.batch_size, self.progress = job, network, batch_size, progress
+        self.job, self.network, self.batch_size, self.checked = job, network, batch_size, False
+        self.progress = aa.progress_style(progress)
         self.counting = prepare.CountingModel(network, channels_last=job.settings.channels_last)
-        self.checked = False
         self.autoattack_settings = aa.autoattack_settings(self._adversary(job.settings.seed))
         self.device_name = prepare.device_name(job.device)
         self.precision_report = prepare.precision_report(job.settings.precision, job.device)
@@ -298,19 +294,17 @@ class _ChunkRunner:
         )
 
     def run(self, index: int) -> ChunkOutcome:
-        start, stop = self.job.bounds(index)
-        seed = self.job.settings.seed + index
+        (start, stop), seed = self.job.bounds(index), self.job.settings.seed + index
         before = dict(self.counting.counts)
         with aa.collect_autoattack_warnings() as autoattack_warnings:
             x, y = self.job.x[start:stop].to(self.job.device), self.job.y[start:stop].to(self.job.device)
             found, checks_seconds, back_offs = self._attack(index, x, y)
-        after = dict(self.counting.counts)
         outcome = ChunkOutcome(
             index=index, start=start, stop=stop, seed=seed, batch_size=self.batch_size,
             clean_flags=found.clean_flags.tolist(), robust_flags=found.robust_flags.tolist(),
             attack_flags={name: flags.tolist() for name, flags in found.attack_flags.items()},
             timings={"checks": checks_seconds, **found.timings},
-            model_passes={key: after[key] - before[key] for key in after},
+            model_passes={key: count - before[key] for key, count in self.counting.counts.items()},
             max_perturbation=found.max_perturbation, device=self.device_name, rank=self.job.shard.rank,
             warnings=[*self.precision_warnings, *autoattack_warnings, *back_offs],
         )
@@ -337,25 +331,21 @@ class _ChunkRunner:
                     raise
                 del adversary
                 prepare.free_memory()
-                back_offs.append(self._back_off(index))
-
-    def _back_off(self, index: int) -> str:
-        if not self.job.auto or self.batch_size == 1:
-            raise EvaluationError(
-                f"out of GPU memory at batch size {self.batch_size}: pass a smaller --batch-size (or auto)"
-            ) from None
-        message = (
-            f"out of memory at batch size {self.batch_size} in chunk {index}: "
-            f"redoing the chunk, and running the later ones, at {self.batch_size // 2}"
-        )
-        tqdm.write(message)
-        self._set_batch_size(self.batch_size // 2)
-        return message
+                if not self.job.auto or self.batch_size == 1:
+                    raise EvaluationError(
+                        f"out of GPU memory at batch size {self.batch_size}: "
+                        "pass a smaller --batch-size (or auto)"
+                    ) from None
+                back_offs.append(
+                    f"out of memory at batch size {self.batch_size} in chunk {index}: "
+                    f"redoing the chunk, and running the later ones, at {self.batch_size // 2}"
+                )
+                tqdm.write(back_offs[-1])
+                self._set_batch_size(self.batch_size // 2)
 
     def agree_on_batch_size(self) -> None:
         """The smallest batch size of all ranks, for every rank's later chunks."""
-        agreed = min(self.job.shard.all_gather(self.batch_size))
-        if agreed < self.batch_size:
+        if (agreed := min(self.job.shard.all_gather(self.batch_size))) < self.batch_size:
             self._set_batch_size(agreed)
 
     def _set_batch_size(self, batch_size: int) -> None:
@@ -370,8 +360,7 @@ class _ChunkRunner:
         started = time.perf_counter()
         with torch.no_grad():
             n_classes = aa.run_checks(adversary, x, y, batch_size=self.batch_size)
-        label_max = int(self.job.y.max())
-        if label_max >= n_classes:
+        if (label_max := int(self.job.y.max())) >= n_classes:
             raise EvaluationError(
                 f"the labels go up to {label_max} but the model has {n_classes} outputs: "
                 "wrong --dataset for this model?"

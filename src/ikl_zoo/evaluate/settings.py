@@ -62,6 +62,10 @@ class EvalSettings:
         object.__setattr__(self, "attack_options", options)
 
     @property
+    def n_chunks(self) -> int:
+        return -(-self.n_examples // self.chunk_size)
+
+    @property
     def eps_text(self) -> str:
         return format_eps(self.eps, self.norm)
 
@@ -79,8 +83,7 @@ class EvalSettings:
     def from_dict(cls, data: Mapping[str, Any]) -> EvalSettings:
         """Settings read back from a run directory or a result; an unknown key names the field."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
+        if unknown := sorted(set(data) - known):
             raise EvaluationError(
                 f"unknown evaluation setting {unknown[0]!r}", fix=f"use one of {', '.join(sorted(known))}"
             )

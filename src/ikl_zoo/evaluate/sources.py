@@ -5,13 +5,12 @@ robustbench's own ``load_model`` (pickles, forced to ``weights_only=True``) so p
 from __future__ import annotations
 
 import difflib
-import functools
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import nn
@@ -49,14 +48,12 @@ def load_for_evaluation(
     """Load ``model_id`` (registered id, zoo folder, or ``robustbench:<id>``) on ``device``, in eval mode."""
     if model_id.startswith(ROBUSTBENCH_PREFIX):
         if checkpoint is not None:
-            raise CheckpointError(
-                "--checkpoint replaces an ikl-zoo model's weights; robustbench: models load their own"
-            )
-        name = model_id.removeprefix(ROBUSTBENCH_PREFIX)
-        model, path = load_robustbench_model(
-            name, dataset=dataset, threat_model=threat_model, model_dir=robustbench_dir
-        )
-        published = published_figures(name, dataset=dataset, threat_model=threat_model)
+            problem = "--checkpoint replaces an ikl-zoo model's weights; robustbench: models load their own"
+            raise CheckpointError(problem)
+        name, board = model_id.removeprefix(ROBUSTBENCH_PREFIX), {"dataset": dataset}
+        board["threat_model"] = threat_model
+        model, path = load_robustbench_model(name, **board, model_dir=robustbench_dir)
+        published = published_figures(name, **board)
         return ModelSource(
             model=model.to(device).eval(), model_id=model_id,
             description=f"RobustBench model zoo ({name}, {dataset}, {threat_model})", checkpoint_path=path,
@@ -67,22 +64,12 @@ def load_for_evaluation(
     from ikl_zoo.zoo.loading import load, read_zoo_config
     from ikl_zoo.zoo.registry import is_registered
 
-    registered = is_registered(model_id, dataset=dataset)
-    folder = Path(model_id).expanduser()
+    registered, folder = is_registered(model_id, dataset=dataset), Path(model_id).expanduser()
     if not registered and folder.is_dir():  # before its weights are read
-        trained_on = read_zoo_config(folder).get("dataset")
-        if trained_on is not None and trained_on != dataset:
-            # Its labels would fit the wider head (CIFAR-10's 0-9 in CIFAR-100's 100 outputs): refuse here.
-            raise UnknownModelError(
-                f"{folder} holds a {trained_on} model (its config.json says so), not a {dataset} one: "
-                f"pass --dataset {trained_on}"
-            )
+        _check_dataset(folder, read_zoo_config(folder).get("dataset"), dataset=dataset)
     loaded = load(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision)
-    if not registered and loaded.spec.dataset != dataset:  # an hf-hub: repository says it only once read
-        raise UnknownModelError(
-            f"{model_id} holds a {loaded.spec.dataset} model (its config.json says so), not a {dataset} one",
-            fix=f"pass --dataset {loaded.spec.dataset}",
-        )
+    if not registered:  # an hf-hub: repository says it only once read
+        _check_dataset(model_id, loaded.spec.dataset, dataset=dataset)
     source = ModelSource(
         model=loaded.network, model_id=model_id, description=loaded.description,
         checkpoint_path=loaded.weights_path, checkpoint_sha256=loaded.sha256,
@@ -96,6 +83,13 @@ def load_for_evaluation(
         source.published = loaded.spec.published.to_dict()
         source.published_threat = (loaded.spec.threat_model, loaded.spec.eps)
     return source
+
+
+def _check_dataset(model: str | Path, trained_on: str | None, *, dataset: str) -> None:
+    """Its labels would fit a wider head (CIFAR-10's 0-9 in CIFAR-100's 100 outputs): refuse it here."""
+    if trained_on is not None and trained_on != dataset:
+        problem = f"{model} holds a {trained_on} model (its config.json says so), not a {dataset} one"
+        raise UnknownModelError(problem, fix=f"pass --dataset {trained_on}")
 
 
 def load_robustbench_model(
@@ -143,17 +137,7 @@ def load_robustbench_model(
     return model, path
 
 
-@contextmanager
-def _weights_only_torch_load() -> Iterator[None]:
+def _weights_only_torch_load() -> ContextManager[Any]:
     """robustbench calls ``torch.load`` without ``weights_only``: force it, so a download never runs code."""
-    original = torch.load
-
-    @functools.wraps(original)
-    def weights_only_load(*args: Any, **kwargs: Any) -> Any:
-        return original(*args, **{**kwargs, "weights_only": True})
-
-    torch.load = weights_only_load
-    try:
-        yield
-    finally:
-        torch.load = original
+    load = torch.load
+    return mock.patch.object(torch, "load", lambda *args, **kw: load(*args, **{**kw, "weights_only": True}))

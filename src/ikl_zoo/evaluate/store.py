@@ -4,13 +4,16 @@
     OUT/batch_size.json            the batch size the next chunk runs at, when --batch-size is auto
     OUT/chunks/chunk_00003.json    flags of examples 1500-1999, after each attack, with times
     OUT/result.json                the EvalResult, written when every chunk is done
+    OUT/lock.json                  {pid, host, since} of the run using the directory, while it runs
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from functools import partial
@@ -23,6 +26,8 @@ from tqdm.auto import tqdm
 from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate.distributed import Shard
+from ikl_zoo.evaluate.result import EvalResult
+from ikl_zoo.evaluate.settings import EvalSettings
 
 _T = TypeVar("_T")
 
@@ -68,8 +73,7 @@ class RunDir:
     def read_manifest(self) -> dict[str, Any] | None:
         data = self._read_json(self.manifest_path)
         if data is not None and not (isinstance(data, dict) and isinstance(data.get("identity"), dict)):
-            problem = f"a JSON {_json_type(data)}, not an object"
-            problem = "no identity object" if isinstance(data, dict) else problem
+            problem = "no identity object" if isinstance(data, dict) else _not_an_object(data)
             raise EvaluationError(
                 f"run directory {self.path}: manifest.json is damaged ({problem}): "
                 "choose another --out, or delete the directory to start over"
@@ -79,39 +83,27 @@ class RunDir:
     def check(self, identity: dict[str, Any], *, resume: bool) -> dict[str, Any] | None:
         """Validate the directory for this run without writing; returns the existing manifest if any."""
         if self.path.exists() and not self.path.is_dir():
-            raise EvaluationError(
-                f"cannot write the run directory {self.path}: it is a file, not a directory; "
-                "choose another --out"
-            )
-        manifest = self.read_manifest()
-        if manifest is None:
-            if self.chunks_dir.is_dir() and any(self.chunks_dir.glob("chunk_*.json")):
-                raise EvaluationError(
-                    f"{self.chunks_dir} holds chunk files but {self.path} has no manifest.json: "
-                    "choose another --out"
-                )
+            problem = f"cannot write the run directory {self.path}: it is a file, not a directory"
+            raise EvaluationError(f"{problem}; choose another --out")
+        if (manifest := self.read_manifest()) is None:
+            if any(self.chunks_dir.glob("chunk_*.json")):
+                problem = f"{self.chunks_dir} holds chunk files but {self.path} has no manifest.json"
+                raise EvaluationError(problem, fix="choose another --out")
             return None
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise EvaluationError(
-                f"{self.manifest_path} has format {_show(manifest.get('format'))}, this ikl-zoo writes "
-                f"{MANIFEST_FORMAT}: choose another --out"
-            )
+        if (found := manifest.get("format")) != MANIFEST_FORMAT:
+            problem = f"{self.manifest_path} has format {_show(found)}, this ikl-zoo writes {MANIFEST_FORMAT}"
+            raise EvaluationError(problem, fix="choose another --out")
         previous = manifest["identity"]
         differences = "; ".join(
             f"{key} {_show(previous.get(key))} there, {_show(identity.get(key))} now"
-            for key in sorted(set(previous) | set(identity))
-            if previous.get(key) != identity.get(key)
+            for key in sorted(set(previous) | set(identity)) if previous.get(key) != identity.get(key)
         )
-        if differences and resume:
-            raise EvaluationError(
-                f"--resume refused: {self.path} was made with other arguments ({differences}): "
-                "rerun with the same arguments, or choose another --out"
-            )
         if differences:
-            raise EvaluationError(
-                f"{self.path} holds a run made with other arguments ({differences}): "
+            fix = "rerun with the same arguments, or choose another --out" if resume else (
                 "choose another --out, or delete the directory to start over"
             )
+            where = f"--resume refused: {self.path} was made" if resume else f"{self.path} holds a run made"
+            raise EvaluationError(f"{where} with other arguments ({differences}): {fix}")
         if not resume:
             state = "a finished" if self.result_path.is_file() else "an unfinished"
             raise EvaluationError(
@@ -121,16 +113,13 @@ class RunDir:
         return manifest
 
     def write_manifest(self, identity: dict[str, Any], *, settings: dict[str, Any]) -> None:
-        if self.manifest_path.is_file():
-            return
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        manifest = {"format": MANIFEST_FORMAT, "created": created, "identity": identity, "settings": settings}
-        self._write_json(self.manifest_path, manifest, fix="choose another --out")
+        if not self.manifest_path.is_file():
+            manifest = dict(format=MANIFEST_FORMAT, created=now_utc(), identity=identity, settings=settings)
+            self._write_json(self.manifest_path, manifest, fix="choose another --out")
 
     def read_batch_size(self, *, limit: int) -> int | None:
         """The batch size an ``auto`` run settled on (probed, then halved on out-of-memory), if recorded."""
-        data = self._read_json(self.batch_size_path, fix=_REDO_BATCH_SIZE)
-        if data is None:
+        if (data := self._read_json(self.batch_size_path, fix=_REDO_BATCH_SIZE)) is None:
             return None
         size = data.get("batch_size") if isinstance(data, dict) else None
         if not (_is_int(size) and 1 <= size <= limit):
@@ -147,11 +136,9 @@ class RunDir:
         self, index: int, *, start: int, stop: int, seed: int, attacks: Sequence[str]
     ) -> ChunkOutcome | None:
         path = self.chunk_path(index)
-        data = self._read_json(path, damaged=f"chunk file {path.name}", fix=_REDO_CHUNK)
-        if data is None:
+        if (data := self._read_json(path, damaged=f"chunk file {path.name}", fix=_REDO_CHUNK)) is None:
             return None
-        problem = _chunk_problem(data, size=stop - start, attacks=attacks)
-        if problem is not None:
+        if (problem := _chunk_problem(data, size=stop - start, attacks=attacks)) is not None:
             raise EvaluationError(
                 f"run directory {self.path}: chunk file {path.name} is damaged ({problem}): {_REDO_CHUNK}"
             )
@@ -167,16 +154,19 @@ class RunDir:
         return ChunkOutcome(**data)
 
     def save_chunk(self, outcome: ChunkOutcome) -> Path:
-        path = self.chunk_path(outcome.index)
-        return self._write_json(path, asdict(outcome), fix=_RESUME_AFTER_WRITE)
+        return self._write_json(self.chunk_path(outcome.index), asdict(outcome), fix=_RESUME_AFTER_WRITE)
+
+    def read_result(self) -> dict[str, Any] | None:
+        """The stored result when this version can show it; None otherwise (it is then written again)."""
+        with suppress(EvaluationError, ValueError, TypeError, KeyError, AttributeError):
+            data = self._read_json(self.result_path)
+            return data if EvalResult.from_dict(data) and format_utc(data["provenance"]["finished"]) else None
+        return None
 
     def save_result(self, data: dict[str, Any]) -> Path:
         return self._write_json(self.result_path, data, fix=_RESUME_AFTER_WRITE)
 
-    def _read_json(
-        self, path: Path, *, damaged: str | None = None, fix: str = "choose another --out"
-    ) -> Any | None:
-        damaged = damaged or path.name
+    def _read_json(self, path: Path, *, damaged: str = "", fix: str = "choose another --out") -> Any | None:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (FileNotFoundError, NotADirectoryError):  # the write that follows names the problem
@@ -185,7 +175,7 @@ class RunDir:
             raise EvaluationError(f"cannot read {path}: {error.strerror or error}: {fix}") from None
         except ValueError as error:  # UnicodeDecodeError or json.JSONDecodeError
             kind = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else "not valid JSON"
-            problem = f"run directory {self.path}: {damaged} is damaged ({kind}: {error})"
+            problem = f"run directory {self.path}: {damaged or path.name} is damaged ({kind}: {error})"
             raise EvaluationError(f"{problem}: {fix}") from None
 
     def _write_json(self, path: Path, data: Any, *, fix: str) -> Path:
@@ -194,15 +184,14 @@ class RunDir:
         try:
             return write_json_atomic(path, data)
         except OSError as error:
-            named = error.filename is not None and Path(error.filename) != self.path
-            where = f" ({error.filename})" if named else ""
+            where = f" ({error.filename})" if error.filename not in (None, str(self.path)) else ""
             raise EvaluationError(
                 f"cannot write the run directory {self.path}: {error.strerror or error}{where}; {fix}"
             ) from None
 
 
 def open_run_dir(
-    run_dir: RunDir, identity: dict[str, Any], *, settings: dict[str, Any], resume: bool, shard: Shard
+    run_dir: RunDir, identity: dict[str, Any], *, settings: EvalSettings, resume: bool, shard: Shard
 ) -> None:
     """Every rank validates before anyone writes, and rank 0 writes before the others; a failure on any
     rank is raised on every rank, so none waits for the others forever."""
@@ -210,7 +199,7 @@ def open_run_dir(
     _raise_first(shard.all_gather(problem))
     if resume and manifest is None and shard.is_main:
         tqdm.write(f"--resume: {run_dir.path} holds no run yet; starting a new one there")
-    write = partial(run_dir.write_manifest, identity, settings=settings)
+    write = partial(run_dir.write_manifest, identity, settings=settings.to_dict())
     _raise_first([shard.broadcast(_attempt(write)[1] if shard.is_main else None)])
     _raise_first(shard.all_gather(_attempt(write)[1]))  # ranks on another machine keep their own copy
 
@@ -224,9 +213,8 @@ def _attempt(action: Callable[[], _T]) -> tuple[_T | None, str | None]:
 
 
 def _raise_first(problems: list[str | None]) -> None:
-    for problem in problems:
-        if problem is not None:
-            raise EvaluationError(problem)
+    if (problem := next(filter(None, problems), None)) is not None:
+        raise EvaluationError(problem)
 
 
 _REDO_CHUNK = "delete it and rerun with --resume to redo that chunk"
@@ -243,13 +231,12 @@ _CHUNK_FIELDS = {item.name for item in fields(ChunkOutcome)}
 def _chunk_problem(data: Any, *, size: int, attacks: Sequence[str]) -> str | None:
     """What is wrong with a chunk file's JSON for a chunk of ``size`` examples, or None."""
     if not isinstance(data, dict):
-        return f"a JSON {_json_type(data)}, not an object"
+        return _not_an_object(data)
     missing, unexpected = sorted(_CHUNK_FIELDS - set(data)), sorted(set(data) - _CHUNK_FIELDS)
     if missing or unexpected:
         return f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(unexpected)}"
     for key in _CHUNK_INTS:
-        least = 1 if key == "batch_size" else 0
-        if not _is_int(data[key]) or data[key] < least:
+        if not _is_int(data[key]) or data[key] < (least := int(key == "batch_size")):
             return f"{key} is {_show(data[key])}, not an integer >= {least}"
     attack_flags = data["attack_flags"]
     if not isinstance(attack_flags, dict) or list(attack_flags) != list(attacks):
@@ -258,31 +245,30 @@ def _chunk_problem(data: Any, *, size: int, attacks: Sequence[str]) -> str | Non
     stages = {"clean_flags": data["clean_flags"]}
     stages.update({f"attack_flags[{name}]": flags for name, flags in attack_flags.items()})
     for name, flags in {**stages, "robust_flags": data["robust_flags"]}.items():
-        if not (isinstance(flags, list) and all(isinstance(flag, bool) for flag in flags)):
+        if not _all(flags, list, lambda flag: isinstance(flag, bool)):
             return f"{name} is not a list of true/false"
         if len(flags) != size:
             return f"{name} has {len(flags)} entries, the chunk has {size} examples"
     # Each attack can only remove survivors; the last attack's survivors are the robust ones.
     flags = list(stages.values())
-    removed_only = all(
-        before or not after
-        for earlier, later in pairwise(flags)
-        for before, after in zip(earlier, later, strict=True)
+    added = any(
+        after and not before
+        for earlier, later in pairwise(flags) for before, after in zip(earlier, later, strict=True)
     )
-    if not removed_only or flags[-1] != data["robust_flags"]:
-        return "the flags after the attacks contradict each other"
-    timings, passes, warnings = data["timings"], data["model_passes"], data["warnings"]
-    if not (isinstance(timings, dict) and all(map(_is_number, timings.values()))):
-        return "timings are not numbers"
-    if not (isinstance(passes, dict) and all(map(_is_int, passes.values()))):
-        return "model_passes are not integers"
-    if not _is_number(data["max_perturbation"]):
-        return "max_perturbation is not a number"
-    if not isinstance(data["device"], str):
-        return "device is not a string"
-    if not (isinstance(warnings, list) and all(isinstance(message, str) for message in warnings)):
-        return "warnings are not a list of strings"
-    return None
+    checks = {
+        "the flags after the attacks contradict each other": not added and flags[-1] == data["robust_flags"],
+        "timings are not numbers": _all(data["timings"], dict, _is_number),
+        "model_passes are not integers": _all(data["model_passes"], dict, _is_int),
+        "max_perturbation is not a number": _is_number(data["max_perturbation"]),
+        "device is not a string": isinstance(data["device"], str),
+        "warnings are not a list of strings": _all(data["warnings"], list, lambda text: type(text) is str),
+    }
+    return next((problem for problem, fine in checks.items() if not fine), None)
+
+
+def _all(value: Any, kind: type, test: Callable[[Any], bool]) -> bool:
+    """``value`` is a ``kind`` (list or dict) whose items (values) all pass ``test``."""
+    return isinstance(value, kind) and all(map(test, value.values() if kind is dict else value))
 
 
 def _is_int(value: Any) -> bool:
@@ -293,10 +279,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _json_type(value: Any) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
+def _not_an_object(value: Any) -> str:
+    kind = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+    return f"a JSON {kind.get(type(value), type(value).__name__)}, not an object"
 
 
 def _show(value: Any) -> str:
@@ -305,3 +290,82 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return json.dumps(value)
+
+
+def format_utc(iso: str) -> str:
+    """``2026-12-04 06:30 UTC`` from an ISO time this package wrote."""
+    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def run_dir_lock(path: str | os.PathLike[str], *, shard: Shard) -> Iterator[None]:
+    """One evaluation per run directory: rank 0 holds ``lock.json`` for its ranks until the run ends or
+    fails; another run is refused at once, naming the holder. A lock whose process is gone from this host is
+    taken over; one from another host never is."""
+    held, problem = _attempt(lambda: _take_lock(Path(path).expanduser())) if shard.is_main else (None, None)
+    _raise_first([shard.broadcast(problem)])
+    try:
+        yield
+    finally:
+        with suppress(OSError, ValueError, TypeError):
+            if held is not None and json.loads(held[0].read_text(encoding="utf-8")) == held[1]:
+                held[0].unlink()
+                if held[2]:  # made by this run and left empty: it failed before writing anything
+                    held[0].parent.rmdir()
+
+
+def _take_lock(directory: Path) -> tuple[Path, dict[str, Any], bool] | None:
+    """Create ``lock.json`` atomically (O_CREAT|O_EXCL); None when this process holds it already or
+    ``directory`` is a file (the check names that)."""
+    if directory.exists() and not directory.is_dir():
+        return None
+    created, lock = not directory.exists(), directory / "lock.json"
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_utc()}
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):  # a lock released, or taken over, between the create and the read: once more
+            try:
+                with os.fdopen(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w") as file:
+                    json.dump(me, file)
+                return lock, me, created
+            except FileExistsError:
+                if _holder(lock) == (me["pid"], me["host"]):
+                    return None
+    except OSError as error:
+        problem = f"cannot write the run directory {directory}: {error.strerror or error}"
+        raise EvaluationError(f"{problem}; choose another --out") from None
+    raise EvaluationError(f"{directory}: other runs keep taking {lock}: wait for them, or use another --out")
+
+
+def _holder(lock: Path) -> tuple[int, str] | None:
+    """The (pid, host) holding ``lock``; None once it is gone (released, or a gone process's, removed).
+    A live process's lock is refused, and so is any lock of another host."""
+    try:
+        holder = json.loads(lock.read_text(encoding="utf-8"))
+        pid, host, since = int(holder["pid"]), str(holder["host"]), format_utc(holder["since"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError):
+        raise EvaluationError(
+            f"{lock} is damaged (not a lock of ikl-zoo): delete it if no evaluation runs in {lock.parent}"
+        ) from None
+    held = f"{lock.parent} is in use by pid {pid} on host {host} since {since}"
+    if host != socket.gethostname():
+        raise EvaluationError(
+            f"{held} (another machine): wait for it to finish, or use another --out; if that run is gone, "
+            f"delete {lock}"
+        )
+    if pid == os.getpid():
+        return pid, host
+    with suppress(PermissionError):  # another user's live process
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tqdm.write(f"{lock.parent}: taking over the lock of pid {pid} (since {since}), which is gone")
+            lock.unlink(missing_ok=True)
+            return None
+    raise EvaluationError(f"{held}: wait for it to finish, or use another --out")

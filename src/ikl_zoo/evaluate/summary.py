@@ -21,9 +21,7 @@ def on_the_published_images(n_examples: int, provenance: Mapping[str, Any]) -> b
 
 def format_summary(result: EvalResult) -> str:
     """A header, the table of accuracies (clean, after each attack, final) and AutoAttack's warnings."""
-    n = result.n_examples
-    published = result.published or {}
-    data_source = result.provenance.get("data_source")
+    n, published = result.n_examples, result.published or {}
     comparable = on_the_published_images(n, result.provenance)
 
     def row(stage: str, fraction: float, published_key: str | None, seconds: float | None) -> list[str]:
@@ -36,17 +34,17 @@ def format_summary(result: EvalResult) -> str:
         accuracy = [f"{100 * fraction:.2f}%", f"{round(fraction * n)}/{n}"]
         return [stage, *accuracy, *(compared if published else []), time]
 
-    rows = [row("clean", result.clean_acc, "clean_acc", result.timings.get("clean"))]
-    for attack in result.attacks:
-        rows.append(row(f"after {attack}", result.per_attack[attack], None, result.timings.get(attack)))
-    rows.append(row("AutoAttack (final)", result.robust_acc, "autoattack_acc", result.timings.get("total")))
+    rows = [
+        row("clean", result.clean_acc, "clean_acc", result.timings.get("clean")),
+        *(row(f"after {a}", result.per_attack[a], None, result.timings.get(a)) for a in result.attacks),
+        row("AutoAttack (final)", result.robust_acc, "autoattack_acc", result.timings.get("total")),
+    ]
     headers = ["", "accuracy", "correct", *(["published", "difference (pp)"] if published else []), "time"]
     table = tabulate(
         rows, headers=headers, colalign=("left", *["right"] * (len(headers) - 1)), disable_numparse=True
     )
 
-    devices = ", ".join(result.provenance.get("devices", [])) or "unknown device"
-    passes = result.model_passes
+    devices, passes = ", ".join(result.provenance.get("devices", [])) or "unknown device", result.model_passes
     lines = [
         f"{result.model_id} on {result.dataset} (first {n} test images), {result.threat_model} "
         f"eps {format_eps(result.eps, result.threat_model)}, AutoAttack {result.version} "
@@ -54,21 +52,28 @@ def format_summary(result: EvalResult) -> str:
         f"{devices}; precision {result.settings.precision}; batch {result.batch_size}, "
         f"chunks of {result.chunk_size}; "
         f"{passes.get('forward', 0):,} forward and {passes.get('backward', 0):,} backward passes; "
-        f"{result.timings.get('wall', 0.0):.1f} s wall",
+        f"{_wall_time(result)}",
         "",
         table,
     ]
     if published:
-        lines.append("")
         source = published.get("source", "registry")
         note = f"published: {source}, on the full {FULL_TEST_SET:,}-image test set"
         if n != FULL_TEST_SET:
             note += f"; this run used {n} images, so no difference is given (not a like-for-like comparison)"
         elif not comparable:
             note += "; this run's images are not the real test set, so no difference is given"
-        lines.append(note)
+        lines += ["", note]
     if result.settings.precision == "bf16":
         lines.append("bf16 screen: not a leaderboard number (measure that with --precision pytorch)")
-    if data_source:
+    if data_source := result.provenance.get("data_source"):
         lines.append(f"data: {data_source}")
     return "\n".join([*lines, *(f"warning: {message}" for message in result.warnings)])
+
+
+def _wall_time(result: EvalResult) -> str:
+    """This run's wall time, and the earlier runs' share of a resumed one."""
+    wall, earlier = result.timings.get("wall", 0.0), result.timings.get("earlier_runs", 0.0)
+    if result.provenance.get("resumed_chunks") == result.settings.n_chunks:
+        return f"{wall + earlier:.1f} s wall (all of it in an earlier run)"
+    return f"{wall:.1f} s wall this run, {wall + earlier:.1f} s in all" if earlier else f"{wall:.1f} s wall"

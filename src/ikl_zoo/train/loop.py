@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,7 +232,7 @@ class _TrainingRun:
             self.history, done = list(saved["history"]), int(saved["epoch"])
         stop = self.settings.stop_after_epochs
         last = self.recipe.epochs if stop is None else min(self.recipe.epochs, done + stop)
-        shown = self.settings.progress and self.processes.is_main
+        shown = self.settings.progress and self.processes.is_main and sys.stderr.isatty()  # logs: no redraws
         with tqdm(total=self.batches * max(last - done, 0), disable=not shown, unit="step",
                   dynamic_ncols=True) as bar:
             for epoch in range(done + 1, last + 1):
