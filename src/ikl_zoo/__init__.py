@@ -10,13 +10,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "load_model": "ikl_zoo.zoo.loading",
-    "list_models": "ikl_zoo.zoo.registry",
-    "get_model_entry": "ikl_zoo.zoo.registry",
-    "create_model": "ikl_zoo.zoo.registry",
-    "IklZooError": "ikl_zoo.errors",
-}
+_LAZY = {"load_model": "ikl_zoo.zoo.loading", "IklZooError": "ikl_zoo.errors",
+         **dict.fromkeys(("list_models", "get_model_entry", "create_model"), "ikl_zoo.zoo.registry")}
 
 __all__ = ["__version__", *_LAZY]
 

@@ -16,9 +16,8 @@ import pandas as pd
 REFERENCE_FILE = "robustbench-cifar-leaderboard.csv"
 REFERENCE_COMMIT = "78fcc9e"
 REFERENCE_DATE = "2025-03-31"
-REFERENCE_SOURCE = (
-    f"RobustBench model_info/ at commit {REFERENCE_COMMIT} ({REFERENCE_DATE}), shipped with ikl-zoo"
-)
+REFERENCE_SOURCE = (f"RobustBench model_info/ at commit {REFERENCE_COMMIT} ({REFERENCE_DATE}), "
+                    "shipped with ikl-zoo")
 STANDARD_EPS = {"Linf": 8 / 255, "L2": 0.5}
 """The budgets of RobustBench's CIFAR leaderboards (older Linf entries write 8/255 as 0.031)."""
 
@@ -32,27 +31,18 @@ def shipped_leaderboard() -> pd.DataFrame:
 
 def published_from_row(row: dict[str, Any]) -> dict[str, Any]:
     """The published figures of a leaderboard row, in the shape results, records and cards carry them."""
-    figures = {
-        "clean_acc": row["clean_acc"],
-        "autoattack_acc": row["autoattack_acc"],
-        "source": "RobustBench leaderboard",
-    }
-    if row["external"] is not None:
-        figures["external"] = row["external"]
-    return figures
+    figures = {"clean_acc": row["clean_acc"], "autoattack_acc": row["autoattack_acc"],
+               "source": "RobustBench leaderboard"}
+    return figures if row["external"] is None else {**figures, "external": row["external"]}
 
 
 def published_figures(name: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:
     """Clean and AutoAttack accuracy (percent) RobustBench publishes for ``name``; None if unlisted."""
     table = shipped_leaderboard()
-    match = table[
-        (table["name"] == name) & (table["dataset"] == dataset) & (table["threat_model"] == threat_model)
-    ]
+    rows = table[(table["name"] == name) & (table["dataset"] == dataset)]
+    match = rows[rows["threat_model"] == threat_model]
     if match.empty:
         return None
     row = match.iloc[0]
-    return published_from_row({
-        "clean_acc": float(row["clean_acc"]),
-        "autoattack_acc": float(row["autoattack_acc"]),
-        "external": float(row["external"]) if row["external"] else None,
-    })
+    return published_from_row({key: float(row[key]) if row[key] else None
+                               for key in ("clean_acc", "autoattack_acc", "external")})
