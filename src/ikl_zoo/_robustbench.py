@@ -1,9 +1,7 @@
-"""Import robustbench 1.1.1 with the packages PyPI actually has.
-
+"""Import robustbench 1.1.1 with the packages PyPI actually has:
 robustbench does ``from autoattack import AutoAttack``, but PyPI's AutoAttack is ``pyautoattack``. We
 alias the module before importing robustbench, and only ever use robustbench's model zoo and loaders,
-never ``robustbench.eval.benchmark`` (it passes ``bs=`` which pyautoattack does not take).
-"""
+never ``robustbench.eval.benchmark`` (it passes ``bs=`` which pyautoattack does not take)."""
 
 from __future__ import annotations
 
@@ -34,10 +32,8 @@ def robustbench_model_dicts() -> dict:
     import_robustbench()
     from robustbench.model_zoo import model_dicts
 
-    return {
-        dataset.value: {threat.value: models for threat, models in by_threat.items()}
-        for dataset, by_threat in model_dicts.items()
-    }
+    return {dataset.value: {threat.value: models for threat, models in by_threat.items()}
+            for dataset, by_threat in model_dicts.items()}
 
 ROBUSTBENCH_PREFIX = "robustbench:"
 """``robustbench:<id>`` names a RobustBench model wherever ikl-zoo takes a model."""

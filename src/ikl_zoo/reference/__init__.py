@@ -1,8 +1,6 @@
 """RobustBench's published CIFAR leaderboards as shipped with ikl-zoo (``README.md`` here says how).
-
 The evaluator reads a peer's published figures from here, the leaderboard its whole board: both sit
-downstream of this data, so neither imports the other.
-"""
+downstream of this data, so neither imports the other."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Network definitions whose state_dict keys match RobustBench's checkpoints one for one.
-
-Attribute names are dictated by the published checkpoints (TRADES' ``WideResNet``, DeepMind's
-``DMWideResNet`` and the CIFAR ResNet that ships with AutoAttack); the code around them is ours.
-"""
+"""Network definitions whose state_dict keys match RobustBench's checkpoints one for one: attribute names
+are dictated by the published checkpoints (TRADES' ``WideResNet``, DeepMind's ``DMWideResNet`` and the CIFAR
+ResNet that ships with AutoAttack); the code around them is ours."""
 
 from __future__ import annotations
 
@@ -44,8 +42,7 @@ class TradesBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
-        self.equalInOut = in_planes == out_planes
-        self.convShortcut = (None if self.equalInOut
+        self.convShortcut = (None if in_planes == out_planes
                              else nn.Conv2d(in_planes, out_planes, 1, stride, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,13 +54,10 @@ class TradesBlock(nn.Module):
 
 
 class BlockGroup(nn.Module):
-    """``_blocks`` under the attribute the checkpoints name (``layer`` in TRADES' network, ``block`` in
-    DeepMind's)."""
+    """``_blocks`` under the attribute the checkpoints name (``layer``: TRADES, ``block``: DeepMind)."""
 
-    def __init__(
-        self, attribute: str, make_block: Callable[..., nn.Module], num_blocks: int, planes: tuple[int, int],
-        stride: int,
-    ) -> None:
+    def __init__(self, attribute: str, make_block: Callable[..., nn.Module], num_blocks: int,
+                 planes: tuple[int, int], stride: int) -> None:
         super().__init__()
         self.attribute = attribute
         setattr(self, attribute, _blocks(make_block, num_blocks, planes, stride))
@@ -88,8 +82,7 @@ class WideResNet(nn.Module):
         self.fc = nn.Linear(channels[3], num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
-                nn.init.normal_(module.weight, 0.0, (2.0 / fan_out) ** 0.5)
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")  # as TRADES
             elif isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
 
@@ -102,9 +95,8 @@ class WideResNet(nn.Module):
 
 # WRN-28-10 as DeepMind and RobustBench define it: SiLU, explicit "SAME" padding, normalisation inside.
 class DMBlock(nn.Module):
-    def __init__(
-        self, in_planes: int, out_planes: int, stride: int, activation: type[nn.Module], bn_momentum: float
-    ) -> None:
+    def __init__(self, in_planes: int, out_planes: int, stride: int, activation: type[nn.Module],
+                 bn_momentum: float) -> None:
         super().__init__()
         self.batchnorm_0 = nn.BatchNorm2d(in_planes, momentum=bn_momentum)
         self.relu_0 = activation()
@@ -112,8 +104,8 @@ class DMBlock(nn.Module):
         self.batchnorm_1 = nn.BatchNorm2d(out_planes, momentum=bn_momentum)
         self.relu_1 = activation()
         self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
-        self.has_shortcut = in_planes != out_planes
-        self.shortcut = nn.Conv2d(in_planes, out_planes, 1, stride, bias=False) if self.has_shortcut else None
+        self.shortcut = (None if in_planes == out_planes
+                         else nn.Conv2d(in_planes, out_planes, 1, stride, bias=False))
         # TensorFlow's "SAME" padding: symmetric at stride 1, bottom/right only at stride 2.
         self._same_padding = (1, 1, 1, 1) if stride == 1 else (0, 1, 0, 1)
 
@@ -128,17 +120,9 @@ class DMBlock(nn.Module):
 class DMWideResNet(nn.Module):
     """DeepMind's WideResNet: the WRN-28-10 (SiLU) that IKL-AT trains with generated data."""
 
-    def __init__(
-        self,
-        depth: int = 28,
-        width: int = 10,
-        num_classes: int = 10,
-        *,
-        activation: type[nn.Module] = nn.SiLU,
-        mean: tuple[float, ...] = CIFAR10_MEAN,
-        std: tuple[float, ...] = CIFAR10_STD,
-        bn_momentum: float = 0.01,
-    ) -> None:
+    def __init__(self, depth: int = 28, width: int = 10, num_classes: int = 10, *,
+                 activation: type[nn.Module] = nn.SiLU, mean: tuple[float, ...] = CIFAR10_MEAN,
+                 std: tuple[float, ...] = CIFAR10_STD, bn_momentum: float = 0.01) -> None:
         super().__init__()
         num_blocks = _blocks_per_group(depth)
         channels = [16, 16 * width, 32 * width, 64 * width]

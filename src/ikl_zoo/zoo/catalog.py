@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from tabulate import tabulate
 
 from ikl_zoo.threat import format_eps
 from ikl_zoo.zoo.registry import list_models
@@ -23,7 +24,5 @@ def models_table(*, dataset: str | None = None) -> pd.DataFrame:
 
 def format_models_table(table: pd.DataFrame, *, tablefmt: str = "github") -> str:
     """The table as text; missing figures show as ``-``."""
-    from tabulate import tabulate
-
     cells = table.astype(object).where(table.notna(), None)
     return tabulate(cells, headers="keys", tablefmt=tablefmt, showindex=False, missingval="-", floatfmt=".2f")

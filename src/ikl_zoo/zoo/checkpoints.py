@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import safetensors.torch
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ from torch import nn
 from ikl_zoo.atomic import atomic_path, write_json_atomic
 from ikl_zoo.errors import CheckpointError, ChecksumMismatchError, first_line
 from ikl_zoo.threat import NUM_CLASSES
-from ikl_zoo.zoo.registry import list_models
+from ikl_zoo.zoo.registry import is_registered
 from ikl_zoo.zoo.spec import CONFIG_NAME, OWN_KEYS, REWRITE_FIX, WEIGHTS_NAME, ModelSpec
 from ikl_zoo.zoo.spec import model_from_config as model_from_config  # where callers have found it
 
@@ -83,12 +84,9 @@ def is_html_file(path: Path) -> bool:
 def _numpy_scalar_globals() -> list[Any]:
     """What a numpy scalar beside the weights (``"best_acc": np.float64(...)``) needs: plain data, no code.
     Files name the reconstructor by the path of the numpy that saved them (``numpy.core`` before 2.0)."""
-    import numpy as np
-
     scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
-    dtype_classes = [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"]
     return [(scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"), np.dtype,
-            *dtype_classes]
+            *(type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG")]
 
 
 def _torch_load(path: Path) -> Any:
@@ -135,12 +133,8 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 def _strip_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop ``module.``/``module.0.``/``model.`` prefixes that every key carries (DataParallel, wrappers)."""
-    while tensors:
-        prefix = next((p for p in _KEY_PREFIXES if all(key.startswith(p) for key in tensors)), None)
-        if prefix is None:
-            break
-        tensors = {key[len(prefix):]: value for key, value in tensors.items()}
-    return tensors
+    prefix = next((p for p in _KEY_PREFIXES if tensors and all(key.startswith(p) for key in tensors)), None)
+    return tensors if prefix is None else _strip_prefix({k[len(prefix) :]: v for k, v in tensors.items()})
 
 
 def non_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:
@@ -268,14 +262,10 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, 
     found = state.get(key)
     found_classes = found.shape[0] if found is not None and found.dim() == 2 else None
     if expected_classes is not None and found_classes is not None and expected_classes != found_classes:
-        registered_for = {spec.dataset for spec in list_models() if spec.model_id == model_name}
-        matching = [ds for ds, count in NUM_CLASSES.items() if count == found_classes]
-        if matching and matching[0] in registered_for:
-            hint = f"pass --dataset {matching[0]}"
-        elif matching:
-            hint = f"it is a {matching[0]} checkpoint; pass a {dataset or 'matching'} one of {model_name}"
-        else:
-            hint = "pass a checkpoint of this model"
+        other = next((ds for ds, count in NUM_CLASSES.items() if count == found_classes), None)
+        hint = ("pass a checkpoint of this model" if other is None
+                else f"pass --dataset {other}" if is_registered(model_name, dataset=other)
+                else f"it is a {other} checkpoint; pass a {dataset or 'matching'} one of {model_name}")
         where = f" for {dataset}" if dataset else ""
         raise CheckpointError(f"{source} has {found_classes} classes but {model_name}{where} expects "
                               f"{expected_classes}", fix=hint)

@@ -1,21 +1,20 @@
 """Published weights: the Hugging Face Hub first, the authors' original Google Drive files second.
-
 The Hub is reached only through ``hf_hub_download`` (its cache, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``,
 ``HF_HOME`` and ``HF_TOKEN`` work as everywhere else): a registry entry lives in
 ``<IKL_ZOO_HUB_NAMESPACE or ikl-zoo>/<name>`` at its pinned revision, an ``hf-hub:ORG/NAME`` name is any zoo
 folder. Otherwise the authors' checkpoint comes from Google Drive (no Hugging Face token sent) and is
-converted once into ``$IKL_ZOO_CACHE/gdrive/<dataset>/<model_id>/`` (default ``$HF_HOME/ikl-zoo``).
-"""
+converted once into ``$IKL_ZOO_CACHE/gdrive/<dataset>/<model_id>/`` (default ``$HF_HOME/ikl-zoo``)."""
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import importlib.util
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ikl_zoo import __version__
 from ikl_zoo.errors import CheckpointError, DownloadError, first_line
@@ -24,10 +23,8 @@ from ikl_zoo.zoo import checkpoints
 from ikl_zoo.zoo.registry import ModelSpec, get_model_entry
 from ikl_zoo.zoo.spec import CONFIG_NAME, WEIGHTS_NAME
 
-ZOO_FOLDER_FIX = (
-    "make a zoo folder with `ikl-zoo convert CHECKPOINT --model ID -o DIR`, then "
-    "`ikl-zoo push DIR --repo-id ORG/NAME`"
-)
+ZOO_FOLDER_FIX = ("make a zoo folder with `ikl-zoo convert CHECKPOINT --model ID -o DIR`, then "
+                  "`ikl-zoo push DIR --repo-id ORG/NAME`")
 
 
 @dataclass(frozen=True)
@@ -83,8 +80,7 @@ def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
             raise DownloadError(f"could not get the weights of {name}: {attempts[0]}",
                                 fix="Only the Hub serves an explicit revision: fix the revision, or leave "
                                 "--revision out to use the pinned one (Google Drive original included)")
-    cached = _from_drive_cache(spec)
-    if cached is not None:
+    if (cached := _from_drive_cache(spec)) is not None:
         return cached
     if spec.gdrive_id:
         try:
@@ -137,9 +133,8 @@ def parse_hub_name(name: str, *, revision: str | None = None) -> tuple[str, str]
         return None
     repo_id, at, pinned = name[len(HF_HUB_PREFIX) :].partition("@")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")) or (at and not pinned):
-        raise DownloadError(
-            f"{name!r} is not a Hub model name", fix="write hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV"
-        )
+        raise DownloadError(f"{name!r} is not a Hub model name",
+                            fix="write hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV")
     if revision and pinned and revision != pinned:
         raise DownloadError(f"{name} and --revision {revision} disagree", fix="give the revision once")
     return repo_id, pinned or revision or "main"
@@ -185,10 +180,9 @@ def _hub_spec(repo_id: str, revision: str) -> ModelSpec:
         what = " and its weights are only a pickle (pytorch_model.bin)" if pickle else ""
         raise DownloadError(f"not an ikl-zoo folder: {CONFIG_NAME} is missing{what}",
                             fix=ZOO_FOLDER_FIX) from None
-    try:
+    data: Any = {}
+    with contextlib.suppress(ValueError):  # not JSON, or not text
         data = json.loads(config.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        data = None
     data = data if isinstance(data, dict) else {}
     timm = isinstance(data.get("architecture"), str) or "pretrained_cfg" in data
     if timm or "model_type" in data or "architectures" in data:
@@ -227,20 +221,17 @@ def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
 def _hub_has(repo_id: str, filename: str, revision: str) -> bool:
     from huggingface_hub import HfApi
 
-    try:
+    with contextlib.suppress(OSError, ValueError, *transport_errors()):
         return HfApi().file_exists(repo_id, filename, revision=revision)
-    except (OSError, ValueError, *transport_errors()):
-        return False
+    return False
 
 
 def transport_errors() -> tuple[type[Exception], ...]:
     """The network errors of huggingface_hub's HTTP client, httpx (1.x) or httpx2 (later): not OSErrors."""
     errors: list[type[Exception]] = []
     for client in ("httpx", "httpx2"):
-        try:
+        with contextlib.suppress(ImportError):
             errors.append(importlib.import_module(client).HTTPError)
-        except ImportError:
-            continue
     return tuple(errors)
 
 

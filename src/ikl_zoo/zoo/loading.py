@@ -1,6 +1,5 @@
-"""Loading: a registered id, an ``hf-hub:`` name or a zoo folder in, the network with verified weights out, in
-eval mode. Loading is strict: every key and shape must match, and a checkpoint for the other dataset is named
-as such."""
+"""A registered id, an ``hf-hub:`` name or a zoo folder in, the network with verified weights out, in eval
+mode; strictly: every key and shape must match, and a checkpoint for the other dataset is named as such."""
 
 from __future__ import annotations
 
@@ -47,29 +46,19 @@ class LoadedModel:
 
 
 def load_model(
-    model_id: str | os.PathLike[str],
-    *,
-    dataset: str = "cifar10",
-    checkpoint: str | os.PathLike[str] | None = None,
-    device: str | torch.device = "cpu",
-    revision: str | None = None,
+    model_id: str | os.PathLike[str], *, dataset: str = "cifar10", device: str | torch.device = "cpu",
+    checkpoint: str | os.PathLike[str] | None = None, revision: str | None = None,
 ) -> nn.Module:
-    """The network with its weights, on ``device``, in eval mode.
-
-    ``model_id`` is a registered id (``ikl-zoo list``) for ``dataset``, ``hf-hub:ORG/NAME[@REVISION]`` (a zoo
-    folder on the Hub) or a local zoo folder (its config says the dataset). ``checkpoint`` replaces the
-    published weights with a local file or zoo folder ``read_state_dict`` reads; ``revision`` pins the Hub's.
-    """
+    """The network with its weights, on ``device``, in eval mode. ``model_id`` is a registered id
+    (``ikl-zoo list``) for ``dataset``, ``hf-hub:ORG/NAME[@REVISION]`` (a zoo folder on the Hub) or a local
+    zoo folder (its config says the dataset). ``checkpoint`` replaces the published weights with a local file
+    or zoo folder ``read_state_dict`` reads; ``revision`` pins the Hub's."""
     return load(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision).network
 
 
 def load(
-    model_id: str | os.PathLike[str],
-    *,
-    dataset: str = "cifar10",
-    checkpoint: str | os.PathLike[str] | None = None,
-    device: str | torch.device = "cpu",
-    revision: str | None = None,
+    model_id: str | os.PathLike[str], *, dataset: str = "cifar10", device: str | torch.device = "cpu",
+    checkpoint: str | os.PathLike[str] | None = None, revision: str | None = None,
 ) -> LoadedModel:
     """``load_model``, plus the spec, where the weights came from and their sha256 (each fetched once)."""
     hub_name, hub, folder = parse_hub_name(str(model_id), revision=revision), {}, Path(model_id).expanduser()

@@ -31,11 +31,9 @@ def _cui2023(model_id: str, dataset: str, *, gdrive_id: str, figures: tuple[floa
     else:
         architecture, name = "WideResNet", "WideResNet-34-10"
         arguments = dict(depth=34, widen_factor=10, num_classes=NUM_CLASSES[dataset])
-    return ModelSpec(
-        model_id=model_id, dataset=dataset, architecture_class=architecture, arguments=arguments,
-        architecture=name, hub_repo_name=f"{model_id}-{dataset}", gdrive_id=gdrive_id,
-        published=PublishedFigures(clean_acc=figures[0], autoattack_acc=figures[1], source=_SOURCE), **facts,
-    )
+    published = PublishedFigures(*figures, source=_SOURCE)
+    return ModelSpec(model_id, dataset, architecture, arguments, architecture=name, gdrive_id=gdrive_id,
+                     published=published, hub_repo_name=f"{model_id}-{dataset}", **facts)
 
 
 SPECS = (

@@ -1,5 +1,4 @@
 """``ModelSpec``: what a model is. A registry entry and a zoo folder's config.json are the same object.
-
 config.json holds what the weights are: ``{"ikl_zoo_version", "model_id", "dataset", "threat_model", "eps",
 "architecture": {"architecture_class", **constructor arguments}, "sha256", "source": {...} (converted),
 "training": {...} (trained), **extra}``. What the registry knows about published weights stays out of it.
@@ -26,8 +25,7 @@ from ikl_zoo.zoo import architectures
 DEFAULT_HUB_NAMESPACE = "ikl-zoo"
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 REWRITE_FIX = "rewrite it with `ikl-zoo convert`"
-BUILDERS = {"WideResNet": architectures.WideResNet, "DMWideResNet": architectures.DMWideResNet,
-            "CifarResNet": architectures.CifarResNet}
+BUILDERS = {name: getattr(architectures, name) for name in ("WideResNet", "DMWideResNet", "CifarResNet")}
 OWN_KEYS = ("ikl_zoo_version", "model_id", "dataset", "threat_model", "eps", "architecture", "sha256",
             "source", "training")  # config.json's own keys, in their order; any other is ``extra``
 
@@ -39,9 +37,7 @@ class PublishedFigures:
     clean_acc: float  # percent, full test set
     autoattack_acc: float  # percent, AutoAttack standard
     source: str
-
-    def to_dict(self) -> dict[str, float | str]:
-        return dataclasses.asdict(self)
+    to_dict = dataclasses.asdict  # the figures as JSON data
 
 
 @dataclass(frozen=True)
@@ -125,14 +121,11 @@ class ModelSpec:
                 raise CheckpointError(f"{where}: field '{name}' must be {expected}, not {data[name]!r}",
                                       fix=REWRITE_FIX)
         architecture = dict(data["architecture"])
-        return cls(
-            model_id=data["model_id"], dataset=data["dataset"],
-            architecture_class=architecture.pop("architecture_class"), arguments=architecture,
-            threat_model=data["threat_model"], eps=float(data["eps"]), sha256=data.get("sha256"),
-            source=data.get("source"), training_facts=data.get("training"),
-            extra={key: value for key, value in data.items() if key not in OWN_KEYS},
-            ikl_zoo_version=str(data.get("ikl_zoo_version", __version__)),
-        )
+        return cls(data["model_id"], data["dataset"], architecture.pop("architecture_class"), architecture,
+                   threat_model=data["threat_model"], eps=float(data["eps"]), sha256=data.get("sha256"),
+                   source=data.get("source"), training_facts=data.get("training"),
+                   extra={key: value for key, value in data.items() if key not in OWN_KEYS},
+                   ikl_zoo_version=str(data.get("ikl_zoo_version", __version__)))
 
 
 _FIELD_CHECKS = (
