@@ -5,7 +5,7 @@ never ``robustbench.eval.benchmark`` (it passes ``bs=`` which pyautoattack does 
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import sys
 import warnings
 from types import ModuleType
@@ -13,11 +13,8 @@ from types import ModuleType
 
 def import_robustbench() -> ModuleType:
     """Return the ``robustbench`` module, importable even though ``autoattack`` is not on PyPI."""
-    if "autoattack" not in sys.modules:
-        try:
-            importlib.import_module("autoattack")
-        except ImportError:
-            sys.modules["autoattack"] = importlib.import_module("pyautoattack")
+    if "autoattack" not in sys.modules and importlib.util.find_spec("autoattack") is None:
+        sys.modules["autoattack"] = importlib.import_module("pyautoattack")
     with warnings.catch_warnings():
         # robustbench imports pkg_resources, which warns about its own deprecation.
         warnings.filterwarnings("ignore", category=UserWarning, message=".*pkg_resources.*")

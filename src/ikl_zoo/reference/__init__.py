@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from io import StringIO
 from typing import Any
 
 import pandas as pd
@@ -23,8 +22,8 @@ STANDARD_EPS = {"Linf": 8 / 255, "L2": 0.5}
 @cache
 def shipped_leaderboard() -> pd.DataFrame:
     """The shipped rows as RobustBench's model_info files give them: one row per model and board, as text."""
-    text = resources.files(__name__).joinpath(REFERENCE_FILE).read_text(encoding="utf-8")
-    return pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
+    with resources.files(__name__).joinpath(REFERENCE_FILE).open(encoding="utf-8") as handle:
+        return pd.read_csv(handle, dtype=str, keep_default_na=False)
 
 
 def published_from_row(row: dict[str, Any]) -> dict[str, Any]:

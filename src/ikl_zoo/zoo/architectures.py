@@ -49,8 +49,7 @@ class TradesBlock(nn.Module):
         activated = self.relu1(self.bn1(x))
         out = self.conv2(self.relu2(self.bn2(self.conv1(activated))))
         # A width change routes the shortcut through the activated input, as TRADES does.
-        shortcut = x if self.convShortcut is None else self.convShortcut(activated)
-        return shortcut + out
+        return (x if self.convShortcut is None else self.convShortcut(activated)) + out
 
 
 class BlockGroup(nn.Module):
@@ -87,10 +86,8 @@ class WideResNet(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block3(self.block2(self.block1(self.conv1(x))))
-        out = self.relu(self.bn1(out))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.fc(out)
+        out = self.relu(self.bn1(self.block3(self.block2(self.block1(self.conv1(x))))))
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
 # WRN-28-10 as DeepMind and RobustBench define it: SiLU, explicit "SAME" padding, normalisation inside.
@@ -113,8 +110,7 @@ class DMBlock(nn.Module):
         activated = self.relu_0(self.batchnorm_0(x))
         out = self.conv_0(F.pad(activated, self._same_padding))
         out = self.conv_1(self.relu_1(self.batchnorm_1(out)))
-        shortcut = self.shortcut(activated) if self.shortcut is not None else x
-        return shortcut + out
+        return (x if self.shortcut is None else self.shortcut(activated)) + out
 
 
 class DMWideResNet(nn.Module):
@@ -138,10 +134,8 @@ class DMWideResNet(nn.Module):
         self.logits = nn.Linear(channels[3], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.init_conv((x - self.mean) / self.std)
-        out = self.relu(self.batchnorm(self.layer(out)))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.logits(out)
+        out = self.relu(self.batchnorm(self.layer(self.init_conv((x - self.mean) / self.std))))
+        return self.logits(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
 # The CIFAR ResNet-18 whose plainly trained checkpoint ships with pyautoattack (demo model).
@@ -158,8 +152,7 @@ class ResNetBlock(nn.Module):
                                           nn.BatchNorm2d(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
         return F.relu(out + self.shortcut(x))
 
 
@@ -177,7 +170,5 @@ class CifarResNet(nn.Module):
         self.linear = nn.Linear(512, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.linear(out)
+        out = self.layer4(self.layer3(self.layer2(self.layer1(F.relu(self.bn1(self.conv1(x)))))))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))

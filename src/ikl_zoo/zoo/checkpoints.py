@@ -158,9 +158,8 @@ def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     missing = [key for key in expected if key not in tensors and not key.endswith(".num_batches_tracked")]
     unexpected = [key for key in tensors if key not in expected]
-    found = {key: tuple(value.shape) for key, value in tensors.items()}
-    wrong_shape = [f"{key} {found[key]} vs {shape}" for key, shape in expected.items()
-                   if found.get(key, shape) != shape]
+    wrong_shape = [f"{key} {tuple(tensors[key].shape)} vs {shape}" for key, shape in expected.items()
+                   if key in tensors and tuple(tensors[key].shape) != shape]
     problems = [(len(missing), "missing keys", ", ".join(missing[:3])),
                 (len(unexpected), "unexpected keys", ", ".join(unexpected[:3])),
                 (len(wrong_shape), "shape mismatches", "; ".join(wrong_shape[:2]))]
@@ -176,10 +175,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def read_spec(folder: str | os.PathLike[str]) -> ModelSpec:
     """The ``ModelSpec`` a zoo folder's config.json describes, every field checked."""
-    folder = Path(folder).expanduser()
-    config_path = folder / CONFIG_NAME
+    config_path = Path(folder).expanduser() / CONFIG_NAME
     if not config_path.is_file():
-        raise CheckpointError(f"{folder} is not a zoo folder: {CONFIG_NAME} is missing",
+        raise CheckpointError(f"{config_path.parent} is not a zoo folder: {CONFIG_NAME} is missing",
                               fix="make one with `ikl-zoo convert`")
     try:
         data = json.loads(config_path.read_text())
