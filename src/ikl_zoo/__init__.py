@@ -1,7 +1,5 @@
 """ikl-zoo: the IKL-AT robust models, loaded from the Hub, evaluated the way RobustBench does.
-
-Heavy pieces are imported on first use so that ``import ikl_zoo`` stays quick and quiet.
-"""
+Heavy pieces are imported on first use so that ``import ikl_zoo`` stays quick and quiet."""
 
 from __future__ import annotations
 
@@ -10,13 +8,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "load_model": "ikl_zoo.zoo.loading",
-    "list_models": "ikl_zoo.zoo.registry",
-    "get_model_entry": "ikl_zoo.zoo.registry",
-    "create_model": "ikl_zoo.zoo.registry",
-    "IklZooError": "ikl_zoo.errors",
-}
+_LAZY = {"load_model": "ikl_zoo.zoo.loading", "list_models": "ikl_zoo.zoo.registry",
+         "get_model_entry": "ikl_zoo.zoo.registry", "create_model": "ikl_zoo.zoo.registry",
+         "IklZooError": "ikl_zoo.errors"}
 
 __all__ = ["__version__", *_LAZY]
 

@@ -1,13 +1,11 @@
-"""Import robustbench 1.1.1 with the packages PyPI actually has.
-
+"""Import robustbench 1.1.1 with the packages PyPI actually has:
 robustbench does ``from autoattack import AutoAttack``, but PyPI's AutoAttack is ``pyautoattack``. We
 alias the module before importing robustbench, and only ever use robustbench's model zoo and loaders,
-never ``robustbench.eval.benchmark`` (it passes ``bs=`` which pyautoattack does not take).
-"""
+never ``robustbench.eval.benchmark`` (it passes ``bs=`` which pyautoattack does not take)."""
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import sys
 import warnings
 from types import ModuleType
@@ -15,11 +13,8 @@ from types import ModuleType
 
 def import_robustbench() -> ModuleType:
     """Return the ``robustbench`` module, importable even though ``autoattack`` is not on PyPI."""
-    if "autoattack" not in sys.modules:
-        try:
-            importlib.import_module("autoattack")
-        except ImportError:
-            sys.modules["autoattack"] = importlib.import_module("pyautoattack")
+    if "autoattack" not in sys.modules and importlib.util.find_spec("autoattack") is None:
+        sys.modules["autoattack"] = importlib.import_module("pyautoattack")
     with warnings.catch_warnings():
         # robustbench imports pkg_resources, which warns about its own deprecation.
         warnings.filterwarnings("ignore", category=UserWarning, message=".*pkg_resources.*")
@@ -34,10 +29,8 @@ def robustbench_model_dicts() -> dict:
     import_robustbench()
     from robustbench.model_zoo import model_dicts
 
-    return {
-        dataset.value: {threat.value: models for threat, models in by_threat.items()}
-        for dataset, by_threat in model_dicts.items()
-    }
+    return {dataset.value: {threat.value: models for threat, models in by_threat.items()}
+            for dataset, by_threat in model_dicts.items()}
 
 ROBUSTBENCH_PREFIX = "robustbench:"
 """``robustbench:<id>`` names a RobustBench model wherever ikl-zoo takes a model."""

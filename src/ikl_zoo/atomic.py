@@ -13,11 +13,8 @@ from typing import Any
 
 
 def _create_beside(path: Path) -> Path:
-    """A new empty file beside ``path``, with the permissions ``open(path, "w")`` gives a new file.
-
-    ``tempfile.mkstemp`` creates its files 0600, which the rename would carry over to every result; creating
-    it with 0666 lets the umask (and any default ACL) decide, as for any other file the user writes.
-    """
+    """A new empty file beside ``path``, mode 0666 so that the umask (and any default ACL) decides, as for any
+    file the user writes: ``tempfile.mkstemp``'s 0600 would be carried over to every result by the rename."""
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:

@@ -1,8 +1,5 @@
-"""Errors a user can act on: a ``problem`` and the ``fix`` that mends it, printed as one line.
-
-The CLI prints them without a traceback; library callers can catch ``IklZooError`` and read its fields
-instead of parsing the text.
-"""
+"""Errors a user can act on: a ``problem`` and the ``fix`` that mends it, printed as one line without a
+traceback; library callers can catch ``IklZooError`` and read its fields instead of parsing the text."""
 
 from __future__ import annotations
 

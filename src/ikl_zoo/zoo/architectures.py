@@ -1,8 +1,6 @@
-"""Network definitions whose state_dict keys match RobustBench's checkpoints one for one.
-
-Attribute names are dictated by the published checkpoints (TRADES' ``WideResNet``, DeepMind's
-``DMWideResNet`` and the CIFAR ResNet that ships with AutoAttack); the code around them is ours.
-"""
+"""Network definitions whose state_dict keys match RobustBench's checkpoints one for one: attribute names
+are dictated by the published checkpoints (TRADES' ``WideResNet``, DeepMind's ``DMWideResNet`` and the CIFAR
+ResNet that ships with AutoAttack); the code around them is ours."""
 
 from __future__ import annotations
 
@@ -17,6 +15,13 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+
+
+def _blocks(make_block: Callable[..., nn.Module], num_blocks: int, planes: tuple[int, int], stride: int
+            ) -> nn.Sequential:
+    """``num_blocks`` blocks, the first changing width and stride."""
+    (first, planes), strides = planes, [stride] + [1] * (num_blocks - 1)
+    return nn.Sequential(*(make_block(first if i == 0 else planes, planes, s) for i, s in enumerate(strides)))
 
 
 def _blocks_per_group(depth: int) -> int:
@@ -37,33 +42,24 @@ class TradesBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
-        self.equalInOut = in_planes == out_planes
-        self.convShortcut = (
-            None if self.equalInOut else nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
-        )
+        self.convShortcut = (None if in_planes == out_planes
+                             else nn.Conv2d(in_planes, out_planes, 1, stride, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         activated = self.relu1(self.bn1(x))
         out = self.conv2(self.relu2(self.bn2(self.conv1(activated))))
         # A width change routes the shortcut through the activated input, as TRADES does.
-        shortcut = x if self.convShortcut is None else self.convShortcut(activated)
-        return shortcut + out
+        return (x if self.convShortcut is None else self.convShortcut(activated)) + out
 
 
 class BlockGroup(nn.Module):
-    """``num_blocks`` blocks, the first changing width and stride, held under the attribute the checkpoints
-    name (``layer`` in TRADES' network, ``block`` in DeepMind's)."""
+    """``_blocks`` under the attribute the checkpoints name (``layer``: TRADES, ``block``: DeepMind)."""
 
-    def __init__(
-        self, attribute: str, make_block: Callable[..., nn.Module], num_blocks: int, planes: tuple[int, int],
-        stride: int,
-    ) -> None:
+    def __init__(self, attribute: str, make_block: Callable[..., nn.Module], num_blocks: int,
+                 planes: tuple[int, int], stride: int) -> None:
         super().__init__()
         self.attribute = attribute
-        in_planes, out_planes = planes
-        blocks = [make_block(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1)
-                  for i in range(num_blocks)]
-        setattr(self, attribute, nn.Sequential(*blocks))
+        setattr(self, attribute, _blocks(make_block, num_blocks, planes, stride))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return getattr(self, self.attribute)(x)
@@ -77,45 +73,36 @@ class WideResNet(nn.Module):
         num_blocks = _blocks_per_group(depth)
         channels = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.conv1 = nn.Conv2d(3, channels[0], 3, stride=1, padding=1, bias=False)
-        self.block1 = BlockGroup("layer", TradesBlock, num_blocks, (channels[0], channels[1]), 1)
-        self.block2 = BlockGroup("layer", TradesBlock, num_blocks, (channels[1], channels[2]), 2)
-        self.block3 = BlockGroup("layer", TradesBlock, num_blocks, (channels[2], channels[3]), 2)
+        for i in range(3):
+            group = BlockGroup("layer", TradesBlock, num_blocks, channels[i : i + 2], min(i + 1, 2))
+            setattr(self, f"block{i + 1}", group)
         self.bn1 = nn.BatchNorm2d(channels[3])
         self.relu = nn.ReLU(inplace=True)
         self.fc = nn.Linear(channels[3], num_classes)
-        self.nChannels = channels[3]
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
-                nn.init.normal_(module.weight, 0.0, (2.0 / fan_out) ** 0.5)
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")  # as TRADES
             elif isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block3(self.block2(self.block1(self.conv1(x))))
-        out = self.relu(self.bn1(out))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.fc(out)
+        out = self.relu(self.bn1(self.block3(self.block2(self.block1(self.conv1(x))))))
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
 # WRN-28-10 as DeepMind and RobustBench define it: SiLU, explicit "SAME" padding, normalisation inside.
 class DMBlock(nn.Module):
-    def __init__(
-        self, in_planes: int, out_planes: int, stride: int, activation: type[nn.Module], bn_momentum: float
-    ) -> None:
+    def __init__(self, in_planes: int, out_planes: int, stride: int, activation: type[nn.Module],
+                 bn_momentum: float) -> None:
         super().__init__()
-        if stride not in (1, 2):
-            raise ValueError(f"unsupported stride {stride}")
         self.batchnorm_0 = nn.BatchNorm2d(in_planes, momentum=bn_momentum)
         self.relu_0 = activation()
         self.conv_0 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=0, bias=False)
         self.batchnorm_1 = nn.BatchNorm2d(out_planes, momentum=bn_momentum)
         self.relu_1 = activation()
         self.conv_1 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
-        self.has_shortcut = in_planes != out_planes
-        self.shortcut = (
-            nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False) if self.has_shortcut else None
-        )
+        self.shortcut = (None if in_planes == out_planes
+                         else nn.Conv2d(in_planes, out_planes, 1, stride, bias=False))
         # TensorFlow's "SAME" padding: symmetric at stride 1, bottom/right only at stride 2.
         self._same_padding = (1, 1, 1, 1) if stride == 1 else (0, 1, 0, 1)
 
@@ -123,24 +110,15 @@ class DMBlock(nn.Module):
         activated = self.relu_0(self.batchnorm_0(x))
         out = self.conv_0(F.pad(activated, self._same_padding))
         out = self.conv_1(self.relu_1(self.batchnorm_1(out)))
-        shortcut = self.shortcut(activated) if self.shortcut is not None else x
-        return shortcut + out
+        return (x if self.shortcut is None else self.shortcut(activated)) + out
 
 
 class DMWideResNet(nn.Module):
     """DeepMind's WideResNet: the WRN-28-10 (SiLU) that IKL-AT trains with generated data."""
 
-    def __init__(
-        self,
-        depth: int = 28,
-        width: int = 10,
-        num_classes: int = 10,
-        *,
-        activation: type[nn.Module] = nn.SiLU,
-        mean: tuple[float, ...] = CIFAR10_MEAN,
-        std: tuple[float, ...] = CIFAR10_STD,
-        bn_momentum: float = 0.01,
-    ) -> None:
+    def __init__(self, depth: int = 28, width: int = 10, num_classes: int = 10, *,
+                 activation: type[nn.Module] = nn.SiLU, mean: tuple[float, ...] = CIFAR10_MEAN,
+                 std: tuple[float, ...] = CIFAR10_STD, bn_momentum: float = 0.01) -> None:
         super().__init__()
         num_blocks = _blocks_per_group(depth)
         channels = [16, 16 * width, 32 * width, 64 * width]
@@ -148,21 +126,16 @@ class DMWideResNet(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(3, 1, 1), persistent=False)
         self.init_conv = nn.Conv2d(3, channels[0], 3, stride=1, padding=1, bias=False)
-        block = functools.partial(DMBlock, activation=activation, bn_momentum=bn_momentum)
-        self.layer = nn.Sequential(*(
-            BlockGroup("block", block, num_blocks, (channels[i], channels[i + 1]), 1 if i == 0 else 2)
-            for i in range(3)
-        ))
+        make = functools.partial(DMBlock, activation=activation, bn_momentum=bn_momentum)
+        groups = [BlockGroup("block", make, num_blocks, channels[i : i + 2], min(i + 1, 2)) for i in range(3)]
+        self.layer = nn.Sequential(*groups)
         self.batchnorm = nn.BatchNorm2d(channels[3], momentum=bn_momentum)
         self.relu = activation()
         self.logits = nn.Linear(channels[3], num_classes)
-        self.num_channels = channels[3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.init_conv((x - self.mean) / self.std)
-        out = self.relu(self.batchnorm(self.layer(out)))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.logits(out)
+        out = self.relu(self.batchnorm(self.layer(self.init_conv((x - self.mean) / self.std))))
+        return self.logits(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
 # The CIFAR ResNet-18 whose plainly trained checkpoint ships with pyautoattack (demo model).
@@ -175,13 +148,11 @@ class ResNetBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
-            )
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                          nn.BatchNorm2d(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
         return F.relu(out + self.shortcut(x))
 
 
@@ -192,19 +163,12 @@ class CifarResNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        in_planes = 64
-        stage_widths = zip((64, 128, 256, 512), blocks_per_stage, strict=True)
-        for stage, (planes, num_blocks) in enumerate(stage_widths, start=1):
-            first_stride = 1 if stage == 1 else 2
-            blocks = []
-            for i in range(num_blocks):
-                blocks.append(ResNetBlock(in_planes, planes, first_stride if i == 0 else 1))
-                in_planes = planes
-            setattr(self, f"layer{stage}", nn.Sequential(*blocks))
+        widths = (64, 64, 128, 256, 512)
+        for stage, num_blocks in zip(range(1, 5), blocks_per_stage, strict=True):
+            planes = widths[stage - 1 : stage + 1]
+            setattr(self, f"layer{stage}", _blocks(ResNetBlock, num_blocks, planes, min(stage, 2)))
         self.linear = nn.Linear(512, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.linear(out)
+        out = self.layer4(self.layer3(self.layer2(self.layer1(F.relu(self.bn1(self.conv1(x)))))))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))

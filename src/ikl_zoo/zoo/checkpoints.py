@@ -15,17 +15,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import safetensors.torch
 import torch
 from torch import nn
 
 from ikl_zoo.atomic import atomic_path, write_json_atomic
 from ikl_zoo.errors import CheckpointError, ChecksumMismatchError, first_line
 from ikl_zoo.threat import NUM_CLASSES
-from ikl_zoo.zoo.registry import list_models
-from ikl_zoo.zoo.spec import REWRITE_FIX, WEIGHTS_NAME, ModelSpec
+from ikl_zoo.zoo.registry import is_registered
+from ikl_zoo.zoo.spec import CONFIG_NAME, OWN_KEYS, REWRITE_FIX, WEIGHTS_NAME, ModelSpec
 from ikl_zoo.zoo.spec import model_from_config as model_from_config  # where callers have found it
 
-CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 _KEY_PREFIXES = ("module.0.", "module.", "model.")
@@ -44,10 +45,8 @@ def verify_sha256(path: str | os.PathLike[str], expected: str | None, *, fix: st
     """The file's sha256, hashed once; ``ChecksumMismatchError`` unless it is ``expected`` (when given)."""
     actual = file_sha256(path)
     if expected is not None and actual != expected.lower():
-        raise ChecksumMismatchError(
-            f"sha256 mismatch for {path}: expected {expected}, got {actual}",
-            fix=fix or f"the file is corrupt or not the published one: delete {path} and download it again",
-        )
+        fix = fix or f"the file is corrupt or not the published one: delete {path} and download it again"
+        raise ChecksumMismatchError(f"sha256 mismatch for {path}: expected {expected}, got {actual}", fix=fix)
     return actual
 
 
@@ -59,20 +58,15 @@ def read_weights_file(path: Path, *, safetensors_only: bool = False) -> dict[str
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes)", fix="download or save it again")
     if is_html_file(path):
-        raise CheckpointError(
-            f"{path} is an HTML page, not weights (Google Drive quota?)",
-            fix="download the checkpoint again in a browser or later, or pass --checkpoint with a good copy",
-        )
+        raise CheckpointError(f"{path} is an HTML page, not weights (Google Drive quota?)", fix="download it"
+                              " again in a browser or later, or pass --checkpoint with a good copy")
     with open(path, "rb") as handle:
         head = handle.read(9)
     # safetensors: an 8-byte little-endian header length, then a JSON object.
     if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
-            return _strip_prefix(load_file(str(path), device="cpu"))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+            return _strip_prefix(safetensors.torch.load_file(str(path), device="cpu"))
+        except (safetensors.SafetensorError, OSError, ValueError, RuntimeError) as error:
             raise CheckpointError(f"{path} is a truncated or corrupt safetensors file ({first_line(error)})",
                                   fix="download or convert it again") from None
     if safetensors_only:
@@ -90,12 +84,9 @@ def is_html_file(path: Path) -> bool:
 def _numpy_scalar_globals() -> list[Any]:
     """What a numpy scalar beside the weights (``"best_acc": np.float64(...)``) needs: plain data, no code.
     Files name the reconstructor by the path of the numpy that saved them (``numpy.core`` before 2.0)."""
-    import numpy as np
-
     scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
-    dtype_classes = [type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"]
     return [(scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"), np.dtype,
-            *dtype_classes]
+            *(type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG")]
 
 
 def _torch_load(path: Path) -> Any:
@@ -107,14 +98,11 @@ def _torch_load(path: Path) -> Any:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
         if isinstance(error, pickle.UnpicklingError) and "Unsupported global" in str(error):
             what = f" ({found.group(1)})" if found else ""
-            raise CheckpointError(
-                f"{path} holds Python objects besides tensors{what}, which ikl-zoo refuses to unpickle",
-                fix="save model.state_dict() instead, or convert it once in a trusted environment",
-            ) from None
-        raise CheckpointError(
-            f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({torch_load_reason(error)})",
-            fix="download or save it again",
-        ) from None
+            raise CheckpointError(f"{path} holds Python objects besides tensors{what}, which ikl-zoo refuses"
+                                  " to unpickle", fix="save model.state_dict() instead, or convert it once in"
+                                  " a trusted environment") from None
+        raise CheckpointError(f"{path} is truncated or corrupt, or not a PyTorch checkpoint "
+                              f"({torch_load_reason(error)})", fix="download or save it again") from None
 
 
 def torch_load_reason(error: BaseException) -> str:
@@ -130,33 +118,23 @@ def torch_load_reason(error: BaseException) -> str:
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
-        if not isinstance(obj, Mapping):
-            break
-        wrapper = next((key for key in _WRAPPER_KEYS if isinstance(obj.get(key), Mapping)), None)
-        if wrapper is None:
-            break
-        obj = obj[wrapper]
+        found = isinstance(obj, Mapping) and [obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)]
+        obj = found[0] if found else obj
     if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointError(
-            f"{path} holds no state_dict (found {type(obj).__name__})", fix="save model.state_dict()"
-        )
+        raise CheckpointError(f"{path} holds no state_dict (found {type(obj).__name__})",
+                              fix="save model.state_dict()")
     not_tensors = [key for key, value in obj.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         raise CheckpointError(
             f"{path} is not a state_dict: entries {', '.join(map(str, not_tensors[:5]))} are not tensors",
-            fix=f"save the weights directly or under one of {', '.join(_WRAPPER_KEYS)}",
-        )
+            fix=f"save the weights directly or under one of {', '.join(_WRAPPER_KEYS)}")
     return dict(obj)
 
 
 def _strip_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop ``module.``/``module.0.``/``model.`` prefixes that every key carries (DataParallel, wrappers)."""
-    while tensors:
-        prefix = next((p for p in _KEY_PREFIXES if all(key.startswith(p) for key in tensors)), None)
-        if prefix is None:
-            break
-        tensors = {key[len(prefix):]: value for key, value in tensors.items()}
-    return tensors
+    prefix = next((p for p in _KEY_PREFIXES if tensors and all(key.startswith(p) for key in tensors)), None)
+    return tensors if prefix is None else _strip_prefix({k[len(prefix) :]: v for k, v in tensors.items()})
 
 
 def non_finite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:
@@ -169,10 +147,9 @@ def check_finite(tensors: Mapping[str, torch.Tensor], *, source: str, fix: str) 
     """Refuse weights holding NaN or infinity, naming a few: diverged weights are never loaded or pushed."""
     non_finite = non_finite_tensors(tensors)
     if non_finite:
-        raise CheckpointError(
-            f"{source} has NaN or infinite values in {len(non_finite)} tensors (e.g. "
-            f"{', '.join(non_finite[:3])}), so the training run diverged or the file is damaged", fix=fix,
-        )
+        raise CheckpointError(f"{source} has NaN or infinite values in {len(non_finite)} tensors (e.g. "
+                              f"{', '.join(non_finite[:3])}), so the training run diverged or the file is "
+                              "damaged", fix=fix)
 
 
 def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> str | None:
@@ -181,9 +158,8 @@ def state_dict_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     missing = [key for key in expected if key not in tensors and not key.endswith(".num_batches_tracked")]
     unexpected = [key for key in tensors if key not in expected]
-    found = {key: tuple(value.shape) for key, value in tensors.items()}
-    wrong_shape = [f"{key} {found[key]} vs {shape}" for key, shape in expected.items()
-                   if found.get(key, shape) != shape]
+    wrong_shape = [f"{key} {tuple(tensors[key].shape)} vs {shape}" for key, shape in expected.items()
+                   if key in tensors and tuple(tensors[key].shape) != shape]
     problems = [(len(missing), "missing keys", ", ".join(missing[:3])),
                 (len(unexpected), "unexpected keys", ", ".join(unexpected[:3])),
                 (len(wrong_shape), "shape mismatches", "; ".join(wrong_shape[:2]))]
@@ -199,12 +175,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def read_spec(folder: str | os.PathLike[str]) -> ModelSpec:
     """The ``ModelSpec`` a zoo folder's config.json describes, every field checked."""
-    folder = Path(folder).expanduser()
-    config_path = folder / CONFIG_NAME
+    config_path = Path(folder).expanduser() / CONFIG_NAME
     if not config_path.is_file():
-        raise CheckpointError(
-            f"{folder} is not a zoo folder: {CONFIG_NAME} is missing", fix="make one with `ikl-zoo convert`"
-        )
+        raise CheckpointError(f"{config_path.parent} is not a zoo folder: {CONFIG_NAME} is missing",
+                              fix="make one with `ikl-zoo convert`")
     try:
         data = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -234,11 +208,8 @@ def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dic
 
 
 def save_zoo_folder(
-    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
-    out_dir: str | os.PathLike[str],
-    *,
-    entry_or_config: ModelSpec | Mapping[str, Any],
-    extra: Mapping[str, Any] | None = None,
+    model_or_state_dict: nn.Module | Mapping[str, torch.Tensor], out_dir: str | os.PathLike[str], *,
+    entry_or_config: ModelSpec | Mapping[str, Any], extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a zoo folder (both files atomically) from a ``ModelSpec`` or config.json data; ``extra`` adds
     keys such as ``"training"`` or ``"source"``, never replacing the others. Weights must fit exactly."""
@@ -246,8 +217,7 @@ def save_zoo_folder(
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec.from_json(spec, where="entry_or_config")
     extra = dict(extra or {})
-    clashing = sorted(set(extra) & {"ikl_zoo_version", "model_id", "dataset", "threat_model", "eps",
-                                    "architecture", "sha256"})
+    clashing = sorted(set(extra) & set(OWN_KEYS) - {"source", "training"})  # those two may come as extra
     if clashing:
         raise ValueError(f"extra may not replace the config keys {clashing}")
     try:  # before any file is written: a config.json that cannot be written must not leave new weights
@@ -255,17 +225,14 @@ def save_zoo_folder(
     except (TypeError, ValueError) as error:
         raise ValueError(f"extra must be JSON data: {error}") from None
     state = model_or_state_dict
-    state = state.state_dict() if isinstance(state, nn.Module) else state
-    tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
+    tensors = {key: value.detach().to("cpu").contiguous().clone()
+               for key, value in (state.state_dict() if isinstance(state, nn.Module) else state).items()}
     check_fits(spec, tensors, what="weights")
-
-    from safetensors.torch import save
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
         # Written into the file atomic_path made, not by save_file: that creates its own file, mode 0600.
-        tmp.write_bytes(save(tensors, metadata={"format": "pt"}))
+        tmp.write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))
     spec = dataclasses.replace(spec, sha256=file_sha256(out_dir / WEIGHTS_NAME))
     write_json_atomic(out_dir / CONFIG_NAME, spec.to_json())
     return out_dir
@@ -280,17 +247,12 @@ def check_fits(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], *, what: st
         raise CheckpointError(f"{what} do not fit the {spec.architecture_class} of its config: {problem}")
     outputs = [layer.out_features for layer in skeleton.modules() if isinstance(layer, nn.Linear)]
     if outputs and outputs[-1] != spec.num_classes:
-        raise CheckpointError(
-            f"the config says {spec.dataset} ({spec.num_classes} classes) but the network has {outputs[-1]} "
-            "outputs",
-            fix="fix the dataset or convert the right checkpoint",
-        )
+        raise CheckpointError(f"the config says {spec.dataset} ({spec.num_classes} classes) but the network "
+                              f"has {outputs[-1]} outputs", fix="fix the dataset or convert the right one")
 
 
-def load_state_dict_strict(
-    model: nn.Module, state: dict[str, torch.Tensor], *, source: str, model_name: str,
-    dataset: str | None = None,
-) -> None:
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str, model_name: str,
+                           dataset: str | None = None) -> None:
     """``model.load_state_dict(state, strict=True)`` with one-line errors that name the fix."""
     linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
     key = f"{linear[-1]}.weight" if linear else ""
@@ -298,19 +260,13 @@ def load_state_dict_strict(
     found = state.get(key)
     found_classes = found.shape[0] if found is not None and found.dim() == 2 else None
     if expected_classes is not None and found_classes is not None and expected_classes != found_classes:
-        registered_for = {spec.dataset for spec in list_models() if spec.model_id == model_name}
-        matching = [ds for ds, count in NUM_CLASSES.items() if count == found_classes]
-        if matching and matching[0] in registered_for:
-            hint = f"pass --dataset {matching[0]}"
-        elif matching:
-            hint = f"it is a {matching[0]} checkpoint; pass a {dataset or 'matching'} one of {model_name}"
-        else:
-            hint = "pass a checkpoint of this model"
+        other = next((ds for ds, count in NUM_CLASSES.items() if count == found_classes), None)
+        hint = ("pass a checkpoint of this model" if other is None
+                else f"pass --dataset {other}" if is_registered(model_name, dataset=other)
+                else f"it is a {other} checkpoint; pass a {dataset or 'matching'} one of {model_name}")
         where = f" for {dataset}" if dataset else ""
-        raise CheckpointError(
-            f"{source} has {found_classes} classes but {model_name}{where} expects {expected_classes}",
-            fix=hint,
-        )
+        raise CheckpointError(f"{source} has {found_classes} classes but {model_name}{where} expects "
+                              f"{expected_classes}", fix=hint)
     problem = state_dict_mismatch(model, state)
     if problem:
         raise CheckpointError(f"{source} does not fit {model_name}: {problem}",

@@ -1,42 +1,30 @@
 """Published weights: the Hugging Face Hub first, the authors' original Google Drive files second.
-
 The Hub is reached only through ``hf_hub_download`` (its cache, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``,
 ``HF_HOME`` and ``HF_TOKEN`` work as everywhere else): a registry entry lives in
 ``<IKL_ZOO_HUB_NAMESPACE or ikl-zoo>/<name>`` at its pinned revision, an ``hf-hub:ORG/NAME`` name is any zoo
 folder. Otherwise the authors' checkpoint comes from Google Drive (no Hugging Face token sent) and is
-converted once into ``$IKL_ZOO_CACHE/gdrive/<dataset>/<model_id>/`` (default ``$HF_HOME/ikl-zoo``).
-"""
+converted once into ``$IKL_ZOO_CACHE/gdrive/<dataset>/<model_id>/`` (default ``$HF_HOME/ikl-zoo``)."""
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 import importlib.util
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ikl_zoo import __version__
 from ikl_zoo.errors import CheckpointError, DownloadError, first_line
 from ikl_zoo.threat import HF_HUB_PREFIX
-from ikl_zoo.zoo.checkpoints import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    file_sha256,
-    is_html_file,
-    load_state_dict_strict,
-    read_spec,
-    read_state_dict,
-    save_zoo_folder,
-    verify_sha256,
-)
+from ikl_zoo.zoo import checkpoints
 from ikl_zoo.zoo.registry import ModelSpec, get_model_entry
+from ikl_zoo.zoo.spec import CONFIG_NAME, WEIGHTS_NAME
 
-ZOO_FOLDER_FIX = (
-    "make a zoo folder with `ikl-zoo convert CHECKPOINT --model ID -o DIR`, then "
-    "`ikl-zoo push DIR --repo-id ORG/NAME`"
-)
+ZOO_FOLDER_FIX = ("make a zoo folder with `ikl-zoo convert CHECKPOINT --model ID -o DIR`, then "
+                  "`ikl-zoo push DIR --repo-id ORG/NAME`")
 
 
 @dataclass(frozen=True)
@@ -89,30 +77,25 @@ def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
         except DownloadError as miss:  # its fix is for the repository's owner: only the problem is told
             attempts.append(f"Hugging Face Hub {repo_id}@{pinned}: {miss.problem}")
         if revision is not None:
-            raise DownloadError(
-                f"could not get the weights of {name}: {attempts[0]}",
-                fix="Only the Hub serves an explicit revision: fix the revision, or leave --revision out to "
-                "use the pinned one (Google Drive original included)",
-            )
-    cached = _from_drive_cache(spec)
-    if cached is not None:
+            raise DownloadError(f"could not get the weights of {name}: {attempts[0]}",
+                                fix="Only the Hub serves an explicit revision: fix the revision, or leave "
+                                "--revision out to use the pinned one (Google Drive original included)")
+    if (cached := _from_drive_cache(spec)) is not None:
         return cached
     if spec.gdrive_id:
         try:
             return _from_drive(spec)
         except DownloadError as miss:
             attempts.append(miss.problem)
-    raise DownloadError(
-        f"could not get the weights of {name}: {'; '.join(attempts) or 'no host is known'}",
-        fix=_download_fix(spec),
-    )
+    raise DownloadError(f"could not get the weights of {name}: {'; '.join(attempts) or 'no host is known'}",
+                        fix=_download_fix(spec))
 
 
 def _download_fix(spec: ModelSpec | None) -> str:
     fixes = ["use a local copy of the file (`ikl-zoo eval --checkpoint PATH`, checkpoint= in Python, "
              "or `ikl-zoo convert PATH` for a zoo folder)",
              "unset HF_HUB_OFFLINE" if _offline() else "check the network or set HF_ENDPOINT to a mirror"]
-    if spec is not None and spec.hub_repo_name:
+    if spec and spec.hub_repo_name:
         fixes.append("set IKL_ZOO_HUB_NAMESPACE if another organisation hosts the weights")
     return "; or ".join(fixes)
 
@@ -141,7 +124,7 @@ def package_file_weights(spec: ModelSpec) -> Weights:
         raise CheckpointError(f"{path} is missing from the installed {package}",
                               fix=f"reinstall it (pip install --force-reinstall {package})")
     fix = f"the installed {package} differs from the one ikl-zoo knows: reinstall it"
-    return Weights(path, verify_sha256(path, spec.package_file_sha256, fix=fix))
+    return Weights(path, checkpoints.verify_sha256(path, spec.package_file_sha256, fix=fix))
 
 
 def parse_hub_name(name: str, *, revision: str | None = None) -> tuple[str, str] | None:
@@ -150,9 +133,8 @@ def parse_hub_name(name: str, *, revision: str | None = None) -> tuple[str, str]
         return None
     repo_id, at, pinned = name[len(HF_HUB_PREFIX) :].partition("@")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")) or (at and not pinned):
-        raise DownloadError(
-            f"{name!r} is not a Hub model name", fix="write hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV"
-        )
+        raise DownloadError(f"{name!r} is not a Hub model name",
+                            fix="write hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV")
     if revision and pinned and revision != pinned:
         raise DownloadError(f"{name} and --revision {revision} disagree", fix="give the revision once")
     return repo_id, pinned or revision or "main"
@@ -184,7 +166,8 @@ def _hub_folder(repo_id: str, revision: str, *, sha256: str | None = None) -> We
         raise DownloadError(f"its {CONFIG_NAME} has no sha256 of {WEIGHTS_NAME}", fix=ZOO_FOLDER_FIX)
     weights = _hub_file(repo_id, WEIGHTS_NAME, revision)
     # A snapshot file links to a blob: only removing the repository's cache folder forces a fresh copy.
-    actual = verify_sha256(weights, expected, fix=f"delete {weights.parents[2]} and rerun to download again")
+    fix = f"delete {weights.parents[2]} and rerun to download again"
+    actual = checkpoints.verify_sha256(weights, expected, fix=fix)
     return Weights(weights, actual, commit=weights.parent.name, spec=spec)
 
 
@@ -197,17 +180,16 @@ def _hub_spec(repo_id: str, revision: str) -> ModelSpec:
         what = " and its weights are only a pickle (pytorch_model.bin)" if pickle else ""
         raise DownloadError(f"not an ikl-zoo folder: {CONFIG_NAME} is missing{what}",
                             fix=ZOO_FOLDER_FIX) from None
-    try:
+    data: Any = {}
+    with contextlib.suppress(ValueError):  # not JSON, or not text
         data = json.loads(config.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        data = None
-    if isinstance(data, dict) and (isinstance(data.get("architecture"), str) or "pretrained_cfg" in data):
-        raise DownloadError("the repository is a timm model, not an ikl-zoo folder", fix=ZOO_FOLDER_FIX)
-    if isinstance(data, dict) and ("model_type" in data or "architectures" in data):
-        raise DownloadError("the repository is a transformers model, not an ikl-zoo folder",
-                            fix=ZOO_FOLDER_FIX)
+    data = data if isinstance(data, dict) else {}
+    timm = isinstance(data.get("architecture"), str) or "pretrained_cfg" in data
+    if timm or "model_type" in data or "architectures" in data:
+        kind = "timm" if timm else "transformers"
+        raise DownloadError(f"the repository is a {kind} model, not an ikl-zoo folder", fix=ZOO_FOLDER_FIX)
     try:
-        return read_spec(config.parent)
+        return checkpoints.read_spec(config.parent)
     except CheckpointError as error:  # its fix is for a user's own folder, not a download
         raise DownloadError(f"the repository's {CONFIG_NAME} is damaged ({error.problem})",
                             fix=ZOO_FOLDER_FIX) from None
@@ -239,20 +221,17 @@ def _hub_file(repo_id: str, filename: str, revision: str) -> Path:
 def _hub_has(repo_id: str, filename: str, revision: str) -> bool:
     from huggingface_hub import HfApi
 
-    try:
+    with contextlib.suppress(OSError, ValueError, *transport_errors()):
         return HfApi().file_exists(repo_id, filename, revision=revision)
-    except (OSError, ValueError, *transport_errors()):
-        return False
+    return False
 
 
 def transport_errors() -> tuple[type[Exception], ...]:
     """The network errors of huggingface_hub's HTTP client, httpx (1.x) or httpx2 (later): not OSErrors."""
     errors: list[type[Exception]] = []
     for client in ("httpx", "httpx2"):
-        try:
+        with contextlib.suppress(ImportError):
             errors.append(importlib.import_module(client).HTTPError)
-        except ImportError:
-            continue
     return tuple(errors)
 
 
@@ -263,10 +242,10 @@ def _from_drive_cache(spec: ModelSpec) -> Weights | None:
         return None
     fix = f"delete {folder} and rerun to convert it again"
     try:
-        expected = spec.sha256 or read_spec(folder).sha256
+        expected = spec.sha256 or checkpoints.read_spec(folder).sha256
     except CheckpointError as error:
         raise CheckpointError(f"the ikl-zoo cache is damaged: {error.problem}", fix=fix) from None
-    return Weights(weights, verify_sha256(weights, expected, fix=fix))
+    return Weights(weights, checkpoints.verify_sha256(weights, expected, fix=fix))
 
 
 def _from_drive(spec: ModelSpec) -> Weights:
@@ -278,19 +257,18 @@ def _from_drive(spec: ModelSpec) -> Weights:
         folder.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{spec.model_id}.") as tmp:
             original = download_drive_original(spec, Path(tmp) / f"{spec.model_id}.pt")
-            model = spec.build()
-            load_state_dict_strict(model, read_state_dict(original), source=f"Google Drive file {host}",
-                                   model_name=spec.model_id, dataset=spec.dataset)
-            source = {"host": "Google Drive", "gdrive_id": host, "original_sha256": file_sha256(original)}
-            save_zoo_folder(model, folder, entry_or_config=spec, extra={"source": source})
+            model, state = spec.build(), checkpoints.read_state_dict(original)
+            checkpoints.load_state_dict_strict(model, state, source=f"Google Drive file {host}",
+                                               model_name=spec.model_id, dataset=spec.dataset)
+            source = {"host": "Google Drive", "gdrive_id": host,
+                      "original_sha256": checkpoints.file_sha256(original)}
+            checkpoints.save_zoo_folder(model, folder, entry_or_config=spec, extra={"source": source})
     except CheckpointError as error:
         raise DownloadError(f"Google Drive {spec.gdrive_id}: {error}") from None
     except OSError as error:
         raise DownloadError(f"Google Drive {spec.gdrive_id}: cannot write the ikl-zoo cache {folder} "
                             f"({first_line(error)}): set IKL_ZOO_CACHE to a folder you can write") from None
-    converted = _from_drive_cache(spec)
-    assert converted is not None
-    return converted
+    return _from_drive_cache(spec)  # type: ignore[return-value]  # written just now
 
 
 def download_drive_original(spec: ModelSpec, output: Path) -> Path:
@@ -306,6 +284,6 @@ def download_drive_original(spec: ModelSpec, output: Path) -> Path:
         raise DownloadError(f"{host}: download failed ({first_line(error)})", fix=fix) from None
     if result is None or not output.is_file() or output.stat().st_size == 0:
         raise DownloadError(f"{host}: download failed (no file received)", fix=fix)
-    if is_html_file(output):
+    if checkpoints.is_html_file(output):
         raise DownloadError(f"{host}: received an HTML page, not weights (Google Drive quota?)", fix=fix)
     return output

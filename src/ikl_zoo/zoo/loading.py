@@ -1,8 +1,5 @@
-"""Loading: a registered id or a zoo folder in, the network with verified weights out, in eval mode.
-
-Weights come from the ``checkpoint`` argument, else the zoo folder, else the published host (``zoo.hub``).
-Loading is strict: every key and shape must match, and a checkpoint for the other dataset is named as such.
-"""
+"""A registered id, an ``hf-hub:`` name or a zoo folder in, the network with verified weights out, in eval
+mode; strictly: every key and shape must match, and a checkpoint for the other dataset is named as such."""
 
 from __future__ import annotations
 
@@ -16,8 +13,6 @@ from torch import nn
 from ikl_zoo.errors import CheckpointError, UnknownModelError
 from ikl_zoo.threat import HF_HUB_PREFIX
 from ikl_zoo.zoo.checkpoints import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
     file_sha256,
     load_state_dict_strict,
     model_from_config,
@@ -28,15 +23,9 @@ from ikl_zoo.zoo.checkpoints import (
     read_zoo_folder,
     save_zoo_folder,
 )
-from ikl_zoo.zoo.hub import (
-    Weights,
-    fetch_hub_model,
-    fetch_weights,
-    package_file_path,
-    parse_hub_name,
-)
+from ikl_zoo.zoo.hub import Weights, fetch_hub_model, fetch_weights, package_file_path, parse_hub_name
 from ikl_zoo.zoo.registry import get_model_entry, is_registered
-from ikl_zoo.zoo.spec import ModelSpec
+from ikl_zoo.zoo.spec import CONFIG_NAME, WEIGHTS_NAME, ModelSpec
 
 __all__ = ["LoadedModel", "file_sha256", "load", "load_model", "model_from_config", "package_file_path",
            "read_state_dict", "read_zoo_config", "read_zoo_folder", "save_zoo_folder"]
@@ -57,29 +46,19 @@ class LoadedModel:
 
 
 def load_model(
-    model_id: str | os.PathLike[str],
-    *,
-    dataset: str = "cifar10",
-    checkpoint: str | os.PathLike[str] | None = None,
-    device: str | torch.device = "cpu",
-    revision: str | None = None,
+    model_id: str | os.PathLike[str], *, dataset: str = "cifar10", device: str | torch.device = "cpu",
+    checkpoint: str | os.PathLike[str] | None = None, revision: str | None = None,
 ) -> nn.Module:
-    """The network with its weights, on ``device``, in eval mode.
-
-    ``model_id`` is a registered id (``ikl-zoo list``) for ``dataset``, ``hf-hub:ORG/NAME[@REVISION]`` (a zoo
-    folder on the Hub) or a local zoo folder (its config says the dataset). ``checkpoint`` replaces the
-    published weights with a local file or zoo folder ``read_state_dict`` reads; ``revision`` pins the Hub's.
-    """
+    """The network with its weights, on ``device``, in eval mode. ``model_id`` is a registered id
+    (``ikl-zoo list``) for ``dataset``, ``hf-hub:ORG/NAME[@REVISION]`` (a zoo folder on the Hub) or a local
+    zoo folder (its config says the dataset). ``checkpoint`` replaces the published weights with a local file
+    or zoo folder ``read_state_dict`` reads; ``revision`` pins the Hub's."""
     return load(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision).network
 
 
 def load(
-    model_id: str | os.PathLike[str],
-    *,
-    dataset: str = "cifar10",
-    checkpoint: str | os.PathLike[str] | None = None,
-    device: str | torch.device = "cpu",
-    revision: str | None = None,
+    model_id: str | os.PathLike[str], *, dataset: str = "cifar10", device: str | torch.device = "cpu",
+    checkpoint: str | os.PathLike[str] | None = None, revision: str | None = None,
 ) -> LoadedModel:
     """``load_model``, plus the spec, where the weights came from and their sha256 (each fetched once)."""
     hub_name, hub, folder = parse_hub_name(str(model_id), revision=revision), {}, Path(model_id).expanduser()
@@ -92,16 +71,16 @@ def load(
         spec, source = weights.spec, f"{HF_HUB_PREFIX}{repo_id}@{hub_revision}"
         state, description = read_state_dict(weights.path), f"{source} ({spec.architecture})"
         hub = {"hub_repo": repo_id, "hub_revision": hub_revision}
-    elif checkpoint is not None:
-        source = str(Path(checkpoint).expanduser())
-        state, weights = _read_checkpoint(Path(source))
-        description = f"{model_id} with weights from {checkpoint}"
-        if spec is None:
-            spec, description = read_spec(folder), f"zoo folder {folder}"
-    elif spec is None:
-        spec, state, sha256 = read_folder(folder)
-        weights, description = Weights(folder / WEIGHTS_NAME, sha256), f"zoo folder {folder}"
-        source = str(weights.path)
+    elif checkpoint is not None or spec is None:  # a local file or zoo folder, hashed once
+        path = folder if checkpoint is None else Path(checkpoint).expanduser()
+        if path.is_dir():
+            _, state, sha256 = read_folder(path)
+            weights = Weights(path / WEIGHTS_NAME, sha256)
+        else:
+            state, weights = read_state_dict(path), Weights(path, file_sha256(path))
+        source = str(weights.path if checkpoint is None else path)
+        description = f"{model_id} with weights from {checkpoint}" if spec else f"zoo folder {folder}"
+        spec = spec or read_spec(folder)
     else:
         weights = fetch_weights(spec, revision=revision)
         state, source = read_state_dict(weights.path), str(weights.path)
@@ -110,14 +89,6 @@ def load(
     load_state_dict_strict(network, state, source=source, model_name=spec.model_id, dataset=spec.dataset)
     return LoadedModel(network.to(device).eval(), spec, description, weights.path, weights.sha256,
                        weights.commit, **hub)
-
-
-def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], Weights]:
-    """The state_dict and weights file of a ``checkpoint=`` file or zoo folder, hashed once."""
-    if path.is_dir():
-        _, state, sha256 = read_folder(path)
-        return state, Weights(path / WEIGHTS_NAME, sha256)
-    return read_state_dict(path), Weights(path, file_sha256(path))
 
 
 def _registered(model_id: str, dataset: str) -> ModelSpec | None:
@@ -130,8 +101,7 @@ def _registered(model_id: str, dataset: str) -> ModelSpec | None:
     if path.is_dir():
         return None
     if os.sep in model_id or "/" in model_id or path.suffix:
-        raise CheckpointError(
-            f"{model_id} is neither a registered model nor a zoo folder ({WEIGHTS_NAME} + {CONFIG_NAME})",
-            fix="pass a registered id (`ikl-zoo list`) or the folder written by `ikl-zoo convert`",
-        )
+        raise CheckpointError(f"{model_id} is neither a registered model nor a zoo folder ({WEIGHTS_NAME} + "
+                              f"{CONFIG_NAME})", fix="pass a registered id (`ikl-zoo list`) or the folder "
+                              "written by `ikl-zoo convert`")
     return get_model_entry(model_id, dataset=dataset)  # raises with close names / the other dataset

@@ -1,5 +1,4 @@
 """``ModelSpec``: what a model is. A registry entry and a zoo folder's config.json are the same object.
-
 config.json holds what the weights are: ``{"ikl_zoo_version", "model_id", "dataset", "threat_model", "eps",
 "architecture": {"architecture_class", **constructor arguments}, "sha256", "source": {...} (converted),
 "training": {...} (trained), **extra}``. What the registry knows about published weights stays out of it.
@@ -11,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,12 +23,11 @@ from ikl_zoo.threat import DATASETS, NORMS, NUM_CLASSES
 from ikl_zoo.zoo import architectures
 
 DEFAULT_HUB_NAMESPACE = "ikl-zoo"
-WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 REWRITE_FIX = "rewrite it with `ikl-zoo convert`"
-BUILDERS = {"WideResNet": architectures.WideResNet, "DMWideResNet": architectures.DMWideResNet,
-            "CifarResNet": architectures.CifarResNet}
-_OWN_KEYS = ("ikl_zoo_version", "model_id", "dataset", "threat_model", "eps", "architecture", "sha256",
-             "source", "training")
+BUILDERS = {name: getattr(architectures, name) for name in ("WideResNet", "DMWideResNet", "CifarResNet")}
+OWN_KEYS = ("ikl_zoo_version", "model_id", "dataset", "threat_model", "eps", "architecture", "sha256",
+            "source", "training")  # config.json's own keys, in their order; any other is ``extra``
 
 
 @dataclass(frozen=True)
@@ -38,9 +37,7 @@ class PublishedFigures:
     clean_acc: float  # percent, full test set
     autoattack_acc: float  # percent, AutoAttack standard
     source: str
-
-    def to_dict(self) -> dict[str, float | str]:
-        return dataclasses.asdict(self)
+    to_dict = dataclasses.asdict  # the figures as JSON data
 
 
 @dataclass(frozen=True)
@@ -95,11 +92,9 @@ class ModelSpec:
         """The weights facts (``hub_repo_name``, ``sha256``, ``gdrive_id``...) live on the spec itself."""
         return self
 
-    def hub_repo_id(self, namespace: str | None = None) -> str | None:
-        if self.hub_repo_name is None:
-            return None
-        namespace = namespace or os.environ.get("IKL_ZOO_HUB_NAMESPACE") or DEFAULT_HUB_NAMESPACE
-        return f"{namespace}/{self.hub_repo_name}"
+    def hub_repo_id(self) -> str | None:
+        namespace = os.environ.get("IKL_ZOO_HUB_NAMESPACE") or DEFAULT_HUB_NAMESPACE
+        return f"{namespace}/{self.hub_repo_name}" if self.hub_repo_name else None
 
     def build(self) -> nn.Module:
         """A freshly initialised (untrained) network of this architecture."""
@@ -109,12 +104,9 @@ class ModelSpec:
 
     def to_json(self) -> dict[str, Any]:
         """config.json of a zoo folder holding this model's weights."""
-        data: dict[str, Any] = {
-            "ikl_zoo_version": self.ikl_zoo_version, "model_id": self.model_id, "dataset": self.dataset,
-            "threat_model": self.threat_model, "eps": self.eps, "architecture": self.config,
-        }
-        optional = {"sha256": self.sha256, "source": self.source, "training": self.training_facts}
-        data.update({key: value for key, value in optional.items() if value is not None})
+        values = (self.ikl_zoo_version, self.model_id, self.dataset, self.threat_model, self.eps, self.config,
+                  self.sha256, self.source, self.training_facts)
+        data = {key: value for key, value in zip(OWN_KEYS, values, strict=True) if value is not None}
         return json.loads(json.dumps({**data, **self.extra}))
 
     @classmethod
@@ -123,47 +115,30 @@ class ModelSpec:
         if not isinstance(data, Mapping):
             raise CheckpointError(f"{where} is not a JSON object", fix=REWRITE_FIX)
         for name, valid, expected in _FIELD_CHECKS:
-            if data.get(name) is None and name in _OPTIONAL_KEYS:
-                continue
-            if name not in data:
+            if name not in data and name not in _OPTIONAL_KEYS:
                 raise CheckpointError(f"{where}: field '{name}' is missing", fix=REWRITE_FIX)
-            if not valid(data[name]):
-                raise CheckpointError(
-                    f"{where}: field '{name}' must be {expected}, not {data[name]!r}", fix=REWRITE_FIX
-                )
+            if (data.get(name) is not None or name not in _OPTIONAL_KEYS) and not valid(data[name]):
+                raise CheckpointError(f"{where}: field '{name}' must be {expected}, not {data[name]!r}",
+                                      fix=REWRITE_FIX)
         architecture = dict(data["architecture"])
-        return cls(
-            model_id=data["model_id"], dataset=data["dataset"],
-            architecture_class=architecture.pop("architecture_class"), arguments=architecture,
-            threat_model=data["threat_model"], eps=float(data["eps"]), sha256=data.get("sha256"),
-            source=data.get("source"), training_facts=data.get("training"),
-            extra={key: value for key, value in data.items() if key not in _OWN_KEYS},
-            ikl_zoo_version=str(data.get("ikl_zoo_version", __version__)),
-        )
-
-
-def is_sha256(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)
-
-
-def _is_architecture(value: object) -> bool:
-    return isinstance(value, Mapping) and isinstance(value.get("architecture_class"), str)
-
-
-def _is_eps(value: object) -> bool:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return number and math.isfinite(value) and value > 0
+        return cls(data["model_id"], data["dataset"], architecture.pop("architecture_class"), architecture,
+                   threat_model=data["threat_model"], eps=float(data["eps"]), sha256=data.get("sha256"),
+                   source=data.get("source"), training_facts=data.get("training"),
+                   extra={key: value for key, value in data.items() if key not in OWN_KEYS},
+                   ikl_zoo_version=str(data.get("ikl_zoo_version", __version__)))
 
 
 _FIELD_CHECKS = (
-    ("model_id", lambda value: isinstance(value, str) and bool(value.strip()), "a non-empty string"),
-    ("dataset", lambda value: value in DATASETS, f"one of {', '.join(DATASETS)}"),
-    ("threat_model", lambda value: value in NORMS, f"one of {', '.join(NORMS)}"),
-    ("eps", _is_eps, "a positive number such as 8/255 = 0.0314"),
-    ("architecture", _is_architecture, 'an object with "architecture_class"'),
-    ("sha256", is_sha256, "64 hex digits"),
-    ("source", lambda value: isinstance(value, Mapping), "an object"),
-    ("training", lambda value: isinstance(value, Mapping), "an object"),
+    ("model_id", lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string"),
+    ("dataset", lambda v: v in DATASETS, f"one of {', '.join(DATASETS)}"),
+    ("threat_model", lambda v: v in NORMS, f"one of {', '.join(NORMS)}"),
+    ("eps", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+     "a positive number such as 8/255 = 0.0314"),
+    ("architecture", lambda v: isinstance(v, Mapping) and isinstance(v.get("architecture_class"), str),
+     'an object with "architecture_class"'),
+    ("sha256", lambda v: isinstance(v, str) and bool(re.fullmatch(r"[0-9a-fA-F]{64}", v)), "64 hex digits"),
+    ("source", lambda v: isinstance(v, Mapping), "an object"),
+    ("training", lambda v: isinstance(v, Mapping), "an object"),
 )
 _OPTIONAL_KEYS = ("sha256", "source", "training")  # a folder being written has no sha256 yet
 
@@ -186,11 +161,9 @@ def model_from_config(config: Mapping[str, Any]) -> nn.Module:
     missing = [key for key in ("mean", "std") if key not in kwargs]
     if name == "DMWideResNet" and missing:
         # The normalisation is in no checkpoint (non-persistent buffers): a default would be a silent guess.
-        raise CheckpointError(
-            f"config builds DMWideResNet without {' and '.join(missing)}",
-            fix="add the dataset's normalisation "
-            '(e.g. "mean": [0.4914, 0.4822, 0.4465], "std": [0.2471, 0.2435, 0.2616] for CIFAR-10)',
-        )
+        raise CheckpointError(f"config builds DMWideResNet without {' and '.join(missing)}",
+                              fix="add the dataset's normalisation (e.g. \"mean\": [0.4914, 0.4822, 0.4465], "
+                              '"std": [0.2471, 0.2435, 0.2616] for CIFAR-10)')
     try:
         return BUILDERS[name](**kwargs)
     except (TypeError, ValueError, RuntimeError) as error:
