@@ -60,13 +60,19 @@ def test_update_replaces_equal_or_larger_and_refuses_smaller(tmp_path, make_resu
     before = path.read_text()
     with pytest.raises(RecordConflictError, match="holds 2000 examples, this result 100"):
         write_record(make_result(n_examples=100), root=tmp_path)
-    with pytest.raises(RecordConflictError, match="eps 8/255, this result eps 4/255"):
-        write_record(make_result(n_examples=5000, eps=4 / 255), root=tmp_path)
-    with pytest.raises(RecordConflictError, match="version 'standard', this result 'custom'"):
+    with pytest.raises(RecordConflictError, match=r"holds AutoAttack \(standard\), this result custom: apgd-ce"):
         write_record(make_result(n_examples=5000, version="custom"), root=tmp_path)
     assert path.read_text() == before
     write_record(make_result(n_examples=100), root=tmp_path, overwrite=True)
     assert read_record(path).measurement.n_examples == 100
+
+
+def test_a_result_at_another_budget_is_recorded_beside_the_standard_one(tmp_path, make_result):
+    standard = write_record(make_result(), root=tmp_path)
+    other = write_record(make_result(n_examples=500, eps=4 / 255, robust=0.8), root=tmp_path)
+    assert other == tmp_path / "cifar10" / "Linf" / "Cui2023Decoupled_WRN-28-10_eps4_255.json"
+    assert read_record(standard).measurement.n_examples == 10_000
+    assert read_record(other).model_info["eps"] == "4/255"
 
 
 def test_update_keeps_hand_edited_paper_details(tmp_path, make_result):

@@ -4,7 +4,6 @@ measured accuracies as strings in percent) plus an ``ikl_zoo`` section (measurem
 from __future__ import annotations
 
 import json
-import math
 import numbers
 import re
 import sys
@@ -22,7 +21,10 @@ from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.summary import on_the_published_images
 from ikl_zoo.leaderboard.metadata import ModelMetadata, model_metadata, registry_entry  # noqa: F401 (cards)
 from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.reference import Folder, LeaderboardError, check_board, robustbench_name
+from ikl_zoo.leaderboard.reference import (
+    Folder, LeaderboardError, check_board, is_standard_eps, robustbench_name,
+)  # fmt: skip
+from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 RECORD_FORMAT = 2  # keeps the evaluation's settings whole; earlier records are refused, never guessed at
 DEFAULT_ROOT = "leaderboard"
 STANDARD_VERSION = "standard"  # the AutoAttack version RobustBench's leaderboards are measured with
+STANDARD_ATTACK = f"AutoAttack ({STANDARD_VERSION})"
 MODEL_INFO_KEYS = (
     "link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
     "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote", "unreliable",
@@ -105,11 +108,25 @@ class Measurement:
     batch_size = property(lambda self: {"auto": None}.get(self.settings.batch_size, self.settings.batch_size))
     board_id = property(lambda self: robustbench_name(self.model_id))
 
+    attack = property(lambda self: attack_label(self.settings))
+
     @property
     def comparable_with_published(self) -> bool:
-        """Standard AutoAttack on the whole official test set: only then does it compare with RobustBench."""
-        standard = self.version == STANDARD_VERSION and self.settings.precision != "bf16"
-        return standard and on_the_published_images(self.n_examples, self.provenance)
+        """Standard AutoAttack at the board's budget on the whole official test set: only then does it
+        compare with RobustBench."""
+        standard = self.attack == STANDARD_ATTACK and self.settings.precision != "bf16"
+        on_board = is_standard_eps(self.eps, self.threat_model)
+        return standard and on_board and on_the_published_images(self.n_examples, self.provenance)
+
+
+def attack_label(settings: EvalSettings) -> str:
+    """The attack an evaluation ran, as boards and cards name it: ``AutoAttack (standard)``, or its version,
+    attacks and every setting changed, e.g. ``custom: apgd-ce (apgd.n_iter=10)``, never passed off as it."""
+    options = [f"{name}.{key}={value:g}" for name, values in settings.attack_options.items()
+               for key, value in values.items()]  # fmt: skip
+    attacks = settings.attacks
+    label = f"{settings.version}: {', '.join(attacks)}" if attacks else f"AutoAttack ({settings.version})"
+    return f"{label} ({', '.join(options)})" if options else label
 
 
 _SETTINGS = ("dataset", "eps", "version", "n_examples", "seed", "chunk_size")
@@ -141,13 +158,14 @@ def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) ->
     return {key: value for key, value in info.items() if key != "footnote" or value}
 
 
-def record_path(
-    model_id: str, *, dataset: str, threat_model: str, root: Folder = DEFAULT_ROOT, precision: str = "pytorch"
-) -> Path:
+def record_path(model_id: str, *, dataset: str, threat_model: str, root: Folder = DEFAULT_ROOT,
+                precision: str = "pytorch", eps: float | None = None) -> Path:
     """``<root>/<dataset>/<threat_model>/<RobustBench id>.json`` as in RobustBench's ``model_info/``; a bf16
-    screen goes beside it (``..._bf16.json``), never in place of a full-precision record."""
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", robustbench_name(model_id))
-    return Path(root) / dataset / threat_model / f"{stem}{'_bf16' * (precision == 'bf16')}.json"
+    screen (``..._bf16.json``) or another budget (``..._eps4_255.json``) goes beside it, never in its place."""
+    other_eps = eps is not None and not is_standard_eps(eps, threat_model)
+    name = robustbench_name(model_id) + (f"_eps{format_eps(eps or 0, threat_model)}" if other_eps else "")
+    name += "_bf16" * (precision == "bf16")
+    return Path(root) / dataset / threat_model / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.json"
 
 
 def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> LeaderboardError:
@@ -173,7 +191,8 @@ def write_record(
     if weights is not None:
         raise replaced_weights_error(measurement.model_id, weights, dataset=measurement.dataset)
     board = {"dataset": measurement.dataset, "threat_model": measurement.threat_model}
-    path = record_path(measurement.model_id, **board, root=root, precision=measurement.settings.precision)
+    path = record_path(measurement.model_id, **board, root=root, precision=measurement.settings.precision,
+                       eps=measurement.eps)
     metadata = model_metadata(measurement.model_id, **board, published=getattr(result, "published", None))
     info = robustbench_model_info(measurement, metadata)
     if path.exists():
@@ -270,10 +289,8 @@ def _kept_edits(existing: Record, measurement: Measurement, *, overwrite: bool) 
 
 def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
     reasons = []
-    if not math.isclose(old.eps, new.eps, rel_tol=0, abs_tol=1e-9):
-        reasons.append(f"it holds eps {old.settings.eps_text}, this result eps {new.settings.eps_text}")
-    if old.version != new.version:
-        reasons.append(f"it holds AutoAttack version {old.version!r}, this result {new.version!r}")
+    if old.attack != new.attack:
+        reasons.append(f"it holds {old.attack}, this result {new.attack}")
     if new.n_examples < old.n_examples:
         reasons.append(f"it holds {old.n_examples} examples, this result {new.n_examples}")
     if reasons:
