@@ -60,7 +60,7 @@ def test_update_replaces_equal_or_larger_and_refuses_smaller(tmp_path, make_resu
     before = path.read_text()
     with pytest.raises(RecordConflictError, match="holds 2000 examples, this result 100"):
         write_record(make_result(n_examples=100), root=tmp_path)
-    with pytest.raises(RecordConflictError, match=r"holds AutoAttack \(standard\), this result custom: apgd-ce"):
+    with pytest.raises(RecordConflictError, match=r"AutoAttack \(standard\), this result custom: apgd-ce"):
         write_record(make_result(n_examples=5000, version="custom"), root=tmp_path)
     assert path.read_text() == before
     write_record(make_result(n_examples=100), root=tmp_path, overwrite=True)

@@ -22,8 +22,12 @@ from ikl_zoo.evaluate.summary import on_the_published_images
 from ikl_zoo.leaderboard.metadata import ModelMetadata, model_metadata, registry_entry  # noqa: F401 (cards)
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.reference import (
-    Folder, LeaderboardError, check_board, is_standard_eps, robustbench_name,
-)  # fmt: skip
+    Folder,
+    LeaderboardError,
+    check_board,
+    is_standard_eps,
+    robustbench_name,
+)
 from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
@@ -161,7 +165,7 @@ def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) ->
 def record_path(model_id: str, *, dataset: str, threat_model: str, root: Folder = DEFAULT_ROOT,
                 precision: str = "pytorch", eps: float | None = None) -> Path:
     """``<root>/<dataset>/<threat_model>/<RobustBench id>.json`` as in RobustBench's ``model_info/``; a bf16
-    screen (``..._bf16.json``) or another budget (``..._eps4_255.json``) goes beside it, never in its place."""
+    screen (``_bf16``) or another budget (``_eps4_255``) goes beside it, never in its place."""
     other_eps = eps is not None and not is_standard_eps(eps, threat_model)
     name = robustbench_name(model_id) + (f"_eps{format_eps(eps or 0, threat_model)}" if other_eps else "")
     name += "_bf16" * (precision == "bf16")

@@ -33,8 +33,8 @@ BF16_MARK, ATTACK_MARK = "\u2020", "\u2021"
 NOT_COMPARABLE = {  # the mark of a measured figure RobustBench would not take, and its footnote
     BF16_MARK: "A bf16 screen (measured under bf16 autocast), not a leaderboard number: measure it with "
                "`ikl-zoo eval --precision pytorch`.",
-    ATTACK_MARK: "Not standard AutoAttack (the attacks and every changed setting are named): not comparable "
-                 "with the published figures, and not ranked; measure it with `ikl-zoo eval --version standard`.",
+    ATTACK_MARK: "Not standard AutoAttack (its attacks and changed settings are named): not comparable with "
+                 "the published figures, and not ranked; measure it with `ikl-zoo eval --version standard`.",
 }  # fmt: skip
 ROW_COLUMNS = [
     "rank", "model_id", "ikl_at", "on_robustbench", "paper_title", "link", "clean_acc", "autoattack_acc",
@@ -61,7 +61,9 @@ class Board:
     eps: float | None = None  # the budget; None: RobustBench's (8/255 Linf, 0.5 L2)
 
     has_measurements = property(lambda self: bool(self.rows["measured_autoattack_acc"].notna().any()))
-    eps_text = property(lambda self: format_eps(self.eps or STANDARD_EPS[self.threat_model], self.threat_model))
+    eps_text = property(
+        lambda self: format_eps(self.eps or STANDARD_EPS[self.threat_model], self.threat_model)
+    )
 
 
 def build_board(
@@ -101,7 +103,8 @@ def build_board(
 
 def compare_models(
     model_ids: Sequence[str], *, dataset: str = "cifar10", threat_model: str = "Linf",
-    robustbench_dir: Folder | None = None, records_root: Folder | None = DEFAULT_ROOT, eps: float | None = None,
+    robustbench_dir: Folder | None = None, records_root: Folder | None = DEFAULT_ROOT,
+    eps: float | None = None,
 ) -> Board:
     """The named models side by side, with every figure's difference from the first one."""
     if len(model_ids) < 2:
@@ -257,7 +260,8 @@ def _measured_note(measured: Any) -> str:
 
 def _marks(measured: Any) -> set[str]:
     """The marks of ``NOT_COMPARABLE`` a measurement carries."""
-    flags = {BF16_MARK: measured.settings.precision == "bf16", ATTACK_MARK: measured.attack != STANDARD_ATTACK}
+    flags = {BF16_MARK: measured.settings.precision == "bf16"}
+    flags[ATTACK_MARK] = measured.attack != STANDARD_ATTACK
     return {mark for mark, flagged in flags.items() if flagged}
 
 
