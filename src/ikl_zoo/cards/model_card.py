@@ -16,11 +16,17 @@ from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subj
 from ikl_zoo.cards.submission import CODE_URL
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard import provenance as facts
-from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, load_records, output_errors, record_path
+from ikl_zoo.leaderboard.records import (
+    DEFAULT_ROOT,
+    STANDARD_ATTACK,
+    Measurement,
+    load_records,
+    output_errors,
+    record_path,
+)  # fmt: skip
 from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
-from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -84,18 +90,21 @@ def write_registry_cards(out_dir: Folder = "cards", *, records_root: Folder | No
 
 
 def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement | None) -> Measurement | None:
-    """The result as a measurement, refusing one of another model, dataset, threat model or weights."""
+    """The result as a measurement, refusing one of another model, dataset, threat model or weights: a card
+    shows measured figures only of the weights it describes (at any budget, named as such)."""
     if result is None:
         return None
     m = Measurement.from_result(result)
     if m.dataset != subject.dataset:
         raise CardError(f"the result is for {m.dataset}, the card for {subject.dataset}",
                         fix=f"pass --dataset {m.dataset} or the matching result")
-    same_eps = math.isclose(m.eps, subject.eps, rel_tol=0, abs_tol=1e-7)
-    if m.threat_model != subject.threat_model or not same_eps:
-        raise CardError(f"the result is for {m.threat_model} eps {format_eps(m.eps, m.threat_model)}, the "
-                        f"model for {subject.threat_model}, eps = {subject.eps_text}",
+    if m.threat_model != subject.threat_model:
+        raise CardError(f"the result is for {m.threat_model} eps {m.settings.eps_text}, the model for "
+                        f"{subject.threat_model}, eps = {subject.eps_text}",
                         fix="evaluate it under the model's threat model")
+    measured_sha256 = facts.checkpoint_sha256(m.provenance)
+    if subject.weights_sha256 and measured_sha256 == subject.weights_sha256:
+        return m
     weights = facts.replaced_weights(m.provenance)
     if weights is not None and subject.in_registry:
         raise CardError(
@@ -103,33 +112,38 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
             "card describes", fix=f"make a zoo folder of that checkpoint (`ikl-zoo convert {weights} --model "
             f"{m.model_id} --dataset {m.dataset} -o DIR`), evaluate it and card DIR",
         )
-    same_weights = subject.weights_sha256 and facts.checkpoint_sha256(m.provenance) == subject.weights_sha256
-    if m.board_id != subject.model_id and not same_weights:
+    if m.board_id != subject.model_id:
         raise CardError(f"the result is for {m.model_id!r}, the card for {subject.model_id!r} (and its "
                         "checkpoint sha256 does not match the folder's weights)",
                         fix="pass the matching result")
+    if not subject.published_weights:  # the id is the registry's, the weights may not be
+        measured = measured_sha256 or "(not recorded)"
+        raise CardError(f"the result measured the checkpoint with sha256 {measured}, not these weights "
+                        f"(sha256 {subject.weights_sha256})",
+                        fix="evaluate this folder (`ikl-zoo eval --model DIR`) and pass its result.json")
     return m
 
 
 def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
-    """The model-index as the Hub reads it: metric ``accuracy`` (a Hub metric id), the attack in the metric's
-    name and args; published figures on the ``test`` split, measured ones on ``test[:n]`` (what
-    ``load_dataset`` reads), a distinct split that keeps the two groups and their sources apart."""
+    """The model-index as the Hub reads it: metric ``accuracy`` (a Hub metric id), the attack and budget in
+    the metric's name and args; published figures (only for the published weights) on the ``test`` split,
+    measured ones on ``test[:n]`` (what ``load_dataset`` reads), a distinct split that keeps the two groups
+    and their sources apart."""
     from huggingface_hub import EvalResult as HubEvalResult
 
-    attack = {"attack": "AutoAttack", "threat_model": subject.threat_model, "eps": subject.eps_text}
     groups = []
-    if (published := subject.published) is not None:
+    if (published := subject.published) is not None and subject.published_weights:
         url = ROBUSTBENCH_URL if subject.robustbench_row else PAPER_URL
         figures = (published["clean_acc"], published["autoattack_acc"])
-        groups.append(("published", "test", published["source"], url, figures, {"version": "standard"}))
+        groups.append(("published", "test", published["source"], url, figures, subject.eps_text,
+                       STANDARD_ATTACK, {"version": "standard"}))
     if m is not None:
         version = facts.recorded_fact(m.provenance, "ikl-zoo version") or "(version not recorded)"
-        source = f"ikl-zoo {version} measurement with AutoAttack on {m.n_examples} test examples"
+        source = f"ikl-zoo {version} measurement with {_attack_name(m.attack)} on {m.n_examples} test "
+        source += "examples"
         figures = (round(100 * m.clean_acc, 2), round(100 * m.robust_acc, 2))
         groups.append(("ikl-zoo", f"test[:{m.n_examples}]", source, AUTOATTACK_URL, figures,
-                       {"version": m.version, "seed": m.seed}))
-    robust_name = f"AutoAttack robust accuracy, {subject.threat_model} eps {subject.eps_text}"
+                       m.settings.eps_text, m.attack, {"version": m.version, "seed": m.seed}))
     return [
         HubEvalResult(
             task_type="image-classification", task_name="Image Classification",
@@ -137,9 +151,22 @@ def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
             dataset_config="plain_text", dataset_split=split, source_name=source, source_url=url,
             metric_type="accuracy", metric_name=f"{title} ({label})", metric_value=value, metric_args=args,
         )
-        for label, split, source, url, (clean, robust), run in groups
-        for title, value, args in (("Clean accuracy", clean, None), (robust_name, robust, {**attack, **run}))
+        for label, split, source, url, (clean, robust), eps, attack, run in groups
+        for title, value, args in (
+            ("Clean accuracy", clean, None),
+            (_robust_title(attack, subject.threat_model, eps), robust,
+             {"attack": _attack_name(attack), "threat_model": subject.threat_model, "eps": eps, **run}),
+        )  # fmt: skip
     ]
+
+
+def _attack_name(attack: str) -> str:
+    return "AutoAttack" if attack == STANDARD_ATTACK else attack
+
+
+def _robust_title(attack: str, threat_model: str, eps: str) -> str:
+    what = "AutoAttack robust accuracy" if attack == STANDARD_ATTACK else f"Robust accuracy under {attack}"
+    return f"{what}, {threat_model} eps {eps}"
 
 
 def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]:
@@ -152,7 +179,8 @@ def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]
         "measured_facts": facts.describe(m.provenance) if m else "",
         "nonstandard_eps": standard_eps is not None and not math.isclose(subject.eps, standard_eps),
         "synthetic_data": "synthetic" in f"{footnote} {subject.note}".lower(), "full_test_set": FULL_TEST_SET,
-        "not_robust": not subject.robust,
+        "not_robust": not subject.robust, "standard_attack": STANDARD_ATTACK,
+        "measured_eps": None if m is None or math.isclose(m.eps, subject.eps) else m.settings.eps_text,
         "paper_title": PAPER_TITLE, "paper_url": PAPER_URL, "robustbench_url": ROBUSTBENCH_URL,
         "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "version": __version__,
         "config_name": CONFIG_NAME,

@@ -55,6 +55,9 @@ class CardSubject:
     """For a folder converted for a registry id from a file no pinned sha256 confirms: its ``source``."""
 
     eps_text = property(lambda self: format_eps(self.eps, self.threat_model))
+    published_weights = property(lambda self: self.in_registry and self.unverified_source is None)
+    """Whether the weights are the published ones (pinned, or the registry's own file): only then do the
+    published figures go in the model-index."""
 
 
 def card_subject(model: Any, *, dataset: str = "cifar10", config: Mapping[str, Any] | None = None
