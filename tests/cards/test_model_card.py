@@ -19,6 +19,7 @@ from ikl_zoo.cards.model_card import (
 from ikl_zoo.zoo.registry import get_model_entry
 
 REPO = Path(__file__).resolve().parents[2]
+THREAT = "Linf eps 8/255"
 REQUIRED_TAGS = {"adversarial-robustness", "robustbench", "autoattack", "image-classification"}
 
 
@@ -357,7 +358,8 @@ def test_a_result_at_another_budget_is_shown_at_its_budget(tmp_path, make_result
     _, metrics = _metrics(path)
     measured = metrics["AutoAttack robust accuracy, Linf eps 4/255 (ikl-zoo)"]
     assert measured.metric_value == pytest.approx(80.0) and measured.metric_args["eps"] == "4/255"
-    assert metrics["AutoAttack robust accuracy, Linf eps 8/255 (published)"].metric_value == pytest.approx(67.73)
+    published = metrics["AutoAttack robust accuracy, Linf eps 8/255 (published)"]
+    assert published.metric_value == pytest.approx(67.73)
     body = path.read_text()
     assert "| Robust (Linf; attack and eps under Source) |" in body
     assert "ikl-zoo, AutoAttack (standard), eps 4/255, seed 0" in body
@@ -395,7 +397,7 @@ def test_converted_other_weights_claim_neither_the_published_nor_anothers_measur
     mine = make_result("Cui2023Decoupled_WRN-34-10", clean=0.1, robust=0.0,
                        provenance={"checkpoint_sha256": "ef" * 32})
     measured = {r.metric_name: r for r in build_model_card(config, result=mine).data.eval_results}
-    assert set(measured) == {"Clean accuracy (ikl-zoo)", "AutoAttack robust accuracy, Linf eps 8/255 (ikl-zoo)"}
+    assert set(measured) == {"Clean accuracy (ikl-zoo)", f"AutoAttack robust accuracy, {THREAT} (ikl-zoo)"}
     published = {r.metric_name for r in build_model_card("Cui2023Decoupled_WRN-34-10").data.eval_results}
     assert "AutoAttack robust accuracy, Linf eps 8/255 (published)" in published
 
