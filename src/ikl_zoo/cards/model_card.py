@@ -25,6 +25,7 @@ from ikl_zoo.leaderboard.records import (
     record_path,
 )  # fmt: skip
 from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
+from ikl_zoo.leaderboard.table import DATASET_TITLES, build_board
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
 
@@ -37,7 +38,6 @@ CARD_NAME = "README.md"
 AUTOATTACK_URL = "https://github.com/fra31/auto-attack"
 BIBTEX = render("bibtex.txt").strip()
 HUB_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
-DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 BASE_TAGS = ["adversarial-robustness", "robustbench", "autoattack", "image-classification"]
 
 
@@ -188,8 +188,6 @@ def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]
 
 
 def _robustbench_rank(subject: CardSubject) -> tuple[int, int] | None:
-    from ikl_zoo.leaderboard.table import build_board
-
     board = build_board(subject.dataset, subject.threat_model, records_root=None)
     match = board.rows[board.rows["model_id"] == subject.model_id]
     return None if match.empty else (int(match.iloc[0]["rank"]), len(board.rows))

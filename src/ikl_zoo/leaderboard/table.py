@@ -266,16 +266,12 @@ def _marks(measured: Any) -> set[str]:
 
 
 def _canonical_first(records: list[Record]) -> list[Record]:
-    """Records at their own path (``record_path``) first, so a stray copy never hides the real record."""
-    def order(record: Record) -> tuple[bool, bool]:  # full precision before a bf16 screen of the same model
-        m = record.measurement
-        return m.settings.precision == "bf16", record.path.name != _own_file(m)
+    """Full precision before a bf16 screen of the same model, and records at their own path (``record_path``)
+    before a stray copy, so a copy never hides the real record."""
+    def order(record: Record) -> tuple[bool, bool]:
+        m, precision = record.measurement, record.measurement.settings.precision
+        own = record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model, precision=precision,
+                          eps=m.eps)
+        return precision == "bf16", record.path.name != own.name
 
     return sorted(records, key=order)
-
-
-def _own_file(m: Any) -> str:
-    board = {"dataset": m.dataset, "threat_model": m.threat_model, "precision": m.settings.precision}
-    return record_path(m.model_id, **board, eps=m.eps).name
-
-
