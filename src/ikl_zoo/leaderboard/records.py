@@ -35,8 +35,7 @@ if TYPE_CHECKING:
 
 RECORD_FORMAT = 2  # keeps the evaluation's settings whole; earlier records are refused, never guessed at
 DEFAULT_ROOT = "leaderboard"
-STANDARD_VERSION = "standard"  # the AutoAttack version RobustBench's leaderboards are measured with
-STANDARD_ATTACK = f"AutoAttack ({STANDARD_VERSION})"
+STANDARD_ATTACK = "AutoAttack (standard)"  # the attack RobustBench's leaderboards are measured with
 MODEL_INFO_KEYS = (
     "link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
     "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote", "unreliable",
@@ -111,7 +110,6 @@ class Measurement:
 
     batch_size = property(lambda self: {"auto": None}.get(self.settings.batch_size, self.settings.batch_size))
     board_id = property(lambda self: robustbench_name(self.model_id))
-
     attack = property(lambda self: attack_label(self.settings))
 
     @property
@@ -128,8 +126,8 @@ def attack_label(settings: EvalSettings) -> str:
     attacks and every setting changed, e.g. ``custom: apgd-ce (apgd.n_iter=10)``, never passed off as it."""
     options = [f"{name}.{key}={value:g}" for name, values in settings.attack_options.items()
                for key, value in values.items()]  # fmt: skip
-    attacks = settings.attacks
-    label = f"{settings.version}: {', '.join(attacks)}" if attacks else f"AutoAttack ({settings.version})"
+    version, attacks = settings.version, settings.attacks
+    label = f"{version}: {', '.join(attacks)}" if attacks else f"AutoAttack ({version})"
     return f"{label} ({', '.join(options)})" if options else label
 
 
@@ -220,16 +218,13 @@ def read_record(path: Folder) -> Record:
         if section.get("record_format") != RECORD_FORMAT:
             raise LeaderboardError(f"{path} is a record of an earlier ikl-zoo format", fix=RERECORD_FIX)
         measurement = Measurement.from_dict(section["measurement"])
-    except (OSError, KeyError, TypeError, ValueError) as error:
-        raise LeaderboardError(
-            f"{path} is not an ikl-zoo result record ({type(error).__name__}: {error})",
-            fix="remove it or rewrite it with `ikl-zoo eval --record`",
-        ) from None
-    except IklZooError as error:
-        if isinstance(error, LeaderboardError):
-            raise
-        problem = f"{path} is not an ikl-zoo result record ({error})"
-        raise LeaderboardError(problem, fix=RERECORD_FIX) from None
+    except LeaderboardError:
+        raise
+    except (OSError, KeyError, TypeError, ValueError, IklZooError) as error:
+        rewrite = "remove it or rewrite it with `ikl-zoo eval --record`"
+        fix = RERECORD_FIX if isinstance(error, IklZooError) else rewrite
+        problem = f"{path} is not an ikl-zoo result record ({type(error).__name__}: {error})"
+        raise LeaderboardError(problem, fix=fix) from None
     model_info = {key: data[key] for key in MODEL_INFO_KEYS if key in data}
     return Record(path, model_info, measurement, is_ikl_at=bool(section["is_ikl_at"]))
 

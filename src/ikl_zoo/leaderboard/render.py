@@ -113,8 +113,7 @@ _MARKUPS = {
 _EXTRA_DATA = {True: "yes", False: "no"}  # anything else (a record that does not say) is unknown, never "no"
 _PUBLISHED_CELLS = [
     ("Clean", "clean_acc", "Delta clean"), ("AutoAttack", "autoattack_acc", "Delta AutoAttack"),
-    ("Best known", "best_known", "Delta best known"),
-]
+    ("Best known", "best_known", "Delta best known")]
 
 
 def _figure(value: Any, spec: str = ".2f") -> str:

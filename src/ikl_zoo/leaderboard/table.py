@@ -56,14 +56,12 @@ class Board:
     threat_model: str
     rows: pd.DataFrame
     source: str
+    eps: float
     compare_baseline: str | None = None  # the first model of --compare: every delta is relative to it
     notes: tuple[str, ...] = field(default_factory=tuple)
-    eps: float | None = None  # the budget; None: RobustBench's (8/255 Linf, 0.5 L2)
 
     has_measurements = property(lambda self: bool(self.rows["measured_autoattack_acc"].notna().any()))
-    eps_text = property(
-        lambda self: format_eps(self.eps or STANDARD_EPS[self.threat_model], self.threat_model)
-    )
+    eps_text = property(lambda self: format_eps(self.eps, self.threat_model))
 
 
 def build_board(
@@ -97,8 +95,8 @@ def build_board(
             notes.append(f"Not shown: below the top {top}, measured by ikl-zoo: {', '.join(measured)} "
                          "(leave out --top to see them)")
         rows = rows.head(top)
-    return Board(dataset, threat_model, rows.reset_index(drop=True), reference.source, notes=tuple(notes),
-                 eps=eps)
+    rows = rows.reset_index(drop=True)
+    return Board(dataset, threat_model, rows, reference.source, eps, notes=tuple(notes))
 
 
 def compare_models(
@@ -151,9 +149,8 @@ def _board_id(model_id: str, on_board: pd.Index) -> str:
     return pinned if name.startswith(HF_HUB_PREFIX) and "@" not in name and pinned in on_board else name
 
 
-def _merge(
-    reference: pd.DataFrame, records: list[Record], threat_model: str, eps: float
-) -> tuple[pd.DataFrame, list[str]]:
+def _merge(reference: pd.DataFrame, records: list[Record], threat_model: str, eps: float
+           ) -> tuple[pd.DataFrame, list[str]]:
     """RobustBench's ranked rows with the measurements beside them, and unlisted measured models added."""
     shown, notes = _shown_records(records, threat_model, eps)
     measured = pd.DataFrame(
