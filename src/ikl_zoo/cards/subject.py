@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.leaderboard.records import registry_entry
-from ikl_zoo.leaderboard.reference import reference_entry
+from ikl_zoo.leaderboard.reference import reference_entry, registry_entry
 from ikl_zoo.reference import published_from_row
 from ikl_zoo.threat import DATASETS, HF_HUB_PREFIX, format_eps
 

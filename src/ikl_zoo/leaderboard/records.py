@@ -19,13 +19,15 @@ from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.summary import on_the_published_images
-from ikl_zoo.leaderboard.metadata import ModelMetadata, model_metadata, registry_entry  # noqa: F401 (cards)
 from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.reference import (
     Folder,
     LeaderboardError,
+    ModelMetadata,
     check_board,
     is_standard_eps,
+    model_metadata,
+    registry_entry,  # noqa: F401 (submissions)
     robustbench_name,
 )
 from ikl_zoo.threat import format_eps
