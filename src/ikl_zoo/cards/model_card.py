@@ -135,38 +135,27 @@ def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
     if (published := subject.published) is not None and subject.published_weights:
         url = ROBUSTBENCH_URL if subject.robustbench_row else PAPER_URL
         figures = (published["clean_acc"], published["autoattack_acc"])
-        groups.append(("published", "test", published["source"], url, figures, subject.eps_text,
-                       STANDARD_ATTACK, {"version": "standard"}))
+        groups.append(("published", "test", published["source"], url, figures, subject.eps_text, "AutoAttack",
+                       {"version": "standard"}))  # fmt: skip
     if m is not None:
         version = facts.recorded_fact(m.provenance, "ikl-zoo version") or "(version not recorded)"
-        source = f"ikl-zoo {version} measurement with {_attack_name(m.attack)} on {m.n_examples} test "
-        source += "examples"
+        attack = "AutoAttack" if m.attack == STANDARD_ATTACK else m.attack
+        source = f"ikl-zoo {version} measurement with {attack} on {m.n_examples} test examples"
         figures = (round(100 * m.clean_acc, 2), round(100 * m.robust_acc, 2))
         groups.append(("ikl-zoo", f"test[:{m.n_examples}]", source, AUTOATTACK_URL, figures,
-                       m.settings.eps_text, m.attack, {"version": m.version, "seed": m.seed}))
-    return [
-        HubEvalResult(
+                       m.settings.eps_text, attack, {"version": m.version, "seed": m.seed}))
+    results, threat = [], subject.threat_model
+    for label, split, source, url, (clean, robust), eps, attack, run in groups:
+        what = "AutoAttack robust accuracy" if attack == "AutoAttack" else f"Robust accuracy under {attack}"
+        args = {"attack": attack, "threat_model": threat, "eps": eps, **run}
+        metrics = [("Clean accuracy", clean, None), (f"{what}, {threat} eps {eps}", robust, args)]
+        results += [HubEvalResult(
             task_type="image-classification", task_name="Image Classification",
             dataset_type=HUB_DATASETS[subject.dataset], dataset_name=DATASET_TITLES[subject.dataset],
             dataset_config="plain_text", dataset_split=split, source_name=source, source_url=url,
-            metric_type="accuracy", metric_name=f"{title} ({label})", metric_value=value, metric_args=args,
-        )
-        for label, split, source, url, (clean, robust), eps, attack, run in groups
-        for title, value, args in (
-            ("Clean accuracy", clean, None),
-            (_robust_title(attack, subject.threat_model, eps), robust,
-             {"attack": _attack_name(attack), "threat_model": subject.threat_model, "eps": eps, **run}),
-        )  # fmt: skip
-    ]
-
-
-def _attack_name(attack: str) -> str:
-    return "AutoAttack" if attack == STANDARD_ATTACK else attack
-
-
-def _robust_title(attack: str, threat_model: str, eps: str) -> str:
-    what = "AutoAttack robust accuracy" if attack == STANDARD_ATTACK else f"Robust accuracy under {attack}"
-    return f"{what}, {threat_model} eps {eps}"
+            metric_type="accuracy", metric_name=f"{title} ({label})", metric_value=value, metric_args=margs,
+        ) for title, value, margs in metrics]
+    return results
 
 
 def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]:
