@@ -240,26 +240,18 @@ def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _measured_note(measured: Any) -> str:
     """How a ``Measurement`` was measured, and whether it compares with a published figure."""
-    note = f"{measured.n_examples} examples"
-    if measured.n_examples < FULL_TEST_SET:
-        note = f"{measured.n_examples} of {FULL_TEST_SET:,} examples (estimate)"
-    if measured.attack != STANDARD_ATTACK:
-        note += f", {ATTACK_MARK} {measured.attack}"
-    if measured.settings.precision == "bf16":
-        note += f", {BF16_MARK} bf16 screen"
-    if _marks(measured):
-        note += ", not comparable"
-    elif measured.n_examples >= FULL_TEST_SET and not on_the_published_images(measured.n_examples,
-                                                                               measured.provenance):
+    n, marks = measured.n_examples, _marks(measured)
+    note = f"{n} examples" if n >= FULL_TEST_SET else f"{n} of {FULL_TEST_SET:,} examples (estimate)"
+    note += "".join(f", {mark} {what}" for mark, what in marks.items()) + ", not comparable" * bool(marks)
+    if not marks and n >= FULL_TEST_SET and not on_the_published_images(n, measured.provenance):
         note += ", not the official test set, not comparable"
     return note
 
 
-def _marks(measured: Any) -> set[str]:
-    """The marks of ``NOT_COMPARABLE`` a measurement carries."""
-    flags = {BF16_MARK: measured.settings.precision == "bf16"}
-    flags[ATTACK_MARK] = measured.attack != STANDARD_ATTACK
-    return {mark for mark, flagged in flags.items() if flagged}
+def _marks(measured: Any) -> dict[str, str]:
+    """The marks of ``NOT_COMPARABLE`` a measurement carries, and what each says of it."""
+    marks = {BF16_MARK: "bf16 screen"} if measured.settings.precision == "bf16" else {}
+    return marks | ({ATTACK_MARK: measured.attack} if measured.attack != STANDARD_ATTACK else {})
 
 
 def _canonical_first(records: list[Record]) -> list[Record]:
