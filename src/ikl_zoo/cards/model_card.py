@@ -16,14 +16,7 @@ from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subj
 from ikl_zoo.cards.submission import CODE_URL
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard import provenance as facts
-from ikl_zoo.leaderboard.records import (
-    DEFAULT_ROOT,
-    STANDARD_ATTACK,
-    Measurement,
-    load_records,
-    output_errors,
-    record_path,
-)  # fmt: skip
+from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, load_records, output_errors, record_path
 from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
 from ikl_zoo.leaderboard.table import DATASET_TITLES, build_board
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
@@ -139,7 +132,7 @@ def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
                        {"version": "standard"}))  # fmt: skip
     if m is not None:
         version = facts.recorded_fact(m.provenance, "ikl-zoo version") or "(version not recorded)"
-        attack = "AutoAttack" if m.attack == STANDARD_ATTACK else m.attack
+        attack = "AutoAttack" if m.standard_attack else m.attack
         source = f"ikl-zoo {version} measurement with {attack} on {m.n_examples} test examples"
         figures = (round(100 * m.clean_acc, 2), round(100 * m.robust_acc, 2))
         groups.append(("ikl-zoo", f"test[:{m.n_examples}]", source, AUTOATTACK_URL, figures,
@@ -168,7 +161,7 @@ def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]
         "measured_facts": facts.describe(m.provenance) if m else "",
         "nonstandard_eps": standard_eps is not None and not math.isclose(subject.eps, standard_eps),
         "synthetic_data": "synthetic" in f"{footnote} {subject.note}".lower(), "full_test_set": FULL_TEST_SET,
-        "not_robust": not subject.robust, "standard_attack": STANDARD_ATTACK,
+        "not_robust": not subject.robust,
         "measured_eps": None if m is None or math.isclose(m.eps, subject.eps) else m.settings.eps_text,
         "paper_title": PAPER_TITLE, "paper_url": PAPER_URL, "robustbench_url": ROBUSTBENCH_URL,
         "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "version": __version__,

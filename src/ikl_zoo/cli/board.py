@@ -69,7 +69,7 @@ def leaderboard(
 @click.command(cls=IklZooCommand)
 @click.argument("result", type=click.Path(exists=True, dir_okay=False))
 @RECORDS_OPTION
-@click.option("--overwrite", is_flag=True, help="Replace a record on more examples or another eps/version.")
+@click.option("--overwrite", is_flag=True, help="Replace a record on more examples or with another attack.")
 def record(result: str, records_root: str, overwrite: bool) -> None:
     """Add RESULT (a result.json of `ikl-zoo eval`) to the leaderboard records, or update its record."""
     from ikl_zoo.leaderboard.records import read_result, write_record

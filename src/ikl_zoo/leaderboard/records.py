@@ -113,12 +113,13 @@ class Measurement:
     batch_size = property(lambda self: {"auto": None}.get(self.settings.batch_size, self.settings.batch_size))
     board_id = property(lambda self: robustbench_name(self.model_id))
     attack = property(lambda self: attack_label(self.settings))
+    standard_attack = property(lambda self: self.attack == STANDARD_ATTACK)
 
     @property
     def comparable_with_published(self) -> bool:
         """Standard AutoAttack at the board's budget on the whole official test set: only then does it
         compare with RobustBench."""
-        standard = self.attack == STANDARD_ATTACK and self.settings.precision != "bf16"
+        standard = self.standard_attack and self.settings.precision != "bf16"
         on_board = is_standard_eps(self.eps, self.threat_model)
         return standard and on_board and on_the_published_images(self.n_examples, self.provenance)
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ikl_zoo.evaluate.summary import FULL_TEST_SET, on_the_published_images
 from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.records import DEFAULT_ROOT, STANDARD_ATTACK, Record, load_records, record_path
+from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Record, load_records, record_path
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
     THREAT_MODELS,
@@ -251,7 +251,7 @@ def _measured_note(measured: Any) -> str:
 def _marks(measured: Any) -> dict[str, str]:
     """The marks of ``NOT_COMPARABLE`` a measurement carries, and what each says of it."""
     marks = {BF16_MARK: "bf16 screen"} if measured.settings.precision == "bf16" else {}
-    return marks | ({ATTACK_MARK: measured.attack} if measured.attack != STANDARD_ATTACK else {})
+    return marks | ({} if measured.standard_attack else {ATTACK_MARK: measured.attack})
 
 
 def _canonical_first(records: list[Record]) -> list[Record]:
