@@ -14,22 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ikl_zoo import reference as shipped
 from ikl_zoo._robustbench import ROBUSTBENCH_PREFIX
 from ikl_zoo.errors import IklZooError, UnknownModelError
 from ikl_zoo.paper import PAPER_AUTHORS, PAPER_TITLE, PAPER_URL, PAPER_VENUE
-from ikl_zoo.reference import (
-    REFERENCE_FILE,
-    REFERENCE_SOURCE,
-    STANDARD_EPS,
-    published_from_row,
-    shipped_leaderboard,
-)
 from ikl_zoo.threat import DATASETS
 
 if TYPE_CHECKING:
     from ikl_zoo.zoo.registry import ModelEntry
 
 ROBUSTBENCH_URL = "https://robustbench.github.io/"
+STANDARD_EPS = shipped.STANDARD_EPS
 THREAT_MODELS = tuple(STANDARD_EPS)  # the threat models RobustBench has boards for
 IKL_MODEL_PREFIX = "Cui2023Decoupled"
 FIX_FILE = "fix or remove that file"
@@ -83,7 +78,7 @@ def load_reference(dataset: str, threat_model: str, *, robustbench_dir: Folder |
     check_board(dataset, threat_model)
     if robustbench_dir is None:
         table = _shipped_table().query("dataset == @dataset and threat_model == @threat_model")
-        return Reference(table.reset_index(drop=True), REFERENCE_SOURCE)
+        return Reference(table.reset_index(drop=True), shipped.REFERENCE_SOURCE)
     folder = _model_info_folder(Path(robustbench_dir), dataset, threat_model)
     rows = []
     for path in sorted(folder.glob("*.json")):
@@ -109,8 +104,8 @@ def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[s
 def _shipped_table() -> pd.DataFrame:
     rows = [
         _row_from_model_info(row["name"], {**row, "name": row["paper_title"]}, row["dataset"],
-                             row["threat_model"], REFERENCE_FILE)
-        for row in shipped_leaderboard().to_dict(orient="records")
+                             row["threat_model"], shipped.REFERENCE_FILE)
+        for row in shipped.shipped_leaderboard().to_dict(orient="records")
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -187,7 +182,8 @@ def model_metadata(model_id: str, *, dataset: str, threat_model: str, published:
     row = reference_entry(model_id, dataset=dataset, threat_model=threat_model)
     if row is not None:
         copied = {key: row[key] for key in ModelMetadata.__dataclass_fields__ if key in row}
-        return ModelMetadata(**copied | {"is_ikl_at": row["ikl_at"], "published": published_from_row(row)})
+        copied |= {"is_ikl_at": row["ikl_at"], "published": shipped.published_from_row(row)}
+        return ModelMetadata(**copied)
     entry = registry_entry(model_id, dataset)
     if entry is None:
         return ModelMetadata(is_ikl_at=is_ikl_at(model_id), published=published)
