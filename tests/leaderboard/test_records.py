@@ -10,10 +10,10 @@ from ikl_zoo.leaderboard.records import (
     LeaderboardError,
     Measurement,
     RecordConflictError,
-    find_record,
     load_records,
     read_record,
     read_result,
+    record_path,
     write_record,
 )
 
@@ -92,8 +92,9 @@ def test_peers_are_filed_under_their_robustbench_id(tmp_path, make_result):
     write_record(
         make_result("robustbench:Wang2023Better_WRN-28-10", clean=0.9244, robust=0.6731), root=tmp_path
     )
-    record = find_record("Wang2023Better_WRN-28-10", dataset="cifar10", root=tmp_path)
-    assert record is not None and record.measurement.model_id == "robustbench:Wang2023Better_WRN-28-10"
+    record = read_record(record_path("Wang2023Better_WRN-28-10", dataset="cifar10", threat_model="Linf",
+                                     root=tmp_path))
+    assert record.measurement.model_id == "robustbench:Wang2023Better_WRN-28-10"
     assert record.model_info["name"] == "Better Diffusion Models Further Improve Adversarial Training"
     assert record.is_ikl_at is False
     assert [r.path.stem for r in load_records(tmp_path, dataset="cifar10")] == ["Wang2023Better_WRN-28-10"]

@@ -32,8 +32,7 @@ class CardSubject:
     dataset: str
     threat_model: str
     eps: float
-    architecture: str | dict[str, Any]
-    """A name, or a zoo config's architecture object (the card template names it)."""
+    architecture: str | dict[str, Any]  # a name, or a zoo config's architecture object (named in the card)
     training: str | dict[str, Any] | None
     is_ikl_at: bool
     robust: bool = True
@@ -44,19 +43,15 @@ class CardSubject:
     additional_data: bool = False
     hub_repo_id: str | None = None
     hub_revision: str | None = None
-    hub_commit: str | None = None
-    """For a card read from an ``hf-hub:`` repository: the revision asked for and the commit served."""
+    hub_commit: str | None = None  # from an ``hf-hub:`` repository: the revision asked for, the commit served
     weights_sha256: str | None = None
-    pinned_revision: str | None = None
-    """For a registry entry that pins its Hub copy: the revision its sha256 was pinned at."""
+    pinned_revision: str | None = None  # for a registry entry that pins its Hub copy: its sha256's revision
     license: str = "mit"
-    unverified_source: dict[str, Any] | None = None
-    """For a folder converted for a registry id from a file no pinned sha256 confirms: its ``source``."""
+    unverified_source: dict[str, Any] | None = None  # a registry id's folder converted from an unpinned file
 
     eps_text = property(lambda self: format_eps(self.eps, self.threat_model))
+    # The published weights (pinned, or the registry's own file): only they get the published model-index.
     published_weights = property(lambda self: self.in_registry and self.unverified_source is None)
-    """Whether the weights are the published ones (pinned, or the registry's own file): only then do the
-    published figures go in the model-index."""
 
 
 def card_subject(model: Any, *, dataset: str = "cifar10", config: Mapping[str, Any] | None = None

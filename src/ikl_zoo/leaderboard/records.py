@@ -239,23 +239,13 @@ def load_records(root: Folder = DEFAULT_ROOT, *, dataset: str | None = None,
     root = Path(root)
     if not root.is_dir():
         return []
-    pattern = f"{dataset or '*'}/{threat_model or '*'}/*.json"
-    return [record for path in sorted(root.glob(pattern)) if (record := _readable_record(path))]
-
-
-def _readable_record(path: Path) -> Record | None:
-    try:
-        return read_record(path)
-    except LeaderboardError as error:
-        print(f"skipped {path}: {str(error).replace(f'{path} ', 'it ', 1)}", file=sys.stderr)
-        return None
-
-
-def find_record(model_id: str, *, dataset: str, threat_model: str = "Linf", root: Folder = DEFAULT_ROOT
-                ) -> Record | None:
-    """The record of one model on one board, or None if it has not been recorded."""
-    path = record_path(model_id, dataset=dataset, threat_model=threat_model, root=root)
-    return read_record(path) if path.exists() else None
+    records = []
+    for path in sorted(root.glob(f"{dataset or '*'}/{threat_model or '*'}/*.json")):
+        try:
+            records.append(read_record(path))
+        except LeaderboardError as error:
+            print(f"skipped {path}: {str(error).replace(f'{path} ', 'it ', 1)}", file=sys.stderr)
+    return records
 
 
 def read_result(path: Folder) -> EvalResult:
