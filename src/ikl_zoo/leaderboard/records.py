@@ -191,21 +191,18 @@ def write_record(
     measurement on at least as many examples under the same eps and version replaces one unless
     ``overwrite`` (else ``RecordConflictError``); hand edits to the descriptive fields are kept."""
     check_board(result.dataset, result.threat_model)
-    measurement = Measurement.from_result(result)
-    weights = replaced_weights(measurement.provenance)
-    if weights is not None:
-        raise replaced_weights_error(measurement.model_id, weights, dataset=measurement.dataset)
-    board = {"dataset": measurement.dataset, "threat_model": measurement.threat_model}
-    path = record_path(measurement.model_id, **board, root=root, precision=measurement.settings.precision,
-                       eps=measurement.eps)
-    metadata = model_metadata(measurement.model_id, **board, published=getattr(result, "published", None))
-    info = robustbench_model_info(measurement, metadata)
+    m = Measurement.from_result(result)
+    if (weights := replaced_weights(m.provenance)) is not None:
+        raise replaced_weights_error(m.model_id, weights, dataset=m.dataset)
+    board = {"dataset": m.dataset, "threat_model": m.threat_model}
+    path = record_path(m.model_id, **board, root=root, precision=m.settings.precision, eps=m.eps)
+    metadata = model_metadata(m.model_id, **board, published=getattr(result, "published", None))
+    info = robustbench_model_info(m, metadata)
     if path.exists():
-        info.update(_kept_edits(read_record(path), measurement, overwrite=overwrite))
+        info.update(_kept_edits(read_record(path), m, overwrite=overwrite))
     info["ikl_zoo"] = {
-        "record_format": RECORD_FORMAT, "model_id": measurement.model_id,
-        "threat_model": measurement.threat_model, "is_ikl_at": metadata.is_ikl_at,
-        "published": metadata.published, "measurement": measurement.to_dict(),
+        "record_format": RECORD_FORMAT, "model_id": m.model_id, "threat_model": m.threat_model,
+        "is_ikl_at": metadata.is_ikl_at, "published": metadata.published, "measurement": m.to_dict(),
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     with output_errors(path, fix="pass a --records folder you can write"):
