@@ -90,8 +90,7 @@ def _render_json(board: Board) -> str:
 @dataclass(frozen=True)
 class _Markup:
     escape: Callable[[str], str]
-    link: str
-    """A format of the escaped ``text`` and ``url``."""
+    link: str  # a format of the escaped ``text`` and ``url``
     bold: str
     star: str
     url: Callable[[str], str] = str
