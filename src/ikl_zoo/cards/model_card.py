@@ -110,8 +110,8 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
                         "checkpoint sha256 does not match the folder's weights)",
                         fix="pass the matching result")
     if not subject.published_weights:  # the id is the registry's, the weights may not be
-        raise CardError(f"the result measured weights of sha256 {measured_sha256 or '(not recorded)'}, not these "
-                        f"(sha256 {subject.weights_sha256})", fix="evaluate this folder and pass its result.json")
+        raise CardError(f"the result measured weights of sha256 {measured_sha256 or '(unknown)'}, not these "
+                        f"(sha256 {subject.weights_sha256})", fix="evaluate this folder, pass its result.json")
     return m
 
 
