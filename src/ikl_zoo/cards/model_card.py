@@ -111,7 +111,7 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
                         fix="pass the matching result")
     if not subject.published_weights:  # the id is the registry's, the weights may not be
         raise CardError(f"the result measured weights of sha256 {measured_sha256 or '(unknown)'}, not these "
-                        f"(sha256 {subject.weights_sha256})", fix="evaluate this folder, pass its result.json")
+                        f"(sha256 {subject.weights_sha256})", fix="evaluate this folder")
     return m
 
 
