@@ -263,28 +263,23 @@ def read_result(path: Folder) -> EvalResult:
         raise LeaderboardError(f"{problem} ({error.problem})", fix=error.fix or fix) from None
 
 
-def _kept_edits(existing: Record, measurement: Measurement, *, overwrite: bool) -> dict[str, Any]:
-    """The hand-edited descriptive fields of the record a measurement replaces, once it may replace it."""
-    if existing.measurement.board_id != measurement.board_id:
+def _kept_edits(existing: Record, new: Measurement, *, overwrite: bool) -> dict[str, Any]:
+    """The hand-edited descriptive fields of the record a measurement replaces, once it may replace it: one
+    on fewer examples or with another attack only with ``overwrite``."""
+    old = existing.measurement
+    if old.board_id != new.board_id:
         raise RecordConflictError(
-            f"{existing.path} holds the record of {existing.measurement.model_id!r}, not of "
-            f"{measurement.model_id!r} (both ids map to this file name)", fix="rename one of the models"
+            f"{existing.path} holds the record of {old.model_id!r}, not of {new.model_id!r} (both ids map to "
+            "this file name)", fix="rename one of the models"
         )  # fmt: skip
-    if not overwrite:
-        _check_replaceable(existing.measurement, measurement, existing.path)
+    n_old, n_new = old.n_examples, new.n_examples
+    reasons = [f"it holds {old.attack}, this result {new.attack}"] * (old.attack != new.attack)
+    reasons += [f"it holds {n_old} examples, this result {n_new}"] * (n_new < n_old)
+    if reasons and not overwrite:
+        fix = "pass overwrite=True / --overwrite, or delete the record"
+        raise RecordConflictError(f"{existing.path} not replaced: {'; '.join(reasons)}", fix=fix)
     info = existing.model_info
     return {key: info[key] for key in METADATA_KEYS if info.get(key) not in (None, "")}
-
-
-def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
-    reasons = []
-    if old.attack != new.attack:
-        reasons.append(f"it holds {old.attack}, this result {new.attack}")
-    if new.n_examples < old.n_examples:
-        reasons.append(f"it holds {old.n_examples} examples, this result {new.n_examples}")
-    if reasons:
-        fix = "pass overwrite=True / --overwrite, or delete the record"
-        raise RecordConflictError(f"{path} not replaced: {'; '.join(reasons)}", fix=fix)
 
 
 _CHECKS = [
