@@ -97,7 +97,7 @@ def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[s
     """The shipped published row of a RobustBench model (metadata for records and submissions), if any."""
     table, key = _shipped_table(), [dataset, threat_model, robustbench_name(model_id)]
     match = table[table[["dataset", "threat_model", "model_id"]].eq(key).all(axis="columns")]
-    return None if match.empty else {name: _plain(value) for name, value in match.iloc[0].items()}
+    return None if match.empty else json.loads(match.to_json(orient="records"))[0]  # NaN as None
 
 
 @cache
@@ -120,9 +120,8 @@ def _model_info_folder(root: Path, dataset: str, threat_model: str) -> Path:
     return folder
 
 
-def _row_from_model_info(
-    model_id: str, info: dict[str, Any], dataset: str, threat_model: str, origin: Any
-) -> dict[str, Any]:
+def _row_from_model_info(model_id: str, info: dict[str, Any], dataset: str, threat_model: str, origin: Any
+                         ) -> dict[str, Any]:
     def percent(key: str) -> float:
         value = info.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -136,10 +135,10 @@ def _row_from_model_info(
     if math.isnan(figures["clean_acc"]) or math.isnan(figures["autoattack_acc"]):
         raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc", fix=FIX_FILE)
     title, passes = str(info.get("name") or ""), info.get("number_forward_passes")
-    best_known = figures["external"] if not math.isnan(figures["external"]) else figures["autoattack_acc"]
+    external = figures["external"]
+    figures["best_known"] = figures["autoattack_acc"] if math.isnan(external) else external
     return {
         "model_id": model_id, "dataset": dataset, "threat_model": threat_model, **figures,
-        "best_known": best_known,
         "additional_data": _flag(info.get("additional_data")), "unreliable": _flag(info.get("unreliable")),
         "number_forward_passes": int(passes) if passes not in (None, "") else 1,
         **{key: str(info.get(key) or "") for key in ("eps", "architecture", "authors", "link", "footnote")},
@@ -151,12 +150,6 @@ def _row_from_model_info(
 def _flag(value: Any) -> bool:
     """RobustBench's flags: JSON booleans, or text such as "True" in older files; anything else is no."""
     return value is True or str(value).strip().lower() in ("true", "1", "yes", "y")
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready Python value: numpy scalars unwrapped, NaN as None."""
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 @dataclass(frozen=True)
