@@ -105,13 +105,10 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
             "card describes", fix=f"make a zoo folder of that checkpoint (`ikl-zoo convert {weights} --model "
             f"{m.model_id} --dataset {m.dataset} -o DIR`), evaluate it and card DIR",
         )
-    if m.board_id != subject.model_id:
-        raise CardError(f"the result is for {m.model_id!r}, the card for {subject.model_id!r} (and its "
-                        "checkpoint sha256 does not match the folder's weights)",
-                        fix="pass the matching result")
-    if not subject.published_weights:  # the id is the registry's, the weights may not be
-        raise CardError(f"the result measured weights of sha256 {measured_sha256 or '(unknown)'}, not these "
-                        f"(sha256 {subject.weights_sha256})", fix="evaluate this folder")
+    if m.board_id != subject.model_id or not subject.published_weights:
+        raise CardError(f"the result is for {m.model_id!r} (checkpoint sha256 {measured_sha256}), the card "
+                        f"for {subject.model_id!r} (sha256 {subject.weights_sha256}): not the same weights",
+                        fix="evaluate these weights and pass that result")
     return m
 
 
