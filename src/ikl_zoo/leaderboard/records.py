@@ -61,11 +61,10 @@ def output_errors(path: Folder, *, fix: str = "choose a folder you can write") -
     """Turn a failed write (not a directory, permission denied, disk full) into a one-line error."""
     try:
         yield
-    except (FileExistsError, NotADirectoryError):
-        problem = f"cannot write {path}: part of that path is a file, not a folder"
-        raise LeaderboardError(problem, fix=fix) from None
     except OSError as error:
-        raise LeaderboardError(f"cannot write {path}: {error.strerror or error}", fix=fix) from None
+        a_file = isinstance(error, FileExistsError | NotADirectoryError)
+        why = "part of that path is a file, not a folder" if a_file else error.strerror or error
+        raise LeaderboardError(f"cannot write {path}: {why}", fix=fix) from None
 
 
 @dataclass(frozen=True)
