@@ -84,27 +84,20 @@ class Measurement:
     @classmethod
     def from_result(cls, result: EvalResult | Measurement) -> Measurement:
         """The measurement of an ``EvalResult`` (its settings are checked by ``EvalSettings``)."""
-        if isinstance(result, Measurement):
-            return result
-        names = ("model_id", "attacks", "clean_acc", "robust_acc", *_MAPPING_FIELDS)
-        return cls._of({name: getattr(result, name) for name in names}, result.settings)
+        return result if isinstance(result, Measurement) else cls.from_dict(result.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
-        """A measurement as ``to_dict`` wrote it; ``TypeError``/``ValueError`` name a wrong field."""
+        """A measurement as ``to_dict`` wrote it; ``TypeError``/``ValueError`` name the first field a
+        hand-edited or foreign file got wrong."""
         if not isinstance(data["settings"], dict):
             raise TypeError(f"settings is {data['settings']!r}, not an object")
-        return cls._of(data, EvalSettings.from_dict(data["settings"]))
-
-    @classmethod
-    def _of(cls, values: dict[str, Any], settings: EvalSettings) -> Measurement:
-        """Raise ``ValueError`` naming the first figure a hand-edited or foreign file got wrong."""
         for key, wanted, valid in _CHECKS:
-            if not valid(values.get(key)):
-                raise ValueError(f"{key} is {values.get(key)!r}, not {wanted}")
-        mappings = {key: dict(values.get(key) or {}) for key in _MAPPING_FIELDS}
-        figures = (values["clean_acc"], values["robust_acc"], tuple(values.get("attacks") or ()))
-        return cls(values["model_id"], settings, *figures, **mappings)
+            if not valid(data.get(key)):
+                raise ValueError(f"{key} is {data.get(key)!r}, not {wanted}")
+        mappings = {key: dict(data.get(key) or {}) for key in _MAPPING_FIELDS}
+        figures = (data["clean_acc"], data["robust_acc"], tuple(data.get("attacks") or ()))
+        return cls(data["model_id"], EvalSettings.from_dict(data["settings"]), *figures, **mappings)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "settings": self.settings.to_dict()}
