@@ -105,7 +105,7 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
             "card describes", fix=f"make a zoo folder of that checkpoint (`ikl-zoo convert {weights} --model "
             f"{m.model_id} --dataset {m.dataset} -o DIR`), evaluate it and card DIR",
         )
-    known_other = measured_sha256 and subject.weights_sha256 and not subject.published_weights  # both known: differ
+    known_other = measured_sha256 and subject.weights_sha256 and not subject.published_weights  # they differ
     if m.board_id != subject.model_id or known_other:
         raise CardError(f"the result is for {m.model_id!r} (checkpoint sha256 {measured_sha256}), the card "
                         f"for {subject.model_id!r} (sha256 {subject.weights_sha256}): not the same weights",
