@@ -43,10 +43,7 @@ MODEL_INFO_KEYS = (
     "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote", "unreliable",
 )  # fmt: skip
 """RobustBench's ``model_info`` fields, in the order its own files use."""
-METADATA_KEYS = (
-    "link", "name", "authors", "additional_data", "number_forward_passes", "venue", "architecture",
-    "footnote",
-)  # fmt: skip
+METADATA_KEYS = (*MODEL_INFO_KEYS[:5], "venue", "architecture", "footnote")
 """Descriptive fields a user may edit by hand in a record; a new measurement keeps their edits."""
 _MAPPING_FIELDS = ("per_attack", "timings", "model_passes", "provenance")
 RERECORD_FIX = "re-run the evaluation and `ikl-zoo record --overwrite` the new result"
@@ -109,8 +106,7 @@ class Measurement:
 
     @property
     def comparable_with_published(self) -> bool:
-        """Standard AutoAttack at the board's budget on the whole official test set: only then does it
-        compare with RobustBench."""
+        """Standard AutoAttack at RobustBench's budget on its whole test set: only then does it compare."""
         standard = self.standard_attack and self.settings.precision != "bf16"
         on_board = is_standard_eps(self.eps, self.threat_model)
         return standard and on_board and on_the_published_images(self.n_examples, self.provenance)
