@@ -340,6 +340,8 @@ def test_a_board_at_another_budget_shows_only_the_records_measured_at_it(tmp_pat
     assert any("_eps4_255.json (eps 4/255: shown with --eps 4/255)" in note for note in standard.notes)
     l2 = build_board("cifar10", "L2", records_root=tmp_path, eps=0.5)
     assert l2.rows["on_robustbench"].all() and not any("RobustBench has no" in n for n in l2.notes)
+    assert build_board("cifar100", "L2", records_root=tmp_path).notes[0].startswith(
+        "RobustBench has no CIFAR-100 L2 board at eps 0.5")
 
 
 def test_changed_attack_settings_are_named_marked_and_not_ranked(tmp_path, make_result):

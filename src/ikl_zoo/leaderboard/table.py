@@ -77,7 +77,7 @@ def build_board(
     reference = load_reference(dataset, threat_model, robustbench_dir=robustbench_dir)
     eps = STANDARD_EPS[threat_model] if eps is None else eps
     published, notes = reference.table, []
-    if not is_standard_eps(eps, threat_model):
+    if published.empty or not is_standard_eps(eps, threat_model):  # e.g. CIFAR-100 L2, or another eps
         published = published.iloc[:0]
         notes.append(f"RobustBench has no {DATASET_TITLES[dataset]} {threat_model} board at eps "
                      f"{format_eps(eps, threat_model)}: only ikl-zoo's measured records are shown.")
