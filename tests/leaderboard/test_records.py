@@ -183,3 +183,17 @@ def test_record_of_an_earlier_format_is_refused_naming_the_fix(tmp_path, make_re
     with pytest.raises(LeaderboardError, match="earlier ikl-zoo format: re-run the evaluation") as caught:
         read_record(path)
     assert "\n" not in str(caught.value) and "record --overwrite" in caught.value.fix
+
+
+def test_the_attack_label_names_every_departure_from_standard_autoattack():
+    from ikl_zoo.evaluate.settings import EvalSettings
+    from ikl_zoo.leaderboard.records import attack_label
+
+    assert attack_label(EvalSettings()) == "AutoAttack (standard)"
+    assert attack_label(EvalSettings(version="rand")) == "AutoAttack (rand)"
+    options = {"apgd": {"n_iter": 10.0, "n_restarts": 2}}
+    custom = EvalSettings(version="custom", attacks=["apgd-ce"], attack_options=options)
+    assert attack_label(custom) == "custom: apgd-ce (apgd.n_iter=10, apgd.n_restarts=2)"
+    assert attack_label(EvalSettings(attack_options={"apgd": {"n_iter": 10}})) == (
+        "AutoAttack (standard, apgd.n_iter=10)"
+    )

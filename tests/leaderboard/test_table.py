@@ -352,6 +352,7 @@ def test_changed_attack_settings_are_named_marked_and_not_ranked(tmp_path, make_
     board = build_board("cifar10", "Linf", records_root=tmp_path)
     mine = board.rows.iloc[-1]
     assert mine["model_id"] == "my-wrn" and mine["rank"] is pd.NA and not mine["measured_comparable"]
-    assert "\u2021 AutoAttack (standard) (apgd.n_iter=10), not comparable" in mine["measured_note"]
+    assert "\u2021 AutoAttack (standard, apgd.n_iter=10), not comparable" in mine["measured_note"]
+    assert mine["measured_attack"] == "AutoAttack (standard, apgd.n_iter=10)"
     assert any(note.startswith("\u2021 Not standard AutoAttack") for note in board.notes)
     assert not any(note.startswith("\u2020") for note in board.notes)

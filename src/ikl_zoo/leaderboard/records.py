@@ -115,11 +115,11 @@ class Measurement:
 def attack_label(settings: EvalSettings) -> str:
     """The attack an evaluation ran, as boards and cards name it: ``AutoAttack (standard)``, or its version,
     attacks and every setting changed, e.g. ``custom: apgd-ce (apgd.n_iter=10)``, never passed off as it."""
-    options = [f"{name}.{key}={value:g}" for name, values in settings.attack_options.items()
-               for key, value in values.items()]  # fmt: skip
-    version, attacks = settings.version, settings.attacks
-    label = f"{version}: {', '.join(attacks)}" if attacks else f"AutoAttack ({version})"
-    return f"{label} ({', '.join(options)})" if options else label
+    options = ", ".join(f"{name}.{key}={value:g}" for name, values in settings.attack_options.items()
+                        for key, value in values.items())  # fmt: skip
+    if not settings.attacks:
+        return f"AutoAttack ({', '.join(filter(None, [settings.version, options]))})"
+    return f"{settings.version}: {', '.join(settings.attacks)}" + f" ({options})" * bool(options)
 
 
 _SETTINGS = ("dataset", "eps", "version", "n_examples", "seed", "chunk_size")

@@ -40,7 +40,7 @@ ROW_COLUMNS = [
     "rank", "model_id", "ikl_at", "on_robustbench", "paper_title", "link", "clean_acc", "autoattack_acc",
     "best_known", "additional_data", "architecture", "venue", "footnote", "unreliable", "measured_clean_acc",
     "measured_autoattack_acc", "delta_clean_acc", "delta_autoattack_acc", "measured_n_examples",
-    "measured_version", "measured_note", "measured_comparable",
+    "measured_version", "measured_attack", "measured_note", "measured_comparable",
 ]  # fmt: skip
 """Machine-readable columns (CSV and JSON); accuracies in percent, deltas are measured minus published;
 ``measured_comparable``: measured as RobustBench measures (standard AutoAttack on the whole test set)."""
@@ -162,7 +162,8 @@ def _merge(reference: pd.DataFrame, records: list[Record], threat_model: str, ep
     unlisted = [_unlisted_row(r) for r in shown if r.measurement.board_id not in set(reference["model_id"])]
     if unlisted:
         rows = pd.concat([rows, pd.DataFrame(unlisted)], ignore_index=True)
-    rows = rows.fillna({"measured_version": "", "measured_note": "", "measured_comparable": False})
+    rows = rows.fillna({"measured_version": "", "measured_attack": "", "measured_note": "",
+                        "measured_comparable": False})
     rows["rank"] = rows["rank"].astype("Int64")
     rows["measured_n_examples"] = rows["measured_n_examples"].astype("Int64")
     return _ordered(rows), notes
@@ -202,7 +203,7 @@ def _measured(record: Record) -> dict[str, Any]:
     m = record.measurement
     return {
         "measured_clean_acc": 100 * m.clean_acc, "measured_autoattack_acc": 100 * m.robust_acc,
-        "measured_n_examples": m.n_examples, "measured_version": m.version,
+        "measured_n_examples": m.n_examples, "measured_version": m.version, "measured_attack": m.attack,
         "measured_note": _measured_note(m), "measured_comparable": m.comparable_with_published,
     }  # fmt: skip
 
