@@ -356,3 +356,4 @@ def test_changed_attack_settings_are_named_marked_and_not_ranked(tmp_path, make_
     assert mine["measured_attack"] == "AutoAttack (standard, apgd.n_iter=10)"
     assert any(note.startswith("\u2021 Not standard AutoAttack") for note in board.notes)
     assert not any(note.startswith("\u2020") for note in board.notes)
+    assert re.search(r"\| my-wrn .*\| +95\.00 \u2021 \|", render_board(board, "md"))  # the figure is marked

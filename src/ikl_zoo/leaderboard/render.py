@@ -16,7 +16,7 @@ import pandas as pd
 from ikl_zoo import __version__
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard.reference import LeaderboardError
-from ikl_zoo.leaderboard.table import COMPARE_DELTAS, DATASET_TITLES, ROW_COLUMNS, STAR, Board
+from ikl_zoo.leaderboard.table import COMPARE_DELTAS, DATASET_TITLES, NOT_COMPARABLE, ROW_COLUMNS, STAR, Board
 from ikl_zoo.paper import PAPER_TITLE
 
 FORMATS = ("md", "csv", "latex", "html", "json")
@@ -139,7 +139,8 @@ def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
     table["Venue"] = rows["venue"].map(markup.escape)
     if board.has_measurements:
         table["ikl-zoo clean"] = rows["measured_clean_acc"].map(_figure)
-        table["ikl-zoo AutoAttack"] = rows["measured_autoattack_acc"].map(_figure)
+        marks = rows["measured_note"].map(lambda note: "".join(f" {m}" for m in NOT_COMPARABLE if m in note))
+        table["ikl-zoo AutoAttack"] = rows["measured_autoattack_acc"].map(_figure) + marks  # footnoted
         if comparing:
             table["Delta ikl-zoo AutoAttack"] = rows["delta_vs_first_measured_autoattack_acc"].map(_signed)
         else:
