@@ -145,8 +145,7 @@ def _other_board(model_id: str, board: tuple[str, ...], *, records_root: Folder 
 def _board_id(model_id: str, on_board: pd.Index) -> str:
     """A compared model's row: an ``hf-hub:`` name without a revision is its measured ``@main``."""
     name = robustbench_name(model_id)
-    pinned = f"{name}@main"
-    return pinned if name.startswith(HF_HUB_PREFIX) and "@" not in name and pinned in on_board else name
+    return f"{name}@main" if name.startswith(HF_HUB_PREFIX) and f"{name}@main" in on_board else name
 
 
 def _merge(reference: pd.DataFrame, records: list[Record], threat_model: str, eps: float
