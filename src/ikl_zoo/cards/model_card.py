@@ -114,10 +114,9 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
 
 
 def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
-    """The model-index as the Hub reads it: metric ``accuracy`` (a Hub metric id), the attack and budget in
-    the metric's name and args; published figures (only for the published weights) on the ``test`` split,
-    measured ones on ``test[:n]`` (what ``load_dataset`` reads), a distinct split that keeps the two groups
-    and their sources apart."""
+    """The model-index as the Hub reads it: metric ``accuracy``, the attack and budget in its name and args;
+    published figures (of the published weights only) on ``test``, measured ones on ``test[:n]`` (what
+    ``load_dataset`` reads), a distinct split that keeps the two groups and their sources apart."""
     from huggingface_hub import EvalResult as HubEvalResult
 
     groups = []

@@ -140,21 +140,18 @@ class Record:
 def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) -> dict[str, Any]:
     """The ``model_info`` object RobustBench would hold for this measurement, in its order and spelling."""
     robust = f"{100 * measurement.robust_acc:.2f}"
-    info = {
-        "link": metadata.link, "name": metadata.paper_title, "authors": metadata.authors,
-        "additional_data": metadata.additional_data, "number_forward_passes": metadata.number_forward_passes,
-        "dataset": measurement.dataset, "venue": metadata.venue, "architecture": metadata.architecture,
-        "eps": measurement.settings.eps_text, "clean_acc": f"{100 * measurement.clean_acc:.2f}",
+    info = {key: getattr(metadata, key) for key in METADATA_KEYS if key != "name"} | {
+        "name": metadata.paper_title, "dataset": measurement.dataset, "eps": measurement.settings.eps_text,
+        "clean_acc": f"{100 * measurement.clean_acc:.2f}", "autoattack_acc": robust, "unreliable": False,
         "reported": f"{metadata.reported:.2f}" if metadata.reported is not None else robust,
-        "autoattack_acc": robust, "footnote": metadata.footnote, "unreliable": False,
     }  # fmt: skip
-    return {key: value for key, value in info.items() if key != "footnote" or value}
+    return {key: info[key] for key in MODEL_INFO_KEYS if key in info and (key != "footnote" or info[key])}
 
 
 def record_path(model_id: str, *, dataset: str, threat_model: str, root: Folder = DEFAULT_ROOT,
                 precision: str = "pytorch", eps: float | None = None) -> Path:
     """``<root>/<dataset>/<threat_model>/<RobustBench id>.json`` as in RobustBench's ``model_info/``; a bf16
-    screen (``_bf16``) or another budget (``_eps4_255``) goes beside it, never in its place."""
+    screen (``_bf16``) or another budget (``_eps4_255``) beside it, never in its place."""
     other_eps = eps is not None and not is_standard_eps(eps, threat_model)
     name = robustbench_name(model_id) + (f"_eps{format_eps(eps or 0, threat_model)}" if other_eps else "")
     name += "_bf16" * (precision == "bf16")

@@ -163,9 +163,7 @@ def _merge(reference: pd.DataFrame, records: list[Record], threat_model: str, ep
         rows = pd.concat([rows, pd.DataFrame(unlisted)], ignore_index=True)
     rows = rows.fillna({"measured_version": "", "measured_attack": "", "measured_note": "",
                         "measured_comparable": False})
-    rows["rank"] = rows["rank"].astype("Int64")
-    rows["measured_n_examples"] = rows["measured_n_examples"].astype("Int64")
-    return _ordered(rows), notes
+    return _ordered(rows.astype({"rank": "Int64", "measured_n_examples": "Int64"})), notes
 
 
 def _ranked(reference: pd.DataFrame) -> pd.DataFrame:
@@ -175,8 +173,7 @@ def _ranked(reference: pd.DataFrame) -> pd.DataFrame:
 
 
 def _shown_records(records: list[Record], threat_model: str, eps: float) -> tuple[list[Record], list[str]]:
-    """The records the board shows, and a note naming each record it leaves out and why; a footnote for each
-    mark of a figure RobustBench would not take."""
+    """The records the board shows, a note naming each one it leaves out and why, and its marks' footnotes."""
     shown: dict[str, Record] = {}
     notes = []
     for record in _canonical_first(records):
