@@ -85,8 +85,7 @@ class Measurement:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
-        """A measurement as ``to_dict`` wrote it; ``TypeError``/``ValueError`` name the first field a
-        hand-edited or foreign file got wrong."""
+        """A measurement as ``to_dict`` wrote it; ``TypeError``/``ValueError`` name a wrong field."""
         if not isinstance(data["settings"], dict):
             raise TypeError(f"settings is {data['settings']!r}, not an object")
         for key, wanted, valid in _CHECKS:
@@ -159,8 +158,7 @@ def record_path(model_id: str, *, dataset: str, threat_model: str, root: Folder 
 
 
 def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> LeaderboardError:
-    """Why a registered model measured with a local checkpoint is not recorded (before ``eval --record``
-    runs, or in ``write_record``), and the command that fixes it."""
+    """Why a registered model measured with a local checkpoint is not recorded, and the fixing command."""
     return LeaderboardError(
         f"the result measures {model_id} with weights from {weights}, not its published weights, so it "
         f"cannot be recorded as {model_id}",
@@ -169,12 +167,10 @@ def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> Lead
     )
 
 
-def write_record(
-    result: EvalResult | Measurement, *, root: Folder = DEFAULT_ROOT, overwrite: bool = False
-) -> Path:
-    """Add or update the record of the result's (model, dataset, threat model), atomically. Only a
-    measurement on at least as many examples under the same eps and version replaces one unless
-    ``overwrite`` (else ``RecordConflictError``); hand edits to the descriptive fields are kept."""
+def write_record(result: EvalResult | Measurement, *, root: Folder = DEFAULT_ROOT, overwrite: bool = False
+                 ) -> Path:
+    """Add or update the record of the result's (model, dataset, threat model, eps), atomically, keeping hand
+    edits to its descriptive fields (``_kept_edits`` says when it may replace a record)."""
     check_board(result.dataset, result.threat_model)
     m = Measurement.from_result(result)
     if (weights := replaced_weights(m.provenance)) is not None:

@@ -36,8 +36,7 @@ def board_legend(board: Board) -> list[str]:
 
 
 def template_renderer(package: str, **filters: Callable[..., Any]) -> Callable[..., str]:
-    """``render(template, **context)`` for the Jinja templates of ``package``: a missing value fails loudly,
-    HTML ones are escaped."""
+    """``render(template, **context)`` for ``package``'s Jinja templates: a missing value fails loudly."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader(package, "templates"), autoescape=jinja2.select_autoescape(["html"]),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,

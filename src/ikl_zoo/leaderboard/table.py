@@ -133,9 +133,8 @@ def _other_board(model_id: str, board: tuple[str, ...], *, records_root: Folder 
     boards = sorted(itertools.product(DATASET_TITLES, THREAT_MODELS), key=lambda b: b[1] != board[1])
     for other in (other for other in boards if other != board):
         where = dict(zip(("dataset", "threat_model"), other, strict=True))
-        if reference_entry(model_id, **where) or (
-            records_root and record_path(model_id, **where, root=records_root).is_file()
-        ):
+        recorded = records_root and record_path(model_id, **where, root=records_root).is_file()
+        if reference_entry(model_id, **where) or recorded:
             changed = zip(("--dataset", "--threat-model"), other, board, strict=True)
             options = [f"{option} {value}" for option, value, now in changed if value != now]
             return " ".join(other), " ".join(options)
@@ -252,8 +251,7 @@ def _marks(measured: Any) -> dict[str, str]:
 
 
 def _canonical_first(records: list[Record]) -> list[Record]:
-    """Full precision before a bf16 screen of the same model, and records at their own path (``record_path``)
-    before a stray copy, so a copy never hides the real record."""
+    """Full precision before a bf16 screen, a record at its own path before a stray copy that would hide it."""
     def order(record: Record) -> tuple[bool, bool]:
         m, precision = record.measurement, record.measurement.settings.precision
         own = record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model, precision=precision,
