@@ -251,7 +251,7 @@ def _marks(measured: Any) -> dict[str, str]:
 
 
 def _canonical_first(records: list[Record]) -> list[Record]:
-    """Full precision before a bf16 screen, a record at its own path before a stray copy that would hide it."""
+    """Full precision before a bf16 screen; a record at its own path before a stray copy of it."""
     def order(record: Record) -> tuple[bool, bool]:
         m, precision = record.measurement, record.measurement.settings.precision
         own = record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model, precision=precision,
