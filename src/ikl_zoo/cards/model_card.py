@@ -69,8 +69,7 @@ def write_model_card(
 
 def write_registry_cards(out_dir: Folder = "cards", *, records_root: Folder | None = DEFAULT_ROOT
                          ) -> list[Path]:
-    """Cards of every IKL-AT registry model, one folder each (named like its Hub repository), with the
-    measured figures of its result record under ``records_root`` when there is one."""
+    """Cards of every IKL-AT registry model, one folder each named like its Hub repository, with records."""
     from ikl_zoo.zoo.registry import list_models
 
     paths, records = [], {r.path: r for r in load_records(records_root)} if records_root else {}
@@ -83,8 +82,7 @@ def write_registry_cards(out_dir: Folder = "cards", *, records_root: Folder | No
 
 
 def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement | None) -> Measurement | None:
-    """The result as a measurement, refusing one of another model, dataset, threat model or weights: a card
-    shows measured figures only of the weights it describes (at any budget, named as such)."""
+    """The result as a measurement of the weights the card describes (at any budget), else a ``CardError``."""
     if result is None:
         return None
     m = Measurement.from_result(result)

@@ -19,9 +19,8 @@ def _budget(ctx: click.Context, param: click.Parameter, value: str | None) -> fl
 @click.argument("models", nargs=-1)
 @DATASET_OPTION
 @click.option("--threat-model", type=click.Choice(["Linf", "L2"]), default="Linf", show_default=True)
-@click.option("--eps", metavar="EPS", callback=_budget, default=None,
-              help="Budget, e.g. 4/255 or 0.25 [RobustBench's: 8/255 Linf, 0.5 L2]. RobustBench has no "
-                   "board at other budgets: only ikl-zoo's records measured at EPS are shown.")
+@click.option("--eps", metavar="EPS", callback=_budget, help="Budget, e.g. 4/255 or 0.25 [RobustBench's: "
+              "8/255 Linf, 0.5 L2]. RobustBench has no board at other budgets: only records measured at it.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex", "html", "json"]), default="md",
               show_default=True, help="html is one self-contained page.")
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Only the first N rows.")

@@ -212,8 +212,7 @@ def read_record(path: Folder) -> Record:
 
 def load_records(root: Folder = DEFAULT_ROOT, *, dataset: str | None = None,
                  threat_model: str | None = None) -> list[Record]:
-    """Every record under ``root`` (none if it does not exist), optionally for one board; an unreadable one
-    is named on stderr with its fix and skipped, so one bad file never hides the others."""
+    """Every record under ``root``, optionally of one board; an unreadable one is named and skipped."""
     root = Path(root)
     if not root.is_dir():
         return []
@@ -245,8 +244,8 @@ def read_result(path: Folder) -> EvalResult:
 
 
 def _kept_edits(existing: Record, new: Measurement, *, overwrite: bool) -> dict[str, Any]:
-    """The hand-edited descriptive fields of the record a measurement replaces, once it may replace it: one
-    on fewer examples or with another attack only with ``overwrite``."""
+    """The hand edits of a record a measurement may replace (one on fewer examples or another attack: only
+    with ``overwrite``)."""
     old = existing.measurement
     if old.board_id != new.board_id:
         raise RecordConflictError(

@@ -69,9 +69,8 @@ def build_board(
     records_root: Folder | None = DEFAULT_ROOT, top: int | None = None, only_ikl: bool = False,
     no_extra_data: bool = False, eps: float | None = None,
 ) -> Board:
-    """RobustBench's board, ranked as RobustBench ranks it (its entries only, by best-known robust accuracy);
-    models it does not list are placed by their measured AutoAttack accuracy, unranked. Filters come last.
-    At another ``eps`` than RobustBench's, only the records measured at that budget."""
+    """RobustBench's board as it ranks it (by best-known robust accuracy), models it does not list placed by
+    their measured accuracy, unranked; at another ``eps``, only the records measured at it. Filters last."""
     if top is not None and top < 1:
         raise LeaderboardError(f"--top must be a positive number of rows, not {top}", fix="pass 1 or more")
     reference = load_reference(dataset, threat_model, robustbench_dir=robustbench_dir)
