@@ -38,9 +38,8 @@ def build_model_card(
     model: Any, *, dataset: str = "cifar10", result: EvalResult | Measurement | None = None,
     config: Mapping[str, Any] | None = None, repo_id: str | None = None,
 ) -> ModelCard:
-    """The card of ``model`` (a registry entry or id, a zoo folder, its config.json or that config as a
-    mapping), with measured figures when ``result`` is given. ``config`` adds a zoo folder's config.json to a
-    registry entry (weights' sha256, training recipe); ``repo_id`` names the Hub repository to load from."""
+    """The card of ``model`` (a registry entry or id, a zoo folder, its config.json or that config as dict)
+    with ``result``'s figures; ``config``: a registry entry's folder; ``repo_id``: the Hub repository."""
     from huggingface_hub import ModelCard, ModelCardData
 
     subject = card_subject(model, dataset=dataset, config=config)

@@ -10,8 +10,7 @@ from ikl_zoo.threat import format_eps
 
 
 def wilson_text(fraction: float, n: int) -> str:
-    """The 95% Wilson interval in percent as its bounds: centred away from the measured fraction (0/4 spans
-    0-49%), so a ``± half-width`` would understate the upper bound."""
+    """The 95% Wilson interval in percent as bounds: skewed (0/4 spans 0-49%), so no ``± half-width``."""
     low, high = wilson_interval(round(fraction * n), n)
     return f"[{100 * low:.2f}, {100 * high:.2f}]"
 

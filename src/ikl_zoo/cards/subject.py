@@ -121,8 +121,7 @@ def _subject_from_hub(name: str) -> CardSubject:
 
 
 def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
-    """A folder converted for a registry id from a checkpoint the pinned sha256 says is not its own (without
-    a pin nothing can tell, and a folder naming a registry id is taken as its weights)."""
+    """A registry id's folder converted from a file its pinned sha256 rejects (unpinned: taken as its own)."""
     source = config.get("source")
     hashes = {config.get("sha256"), source.get("sha256") if isinstance(source, Mapping) else None}
     return bool(_pinned_sha256s(entry)) and not _pinned_sha256s(entry) & hashes
@@ -133,8 +132,7 @@ def _pinned_sha256s(entry: ModelEntry) -> set[str]:
 
 
 def _trained_with_ikl(training: Any) -> bool:
-    """IKL-AT by what the config says was done (``method: IKL-AT`` or ``loss: ikl``), never by the word
-    "ikl" elsewhere, e.g. in ``trained_with: ikl-zoo``."""
+    """IKL-AT by ``method: IKL-AT`` or ``loss: ikl``, never by "ikl" elsewhere (``trained_with: ikl-zoo``)."""
     get = training.get if isinstance(training, dict) else {}.get
     return str(get("method", "")).upper() == "IKL-AT" or str(get("loss", "")).lower() == "ikl"
 

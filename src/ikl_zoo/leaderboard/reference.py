@@ -1,6 +1,5 @@
-"""RobustBench's published leaderboards, from the copy shipped with ikl-zoo or a user's RobustBench checkout,
-in one table shape (one row per model, accuracies in percent), and what is known about a model beyond its
-measured accuracies: RobustBench's row, or ikl-zoo's registry."""
+"""RobustBench's published leaderboards (shipped copy or a checkout) as one table shape (a row per model, in
+percent), and what is known of a model beyond its measured accuracies: RobustBench's row, or the registry."""
 
 from __future__ import annotations
 

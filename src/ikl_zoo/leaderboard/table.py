@@ -42,8 +42,7 @@ ROW_COLUMNS = [
     "measured_autoattack_acc", "delta_clean_acc", "delta_autoattack_acc", "measured_n_examples",
     "measured_version", "measured_attack", "measured_note", "measured_comparable",
 ]  # fmt: skip
-"""Machine-readable columns (CSV and JSON); accuracies in percent, deltas are measured minus published;
-``measured_comparable``: measured as RobustBench measures (standard AutoAttack on the whole test set)."""
+"""Machine-readable columns (CSV, JSON): accuracies in percent, deltas are measured minus published."""
 COMPARED = ["clean_acc", "autoattack_acc", "best_known", "measured_autoattack_acc"]
 COMPARE_DELTAS = [f"delta_vs_first_{column}" for column in COMPARED]
 
@@ -217,8 +216,7 @@ def _unlisted_row(record: Record) -> dict[str, Any]:
 
 
 def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
-    """Differences to the published figures and a place among the ranked rows (for an unlisted model) only
-    for a figure measured as RobustBench measures; anything else is an estimate, placed below them."""
+    """Deltas and a place among ranked rows only for a figure measured as RobustBench does; others below."""
     comparable = rows["measured_comparable"].astype(bool)
     measured_key = rows["measured_autoattack_acc"].where(comparable)
     rows = rows.assign(
