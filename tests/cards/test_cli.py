@@ -20,6 +20,11 @@ def test_card_for_registry_model_user_folder_and_all(tmp_path, make_result):
     assert out.exit_code == 0, out.output
     text = (tmp_path / "card" / "README.md").read_text()
     assert "| Measured | 85.30 [84.59, 85.98] | 57.00 [56.03, 57.97] | 10,000 |" in text
+    make_result("Cui2023Decoupled_WRN-34-10", eps=4 / 255, robust=0.7).save(result_path)
+    out = run("card", "Cui2023Decoupled_WRN-34-10", "--result", result_path, "-o", tmp_path / "card")
+    assert out.exit_code == 0, out.output  # another budget: shown at its budget, never refused
+    text = (tmp_path / "card" / "README.md").read_text()
+    assert "ikl-zoo, AutoAttack (standard), eps 4/255, seed 0" in text
 
     folder = tmp_path / "trained"
     folder.mkdir()

@@ -19,6 +19,7 @@ from ikl_zoo.cards.model_card import (
 from ikl_zoo.zoo.registry import get_model_entry
 
 REPO = Path(__file__).resolve().parents[2]
+THREAT = "Linf eps 8/255"
 REQUIRED_TAGS = {"adversarial-robustness", "robustbench", "autoattack", "image-classification"}
 
 
@@ -121,7 +122,8 @@ def _user_folder(tmp_path, **extra):
 
 def test_user_trained_folder_gets_its_own_card(tmp_path, make_result):
     folder = _user_folder(tmp_path)
-    result = make_result("my-ikl-wrn-16-4", n_examples=500, clean=0.8, robust=0.45)
+    result = make_result("my-ikl-wrn-16-4", n_examples=500, clean=0.8, robust=0.45,
+                         provenance={"checkpoint_sha256": "cd" * 32})
     path = write_model_card(folder, folder, result=result, repo_id="me/my-ikl-wrn")
     loaded, metrics = _metrics(path)
     robust = "AutoAttack robust accuracy, Linf eps 8/255 (ikl-zoo)"
@@ -153,14 +155,14 @@ def test_result_of_another_model_is_refused_unless_its_weights_match(tmp_path, m
     by_sha = make_result("WideResNet-16-4", provenance=hashes)
     assert "Measured" in str(build_model_card(folder, result=by_sha))
     other_file = {**hashes, "checkpoint_sha256": "ee" * 32}
-    with pytest.raises(CardError, match="checkpoint sha256 does not match"):
+    with pytest.raises(CardError, match="sha256 e{64}\\), the card for 'my-ikl-wrn-16-4' \\(sha256 c"):
         build_model_card(folder, result=make_result("WideResNet-16-4", provenance=other_file))
     with pytest.raises(CardError, match="the result is for 'WideResNet-16-4'"):
         build_model_card(folder, result=make_result("WideResNet-16-4"))
     with pytest.raises(CardError, match="--dataset cifar100"):
         build_model_card("Cui2023Decoupled_WRN-28-10", result=make_result(dataset="cifar100"))
-    with pytest.raises(CardError, match="eps 4/255"):
-        build_model_card("Cui2023Decoupled_WRN-28-10", result=make_result(eps=4 / 255))
+    with pytest.raises(CardError, match="L2 eps 0.5, the model for Linf"):
+        build_model_card("Cui2023Decoupled_WRN-28-10", result=make_result(threat_model="L2", eps=0.5))
     with pytest.raises(CardError, match="holds no config.json"):
         build_model_card(tmp_path)
 
@@ -333,7 +335,7 @@ def test_a_bf16_screen_is_marked_on_the_card(make_result):
     result = make_result(n_examples=1000)
     result.settings = dataclasses.replace(result.settings, precision="bf16")
     body = str(build_model_card("Cui2023Decoupled_WRN-28-10", result=result))
-    assert "AutoAttack standard, bf16 screen, seed 0" in body
+    assert "AutoAttack (standard), bf16 screen, seed 0" in body
     assert "a bf16 screen (the forward under bf16 autocast), not a leaderboard number" in body
 
 
@@ -348,3 +350,59 @@ def test_a_model_that_is_not_robust_claims_no_robustness(make_result):
     assert "Robustness is claimed" not in limitations and "can only be lower" not in limitations
     robust = _limitations(str(build_model_card("Cui2023Decoupled_WRN-34-10")))
     assert "Robustness is claimed only for Linf" in robust and "- Not robust" not in robust
+
+
+def test_a_result_at_another_budget_is_shown_at_its_budget(tmp_path, make_result):
+    result = make_result(n_examples=1000, eps=4 / 255, clean=0.92, robust=0.80)
+    path = write_model_card("Cui2023Decoupled_WRN-28-10", tmp_path, result=result)
+    _, metrics = _metrics(path)
+    measured = metrics["AutoAttack robust accuracy, Linf eps 4/255 (ikl-zoo)"]
+    assert measured.metric_value == pytest.approx(80.0) and measured.metric_args["eps"] == "4/255"
+    published = metrics["AutoAttack robust accuracy, Linf eps 8/255 (published)"]
+    assert published.metric_value == pytest.approx(67.73)
+    body = path.read_text()
+    assert "| Robust (Linf; attack and eps under Source) |" in body
+    assert "ikl-zoo, AutoAttack (standard), eps 4/255, seed 0" in body
+    assert "RobustBench leaderboard; AutoAttack (standard), eps 8/255 |" in body
+    assert "| Difference |" not in body
+    assert "The measured figures are at eps 4/255, not the model's 8/255" in _limitations(body)
+
+
+def test_a_custom_attack_is_named_with_its_settings_and_never_called_autoattack(tmp_path, make_result):
+    result = make_result(version="custom")
+    result.settings = dataclasses.replace(result.settings, attack_options={"apgd": {"n_iter": 10.0}})
+    path = write_model_card("Cui2023Decoupled_WRN-28-10", tmp_path, result=result)
+    _, metrics = _metrics(path)
+    label = "custom: apgd-ce (apgd.n_iter=10)"
+    measured = metrics[f"Robust accuracy under {label}, Linf eps 8/255 (ikl-zoo)"]
+    assert measured.metric_args["attack"] == label and measured.metric_args["version"] == "custom"
+    assert "measurement with custom: apgd-ce (apgd.n_iter=10) on 10000" in measured.source_name
+    assert "AutoAttack robust accuracy, Linf eps 8/255 (ikl-zoo)" not in metrics
+    body = path.read_text()
+    assert f"ikl-zoo, {label}, eps 8/255, seed 0" in body and "| Difference |" not in body
+    assert f"The measurement used {label}, not standard AutoAttack" in _limitations(body)
+
+
+def test_converted_other_weights_claim_neither_the_published_nor_anothers_measured_figures(make_result):
+    """`convert random.pt --model Cui2023Decoupled_WRN-34-10`: no pin says these are the authors' weights."""
+    config = {
+        "model_id": "Cui2023Decoupled_WRN-34-10", "dataset": "cifar10", "threat_model": "Linf",
+        "eps": 8 / 255, "sha256": "ef" * 32, "source": {"checkpoint": "random.pt", "sha256": "cd" * 32},
+    }
+    card = build_model_card(config)
+    assert not card.data.eval_results  # no model-index claim about weights nobody measured
+    assert "| Published (for the authors' checkpoint) | 85.31 | 57.09 |" in str(card)
+    with pytest.raises(CardError, match="not the same weights"):  # the registry's weights, measured elsewhere
+        build_model_card(config, result=make_result("Cui2023Decoupled_WRN-34-10"))
+    mine = make_result("Cui2023Decoupled_WRN-34-10", clean=0.1, robust=0.0,
+                       provenance={"checkpoint_sha256": "ef" * 32})
+    measured = {r.metric_name: r for r in build_model_card(config, result=mine).data.eval_results}
+    assert set(measured) == {"Clean accuracy (ikl-zoo)", f"AutoAttack robust accuracy, {THREAT} (ikl-zoo)"}
+    published = {r.metric_name for r in build_model_card("Cui2023Decoupled_WRN-34-10").data.eval_results}
+    assert "AutoAttack robust accuracy, Linf eps 8/255 (published)" in published
+
+
+def test_a_user_folder_takes_only_the_measurement_of_its_own_weights(tmp_path, make_result):
+    folder = _user_folder(tmp_path)
+    with pytest.raises(CardError, match="sha256 " + "ab" * 32 + ".*not the same weights"):
+        build_model_card(folder, result=make_result("my-ikl-wrn-16-4"))

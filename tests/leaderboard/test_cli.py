@@ -126,3 +126,17 @@ def test_compare_names_the_dataset_a_missing_model_is_on(tmp_path, make_result):
     write_record(make_result("my-cifar100-wrn", dataset="cifar100", n_examples=10), root=tmp_path)
     result = runner.invoke(main, [*args, "my-cifar100-wrn"])  # measured only, on the other board
     assert result.exit_code == 2 and "pass --dataset cifar100" in result.stderr
+
+
+def test_leaderboard_at_another_budget(tmp_path, make_result):
+    from ikl_zoo.leaderboard.records import write_record
+
+    write_record(make_result("my-wrn", eps=1 / 255, robust=0.85), root=tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(main, ["leaderboard", "--eps", "1/255", "--records", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "eps = 1/255" in result.output and result.output.count("\n| ") == 2  # header and my-wrn
+    assert "RobustBench has no CIFAR-10 Linf board at eps 1/255" in result.output
+    result = runner.invoke(main, ["leaderboard", "--eps", "eight", "--records", str(tmp_path)])
+    assert result.exit_code == 2 and "'eight' is not a number" in result.output
+    assert "--eps" in runner.invoke(main, ["leaderboard", "--help"]).output

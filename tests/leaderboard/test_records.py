@@ -10,10 +10,10 @@ from ikl_zoo.leaderboard.records import (
     LeaderboardError,
     Measurement,
     RecordConflictError,
-    find_record,
     load_records,
     read_record,
     read_result,
+    record_path,
     write_record,
 )
 
@@ -60,13 +60,19 @@ def test_update_replaces_equal_or_larger_and_refuses_smaller(tmp_path, make_resu
     before = path.read_text()
     with pytest.raises(RecordConflictError, match="holds 2000 examples, this result 100"):
         write_record(make_result(n_examples=100), root=tmp_path)
-    with pytest.raises(RecordConflictError, match="eps 8/255, this result eps 4/255"):
-        write_record(make_result(n_examples=5000, eps=4 / 255), root=tmp_path)
-    with pytest.raises(RecordConflictError, match="version 'standard', this result 'custom'"):
+    with pytest.raises(RecordConflictError, match=r"AutoAttack \(standard\), this result custom: apgd-ce"):
         write_record(make_result(n_examples=5000, version="custom"), root=tmp_path)
     assert path.read_text() == before
     write_record(make_result(n_examples=100), root=tmp_path, overwrite=True)
     assert read_record(path).measurement.n_examples == 100
+
+
+def test_a_result_at_another_budget_is_recorded_beside_the_standard_one(tmp_path, make_result):
+    standard = write_record(make_result(), root=tmp_path)
+    other = write_record(make_result(n_examples=500, eps=4 / 255, robust=0.8), root=tmp_path)
+    assert other == tmp_path / "cifar10" / "Linf" / "Cui2023Decoupled_WRN-28-10_eps4_255.json"
+    assert read_record(standard).measurement.n_examples == 10_000
+    assert read_record(other).model_info["eps"] == "4/255"
 
 
 def test_update_keeps_hand_edited_paper_details(tmp_path, make_result):
@@ -86,8 +92,9 @@ def test_peers_are_filed_under_their_robustbench_id(tmp_path, make_result):
     write_record(
         make_result("robustbench:Wang2023Better_WRN-28-10", clean=0.9244, robust=0.6731), root=tmp_path
     )
-    record = find_record("Wang2023Better_WRN-28-10", dataset="cifar10", root=tmp_path)
-    assert record is not None and record.measurement.model_id == "robustbench:Wang2023Better_WRN-28-10"
+    record = read_record(record_path("Wang2023Better_WRN-28-10", dataset="cifar10", threat_model="Linf",
+                                     root=tmp_path))
+    assert record.measurement.model_id == "robustbench:Wang2023Better_WRN-28-10"
     assert record.model_info["name"] == "Better Diffusion Models Further Improve Adversarial Training"
     assert record.is_ikl_at is False
     assert [r.path.stem for r in load_records(tmp_path, dataset="cifar10")] == ["Wang2023Better_WRN-28-10"]
@@ -176,3 +183,17 @@ def test_record_of_an_earlier_format_is_refused_naming_the_fix(tmp_path, make_re
     with pytest.raises(LeaderboardError, match="earlier ikl-zoo format: re-run the evaluation") as caught:
         read_record(path)
     assert "\n" not in str(caught.value) and "record --overwrite" in caught.value.fix
+
+
+def test_the_attack_label_names_every_departure_from_standard_autoattack():
+    from ikl_zoo.evaluate.settings import EvalSettings
+    from ikl_zoo.leaderboard.records import attack_label
+
+    assert attack_label(EvalSettings()) == "AutoAttack (standard)"
+    assert attack_label(EvalSettings(version="rand")) == "AutoAttack (rand)"
+    options = {"apgd": {"n_iter": 10.0, "n_restarts": 2}}
+    custom = EvalSettings(version="custom", attacks=["apgd-ce"], attack_options=options)
+    assert attack_label(custom) == "custom: apgd-ce (apgd.n_iter=10, apgd.n_restarts=2)"
+    assert attack_label(EvalSettings(attack_options={"apgd": {"n_iter": 10}})) == (
+        "AutoAttack (standard, apgd.n_iter=10)"
+    )

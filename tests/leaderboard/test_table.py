@@ -319,3 +319,41 @@ def test_a_bf16_screen_is_kept_apart_from_the_full_precision_record_and_marked(m
     assert row["measured_autoattack_acc"] == pytest.approx(65.00) and "bf16 screen" in row["measured_note"]
     assert not row["measured_comparable"]
     assert any(note.startswith("\u2020 A bf16 screen") for note in board.notes)
+
+
+def test_a_board_at_another_budget_shows_only_the_records_measured_at_it(tmp_path, make_result):
+    write_record(make_result(), root=tmp_path)
+    write_record(make_result(n_examples=1000, eps=4 / 255, robust=0.80), root=tmp_path)
+    write_record(make_result("my-wrn", eps=4 / 255, robust=0.85), root=tmp_path)
+    board = build_board("cifar10", "Linf", records_root=tmp_path, eps=4 / 255)
+    assert list(board.rows["model_id"]) == ["my-wrn", "Cui2023Decoupled_WRN-28-10"]
+    assert list(board.rows["measured_autoattack_acc"]) == pytest.approx([85.0, 80.0])
+    assert not board.rows["on_robustbench"].any() and board.rows["rank"].isna().all()
+    assert board.notes[0].startswith("RobustBench has no CIFAR-10 Linf board at eps 4/255: only ikl-zoo's")
+    text = render_board(board, "md")
+    assert text.startswith("## CIFAR-10, Linf, eps = 4/255: leaderboard")
+    assert "not the official test set" not in text  # a full measurement, only at another budget
+    standard = build_board("cifar10", "Linf", records_root=tmp_path)
+    assert standard.eps_text == "8/255" and standard.rows["on_robustbench"].sum() == 99
+    cui = standard.rows.set_index("model_id").loc["Cui2023Decoupled_WRN-28-10"]
+    assert cui["measured_autoattack_acc"] == pytest.approx(67.70)
+    assert any("_eps4_255.json (eps 4/255: shown with --eps 4/255)" in note for note in standard.notes)
+    l2 = build_board("cifar10", "L2", records_root=tmp_path, eps=0.5)
+    assert l2.rows["on_robustbench"].all() and not any("RobustBench has no" in n for n in l2.notes)
+    assert build_board("cifar100", "L2", records_root=tmp_path).notes[0].startswith(
+        "RobustBench has no CIFAR-100 L2 board at eps 0.5")
+
+
+def test_changed_attack_settings_are_named_marked_and_not_ranked(tmp_path, make_result):
+    """Even with version standard: one changed setting makes it another attack than RobustBench's."""
+    result = make_result("my-wrn", robust=0.95)
+    result.settings = dataclasses.replace(result.settings, attack_options={"apgd": {"n_iter": 10}})
+    write_record(result, root=tmp_path)
+    board = build_board("cifar10", "Linf", records_root=tmp_path)
+    mine = board.rows.iloc[-1]
+    assert mine["model_id"] == "my-wrn" and mine["rank"] is pd.NA and not mine["measured_comparable"]
+    assert "\u2021 AutoAttack (standard, apgd.n_iter=10), not comparable" in mine["measured_note"]
+    assert mine["measured_attack"] == "AutoAttack (standard, apgd.n_iter=10)"
+    assert any(note.startswith("\u2021 Not standard AutoAttack") for note in board.notes)
+    assert not any(note.startswith("\u2020") for note in board.notes)
+    assert re.search(r"\| my-wrn .*\| +95\.00 \u2021 \|", render_board(board, "md"))  # the figure is marked

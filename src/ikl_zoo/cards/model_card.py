@@ -18,9 +18,9 @@ from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard import provenance as facts
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, load_records, output_errors, record_path
 from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
+from ikl_zoo.leaderboard.table import DATASET_TITLES, build_board
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
-from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -31,7 +31,6 @@ CARD_NAME = "README.md"
 AUTOATTACK_URL = "https://github.com/fra31/auto-attack"
 BIBTEX = render("bibtex.txt").strip()
 HUB_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
-DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 BASE_TAGS = ["adversarial-robustness", "robustbench", "autoattack", "image-classification"]
 
 
@@ -39,9 +38,8 @@ def build_model_card(
     model: Any, *, dataset: str = "cifar10", result: EvalResult | Measurement | None = None,
     config: Mapping[str, Any] | None = None, repo_id: str | None = None,
 ) -> ModelCard:
-    """The card of ``model`` (a registry entry or id, a zoo folder, its config.json or that config as a
-    mapping), with measured figures when ``result`` is given. ``config`` adds a zoo folder's config.json to a
-    registry entry (weights' sha256, training recipe); ``repo_id`` names the Hub repository to load from."""
+    """The card of ``model`` (a registry entry or id, a zoo folder, its config.json or that config as dict)
+    with ``result``'s figures; ``config``: a registry entry's folder; ``repo_id``: the Hub repository."""
     from huggingface_hub import ModelCard, ModelCardData
 
     subject = card_subject(model, dataset=dataset, config=config)
@@ -70,8 +68,7 @@ def write_model_card(
 
 def write_registry_cards(out_dir: Folder = "cards", *, records_root: Folder | None = DEFAULT_ROOT
                          ) -> list[Path]:
-    """Cards of every IKL-AT registry model, one folder each (named like its Hub repository), with the
-    measured figures of its result record under ``records_root`` when there is one."""
+    """Cards of every IKL-AT registry model, one folder each named like its Hub repository, with records."""
     from ikl_zoo.zoo.registry import list_models
 
     paths, records = [], {r.path: r for r in load_records(records_root)} if records_root else {}
@@ -84,18 +81,20 @@ def write_registry_cards(out_dir: Folder = "cards", *, records_root: Folder | No
 
 
 def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement | None) -> Measurement | None:
-    """The result as a measurement, refusing one of another model, dataset, threat model or weights."""
+    """The result as a measurement of the weights the card describes (at any budget), else a ``CardError``."""
     if result is None:
         return None
     m = Measurement.from_result(result)
     if m.dataset != subject.dataset:
         raise CardError(f"the result is for {m.dataset}, the card for {subject.dataset}",
                         fix=f"pass --dataset {m.dataset} or the matching result")
-    same_eps = math.isclose(m.eps, subject.eps, rel_tol=0, abs_tol=1e-7)
-    if m.threat_model != subject.threat_model or not same_eps:
-        raise CardError(f"the result is for {m.threat_model} eps {format_eps(m.eps, m.threat_model)}, the "
-                        f"model for {subject.threat_model}, eps = {subject.eps_text}",
+    if m.threat_model != subject.threat_model:
+        raise CardError(f"the result is for {m.threat_model} eps {m.settings.eps_text}, the model for "
+                        f"{subject.threat_model}, eps = {subject.eps_text}",
                         fix="evaluate it under the model's threat model")
+    measured_sha256 = facts.checkpoint_sha256(m.provenance)
+    if subject.weights_sha256 and measured_sha256 == subject.weights_sha256:
+        return m
     weights = facts.replaced_weights(m.provenance)
     if weights is not None and subject.in_registry:
         raise CardError(
@@ -103,43 +102,45 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
             "card describes", fix=f"make a zoo folder of that checkpoint (`ikl-zoo convert {weights} --model "
             f"{m.model_id} --dataset {m.dataset} -o DIR`), evaluate it and card DIR",
         )
-    same_weights = subject.weights_sha256 and facts.checkpoint_sha256(m.provenance) == subject.weights_sha256
-    if m.board_id != subject.model_id and not same_weights:
-        raise CardError(f"the result is for {m.model_id!r}, the card for {subject.model_id!r} (and its "
-                        "checkpoint sha256 does not match the folder's weights)",
-                        fix="pass the matching result")
+    known_other = measured_sha256 and subject.weights_sha256 and not subject.published_weights  # they differ
+    if m.board_id != subject.model_id or known_other:
+        raise CardError(f"the result is for {m.model_id!r} (checkpoint sha256 {measured_sha256}), the card "
+                        f"for {subject.model_id!r} (sha256 {subject.weights_sha256}): not the same weights",
+                        fix="evaluate these weights and pass that result")
     return m
 
 
 def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
-    """The model-index as the Hub reads it: metric ``accuracy`` (a Hub metric id), the attack in the metric's
-    name and args; published figures on the ``test`` split, measured ones on ``test[:n]`` (what
+    """The model-index as the Hub reads it: metric ``accuracy``, the attack and budget in its name and args;
+    published figures (of the published weights only) on ``test``, measured ones on ``test[:n]`` (what
     ``load_dataset`` reads), a distinct split that keeps the two groups and their sources apart."""
     from huggingface_hub import EvalResult as HubEvalResult
 
-    attack = {"attack": "AutoAttack", "threat_model": subject.threat_model, "eps": subject.eps_text}
     groups = []
-    if (published := subject.published) is not None:
+    if (published := subject.published) is not None and subject.published_weights:
         url = ROBUSTBENCH_URL if subject.robustbench_row else PAPER_URL
         figures = (published["clean_acc"], published["autoattack_acc"])
-        groups.append(("published", "test", published["source"], url, figures, {"version": "standard"}))
+        groups.append(("published", "test", published["source"], url, figures, subject.eps_text, "AutoAttack",
+                       {"version": "standard"}))  # fmt: skip
     if m is not None:
         version = facts.recorded_fact(m.provenance, "ikl-zoo version") or "(version not recorded)"
-        source = f"ikl-zoo {version} measurement with AutoAttack on {m.n_examples} test examples"
+        attack = "AutoAttack" if m.standard_attack else m.attack
+        source = f"ikl-zoo {version} measurement with {attack} on {m.n_examples} test examples"
         figures = (round(100 * m.clean_acc, 2), round(100 * m.robust_acc, 2))
         groups.append(("ikl-zoo", f"test[:{m.n_examples}]", source, AUTOATTACK_URL, figures,
-                       {"version": m.version, "seed": m.seed}))
-    robust_name = f"AutoAttack robust accuracy, {subject.threat_model} eps {subject.eps_text}"
-    return [
-        HubEvalResult(
+                       m.settings.eps_text, attack, {"version": m.version, "seed": m.seed}))
+    results, threat = [], subject.threat_model
+    for label, split, source, url, (clean, robust), eps, attack, run in groups:
+        what = "AutoAttack robust accuracy" if attack == "AutoAttack" else f"Robust accuracy under {attack}"
+        args = {"attack": attack, "threat_model": threat, "eps": eps, **run}
+        metrics = [("Clean accuracy", clean, None), (f"{what}, {threat} eps {eps}", robust, args)]
+        results += [HubEvalResult(
             task_type="image-classification", task_name="Image Classification",
             dataset_type=HUB_DATASETS[subject.dataset], dataset_name=DATASET_TITLES[subject.dataset],
             dataset_config="plain_text", dataset_split=split, source_name=source, source_url=url,
-            metric_type="accuracy", metric_name=f"{title} ({label})", metric_value=value, metric_args=args,
-        )
-        for label, split, source, url, (clean, robust), run in groups
-        for title, value, args in (("Clean accuracy", clean, None), (robust_name, robust, {**attack, **run}))
-    ]
+            metric_type="accuracy", metric_name=f"{title} ({label})", metric_value=value, metric_args=margs,
+        ) for title, value, margs in metrics]
+    return results
 
 
 def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]:
@@ -153,6 +154,7 @@ def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]
         "nonstandard_eps": standard_eps is not None and not math.isclose(subject.eps, standard_eps),
         "synthetic_data": "synthetic" in f"{footnote} {subject.note}".lower(), "full_test_set": FULL_TEST_SET,
         "not_robust": not subject.robust,
+        "measured_eps": None if m is None or math.isclose(m.eps, subject.eps) else m.settings.eps_text,
         "paper_title": PAPER_TITLE, "paper_url": PAPER_URL, "robustbench_url": ROBUSTBENCH_URL,
         "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "version": __version__,
         "config_name": CONFIG_NAME,
@@ -160,8 +162,6 @@ def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]
 
 
 def _robustbench_rank(subject: CardSubject) -> tuple[int, int] | None:
-    from ikl_zoo.leaderboard.table import build_board
-
     board = build_board(subject.dataset, subject.threat_model, records_root=None)
     match = board.rows[board.rows["model_id"] == subject.model_id]
     return None if match.empty else (int(match.iloc[0]["rank"]), len(board.rows))

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.leaderboard.records import registry_entry
-from ikl_zoo.leaderboard.reference import reference_entry
+from ikl_zoo.leaderboard.reference import reference_entry, registry_entry
 from ikl_zoo.reference import published_from_row
 from ikl_zoo.threat import DATASETS, HF_HUB_PREFIX, format_eps
 
@@ -33,8 +32,7 @@ class CardSubject:
     dataset: str
     threat_model: str
     eps: float
-    architecture: str | dict[str, Any]
-    """A name, or a zoo config's architecture object (the card template names it)."""
+    architecture: str | dict[str, Any]  # a name, or a zoo config's architecture object (named in the card)
     training: str | dict[str, Any] | None
     is_ikl_at: bool
     robust: bool = True
@@ -45,16 +43,15 @@ class CardSubject:
     additional_data: bool = False
     hub_repo_id: str | None = None
     hub_revision: str | None = None
-    hub_commit: str | None = None
-    """For a card read from an ``hf-hub:`` repository: the revision asked for and the commit served."""
+    hub_commit: str | None = None  # from an ``hf-hub:`` repository: the revision asked for, the commit served
     weights_sha256: str | None = None
-    pinned_revision: str | None = None
-    """For a registry entry that pins its Hub copy: the revision its sha256 was pinned at."""
+    pinned_revision: str | None = None  # for a registry entry that pins its Hub copy: its sha256's revision
     license: str = "mit"
-    unverified_source: dict[str, Any] | None = None
-    """For a folder converted for a registry id from a file no pinned sha256 confirms: its ``source``."""
+    unverified_source: dict[str, Any] | None = None  # a registry id's folder converted from an unpinned file
 
     eps_text = property(lambda self: format_eps(self.eps, self.threat_model))
+    # The published weights (pinned, or the registry's own file): only they get the published model-index.
+    published_weights = property(lambda self: self.in_registry and self.unverified_source is None)
 
 
 def card_subject(model: Any, *, dataset: str = "cifar10", config: Mapping[str, Any] | None = None
@@ -124,8 +121,7 @@ def _subject_from_hub(name: str) -> CardSubject:
 
 
 def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
-    """A folder converted for a registry id from a checkpoint the pinned sha256 says is not its own (without
-    a pin nothing can tell, and a folder naming a registry id is taken as its weights)."""
+    """A registry id's folder converted from a file its pinned sha256 rejects (unpinned: taken as its own)."""
     source = config.get("source")
     hashes = {config.get("sha256"), source.get("sha256") if isinstance(source, Mapping) else None}
     return bool(_pinned_sha256s(entry)) and not _pinned_sha256s(entry) & hashes
@@ -136,8 +132,7 @@ def _pinned_sha256s(entry: ModelEntry) -> set[str]:
 
 
 def _trained_with_ikl(training: Any) -> bool:
-    """IKL-AT by what the config says was done (``method: IKL-AT`` or ``loss: ikl``), never by the word
-    "ikl" elsewhere, e.g. in ``trained_with: ikl-zoo``."""
+    """IKL-AT by ``method: IKL-AT`` or ``loss: ikl``, never by "ikl" elsewhere (``trained_with: ikl-zoo``)."""
     get = training.get if isinstance(training, dict) else {}.get
     return str(get("method", "")).upper() == "IKL-AT" or str(get("loss", "")).lower() == "ikl"
 

@@ -14,7 +14,8 @@ from ikl_zoo.cli.base import DATASET_OPTION, RECORDS_OPTION, IklZooCommand
 @click.argument("model", required=False)
 @DATASET_OPTION
 @click.option("--result", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A result.json of `ikl-zoo eval`: its figures go beside the published ones.")
+              help="A result.json of `ikl-zoo eval` of these weights: its figures go beside the published "
+                   "ones, with its budget and attack named when they are not the model's standard ones.")
 @click.option("--repo-id", default=None, help="Hub repository (ORG/NAME) named in the loading snippet.")
 @click.option("--all", "all_models", is_flag=True, help="Cards of every IKL-AT registry model.")
 @RECORDS_OPTION

@@ -30,8 +30,7 @@ def checkpoint_sha256(provenance: Mapping[str, Any]) -> str | None:
 
 
 def describe(provenance: Mapping[str, Any]) -> str:
-    """``torch 2.14.1, AutoAttack 0.2.0, ikl-zoo 0.1.0 on NVIDIA H100``: the facts in one line (each rank's
-    device once)."""
+    """``torch 2.14.1, AutoAttack 0.2.0, ikl-zoo 0.1.0 on NVIDIA H100``: each rank's device once."""
     labels = {"torch": "torch version", "AutoAttack": "AutoAttack version", "ikl-zoo": "ikl-zoo version"}
     values = {label: recorded_fact(provenance, fact) for label, fact in labels.items()}
     text = ", ".join(f"{label} {value}" for label, value in values.items() if value is not None)

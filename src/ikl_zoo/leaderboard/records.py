@@ -4,7 +4,6 @@ measured accuracies as strings in percent) plus an ``ikl_zoo`` section (measurem
 from __future__ import annotations
 
 import json
-import math
 import numbers
 import re
 import sys
@@ -20,25 +19,31 @@ from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.summary import on_the_published_images
-from ikl_zoo.leaderboard.metadata import ModelMetadata, model_metadata, registry_entry  # noqa: F401 (cards)
 from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.reference import Folder, LeaderboardError, check_board, robustbench_name
+from ikl_zoo.leaderboard.reference import (
+    Folder,
+    LeaderboardError,
+    ModelMetadata,
+    check_board,
+    is_standard_eps,
+    model_metadata,
+    registry_entry,  # noqa: F401 (submissions)
+    robustbench_name,
+)
+from ikl_zoo.threat import format_eps
 
 if TYPE_CHECKING:
     from ikl_zoo.evaluate.result import EvalResult
 
 RECORD_FORMAT = 2  # keeps the evaluation's settings whole; earlier records are refused, never guessed at
 DEFAULT_ROOT = "leaderboard"
-STANDARD_VERSION = "standard"  # the AutoAttack version RobustBench's leaderboards are measured with
+STANDARD_ATTACK = "AutoAttack (standard)"  # the attack RobustBench's leaderboards are measured with
 MODEL_INFO_KEYS = (
     "link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
     "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote", "unreliable",
 )  # fmt: skip
 """RobustBench's ``model_info`` fields, in the order its own files use."""
-METADATA_KEYS = (
-    "link", "name", "authors", "additional_data", "number_forward_passes", "venue", "architecture",
-    "footnote",
-)  # fmt: skip
+METADATA_KEYS = (*MODEL_INFO_KEYS[:5], "venue", "architecture", "footnote")
 """Descriptive fields a user may edit by hand in a record; a new measurement keeps their edits."""
 _MAPPING_FIELDS = ("per_attack", "timings", "model_passes", "provenance")
 RERECORD_FIX = "re-run the evaluation and `ikl-zoo record --overwrite` the new result"
@@ -53,11 +58,10 @@ def output_errors(path: Folder, *, fix: str = "choose a folder you can write") -
     """Turn a failed write (not a directory, permission denied, disk full) into a one-line error."""
     try:
         yield
-    except (FileExistsError, NotADirectoryError):
-        problem = f"cannot write {path}: part of that path is a file, not a folder"
-        raise LeaderboardError(problem, fix=fix) from None
     except OSError as error:
-        raise LeaderboardError(f"cannot write {path}: {error.strerror or error}", fix=fix) from None
+        a_file = isinstance(error, FileExistsError | NotADirectoryError)
+        why = "part of that path is a file, not a folder" if a_file else error.strerror or error
+        raise LeaderboardError(f"cannot write {path}: {why}", fix=fix) from None
 
 
 @dataclass(frozen=True)
@@ -77,39 +81,44 @@ class Measurement:
     @classmethod
     def from_result(cls, result: EvalResult | Measurement) -> Measurement:
         """The measurement of an ``EvalResult`` (its settings are checked by ``EvalSettings``)."""
-        if isinstance(result, Measurement):
-            return result
-        names = ("model_id", "attacks", "clean_acc", "robust_acc", *_MAPPING_FIELDS)
-        return cls._of({name: getattr(result, name) for name in names}, result.settings)
+        return result if isinstance(result, Measurement) else cls.from_dict(result.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
         """A measurement as ``to_dict`` wrote it; ``TypeError``/``ValueError`` name a wrong field."""
         if not isinstance(data["settings"], dict):
             raise TypeError(f"settings is {data['settings']!r}, not an object")
-        return cls._of(data, EvalSettings.from_dict(data["settings"]))
-
-    @classmethod
-    def _of(cls, values: dict[str, Any], settings: EvalSettings) -> Measurement:
-        """Raise ``ValueError`` naming the first figure a hand-edited or foreign file got wrong."""
         for key, wanted, valid in _CHECKS:
-            if not valid(values.get(key)):
-                raise ValueError(f"{key} is {values.get(key)!r}, not {wanted}")
-        mappings = {key: dict(values.get(key) or {}) for key in _MAPPING_FIELDS}
-        figures = (values["clean_acc"], values["robust_acc"], tuple(values.get("attacks") or ()))
-        return cls(values["model_id"], settings, *figures, **mappings)
+            if not valid(data.get(key)):
+                raise ValueError(f"{key} is {data.get(key)!r}, not {wanted}")
+        mappings = {key: dict(data.get(key) or {}) for key in _MAPPING_FIELDS}
+        figures = (data["clean_acc"], data["robust_acc"], tuple(data.get("attacks") or ()))
+        return cls(data["model_id"], EvalSettings.from_dict(data["settings"]), *figures, **mappings)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "settings": self.settings.to_dict()}
 
     batch_size = property(lambda self: {"auto": None}.get(self.settings.batch_size, self.settings.batch_size))
     board_id = property(lambda self: robustbench_name(self.model_id))
+    attack = property(lambda self: attack_label(self.settings))
+    standard_attack = property(lambda self: self.attack == STANDARD_ATTACK)
 
     @property
     def comparable_with_published(self) -> bool:
-        """Standard AutoAttack on the whole official test set: only then does it compare with RobustBench."""
-        standard = self.version == STANDARD_VERSION and self.settings.precision != "bf16"
-        return standard and on_the_published_images(self.n_examples, self.provenance)
+        """Standard AutoAttack at RobustBench's budget on its whole test set: only then does it compare."""
+        standard = self.standard_attack and self.settings.precision != "bf16"
+        on_board = is_standard_eps(self.eps, self.threat_model)
+        return standard and on_board and on_the_published_images(self.n_examples, self.provenance)
+
+
+def attack_label(settings: EvalSettings) -> str:
+    """The attack an evaluation ran, as boards and cards name it: ``AutoAttack (standard)``, or its version,
+    attacks and every setting changed, e.g. ``custom: apgd-ce (apgd.n_iter=10)``, never passed off as it."""
+    options = ", ".join(f"{name}.{key}={value:g}" for name, values in settings.attack_options.items()
+                        for key, value in values.items())  # fmt: skip
+    if not settings.attacks:
+        return f"AutoAttack ({', '.join(filter(None, [settings.version, options]))})"
+    return f"{settings.version}: {', '.join(settings.attacks)}" + f" ({options})" * bool(options)
 
 
 _SETTINGS = ("dataset", "eps", "version", "n_examples", "seed", "chunk_size")
@@ -130,29 +139,26 @@ class Record:
 def robustbench_model_info(measurement: Measurement, metadata: ModelMetadata) -> dict[str, Any]:
     """The ``model_info`` object RobustBench would hold for this measurement, in its order and spelling."""
     robust = f"{100 * measurement.robust_acc:.2f}"
-    info = {
-        "link": metadata.link, "name": metadata.paper_title, "authors": metadata.authors,
-        "additional_data": metadata.additional_data, "number_forward_passes": metadata.number_forward_passes,
-        "dataset": measurement.dataset, "venue": metadata.venue, "architecture": metadata.architecture,
-        "eps": measurement.settings.eps_text, "clean_acc": f"{100 * measurement.clean_acc:.2f}",
+    info = {key: getattr(metadata, key) for key in METADATA_KEYS if key != "name"} | {
+        "name": metadata.paper_title, "dataset": measurement.dataset, "eps": measurement.settings.eps_text,
+        "clean_acc": f"{100 * measurement.clean_acc:.2f}", "autoattack_acc": robust, "unreliable": False,
         "reported": f"{metadata.reported:.2f}" if metadata.reported is not None else robust,
-        "autoattack_acc": robust, "footnote": metadata.footnote, "unreliable": False,
     }  # fmt: skip
-    return {key: value for key, value in info.items() if key != "footnote" or value}
+    return {key: info[key] for key in MODEL_INFO_KEYS if key in info and (key != "footnote" or info[key])}
 
 
-def record_path(
-    model_id: str, *, dataset: str, threat_model: str, root: Folder = DEFAULT_ROOT, precision: str = "pytorch"
-) -> Path:
+def record_path(model_id: str, *, dataset: str, threat_model: str, root: Folder = DEFAULT_ROOT,
+                precision: str = "pytorch", eps: float | None = None) -> Path:
     """``<root>/<dataset>/<threat_model>/<RobustBench id>.json`` as in RobustBench's ``model_info/``; a bf16
-    screen goes beside it (``..._bf16.json``), never in place of a full-precision record."""
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", robustbench_name(model_id))
-    return Path(root) / dataset / threat_model / f"{stem}{'_bf16' * (precision == 'bf16')}.json"
+    screen (``_bf16``) or another budget (``_eps4_255``) beside it, never in its place."""
+    other_eps = eps is not None and not is_standard_eps(eps, threat_model)
+    name = robustbench_name(model_id) + (f"_eps{format_eps(eps or 0, threat_model)}" if other_eps else "")
+    name += "_bf16" * (precision == "bf16")
+    return Path(root) / dataset / threat_model / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.json"
 
 
 def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> LeaderboardError:
-    """Why a registered model measured with a local checkpoint is not recorded (before ``eval --record``
-    runs, or in ``write_record``), and the command that fixes it."""
+    """Why a registered model measured with a local checkpoint is not recorded, and the fixing command."""
     return LeaderboardError(
         f"the result measures {model_id} with weights from {weights}, not its published weights, so it "
         f"cannot be recorded as {model_id}",
@@ -161,27 +167,23 @@ def replaced_weights_error(model_id: str, weights: str, *, dataset: str) -> Lead
     )
 
 
-def write_record(
-    result: EvalResult | Measurement, *, root: Folder = DEFAULT_ROOT, overwrite: bool = False
-) -> Path:
-    """Add or update the record of the result's (model, dataset, threat model), atomically. Only a
-    measurement on at least as many examples under the same eps and version replaces one unless
-    ``overwrite`` (else ``RecordConflictError``); hand edits to the descriptive fields are kept."""
+def write_record(result: EvalResult | Measurement, *, root: Folder = DEFAULT_ROOT, overwrite: bool = False
+                 ) -> Path:
+    """Add or update the record of the result's (model, dataset, threat model, eps), atomically, keeping hand
+    edits to its descriptive fields (``_kept_edits`` says when it may replace a record)."""
     check_board(result.dataset, result.threat_model)
-    measurement = Measurement.from_result(result)
-    weights = replaced_weights(measurement.provenance)
-    if weights is not None:
-        raise replaced_weights_error(measurement.model_id, weights, dataset=measurement.dataset)
-    board = {"dataset": measurement.dataset, "threat_model": measurement.threat_model}
-    path = record_path(measurement.model_id, **board, root=root, precision=measurement.settings.precision)
-    metadata = model_metadata(measurement.model_id, **board, published=getattr(result, "published", None))
-    info = robustbench_model_info(measurement, metadata)
+    m = Measurement.from_result(result)
+    if (weights := replaced_weights(m.provenance)) is not None:
+        raise replaced_weights_error(m.model_id, weights, dataset=m.dataset)
+    board = {"dataset": m.dataset, "threat_model": m.threat_model}
+    path = record_path(m.model_id, **board, root=root, precision=m.settings.precision, eps=m.eps)
+    metadata = model_metadata(m.model_id, **board, published=getattr(result, "published", None))
+    info = robustbench_model_info(m, metadata)
     if path.exists():
-        info.update(_kept_edits(read_record(path), measurement, overwrite=overwrite))
+        info.update(_kept_edits(read_record(path), m, overwrite=overwrite))
     info["ikl_zoo"] = {
-        "record_format": RECORD_FORMAT, "model_id": measurement.model_id,
-        "threat_model": measurement.threat_model, "is_ikl_at": metadata.is_ikl_at,
-        "published": metadata.published, "measurement": measurement.to_dict(),
+        "record_format": RECORD_FORMAT, "model_id": m.model_id, "threat_model": m.threat_model,
+        "is_ikl_at": metadata.is_ikl_at, "published": metadata.published, "measurement": m.to_dict(),
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     with output_errors(path, fix="pass a --records folder you can write"):
@@ -197,44 +199,30 @@ def read_record(path: Folder) -> Record:
         if section.get("record_format") != RECORD_FORMAT:
             raise LeaderboardError(f"{path} is a record of an earlier ikl-zoo format", fix=RERECORD_FIX)
         measurement = Measurement.from_dict(section["measurement"])
-    except (OSError, KeyError, TypeError, ValueError) as error:
-        raise LeaderboardError(
-            f"{path} is not an ikl-zoo result record ({type(error).__name__}: {error})",
-            fix="remove it or rewrite it with `ikl-zoo eval --record`",
-        ) from None
-    except IklZooError as error:
-        if isinstance(error, LeaderboardError):
-            raise
-        problem = f"{path} is not an ikl-zoo result record ({error})"
-        raise LeaderboardError(problem, fix=RERECORD_FIX) from None
+    except LeaderboardError:
+        raise
+    except (OSError, KeyError, TypeError, ValueError, IklZooError) as error:
+        rewrite = "remove it or rewrite it with `ikl-zoo eval --record`"
+        fix = RERECORD_FIX if isinstance(error, IklZooError) else rewrite
+        problem = f"{path} is not an ikl-zoo result record ({type(error).__name__}: {error})"
+        raise LeaderboardError(problem, fix=fix) from None
     model_info = {key: data[key] for key in MODEL_INFO_KEYS if key in data}
     return Record(path, model_info, measurement, is_ikl_at=bool(section["is_ikl_at"]))
 
 
 def load_records(root: Folder = DEFAULT_ROOT, *, dataset: str | None = None,
                  threat_model: str | None = None) -> list[Record]:
-    """Every record under ``root`` (none if it does not exist), optionally for one board; an unreadable one
-    is named on stderr with its fix and skipped, so one bad file never hides the others."""
+    """Every record under ``root``, optionally of one board; an unreadable one is named and skipped."""
     root = Path(root)
     if not root.is_dir():
         return []
-    pattern = f"{dataset or '*'}/{threat_model or '*'}/*.json"
-    return [record for path in sorted(root.glob(pattern)) if (record := _readable_record(path))]
-
-
-def _readable_record(path: Path) -> Record | None:
-    try:
-        return read_record(path)
-    except LeaderboardError as error:
-        print(f"skipped {path}: {str(error).replace(f'{path} ', 'it ', 1)}", file=sys.stderr)
-        return None
-
-
-def find_record(model_id: str, *, dataset: str, threat_model: str = "Linf", root: Folder = DEFAULT_ROOT
-                ) -> Record | None:
-    """The record of one model on one board, or None if it has not been recorded."""
-    path = record_path(model_id, dataset=dataset, threat_model=threat_model, root=root)
-    return read_record(path) if path.exists() else None
+    records = []
+    for path in sorted(root.glob(f"{dataset or '*'}/{threat_model or '*'}/*.json")):
+        try:
+            records.append(read_record(path))
+        except LeaderboardError as error:
+            print(f"skipped {path}: {str(error).replace(f'{path} ', 'it ', 1)}", file=sys.stderr)
+    return records
 
 
 def read_result(path: Folder) -> EvalResult:
@@ -255,30 +243,23 @@ def read_result(path: Folder) -> EvalResult:
         raise LeaderboardError(f"{problem} ({error.problem})", fix=error.fix or fix) from None
 
 
-def _kept_edits(existing: Record, measurement: Measurement, *, overwrite: bool) -> dict[str, Any]:
-    """The hand-edited descriptive fields of the record a measurement replaces, once it may replace it."""
-    if existing.measurement.board_id != measurement.board_id:
+def _kept_edits(existing: Record, new: Measurement, *, overwrite: bool) -> dict[str, Any]:
+    """The hand edits of a record a measurement may replace (one on fewer examples or another attack: only
+    with ``overwrite``)."""
+    old = existing.measurement
+    if old.board_id != new.board_id:
         raise RecordConflictError(
-            f"{existing.path} holds the record of {existing.measurement.model_id!r}, not of "
-            f"{measurement.model_id!r} (both ids map to this file name)", fix="rename one of the models"
+            f"{existing.path} holds the record of {old.model_id!r}, not of {new.model_id!r} (both ids map to "
+            "this file name)", fix="rename one of the models"
         )  # fmt: skip
-    if not overwrite:
-        _check_replaceable(existing.measurement, measurement, existing.path)
+    n_old, n_new = old.n_examples, new.n_examples
+    reasons = [f"it holds {old.attack}, this result {new.attack}"] * (old.attack != new.attack)
+    reasons += [f"it holds {n_old} examples, this result {n_new}"] * (n_new < n_old)
+    if reasons and not overwrite:
+        fix = "pass overwrite=True / --overwrite, or delete the record"
+        raise RecordConflictError(f"{existing.path} not replaced: {'; '.join(reasons)}", fix=fix)
     info = existing.model_info
     return {key: info[key] for key in METADATA_KEYS if info.get(key) not in (None, "")}
-
-
-def _check_replaceable(old: Measurement, new: Measurement, path: Path) -> None:
-    reasons = []
-    if not math.isclose(old.eps, new.eps, rel_tol=0, abs_tol=1e-9):
-        reasons.append(f"it holds eps {old.settings.eps_text}, this result eps {new.settings.eps_text}")
-    if old.version != new.version:
-        reasons.append(f"it holds AutoAttack version {old.version!r}, this result {new.version!r}")
-    if new.n_examples < old.n_examples:
-        reasons.append(f"it holds {old.n_examples} examples, this result {new.n_examples}")
-    if reasons:
-        fix = "pass overwrite=True / --overwrite, or delete the record"
-        raise RecordConflictError(f"{path} not replaced: {'; '.join(reasons)}", fix=fix)
 
 
 _CHECKS = [

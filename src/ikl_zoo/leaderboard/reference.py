@@ -1,5 +1,5 @@
-"""RobustBench's published leaderboards, from the copy shipped with ikl-zoo or a user's RobustBench checkout,
-in one table shape (one row per model, accuracies in percent)."""
+"""RobustBench's published leaderboards (shipped copy or a checkout) as one table shape (a row per model, in
+percent), and what is known of a model beyond its measured accuracies: RobustBench's row, or the registry."""
 
 from __future__ import annotations
 
@@ -9,17 +9,21 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ikl_zoo import reference as shipped
 from ikl_zoo._robustbench import ROBUSTBENCH_PREFIX
-from ikl_zoo.errors import IklZooError
-from ikl_zoo.paper import PAPER_TITLE
-from ikl_zoo.reference import REFERENCE_FILE, REFERENCE_SOURCE, STANDARD_EPS, shipped_leaderboard
+from ikl_zoo.errors import IklZooError, UnknownModelError
+from ikl_zoo.paper import PAPER_AUTHORS, PAPER_TITLE, PAPER_URL, PAPER_VENUE
 from ikl_zoo.threat import DATASETS
 
+if TYPE_CHECKING:
+    from ikl_zoo.zoo.registry import ModelEntry
+
 ROBUSTBENCH_URL = "https://robustbench.github.io/"
+STANDARD_EPS = shipped.STANDARD_EPS
 THREAT_MODELS = tuple(STANDARD_EPS)  # the threat models RobustBench has boards for
 IKL_MODEL_PREFIX = "Cui2023Decoupled"
 FIX_FILE = "fix or remove that file"
@@ -73,7 +77,7 @@ def load_reference(dataset: str, threat_model: str, *, robustbench_dir: Folder |
     check_board(dataset, threat_model)
     if robustbench_dir is None:
         table = _shipped_table().query("dataset == @dataset and threat_model == @threat_model")
-        return Reference(table.reset_index(drop=True), REFERENCE_SOURCE)
+        return Reference(table.reset_index(drop=True), shipped.REFERENCE_SOURCE)
     folder = _model_info_folder(Path(robustbench_dir), dataset, threat_model)
     rows = []
     for path in sorted(folder.glob("*.json")):
@@ -92,15 +96,15 @@ def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[s
     """The shipped published row of a RobustBench model (metadata for records and submissions), if any."""
     table, key = _shipped_table(), [dataset, threat_model, robustbench_name(model_id)]
     match = table[table[["dataset", "threat_model", "model_id"]].eq(key).all(axis="columns")]
-    return None if match.empty else {name: _plain(value) for name, value in match.iloc[0].items()}
+    return None if match.empty else json.loads(match.to_json(orient="records"))[0]  # NaN as None
 
 
 @cache
 def _shipped_table() -> pd.DataFrame:
     rows = [
         _row_from_model_info(row["name"], {**row, "name": row["paper_title"]}, row["dataset"],
-                             row["threat_model"], REFERENCE_FILE)
-        for row in shipped_leaderboard().to_dict(orient="records")
+                             row["threat_model"], shipped.REFERENCE_FILE)
+        for row in shipped.shipped_leaderboard().to_dict(orient="records")
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -115,9 +119,8 @@ def _model_info_folder(root: Path, dataset: str, threat_model: str) -> Path:
     return folder
 
 
-def _row_from_model_info(
-    model_id: str, info: dict[str, Any], dataset: str, threat_model: str, origin: Any
-) -> dict[str, Any]:
+def _row_from_model_info(model_id: str, info: dict[str, Any], dataset: str, threat_model: str, origin: Any
+                         ) -> dict[str, Any]:
     def percent(key: str) -> float:
         value = info.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -131,10 +134,10 @@ def _row_from_model_info(
     if math.isnan(figures["clean_acc"]) or math.isnan(figures["autoattack_acc"]):
         raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc", fix=FIX_FILE)
     title, passes = str(info.get("name") or ""), info.get("number_forward_passes")
-    best_known = figures["external"] if not math.isnan(figures["external"]) else figures["autoattack_acc"]
+    external = figures["external"]
+    figures["best_known"] = figures["autoattack_acc"] if math.isnan(external) else external
     return {
         "model_id": model_id, "dataset": dataset, "threat_model": threat_model, **figures,
-        "best_known": best_known,
         "additional_data": _flag(info.get("additional_data")), "unreliable": _flag(info.get("unreliable")),
         "number_forward_passes": int(passes) if passes not in (None, "") else 1,
         **{key: str(info.get(key) or "") for key in ("eps", "architecture", "authors", "link", "footnote")},
@@ -148,7 +151,48 @@ def _flag(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes", "y")
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-ready Python value: numpy scalars unwrapped, NaN as None."""
-    value = value.item() if hasattr(value, "item") else value
-    return None if isinstance(value, float) and math.isnan(value) else value
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What RobustBench says about a model beyond its accuracies; blank for models it does not list."""
+
+    link: str = ""
+    paper_title: str = ""
+    authors: str = ""
+    additional_data: bool | None = None
+    number_forward_passes: int = 1
+    venue: str = ""
+    architecture: str = ""
+    footnote: str = ""
+    reported: float | None = None  # robust accuracy (percent) the paper reported
+    is_ikl_at: bool = False
+    published: dict[str, Any] | None = None  # percent clean_acc, autoattack_acc (external) and their source
+
+
+def model_metadata(model_id: str, *, dataset: str, threat_model: str, published: dict | None = None
+                   ) -> ModelMetadata:
+    """RobustBench's published row when it lists the model, else what ikl-zoo's registry knows."""
+    row = reference_entry(model_id, dataset=dataset, threat_model=threat_model)
+    if row is not None:
+        copied = {key: row[key] for key in ModelMetadata.__dataclass_fields__ if key in row}
+        copied |= {"is_ikl_at": row["ikl_at"], "published": shipped.published_from_row(row)}
+        return ModelMetadata(**copied)
+    entry = registry_entry(model_id, dataset)
+    if entry is None:
+        return ModelMetadata(is_ikl_at=is_ikl_at(model_id), published=published)
+    published = entry.published.to_dict() if entry.published is not None and published is None else published
+    paper = {"link": PAPER_URL, "paper_title": PAPER_TITLE, "authors": PAPER_AUTHORS, "venue": PAPER_VENUE}
+    return ModelMetadata(
+        **(paper if entry.is_ikl_at else {}), footnote=entry.note if entry.is_ikl_at else "",
+        additional_data=entry.additional_data, architecture=entry.architecture, is_ikl_at=entry.is_ikl_at,
+        published=published,
+    )  # fmt: skip
+
+
+def registry_entry(model_id: str, dataset: str) -> ModelEntry | None:
+    """The registry's entry for a model, or None (a user's, a RobustBench peer); imported late (torch)."""
+    from ikl_zoo.zoo.registry import get_model_entry
+
+    try:
+        return get_model_entry(robustbench_name(model_id), dataset=dataset)
+    except UnknownModelError:
+        return None

@@ -6,6 +6,8 @@ import html
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from operator import methodcaller
 from typing import Any
 
 import jinja2
@@ -14,7 +16,7 @@ import pandas as pd
 from ikl_zoo import __version__
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard.reference import LeaderboardError
-from ikl_zoo.leaderboard.table import COMPARE_DELTAS, DATASET_TITLES, ROW_COLUMNS, STAR, Board
+from ikl_zoo.leaderboard.table import COMPARE_DELTAS, DATASET_TITLES, NOT_COMPARABLE, ROW_COLUMNS, STAR, Board
 from ikl_zoo.paper import PAPER_TITLE
 
 FORMATS = ("md", "csv", "latex", "html", "json")
@@ -33,16 +35,17 @@ def board_legend(board: Board) -> list[str]:
     return render("legend.txt.j2", board=board, **context).splitlines()
 
 
-def render(template: str, **context: Any) -> str:
-    """A template of ``leaderboard/templates`` filled with ``context`` (HTML ones escape it)."""
-    return TEMPLATES.get_template(template).render(**context)
+def template_renderer(package: str, **filters: Callable[..., Any]) -> Callable[..., str]:
+    """``render(template, **context)`` for ``package``'s Jinja templates: a missing value fails loudly."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader(package, "templates"), autoescape=jinja2.select_autoescape(["html"]),
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
+    )
+    environment.filters.update(filters)
+    return lambda template, /, **context: environment.get_template(template).render(**context)
 
 
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("ikl_zoo.leaderboard", "templates"),
-    autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
-    keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
-)
+render = template_renderer("ikl_zoo.leaderboard")
 
 
 def render_board(board: Board, fmt: str = "md") -> str:
@@ -86,47 +89,36 @@ def _render_json(board: Board) -> str:
 @dataclass(frozen=True)
 class _Markup:
     escape: Callable[[str], str]
-    link: str
-    """A format of the escaped ``text`` and ``url``."""
+    link: str  # a format of the escaped ``text`` and ``url``
     bold: str
     star: str
     url: Callable[[str], str] = str
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
+_md_escape = methodcaller("replace", "|", "\\|")
 _LATEX_SPECIALS = str.maketrans({
     "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
 })  # fmt: skip
 _LATEX_URL = str.maketrans({"\\": None, "{": None, "}": None, "%": r"\%", "#": r"\#"})
-
-
-def _latex_escape(text: str) -> str:
-    return text.translate(_LATEX_SPECIALS)
-
-
+_latex_escape = methodcaller("translate", _LATEX_SPECIALS)
 _MARKUPS = {
     "md": _Markup(_md_escape, "[{text}]({url})", "**{}**", STAR),
     "latex": _Markup(_latex_escape, r"\href{{{url}}}{{{text}}}", r"\textbf{{{}}}", r"$^\star$",
-                     lambda url: url.translate(_LATEX_URL)),
+                     methodcaller("translate", _LATEX_URL)),
     "html": _Markup(html.escape, '<a href="{url}">{text}</a>', "<strong>{}</strong>", STAR, html.escape),
 }
 _EXTRA_DATA = {True: "yes", False: "no"}  # anything else (a record that does not say) is unknown, never "no"
 _PUBLISHED_CELLS = [
     ("Clean", "clean_acc", "Delta clean"), ("AutoAttack", "autoattack_acc", "Delta AutoAttack"),
-    ("Best known", "best_known", "Delta best known"),
-]
+    ("Best known", "best_known", "Delta best known")]
 
 
-def _number(value: Any) -> str:
-    return "-" if pd.isna(value) else f"{value:.2f}"
+def _figure(value: Any, spec: str = ".2f") -> str:
+    return "-" if pd.isna(value) else format(value, spec)
 
 
-def _signed(value: Any) -> str:
-    return "-" if pd.isna(value) else f"{value:+.2f}"
+_signed = partial(_figure, spec="+.2f")
 
 
 def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
@@ -138,15 +130,16 @@ def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
         "Method": [_method_cell(row, markup) for row in rows.itertuples()],
     })  # fmt: skip
     for label, column, delta in _PUBLISHED_CELLS:
-        table[label] = rows[column].map(_number)
+        table[label] = rows[column].map(_figure)
         if comparing:
             table[delta] = rows[f"delta_vs_first_{column}"].map(_signed)
     table["Extra data"] = rows["additional_data"].map(lambda flag: _EXTRA_DATA.get(flag, "unknown"))
     table["Architecture"] = rows["architecture"].map(markup.escape)
     table["Venue"] = rows["venue"].map(markup.escape)
     if board.has_measurements:
-        table["ikl-zoo clean"] = rows["measured_clean_acc"].map(_number)
-        table["ikl-zoo AutoAttack"] = rows["measured_autoattack_acc"].map(_number)
+        table["ikl-zoo clean"] = rows["measured_clean_acc"].map(_figure)
+        marks = rows["measured_note"].map(lambda note: "".join(f" {m}" for m in NOT_COMPARABLE if m in note))
+        table["ikl-zoo AutoAttack"] = rows["measured_autoattack_acc"].map(_figure) + marks  # footnoted
         if comparing:
             table["Delta ikl-zoo AutoAttack"] = rows["delta_vs_first_measured_autoattack_acc"].map(_signed)
         else:

@@ -7,14 +7,14 @@ import difflib
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
-from ikl_zoo.evaluate.summary import FULL_TEST_SET
+from ikl_zoo.evaluate.summary import FULL_TEST_SET, on_the_published_images
 from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.records import DEFAULT_ROOT, STANDARD_VERSION, Record, load_records, record_path
+from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Record, load_records, record_path
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
     THREAT_MODELS,
@@ -29,15 +29,20 @@ from ikl_zoo.threat import HF_HUB_PREFIX, format_eps
 
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 STAR = "\u2605"  # marks IKL-AT rows in every rendered table
-BF16_MARK = "\u2020"  # marks a bf16 screen's measured figures, with a footnote
+BF16_MARK, ATTACK_MARK = "\u2020", "\u2021"
+NOT_COMPARABLE = {  # the mark of a measured figure RobustBench would not take, and its footnote
+    BF16_MARK: "A bf16 screen (measured under bf16 autocast), not a leaderboard number: measure it with "
+               "`ikl-zoo eval --precision pytorch`.",
+    ATTACK_MARK: "Not standard AutoAttack (its attacks and changed settings are named): not comparable with "
+                 "the published figures, and not ranked; measure it with `ikl-zoo eval --version standard`.",
+}  # fmt: skip
 ROW_COLUMNS = [
     "rank", "model_id", "ikl_at", "on_robustbench", "paper_title", "link", "clean_acc", "autoattack_acc",
     "best_known", "additional_data", "architecture", "venue", "footnote", "unreliable", "measured_clean_acc",
     "measured_autoattack_acc", "delta_clean_acc", "delta_autoattack_acc", "measured_n_examples",
-    "measured_version", "measured_note", "measured_comparable",
+    "measured_version", "measured_attack", "measured_note", "measured_comparable",
 ]  # fmt: skip
-"""Machine-readable columns (CSV and JSON); accuracies in percent, deltas are measured minus published;
-``measured_comparable``: measured as RobustBench measures (standard AutoAttack on the whole test set)."""
+"""Machine-readable columns (CSV, JSON): accuracies in percent, deltas are measured minus published."""
 COMPARED = ["clean_acc", "autoattack_acc", "best_known", "measured_autoattack_acc"]
 COMPARE_DELTAS = [f"delta_vs_first_{column}" for column in COMPARED]
 
@@ -50,25 +55,33 @@ class Board:
     threat_model: str
     rows: pd.DataFrame
     source: str
+    eps: float
     compare_baseline: str | None = None  # the first model of --compare: every delta is relative to it
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     has_measurements = property(lambda self: bool(self.rows["measured_autoattack_acc"].notna().any()))
-    eps_text = property(lambda self: format_eps(STANDARD_EPS[self.threat_model], self.threat_model))
+    eps_text = property(lambda self: format_eps(self.eps, self.threat_model))
 
 
 def build_board(
     dataset: str = "cifar10", threat_model: str = "Linf", *, robustbench_dir: Folder | None = None,
     records_root: Folder | None = DEFAULT_ROOT, top: int | None = None, only_ikl: bool = False,
-    no_extra_data: bool = False,
+    no_extra_data: bool = False, eps: float | None = None,
 ) -> Board:
-    """RobustBench's board, ranked as RobustBench ranks it (its entries only, by best-known robust accuracy);
-    models it does not list are placed by their measured AutoAttack accuracy, unranked. Filters come last."""
+    """RobustBench's board as it ranks it (by best-known robust accuracy), models it does not list placed by
+    their measured accuracy, unranked; at another ``eps``, only the records measured at it. Filters last."""
     if top is not None and top < 1:
         raise LeaderboardError(f"--top must be a positive number of rows, not {top}", fix="pass 1 or more")
     reference = load_reference(dataset, threat_model, robustbench_dir=robustbench_dir)
+    eps = STANDARD_EPS[threat_model] if eps is None else eps
+    published, notes = reference.table, []
+    if published.empty or not is_standard_eps(eps, threat_model):  # e.g. CIFAR-100 L2, or another eps
+        published = published.iloc[:0]
+        notes.append(f"RobustBench has no {DATASET_TITLES[dataset]} {threat_model} board at eps "
+                     f"{format_eps(eps, threat_model)}: only ikl-zoo's measured records are shown.")
     records = load_records(records_root, dataset=dataset, threat_model=threat_model) if records_root else []
-    rows, notes = _merge(reference.table, records, threat_model)
+    rows, shown_notes = _merge(published, records, threat_model, eps)
+    notes += shown_notes
     if only_ikl:
         rows = rows[rows["ikl_at"]]
     if no_extra_data:
@@ -80,18 +93,21 @@ def build_board(
             notes.append(f"Not shown: below the top {top}, measured by ikl-zoo: {', '.join(measured)} "
                          "(leave out --top to see them)")
         rows = rows.head(top)
-    return Board(dataset, threat_model, rows.reset_index(drop=True), reference.source, notes=tuple(notes))
+    rows = rows.reset_index(drop=True)
+    return Board(dataset, threat_model, rows, reference.source, eps, notes=tuple(notes))
 
 
 def compare_models(
     model_ids: Sequence[str], *, dataset: str = "cifar10", threat_model: str = "Linf",
     robustbench_dir: Folder | None = None, records_root: Folder | None = DEFAULT_ROOT,
+    eps: float | None = None,
 ) -> Board:
     """The named models side by side, with every figure's difference from the first one."""
     if len(model_ids) < 2:
         fix = "e.g. --compare Cui2023Decoupled_WRN-34-10 Zhang2019Theoretically"
         raise LeaderboardError("--compare needs at least two model ids", fix=fix)
-    board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root)
+    board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root,
+                        eps=eps)
     rows = board.rows.set_index("model_id", drop=False)
     ids = [_board_id(model_id, rows.index) for model_id in model_ids]
     for model_id in (model_id for model_id in ids if model_id not in rows.index):
@@ -106,7 +122,7 @@ def compare_models(
         raise LeaderboardError(problem, fix=fix)
     rows = rows.loc[ids].reset_index(drop=True)
     rows[COMPARE_DELTAS] = (rows[COMPARED] - rows[COMPARED].iloc[0]).to_numpy()
-    return Board(dataset, threat_model, rows, board.source, compare_baseline=ids[0], notes=board.notes)
+    return replace(board, rows=rows, compare_baseline=ids[0])
 
 
 def _other_board(model_id: str, board: tuple[str, ...], *, records_root: Folder | None
@@ -115,9 +131,8 @@ def _other_board(model_id: str, board: tuple[str, ...], *, records_root: Folder 
     boards = sorted(itertools.product(DATASET_TITLES, THREAT_MODELS), key=lambda b: b[1] != board[1])
     for other in (other for other in boards if other != board):
         where = dict(zip(("dataset", "threat_model"), other, strict=True))
-        if reference_entry(model_id, **where) or (
-            records_root and record_path(model_id, **where, root=records_root).is_file()
-        ):
+        recorded = records_root and record_path(model_id, **where, root=records_root).is_file()
+        if reference_entry(model_id, **where) or recorded:
             changed = zip(("--dataset", "--threat-model"), other, board, strict=True)
             options = [f"{option} {value}" for option, value, now in changed if value != now]
             return " ".join(other), " ".join(options)
@@ -127,15 +142,13 @@ def _other_board(model_id: str, board: tuple[str, ...], *, records_root: Folder 
 def _board_id(model_id: str, on_board: pd.Index) -> str:
     """A compared model's row: an ``hf-hub:`` name without a revision is its measured ``@main``."""
     name = robustbench_name(model_id)
-    pinned = f"{name}@main"
-    return pinned if name.startswith(HF_HUB_PREFIX) and "@" not in name and pinned in on_board else name
+    return f"{name}@main" if name.startswith(HF_HUB_PREFIX) and f"{name}@main" in on_board else name
 
 
-def _merge(
-    reference: pd.DataFrame, records: list[Record], threat_model: str
-) -> tuple[pd.DataFrame, list[str]]:
+def _merge(reference: pd.DataFrame, records: list[Record], threat_model: str, eps: float
+           ) -> tuple[pd.DataFrame, list[str]]:
     """RobustBench's ranked rows with the measurements beside them, and unlisted measured models added."""
-    shown, notes = _shown_records(records, threat_model)
+    shown, notes = _shown_records(records, threat_model, eps)
     measured = pd.DataFrame(
         [{"model_id": r.measurement.board_id, "record_ikl_at": r.is_ikl_at, **_measured(r)} for r in shown],
         columns=["model_id", "record_ikl_at", *(c for c in ROW_COLUMNS if c.startswith("measured_"))],
@@ -145,10 +158,9 @@ def _merge(
     unlisted = [_unlisted_row(r) for r in shown if r.measurement.board_id not in set(reference["model_id"])]
     if unlisted:
         rows = pd.concat([rows, pd.DataFrame(unlisted)], ignore_index=True)
-    rows = rows.fillna({"measured_version": "", "measured_note": "", "measured_comparable": False})
-    rows["rank"] = rows["rank"].astype("Int64")
-    rows["measured_n_examples"] = rows["measured_n_examples"].astype("Int64")
-    return _ordered(rows), notes
+    rows = rows.fillna({"measured_version": "", "measured_attack": "", "measured_note": "",
+                        "measured_comparable": False})
+    return _ordered(rows.astype({"rank": "Int64", "measured_n_examples": "Int64"})), notes
 
 
 def _ranked(reference: pd.DataFrame) -> pd.DataFrame:
@@ -157,14 +169,14 @@ def _ranked(reference: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(rank=range(1, len(rows) + 1), on_robustbench=True)
 
 
-def _shown_records(records: list[Record], threat_model: str) -> tuple[list[Record], list[str]]:
-    """The records the board shows, and a note naming each record it leaves out and why."""
+def _shown_records(records: list[Record], threat_model: str, eps: float) -> tuple[list[Record], list[str]]:
+    """The records the board shows, a note naming each one it leaves out and why, and its marks' footnotes."""
     shown: dict[str, Record] = {}
     notes = []
     for record in _canonical_first(records):
         m, weights = record.measurement, replaced_weights(record.measurement.provenance)
-        if not is_standard_eps(m.eps, threat_model):
-            why = f"eps {format_eps(m.eps, threat_model)}, not this board's"
+        if not math.isclose(m.eps, eps, rel_tol=0, abs_tol=1e-7):
+            why = f"eps {format_eps(m.eps, threat_model)}: shown with --eps {format_eps(m.eps, threat_model)}"
         elif weights is not None:
             why = f"it measures {m.model_id} with weights from {weights}, not its published weights"
         elif m.board_id in shown and m.settings.precision == "bf16":
@@ -175,9 +187,8 @@ def _shown_records(records: list[Record], threat_model: str) -> tuple[list[Recor
             shown[m.board_id] = record
             continue
         notes.append(f"Not shown: the record {record.path} ({why}).")
-    if any(record.measurement.settings.precision == "bf16" for record in shown.values()):
-        notes.append(f"{BF16_MARK} A bf16 screen (measured under bf16 autocast), not a leaderboard number: "
-                     "measure it with `ikl-zoo eval --precision pytorch`.")
+    marks = set().union(*(_marks(record.measurement) for record in shown.values()))
+    notes += [f"{mark} {footnote}" for mark, footnote in NOT_COMPARABLE.items() if mark in marks]
     return list(shown.values()), notes
 
 
@@ -185,7 +196,7 @@ def _measured(record: Record) -> dict[str, Any]:
     m = record.measurement
     return {
         "measured_clean_acc": 100 * m.clean_acc, "measured_autoattack_acc": 100 * m.robust_acc,
-        "measured_n_examples": m.n_examples, "measured_version": m.version,
+        "measured_n_examples": m.n_examples, "measured_version": m.version, "measured_attack": m.attack,
         "measured_note": _measured_note(m), "measured_comparable": m.comparable_with_published,
     }  # fmt: skip
 
@@ -205,8 +216,7 @@ def _unlisted_row(record: Record) -> dict[str, Any]:
 
 
 def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
-    """Differences to the published figures and a place among the ranked rows (for an unlisted model) only
-    for a figure measured as RobustBench measures; anything else is an estimate, placed below them."""
+    """Deltas and a place among ranked rows only for a figure measured as RobustBench does; others below."""
     comparable = rows["measured_comparable"].astype(bool)
     measured_key = rows["measured_autoattack_acc"].where(comparable)
     rows = rows.assign(
@@ -216,36 +226,33 @@ def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
         _key=rows["best_known"].where(rows["on_robustbench"], measured_key),
         _listed=rows["on_robustbench"].astype(int),
     )
-    order = ["_key", "_listed", "clean_acc", "model_id"]
-    rows = rows.sort_values(order, ascending=[False, False, False, True], kind="stable")
+    order = ["_key", "_listed", "clean_acc", "measured_autoattack_acc", "model_id"]
+    rows = rows.sort_values(order, ascending=[False, False, False, False, True], kind="stable")
     return rows[ROW_COLUMNS].reset_index(drop=True)
 
 
 def _measured_note(measured: Any) -> str:
     """How a ``Measurement`` was measured, and whether it compares with a published figure."""
-    note = f"{measured.n_examples} examples"
-    if measured.n_examples < FULL_TEST_SET:
-        note = f"{measured.n_examples} of {FULL_TEST_SET:,} examples (estimate)"
-    if measured.settings.precision == "bf16":
-        note += f", {BF16_MARK} bf16 screen, not comparable"
-    elif measured.version != STANDARD_VERSION:
-        note += f", version {measured.version} ({', '.join(measured.attacks)}), not comparable"
-    elif measured.n_examples >= FULL_TEST_SET and not measured.comparable_with_published:
+    n, marks = measured.n_examples, _marks(measured)
+    note = f"{n} examples" if n >= FULL_TEST_SET else f"{n} of {FULL_TEST_SET:,} examples (estimate)"
+    note += "".join(f", {mark} {what}" for mark, what in marks.items()) + ", not comparable" * bool(marks)
+    if not marks and n >= FULL_TEST_SET and not on_the_published_images(n, measured.provenance):
         note += ", not the official test set, not comparable"
     return note
 
 
+def _marks(measured: Any) -> dict[str, str]:
+    """The marks of ``NOT_COMPARABLE`` a measurement carries, and what each says of it."""
+    marks = {BF16_MARK: "bf16 screen"} if measured.settings.precision == "bf16" else {}
+    return marks | ({} if measured.standard_attack else {ATTACK_MARK: measured.attack})
+
+
 def _canonical_first(records: list[Record]) -> list[Record]:
-    """Records at their own path (``record_path``) first, so a stray copy never hides the real record."""
-    def order(record: Record) -> tuple[bool, bool]:  # full precision before a bf16 screen of the same model
-        m = record.measurement
-        return m.settings.precision == "bf16", record.path.name != _own_file(m)
+    """Full precision before a bf16 screen; a record at its own path before a stray copy of it."""
+    def order(record: Record) -> tuple[bool, bool]:
+        m, precision = record.measurement, record.measurement.settings.precision
+        own = record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model, precision=precision,
+                          eps=m.eps)
+        return precision == "bf16", record.path.name != own.name
 
     return sorted(records, key=order)
-
-
-def _own_file(m: Any) -> str:
-    board = {"dataset": m.dataset, "threat_model": m.threat_model, "precision": m.settings.precision}
-    return record_path(m.model_id, **board).name
-
-
