@@ -7,6 +7,7 @@ resumed run is bit-for-bit the uninterrupted one.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -17,11 +18,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.data import cifar_dataset
+from ikl_zoo.errors import EvaluationError
+from ikl_zoo.evaluate.distributed import Shard, process_group_from_environment
+from ikl_zoo.evaluate.prepare import resolve_device
 from ikl_zoo.train.data import augmentation_description, training_transform
 from ikl_zoo.train.recipes import Recipe, architecture_config, get_recipe
 from ikl_zoo.train.run_folder import (
@@ -78,45 +83,12 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Processes:
-    rank: int = 0
-    world_size: int = 1
-    created_group: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            torch.distributed.barrier()
-
-
-def _start_processes(device: str | None) -> tuple[_Processes, torch.device]:
-    """Join torchrun's process group when ``WORLD_SIZE`` > 1; pick the device (GPU ``LOCAL_RANK``)."""
+def _device(name: str | None) -> torch.device:
+    """The device asked for (default: this process's GPU if any, torchrun's ``LOCAL_RANK``, else the CPU)."""
     try:
-        chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except (RuntimeError, ValueError):
-        chosen = torch.device("meta")  # refused just below
-    if chosen.type not in ("cpu", "cuda"):
-        raise TrainingError(f"unknown --device {device!r}", fix="use cpu, cuda or cuda:N")
-    count = torch.cuda.device_count()
-    if chosen.type == "cuda" and count == 0:
-        raise TrainingError("--device cuda asked for, but torch sees no GPU", fix="pass --device cpu")
-    if chosen.type == "cuda" and (chosen.index or 0) >= count:
-        raise TrainingError(f"--device {device}: torch sees {count} GPU(s)",
-                            fix=f"use cuda:0 to cuda:{count - 1}")
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return _Processes(), chosen
-    created = not torch.distributed.is_initialized()
-    if created:
-        torch.distributed.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
-    processes = _Processes(torch.distributed.get_rank(), torch.distributed.get_world_size(), created)
-    if chosen.type == "cuda":
-        chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(chosen)
-    return processes, chosen
+        return resolve_device(name or "auto", nn.Module())
+    except EvaluationError as error:  # the evaluator's devices and messages
+        raise TrainingError(str(error)) from None
 
 
 def _means(totals: torch.Tensor) -> dict[str, Any]:
@@ -177,51 +149,44 @@ def train_ikl_at(recipe: Recipe | None, settings: RunSettings) -> TrainResult:
     resumes the checkpoint's; under ``torchrun`` each process trains its share of every (global) batch."""
     saved = load_training_checkpoint(settings.out_dir)
     recipe, model_id = _recipe_to_run(recipe, saved, settings)
-    processes, device = _start_processes(settings.device)
-    try:
-        return _TrainingRun(recipe, settings, processes, device, model_id).train(saved)
-    finally:
-        if processes.created_group:
-            torch.distributed.destroy_process_group()
+    device = _device(settings.device)
+    with process_group_from_environment(device) as shard:
+        return _TrainingRun(recipe, settings, shard, device, model_id).train(saved)
 
 
 class _TrainingRun:
     """One run of the epoch loop: the trainer, the data and the history, saved after every epoch."""
 
     def __init__(
-        self, recipe: Recipe, settings: RunSettings, processes: _Processes, device: torch.device,
+        self, recipe: Recipe, settings: RunSettings, shard: Shard, device: torch.device,
         model_id: str,
     ) -> None:
-        if recipe.batch_size % processes.world_size:
+        if recipe.batch_size % shard.world_size:
             raise TrainingError(
-                f"batch size {recipe.batch_size} does not split over {processes.world_size} processes",
+                f"batch size {recipe.batch_size} does not split over {shard.world_size} processes",
                 fix="pass a multiple of the process count",
             )
-        self.recipe, self.settings, self.processes, self.device = recipe, settings, processes, device
+        self.recipe, self.settings, self.shard, self.device = recipe, settings, shard, device
         self.model_id, self.out_dir = model_id, Path(settings.out_dir)
-        self.local_batch = recipe.batch_size // processes.world_size
+        self.local_batch = recipe.batch_size // shard.world_size
         self.architecture = architecture_config(recipe.arch, dataset=recipe.dataset)
         _seed_everything(recipe.seed)  # the same initial weights in every process and every run
         self.trainer = IKLATTrainer(
             model_from_config(self.architecture), recipe, device=device, amp=settings.amp,
-            distributed=processes.world_size > 1,
+            distributed=shard.active,
         )
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.run = {"steps_per_epoch": settings.steps_per_epoch, "amp": settings.amp,
-                    "world_size": processes.world_size, "device": device.type}
+                    "world_size": shard.world_size, "device": device.type}
         self.train_set = cifar_dataset(
             recipe.dataset, data_dir=settings.data_dir, train=True, download=settings.download,
             transform=training_transform(autoaugment=recipe.autoaugment, fill=recipe.autoaugment_fill),
         )
         prepare_out_dir(self.out_dir)
-        self.sampler = DistributedSampler(
-            self.train_set, num_replicas=processes.world_size, rank=processes.rank, shuffle=True,
-            seed=recipe.seed,
-        )
-        self.batches = math.ceil(len(self.sampler) / self.local_batch)
-        if settings.steps_per_epoch is not None:
-            self.batches = min(self.batches, settings.steps_per_epoch)
+        self.sampler = DistributedSampler(self.train_set, shard.world_size, shard.rank, seed=recipe.seed)
+        batches = math.ceil(len(self.sampler) / self.local_batch)
+        self.batches = min(batches, settings.steps_per_epoch or batches)
         self.history: list[dict[str, Any]] = []
 
     def train(self, saved: dict[str, Any] | None) -> TrainResult:
@@ -231,7 +196,7 @@ class _TrainingRun:
             self.history, done = list(saved["history"]), int(saved["epoch"])
         stop = self.settings.stop_after_epochs
         last = self.recipe.epochs if stop is None else min(self.recipe.epochs, done + stop)
-        shown = self.settings.progress and self.processes.is_main
+        shown = self.settings.progress and self.shard.is_main
         with tqdm(total=self.batches * max(last - done, 0), disable=not shown, unit="step",
                   dynamic_ncols=True) as bar:
             for epoch in range(done + 1, last + 1):
@@ -243,7 +208,7 @@ class _TrainingRun:
 
     def _loader(self, epoch: int) -> DataLoader:
         """This epoch's batches, shuffled and augmented the same way whether the run was resumed or not."""
-        seeds = np.random.SeedSequence([self.recipe.seed, epoch, self.processes.rank])
+        seeds = np.random.SeedSequence([self.recipe.seed, epoch, self.shard.rank])
         epoch_seed = int(seeds.generate_state(1)[0])
         _seed_everything(epoch_seed)
         self.sampler.set_epoch(epoch)
@@ -260,9 +225,7 @@ class _TrainingRun:
         bar.set_description(f"epoch {epoch}/{recipe.epochs}")
         totals = torch.zeros(4, dtype=torch.float64, device=self.device)
         started = time.perf_counter()
-        for index, (images, y) in enumerate(self._loader(epoch)):
-            if index >= self.batches:
-                break
+        for index, (images, y) in enumerate(itertools.islice(self._loader(epoch), self.batches)):
             stats = trainer.step(images, y, epoch=epoch)
             totals += torch.stack([stats[key] for key in _STATISTICS]).double()
             if recipe.ema_every == "step":
@@ -289,12 +252,12 @@ class _TrainingRun:
         self.trainer.class_prior.step()
         if self.recipe.ema_every == "epoch":
             self.trainer.ema.update(self.trainer.net, copy=epoch <= self.recipe.ema_start_epoch)
-        if self.processes.world_size > 1:
+        if self.shard.active:
             torch.distributed.all_reduce(totals)
 
     def _save(self, record: dict[str, Any], bar: tqdm) -> None:
         self.history.append(record)
-        if self.processes.is_main:
+        if self.shard.is_main:
             save_checkpoint(
                 self.out_dir / CHECKPOINT_NAME, self.trainer, run=self.run, epoch=record["epoch"],
                 history=self.history, model_id=self.model_id,
@@ -303,15 +266,17 @@ class _TrainingRun:
             bar.write("epoch {epoch}/{epochs}: loss {loss:.4f}, clean acc {clean_acc:.4f}, adversarial acc "
                       "{adv_acc:.4f}, lr {lr:.4g}, eps {pixels:.2f}/255, {images_per_second:.0f} images/s"
                       .format(**record, epochs=self.recipe.epochs, pixels=record["eps"] * 255))
-        self.processes.barrier()
+        if self.shard.active:
+            torch.distributed.barrier()
 
     def _write_model(self) -> Path:
         model_dir = self.out_dir / MODEL_DIR_NAME
-        if self.processes.is_main:
+        if self.shard.is_main:
             data = {"dataset": self.recipe.dataset, "split": "train", "images": len(self.train_set),
                     "augmentation": augmentation_description(
                         autoaugment=self.recipe.autoaugment, fill=self.recipe.autoaugment_fill)}
             save_model(model_dir, self.trainer, run=self.run, architecture=self.architecture,
                        model_id=self.model_id, data=data)
-        self.processes.barrier()
+        if self.shard.active:
+            torch.distributed.barrier()
         return model_dir

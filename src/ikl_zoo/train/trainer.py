@@ -56,7 +56,7 @@ class IKLATTrainer:
             AdversarialWeightPerturbation(self.net, gamma=recipe.awp_gamma, lr=recipe.lr)
             if recipe.awp_gamma > 0 else None
         )
-        self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")  # a no-op when disabled
         self.ema = ModelEMA(self.net, decay=recipe.ema_decay)
         self.forward_pair: nn.Module = _AdvCleanForward(self.net)
         if distributed:
@@ -81,7 +81,9 @@ class IKLATTrainer:
         logits_adv, logits_clean = logits_adv.float(), logits_clean.float()
         self.class_prior.update(logits_clean[:first_view], labels[:first_view])
         loss = self._loss(logits_clean, logits_adv, labels, prior, first_view)
-        self._optimise(loss)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         if awp_diff:
             self.awp.restore(awp_diff)  # type: ignore[union-attr]
         with torch.no_grad():
@@ -126,7 +128,7 @@ class IKLATTrainer:
         def awp_loss(logits_clean: Tensor, logits_adv: Tensor) -> Tensor:
             return F.cross_entropy(logits_clean, labels) + self._ikl(logits_clean, logits_adv, labels, prior)
 
-        scale = self.scaler.get_scale() if self.scaler is not None else 1.0
+        scale = self.scaler.get_scale()
         diff = self.awp.compute(x, x_adv, awp_loss, amp_dtype=self.amp_dtype, loss_scale=scale)
         self.awp.perturb(diff)
         return diff
@@ -135,28 +137,18 @@ class IKLATTrainer:
         self, logits_clean: Tensor, logits_adv: Tensor, labels: Tensor, prior: Tensor, first_view: int
     ) -> Tensor:
         """``CE + IKL``; with two views the AutoAugment view's IKL is weighted by ``aug_weight``."""
-        natural = F.cross_entropy(logits_clean, labels)
-        if first_view == len(labels):
-            return natural + self._ikl(logits_clean, logits_adv, labels, prior)
-        head, tail = slice(0, first_view), slice(first_view, None)
-        robust = self._ikl(logits_clean[head], logits_adv[head], labels[head], prior)
-        augmented = self._ikl(logits_clean[tail], logits_adv[tail], labels[tail], prior)
-        return natural + (robust + self.recipe.aug_weight * augmented)
+        def ikl(part: slice) -> Tensor:
+            return self._ikl(logits_clean[part], logits_adv[part], labels[part], prior)
 
-    def _optimise(self, loss: Tensor) -> None:
-        if self.scaler is None:
-            loss.backward()
-            self.optimizer.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        loss = F.cross_entropy(logits_clean, labels) + ikl(slice(0, first_view))
+        two_views = first_view < len(labels)
+        return loss + self.recipe.aug_weight * ikl(slice(first_view, None)) if two_views else loss
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict(), "class_prior": self.class_prior.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "scaler": self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -164,5 +156,5 @@ class IKLATTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema.load_state_dict(state["ema"])
         self.class_prior.load_state_dict(state["class_prior"])
-        if self.scaler is not None and state.get("scaler"):
+        if state.get("scaler"):  # None in a checkpoint of an older version
             self.scaler.load_state_dict(state["scaler"])
