@@ -27,7 +27,6 @@ from ikl_zoo.data import cifar_dataset
 from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate.distributed import Shard, process_group_from_environment
 from ikl_zoo.evaluate.prepare import resolve_device
-from ikl_zoo.train.data import augmentation_description, training_transform
 from ikl_zoo.train.recipes import Recipe, architecture_config, get_recipe
 from ikl_zoo.train.run_folder import (
     CHECKPOINT_NAME,
@@ -181,7 +180,7 @@ class _TrainingRun:
                     "world_size": shard.world_size, "device": device.type}
         self.train_set = cifar_dataset(
             recipe.dataset, data_dir=settings.data_dir, train=True, download=settings.download,
-            transform=training_transform(autoaugment=recipe.autoaugment, fill=recipe.autoaugment_fill),
+            transform=recipe.training_transform(),
         )
         prepare_out_dir(self.out_dir)
         self.sampler = DistributedSampler(self.train_set, shard.world_size, shard.rank, seed=recipe.seed)
@@ -273,8 +272,7 @@ class _TrainingRun:
         model_dir = self.out_dir / MODEL_DIR_NAME
         if self.shard.is_main:
             data = {"dataset": self.recipe.dataset, "split": "train", "images": len(self.train_set),
-                    "augmentation": augmentation_description(
-                        autoaugment=self.recipe.autoaugment, fill=self.recipe.autoaugment_fill)}
+                    "augmentation": self.recipe.augmentation}
             save_model(model_dir, self.trainer, run=self.run, architecture=self.architecture,
                        model_id=self.model_id, data=data)
         if self.shard.active:

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from torchvision import transforms
+
 from ikl_zoo.data import DISPLAY_NAMES
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.threat import DATASETS, NUM_CLASSES
@@ -136,6 +138,34 @@ class Recipe:
 
     def uses_awp(self, epoch: int) -> bool:
         return self.awp_gamma > 0 and epoch >= self.awp_warmup_epochs
+
+    def training_transform(self) -> Callable[[Any], Any]:
+        """Crop (zero padding 4), flip, ``ToTensor``; ``autoaugment``: two views, AutoAugment fills grey."""
+        crop_flip = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
+        basic = transforms.Compose([*crop_flip, transforms.ToTensor()])
+        if not self.autoaugment:
+            return basic
+        grey = [self.autoaugment_fill] * 3
+        policy = transforms.AutoAugment(transforms.AutoAugmentPolicy.CIFAR10, fill=grey)
+        return TwoViews(basic, transforms.Compose([*crop_flip, policy, transforms.ToTensor()]))
+
+    @property
+    def augmentation(self) -> str:
+        """The training transform in words, for the zoo folder's config and so its model card."""
+        basic = "random crop 32 (padding 4) + horizontal flip"
+        autoaugment = f"AutoAugment (CIFAR-10 policy, fill {self.autoaugment_fill})"
+        return f"two views: {basic}; the same + {autoaugment}" if self.autoaugment else basic
+
+
+@dataclass(frozen=True)
+class TwoViews:
+    """Returns ``(basic(image), augmented(image))``: the second view is the AutoAugment one."""
+
+    basic: Callable[[Any], Any]
+    augmented: Callable[[Any], Any]
+
+    def __call__(self, image: Any) -> tuple[Any, Any]:
+        return self.basic(image), self.augmented(image)
 
 
 def _preset(dataset: str, attack_beta: float, **more: Any) -> Recipe:

@@ -1,8 +1,11 @@
-"""The IKL-AT optimisation step and the state it needs (optimiser, class prior, AWP, EMA, loss scaler)."""
+"""The IKL-AT optimisation step and its pieces: the PGD attack on the IKL loss, adversarial weight
+perturbation, the weight average, and the state the step needs (optimiser, class prior, loss scaler)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -11,10 +14,135 @@ from torch import Tensor, nn
 
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.losses import ClassPrior, ikl_loss
-from ikl_zoo.train.attack import autocast, ikl_pgd_attack
-from ikl_zoo.train.awp import AdversarialWeightPerturbation
-from ikl_zoo.train.ema import ModelEMA
 from ikl_zoo.train.recipes import Recipe
+
+_FLOAT16_LOSS_SCALE = 1024.0
+
+
+def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision in ``dtype``, or nothing when it is None."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def ikl_pgd_attack(
+    model: nn.Module, x: Tensor, y: Tensor, class_prior: Tensor, *, eps: float, step_size: float, steps: int,
+    alpha: float = 1.0, beta: float = 0.0, amp_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Adversarial examples that maximise ``ikl_loss(model(x), model(x_adv), y, class_prior)``, as the
+    released code: eval mode, start at ``x + 0.001 * N(0, 1)``, ``steps`` signed steps projected onto the
+    eps-ball and [0, 1]. The clean logits are computed once (eval mode: the same at every step)."""
+    was_training = model.training
+    model.eval()
+    mixed = autocast(x.device.type, amp_dtype)
+    try:
+        x = x.detach()
+        prior = class_prior.detach().to(device=x.device, dtype=torch.float32)
+        with torch.no_grad(), mixed:
+            logits_clean = model(x).float()
+        x_adv = x + 0.001 * torch.randn_like(x)
+        scale = _FLOAT16_LOSS_SCALE if amp_dtype == torch.float16 else 1.0
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            with torch.enable_grad():
+                with mixed:
+                    logits_adv = model(x_adv)
+                loss = ikl_loss(logits_clean, logits_adv.float(), y, prior, alpha=alpha, beta=beta)
+                # Only the gradient's sign is used: scaling keeps float16 gradients from underflowing to 0.
+                (grad,) = torch.autograd.grad(loss * scale, [x_adv])
+            x_adv = x_adv.detach() + step_size * grad.sign()
+            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+        return x_adv.clamp(0.0, 1.0).detach()
+    finally:
+        model.train(was_training)
+
+
+class AdversarialWeightPerturbation:
+    """One ascent step on a proxy copy of the network gives a per-layer direction scaled to ``gamma``.
+
+    ``compute`` loads the network into the proxy, takes one SGD step (learning rate ``lr``, no momentum) on
+    minus the training loss, and returns for every weight matrix/kernel the difference rescaled to the norm
+    of that weight; ``perturb`` adds ``gamma`` times it, ``restore`` removes it after the optimiser step.
+    The proxy runs in train mode so that only its own BatchNorm statistics move. Under torchrun the proxy
+    gradients are averaged over processes so that every replica gets the same perturbation.
+    """
+
+    def __init__(self, model: nn.Module, *, gamma: float, lr: float) -> None:
+        self.model, self.gamma = model, gamma
+        self.proxy = copy.deepcopy(model)
+        self.proxy_optimizer = torch.optim.SGD(self.proxy.parameters(), lr=lr)
+
+    def compute(
+        self, x_clean: Tensor, x_adv: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor], *,
+        amp_dtype: torch.dtype | None = None, loss_scale: float = 1.0,
+    ) -> dict[str, Tensor]:
+        """The perturbation for this batch under ``loss_fn(logits_clean, logits_adv)``; ``loss_scale`` keeps
+        float16 gradients from underflowing (a non-finite proxy gradient then gives no perturbation)."""
+        self.proxy.load_state_dict(self.model.state_dict())
+        self.proxy.train()
+        with autocast(x_clean.device.type, amp_dtype):
+            logits_clean, logits_adv = self.proxy(x_clean), self.proxy(x_adv)
+        loss = -loss_fn(logits_clean.float(), logits_adv.float())
+        self.proxy_optimizer.zero_grad(set_to_none=True)
+        (loss * loss_scale).backward()
+        grads = [p.grad for p in self.proxy.parameters() if p.grad is not None]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for grad in grads:
+                torch.distributed.all_reduce(grad)
+                grad.div_(torch.distributed.get_world_size())
+        if loss_scale != 1.0 and not torch.stack([grad.isfinite().all() for grad in grads]).all():
+            return {}
+        self.proxy_optimizer.step()
+        proxy_params = dict(self.proxy.named_parameters())
+        with torch.no_grad():  # biases and BatchNorm affine parameters are not perturbed
+            deltas = {name: proxy_params[name] - weight for name, weight in self.model.named_parameters()
+                      if weight.ndim > 1}
+            return {name: self.model.get_parameter(name).norm() / (delta.norm() + 1e-20) * delta
+                    for name, delta in deltas.items()}
+
+    @torch.no_grad()
+    def perturb(self, diff: dict[str, Tensor]) -> None:
+        self._add(diff, self.gamma)
+
+    @torch.no_grad()
+    def restore(self, diff: dict[str, Tensor]) -> None:
+        self._add(diff, -self.gamma)
+
+    def _add(self, diff: dict[str, Tensor], coefficient: float) -> None:
+        for name, weight in self.model.named_parameters():
+            if name in diff:
+                weight.add_(diff[name], alpha=coefficient)
+
+
+class ModelEMA:
+    """``average = decay * average + (1 - decay) * current`` over every floating-point ``state_dict`` entry:
+    BatchNorm statistics too, so no recalibration pass; integer buffers are copied."""
+
+    def __init__(self, model: nn.Module, *, decay: float) -> None:
+        if not 0 <= decay < 1:
+            raise ValueError(f"EMA decay must lie in [0, 1), got {decay}")
+        self.decay = decay
+        self.state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, *, copy: bool = False) -> None:
+        """Fold the current state in; ``copy=True`` restarts the average from it."""
+        for key, value in model.state_dict().items():
+            average = self.state[key]
+            if copy or not average.is_floating_point():
+                average.copy_(value)
+            else:
+                average.mul_(self.decay).add_(value.detach(), alpha=1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {key: value.clone() for key, value in self.state.items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        missing = set(self.state) ^ set(state)
+        if missing:
+            raise ValueError(f"EMA state does not match the network: {sorted(missing)[:3]}")
+        for key, value in state.items():
+            self.state[key].copy_(value)
+
 
 AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
