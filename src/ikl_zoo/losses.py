@@ -58,8 +58,7 @@ def weighted_logit_mse(z_m: Tensor, z_n: Tensor, weights: Tensor, *, pairwise: b
         delta_n = z_n.unsqueeze(2) - z_n.unsqueeze(1)
         outer = weights.unsqueeze(2) * weights.unsqueeze(1)
         return 0.25 * (outer * (delta_m - delta_n).pow(2)).sum(dim=(1, 2))
-    d = z_m - z_n
-    total = weights.sum(1, keepdim=True)
+    d, total = z_m - z_n, weights.sum(1, keepdim=True)
     mu = (weights * d).sum(1, keepdim=True) / total.clamp_min(torch.finfo(total.dtype).tiny)
     return 0.5 * total.squeeze(1) * (weights * (d - mu).pow(2)).sum(1)
 
@@ -194,8 +193,7 @@ class ClassPrior:
             raise ValueError(f"ClassPrior needs at least 2 classes, got {num_classes}")
         if temperature <= 0:
             raise ValueError(f"ClassPrior temperature must be positive, got {temperature}")
-        self.num_classes = num_classes
-        self.temperature = float(temperature)
+        self.num_classes, self.temperature = num_classes, float(temperature)
         shape = (num_classes, num_classes)
         self.prior = torch.full(shape, 1.0 / num_classes, dtype=torch.float64, device=device)
         self._sums = torch.zeros_like(self.prior)
@@ -229,8 +227,7 @@ class ClassPrior:
     def load_state_dict(self, state: dict[str, object]) -> None:
         prior = torch.as_tensor(state["prior"], dtype=torch.float64)
         if prior.shape != self.prior.shape:
-            raise ValueError(f"class prior of shape {tuple(prior.shape)} does not fit {self.num_classes} "
-                             "classes")
+            raise ValueError(f"class prior {tuple(prior.shape)} does not fit {self.num_classes} classes")
         self.temperature = float(state["temperature"])  # type: ignore[arg-type]
         self.prior.copy_(prior)
         self._sums.copy_(torch.as_tensor(state["sums"], dtype=torch.float64))

@@ -32,14 +32,8 @@ from ikl_zoo.zoo.spec import ModelSpec
 PUSHED_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
 
 
-def convert_checkpoint(
-    checkpoint: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    *,
-    model_id: str,
-    dataset: str = "cifar10",
-    overwrite: bool = False,
-) -> Path:
+def convert_checkpoint(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, model_id: str,
+                       dataset: str = "cifar10", overwrite: bool = False) -> Path:
     """A checkpoint in any supported format, loaded strictly, as a zoo folder with its model card; a folder
     that holds anything is refused unless ``overwrite`` (then its three files are replaced, the rest kept)."""
     out_dir = Path(out_dir).expanduser()
@@ -48,10 +42,8 @@ def convert_checkpoint(
     present = sorted(path.name for path in out_dir.iterdir()) if out_dir.is_dir() else []
     if present and not overwrite:
         shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
-        raise PublishError(
-            f"{out_dir} is not empty ({shown})",
-            fix=f"pass a new -o/--out folder, or --overwrite to replace its {', '.join(PUSHED_FILES)}",
-        )
+        raise PublishError(f"{out_dir} is not empty ({shown})", fix="pass a new -o/--out folder, or "
+                           f"--overwrite to replace its {', '.join(PUSHED_FILES)}")
     loaded = load(model_id, dataset=dataset, checkpoint=checkpoint)
     checkpoint = Path(checkpoint).expanduser()
     source = _earlier_source(checkpoint) or {
@@ -64,10 +56,8 @@ def convert_checkpoint(
                                  extra={"source": source})
         write_model_card(loaded.spec, folder, config=read_zoo_config(folder))
     except OSError as error:
-        raise PublishError(
-            f"cannot write {out_dir} ({error.strerror or type(error).__name__})",
-            fix="pass an -o/--out folder you can write",
-        ) from None
+        raise PublishError(f"cannot write {out_dir} ({error.strerror or type(error).__name__})",
+                           fix="pass an -o/--out folder you can write") from None
     return folder
 
 
@@ -113,13 +103,8 @@ def _refusal_fix(error: Exception, repo_id: str) -> str:
 
 
 def push_zoo_folder(
-    folder: str | os.PathLike[str],
-    *,
-    repo_id: str,
-    revision: str | None = None,
-    private: bool = False,
-    token: str | None = None,
-    commit_message: str | None = None,
+    folder: str | os.PathLike[str], *, repo_id: str, revision: str | None = None, private: bool = False,
+    token: str | None = None, commit_message: str | None = None,
 ) -> str:
     """Validate a zoo folder and upload its three files to ``repo_id`` (created if needed); the commit URL."""
     from huggingface_hub import HfApi, constants
@@ -150,14 +135,11 @@ def push_zoo_folder(
             allow_patterns=list(PUSHED_FILES),
         )
     except (HfHubHTTPError, ValueError) as error:
-        raise PublishError(
-            f"the Hub refused the upload to {repo_id} ({first_line(error)})", fix=_refusal_fix(error, repo_id)
-        ) from None
+        raise PublishError(f"the Hub refused the upload to {repo_id} ({first_line(error)})",
+                           fix=_refusal_fix(error, repo_id)) from None
     except (OSError, *transport_errors()) as error:
-        raise PublishError(
-            f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id} ({first_line(error)})",
-            fix="check the network or HF_ENDPOINT",
-        ) from None
+        raise PublishError(f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id} "
+                           f"({first_line(error)})", fix="check the network or HF_ENDPOINT") from None
     return str(getattr(commit, "commit_url", commit))
 
 

@@ -44,9 +44,8 @@ def download(model: str, dataset: str, revision: str | None) -> None:
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=str))
 @click.option("--model", "model_id", required=True, help="Registered id the checkpoint belongs to.")
 @DATASET_OPTION
-@click.option(
-    "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Zoo folder to write."
-)
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Zoo folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace the zoo files of a folder that is not empty.")
 def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrite: bool) -> None:
     """Turn CHECKPOINT (.pt/.pth/.safetensors, any wrapping) into a Hub-ready folder with a model card."""
@@ -70,9 +69,6 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, token: 
 
     url = push_zoo_folder(folder, repo_id=repo_id, revision=revision, private=private, token=token)
     click.echo(f"pushed {folder} to {repo_id}: {url}")
-
-
-# --- data: sample-data ---------------------------------------------------------------------------
 
 
 @click.command(cls=IklZooCommand, name="sample-data")

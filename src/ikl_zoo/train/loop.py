@@ -22,22 +22,12 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.data import cifar_dataset
 from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate.distributed import Shard, process_group_from_environment
 from ikl_zoo.evaluate.prepare import resolve_device
+from ikl_zoo.train import run_folder
 from ikl_zoo.train.recipes import Recipe, architecture_config, get_recipe
-from ikl_zoo.train.run_folder import (
-    CHECKPOINT_NAME,
-    HISTORY_NAME,
-    MODEL_DIR_NAME,
-    load_training_checkpoint,
-    prepare_out_dir,
-    recipe_differences,
-    save_checkpoint,
-    save_model,
-)
 from ikl_zoo.train.trainer import IKLATTrainer, TrainingError
 from ikl_zoo.zoo.checkpoints import model_from_config, non_finite_tensors
 
@@ -107,8 +97,8 @@ def resolve_recipe(
     name: str | None, *, overrides: dict[str, Any], out_dir: str | os.PathLike[str], resume: bool
 ) -> Recipe:
     """A preset (default: the dataset's) with overrides, or, resuming with neither, the checkpoint's."""
-    saved = load_training_checkpoint(out_dir) if resume and name is None and not overrides else None
-    if saved is not None:
+    saved = resume and name is None and not overrides and run_folder.load_training_checkpoint(out_dir)
+    if saved:
         return Recipe.from_dict(saved["recipe"])
     return get_recipe(name or overrides.get("dataset") or "cifar10", **overrides)
 
@@ -123,30 +113,24 @@ def _recipe_to_run(
             raise TrainingError(f"no recipe given and no checkpoint in {out_dir}", fix="pass a recipe")
         return recipe, settings.model_id or out_dir.resolve().name
     if not settings.resume:
-        raise TrainingError(
-            f"{out_dir} already holds a training checkpoint "
-            f"(epoch {saved['epoch']}/{saved['recipe']['epochs']})",
-            fix="pass --resume to continue it, or choose another --out",
-        )
+        epochs = f"{saved['epoch']}/{saved['recipe']['epochs']}"
+        raise TrainingError(f"{out_dir} already holds a training checkpoint (epoch {epochs})",
+                            fix="pass --resume to continue it, or choose another --out")
     saved_recipe = Recipe.from_dict(saved["recipe"])
-    differences = recipe_differences(saved_recipe, recipe) if recipe is not None else []
+    differences = run_folder.recipe_differences(saved_recipe, recipe) if recipe is not None else []
     if differences:
-        raise TrainingError(
-            f"the recipe differs from the checkpoint's in {'; '.join(differences)}",
-            fix="resume with the same options (or none), or train into another --out",
-        )
+        raise TrainingError(f"the recipe differs from the checkpoint's in {'; '.join(differences)}",
+                            fix="resume with the same options (or none), or train into another --out")
     if saved["run"]["steps_per_epoch"] != settings.steps_per_epoch:
-        raise TrainingError(
-            f"the checkpoint was trained with --steps-per-epoch {saved['run']['steps_per_epoch']}",
-            fix="resume with the same value",
-        )
+        raise TrainingError("the checkpoint was trained with --steps-per-epoch "
+                            f"{saved['run']['steps_per_epoch']}", fix="resume with the same value")
     return saved_recipe, settings.model_id or saved["model_id"]
 
 
 def train_ikl_at(recipe: Recipe | None, settings: RunSettings) -> TrainResult:
     """Train with IKL-AT and write the averaged weights as a zoo folder, ``out_dir/model``. ``recipe`` None
     resumes the checkpoint's; under ``torchrun`` each process trains its share of every (global) batch."""
-    saved = load_training_checkpoint(settings.out_dir)
+    saved = run_folder.load_training_checkpoint(settings.out_dir)
     recipe, model_id = _recipe_to_run(recipe, saved, settings)
     device = _device(settings.device)
     with process_group_from_environment(device) as shard:
@@ -156,33 +140,25 @@ def train_ikl_at(recipe: Recipe | None, settings: RunSettings) -> TrainResult:
 class _TrainingRun:
     """One run of the epoch loop: the trainer, the data and the history, saved after every epoch."""
 
-    def __init__(
-        self, recipe: Recipe, settings: RunSettings, shard: Shard, device: torch.device,
-        model_id: str,
-    ) -> None:
+    def __init__(self, recipe: Recipe, settings: RunSettings, shard: Shard, device: torch.device,
+                 model_id: str) -> None:
         if recipe.batch_size % shard.world_size:
-            raise TrainingError(
-                f"batch size {recipe.batch_size} does not split over {shard.world_size} processes",
-                fix="pass a multiple of the process count",
-            )
+            raise TrainingError(f"batch size {recipe.batch_size} does not split over {shard.world_size} "
+                                "processes", fix="pass a multiple of the process count")
         self.recipe, self.settings, self.shard, self.device = recipe, settings, shard, device
         self.model_id, self.out_dir = model_id, Path(settings.out_dir)
         self.local_batch = recipe.batch_size // shard.world_size
         self.architecture = architecture_config(recipe.arch, dataset=recipe.dataset)
         _seed_everything(recipe.seed)  # the same initial weights in every process and every run
-        self.trainer = IKLATTrainer(
-            model_from_config(self.architecture), recipe, device=device, amp=settings.amp,
-            distributed=shard.active,
-        )
+        network, amp = model_from_config(self.architecture), settings.amp
+        self.trainer = IKLATTrainer(network, recipe, device=device, amp=amp, distributed=shard.active)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.run = {"steps_per_epoch": settings.steps_per_epoch, "amp": settings.amp,
                     "world_size": shard.world_size, "device": device.type}
-        self.train_set = cifar_dataset(
-            recipe.dataset, data_dir=settings.data_dir, train=True, download=settings.download,
-            transform=recipe.training_transform(),
-        )
-        prepare_out_dir(self.out_dir)
+        self.train_set = cifar_dataset(recipe.dataset, data_dir=settings.data_dir, train=True,
+                                       download=settings.download, transform=recipe.training_transform())
+        run_folder.prepare_out_dir(self.out_dir)
         self.sampler = DistributedSampler(self.train_set, shard.world_size, shard.rank, seed=recipe.seed)
         batches = math.ceil(len(self.sampler) / self.local_batch)
         self.batches = min(batches, settings.steps_per_epoch or batches)
@@ -202,7 +178,7 @@ class _TrainingRun:
                 self._save(self._epoch(epoch, bar), bar)
                 done = epoch
         model_dir = self._write_model() if done == self.recipe.epochs else None
-        checkpoint = self.out_dir / CHECKPOINT_NAME
+        checkpoint = self.out_dir / run_folder.CHECKPOINT_NAME
         return TrainResult(self.recipe, self.out_dir, checkpoint, model_dir, done, self.history)
 
     def _loader(self, epoch: int) -> DataLoader:
@@ -211,11 +187,9 @@ class _TrainingRun:
         epoch_seed = int(seeds.generate_state(1)[0])
         _seed_everything(epoch_seed)
         self.sampler.set_epoch(epoch)
-        return DataLoader(
-            self.train_set, batch_size=self.local_batch, sampler=self.sampler,
-            num_workers=self.settings.workers, pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(epoch_seed),
-        )
+        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=self.sampler,
+                          num_workers=self.settings.workers, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(epoch_seed))
 
     def _epoch(self, epoch: int, bar: tqdm) -> dict[str, Any]:
         recipe, trainer = self.recipe, self.trainer
@@ -242,11 +216,9 @@ class _TrainingRun:
         """Refuse diverged weights, then fold the epoch into the class prior, the average and the totals."""
         non_finite = non_finite_tensors(self.trainer.net.state_dict())
         if non_finite:  # a diverged network is never saved: the last checkpoint stays the last finite state
-            raise TrainingError(
-                f"training diverged in epoch {epoch} ({non_finite[0]} is no longer finite); the "
-                "checkpoint of the previous epoch is kept",
-                fix="train again with a lower --lr (or --amp off)",
-            )
+            raise TrainingError(f"training diverged in epoch {epoch} ({non_finite[0]} is no longer finite); "
+                                "the checkpoint of the previous epoch is kept",
+                                fix="train again with a lower --lr (or --amp off)")
         self.trainer.class_prior.all_reduce()
         self.trainer.class_prior.step()
         if self.recipe.ema_every == "epoch":
@@ -257,11 +229,8 @@ class _TrainingRun:
     def _save(self, record: dict[str, Any], bar: tqdm) -> None:
         self.history.append(record)
         if self.shard.is_main:
-            save_checkpoint(
-                self.out_dir / CHECKPOINT_NAME, self.trainer, run=self.run, epoch=record["epoch"],
-                history=self.history, model_id=self.model_id,
-            )
-            write_json_atomic(self.out_dir / HISTORY_NAME, self.history)
+            run_folder.save_checkpoint(self.out_dir, self.trainer, run=self.run, epoch=record["epoch"],
+                                       history=self.history, model_id=self.model_id)
             bar.write("epoch {epoch}/{epochs}: loss {loss:.4f}, clean acc {clean_acc:.4f}, adversarial acc "
                       "{adv_acc:.4f}, lr {lr:.4g}, eps {pixels:.2f}/255, {images_per_second:.0f} images/s"
                       .format(**record, epochs=self.recipe.epochs, pixels=record["eps"] * 255))
@@ -269,12 +238,9 @@ class _TrainingRun:
             torch.distributed.barrier()
 
     def _write_model(self) -> Path:
-        model_dir = self.out_dir / MODEL_DIR_NAME
         if self.shard.is_main:
-            data = {"dataset": self.recipe.dataset, "split": "train", "images": len(self.train_set),
-                    "augmentation": self.recipe.augmentation}
-            save_model(model_dir, self.trainer, run=self.run, architecture=self.architecture,
-                       model_id=self.model_id, data=data)
+            run_folder.save_model(self.out_dir, self.trainer, run=self.run, architecture=self.architecture,
+                                  model_id=self.model_id, images=len(self.train_set))
         if self.shard.active:
             torch.distributed.barrier()
-        return model_dir
+        return self.out_dir / run_folder.MODEL_DIR_NAME
