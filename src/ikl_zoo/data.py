@@ -205,11 +205,9 @@ def _check_marked_split(root: Path, dataset: str, marker: dict, *, train: bool) 
     if isinstance(written, dict) and ("train" if train else "test") in written:
         raise DataError(f"{folder} lost its {split} split ({', '.join(missing)} missing or not a file)",
                         fix=_rewrite_hint(root, marker))
-    raise DatasetNotFoundError(
-        f"{folder} was written by ikl-zoo ({marker.get('source', 'arrays')}) without the {split} split "
-        f"({', '.join(missing)} missing)",
-        fix=f"put the real {DISPLAY_NAMES[dataset]} there or use another --data-dir",
-    )
+    raise DatasetNotFoundError(f"{folder} was written by ikl-zoo ({marker.get('source', 'arrays')}) without "
+                               f"the {split} split ({', '.join(missing)} missing)",
+                               fix=f"put the real {DISPLAY_NAMES[dataset]} there or use another --data-dir")
 
 
 def _not_found(
@@ -219,10 +217,9 @@ def _not_found(
     if folder.is_dir() and all((folder / n).is_file() for n in _all_files(dataset)):
         batches = tv.train_list + tv.test_list
         corrupted = ", ".join(n for n, md5 in batches if not check_integrity(folder / n, md5)) or "meta"
-        return DatasetNotFoundError(
-            f"{name} in {folder} does not match torchvision's md5 sums ({corrupted})",
-            fix=f"replace those files from {tv.filename}, or delete the folder so it is downloaded again",
-        )
+        return DatasetNotFoundError(f"{name} in {folder} does not match torchvision's md5 sums ({corrupted})",
+                                    fix=f"replace those files from {tv.filename}, or delete the folder so it "
+                                    "is downloaded again")
     reason = f"download failed: {first_line(error)}" if download else "download disabled"
     files = ", ".join(_all_files(dataset))
     fix = f"put the folder {tv.base_folder}/ ({files}, as extracted from {tv.filename}) in {root}"
@@ -264,21 +261,17 @@ def load_test_examples(
     return x, torch.as_tensor(test_set.targets[:n_examples], dtype=torch.int64)
 
 
-def write_cifar_dir(
-    root: str | os.PathLike[str], *, dataset: str, test: Split | None = None, train: Split | None = None,
-    source: str = "arrays",
-) -> Path:
+def write_cifar_dir(root: str | os.PathLike[str], *, dataset: str, test: Split | None = None,
+                    train: Split | None = None, source: str = "arrays") -> Path:
     """Write images in torchvision's CIFAR pickle layout under ``root``, with ikl-zoo's marker file; a folder
     holding CIFAR files that ikl-zoo did not write (the real dataset) is refused, not overwritten."""
-    _check_dataset(dataset)
+    root = Path(root).expanduser()
+    _refuse_foreign_cifar(root, dataset)  # an unknown dataset too
     if test is None and train is None:
         raise ValueError("write_cifar_dir needs a test split, a train split, or both")
-    classes = _CLASSES[dataset]
+    classes, folder = _CLASSES[dataset], _folder(root, dataset)
     splits = {name: _validated_split(split, name, len(classes))
               for name, split in (("test", test), ("train", train)) if split is not None}
-    root = Path(root).expanduser()
-    _refuse_foreign_cifar(root, dataset)
-    folder = _folder(root, dataset)
     try:
         written = (_marker(root, dataset) or {}).get("splits")
     except DataError:  # a damaged marker of ikl-zoo's own folder: writing the folder repairs it
@@ -291,10 +284,8 @@ def write_cifar_dir(
             _write_split(folder, dataset, split_name, images, labels)
         meta = _TORCHVISION_CLASS[dataset].meta
         _write_pickle(folder / meta["filename"], {meta["key"]: list(classes)})
-        write_json_atomic(
-            folder / MARKER_FILENAME,
-            {"written_by": "ikl-zoo", "dataset": dataset, "source": source, "splits": counts},
-        )
+        marker = {"written_by": "ikl-zoo", "dataset": dataset, "source": source, "splits": counts}
+        write_json_atomic(folder / MARKER_FILENAME, marker)
     except OSError as error:
         raise DataError(f"cannot write {folder} ({error.strerror or first_line(error)})",
                         fix="choose a writable folder (--out)") from None
@@ -306,25 +297,23 @@ def _write_split(folder: Path, dataset: str, split_name: str, images: np.ndarray
     chunks = np.array_split(np.arange(len(labels)), len(files))
     for number, (name, indices) in enumerate(zip(files, chunks, strict=True), start=1):
         rows = images[indices].transpose(0, 3, 1, 2).reshape(len(indices), -1)
-        _write_pickle(folder / name, {
-            "batch_label": f"{split_name} batch {number} of {len(files)}",
-            _LABEL_KEY[dataset]: [int(label) for label in labels[indices]],
-            "data": np.ascontiguousarray(rows),
-            "filenames": [f"{split_name}_{int(i):05d}.png" for i in indices],
-        })
+        _write_pickle(folder / name, {"batch_label": f"{split_name} batch {number} of {len(files)}",
+                                      _LABEL_KEY[dataset]: [int(label) for label in labels[indices]],
+                                      "data": np.ascontiguousarray(rows),
+                                      "filenames": [f"{split_name}_{int(i):05d}.png" for i in indices]})
 
 
 def _refuse_foreign_cifar(root: Path, dataset: str) -> None:
     """Refuse a folder holding CIFAR files without ikl-zoo's marker: the real dataset, not to overwrite."""
+    _check_dataset(dataset)
     folder = _folder(root, dataset)
     if (folder / MARKER_FILENAME).exists():
         return
     found = [name for name in _all_files(dataset) if (folder / name).exists()]
     if found:
-        raise DataError(
-            f"{folder} holds {DISPLAY_NAMES[dataset]} files that ikl-zoo did not write ({', '.join(found)}): "
-            "writing there would replace them", fix="choose another folder (--out)",
-        )
+        raise DataError(f"{folder} holds {DISPLAY_NAMES[dataset]} files that ikl-zoo did not write "
+                        f"({', '.join(found)}): writing there would replace them",
+                        fix="choose another folder (--out)")
 
 
 def _validated_split(split: Split, name: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -369,7 +358,6 @@ def write_sample_data_dir(
     """Write foolbox's real test images as a data dir (test split only) that every ikl-zoo command reads."""
     root = Path(root).expanduser()
     for dataset in datasets:  # refuse before writing anything
-        _check_dataset(dataset)
         _refuse_foreign_cifar(root, dataset)
     for dataset in datasets:
         write_cifar_dir(root, dataset=dataset, test=foolbox_sample(dataset), source=SAMPLE_SOURCE)

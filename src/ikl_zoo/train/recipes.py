@@ -169,13 +169,11 @@ class TwoViews:
 
 
 def _preset(dataset: str, attack_beta: float, **more: Any) -> Recipe:
+    source = (f"{_PAPER}: IKL-AT on {DISPLAY_NAMES[dataset]}, alpha 3, beta 20, T 4, attack loss alpha 1 "
+              f"beta {attack_beta:g}; schedule, attack, AWP and weight averaging as in "
+              f"{_RELEASED_CODE.format(dataset)} (whose shell scripts pass alpha 4: use --alpha 4 to match "
+              "them)")
     name = more.pop("name", dataset)
-    source = (
-        f"{_PAPER}: IKL-AT on {DISPLAY_NAMES[dataset]}, alpha 3, beta 20, T 4, attack loss alpha 1 "
-        f"beta {attack_beta:g}; schedule, attack, AWP and weight averaging as in "
-        f"{_RELEASED_CODE.format(dataset)} "
-        f"(whose shell scripts pass alpha 4: use --alpha 4 to match them)"
-    )
     return Recipe(name=name, source=source, dataset=dataset, attack_beta=attack_beta, **more)
 
 

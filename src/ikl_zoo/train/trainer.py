@@ -100,17 +100,13 @@ class AdversarialWeightPerturbation:
                     for name, delta in deltas.items()}
 
     @torch.no_grad()
-    def perturb(self, diff: dict[str, Tensor]) -> None:
-        self._add(diff, self.gamma)
-
-    @torch.no_grad()
-    def restore(self, diff: dict[str, Tensor]) -> None:
-        self._add(diff, -self.gamma)
-
-    def _add(self, diff: dict[str, Tensor], coefficient: float) -> None:
+    def perturb(self, diff: dict[str, Tensor], *, sign: float = 1.0) -> None:
         for name, weight in self.model.named_parameters():
             if name in diff:
-                weight.add_(diff[name], alpha=coefficient)
+                weight.add_(diff[name], alpha=sign * self.gamma)
+
+    def restore(self, diff: dict[str, Tensor]) -> None:
+        self.perturb(diff, sign=-1.0)
 
 
 class ModelEMA:
@@ -168,22 +164,17 @@ class IKLATTrainer:
     step on ``CE(z_clean, y) + IKL(z_clean, z_adv)`` and folds the clean logits into the class prior.
     """
 
-    def __init__(
-        self, net: nn.Module, recipe: Recipe, *, device: torch.device | str, amp: str = "off",
-        distributed: bool = False,
-    ) -> None:
+    def __init__(self, net: nn.Module, recipe: Recipe, *, device: torch.device | str, amp: str = "off",
+                 distributed: bool = False) -> None:
         if amp not in AMP_DTYPES:
             raise TrainingError(f"unknown --amp {amp!r}", fix=f"choose one of {', '.join(AMP_DTYPES)}")
         self.device, self.recipe, self.amp_dtype = torch.device(device), recipe, AMP_DTYPES[amp]
         self.net = net.to(self.device)
-        self.optimizer = torch.optim.SGD(
-            self.net.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-        )
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                         weight_decay=recipe.weight_decay)
         self.class_prior = ClassPrior(recipe.num_classes, temperature=recipe.temperature, device=self.device)
-        self.awp = (
-            AdversarialWeightPerturbation(self.net, gamma=recipe.awp_gamma, lr=recipe.lr)
-            if recipe.awp_gamma > 0 else None
-        )
+        self.awp = (AdversarialWeightPerturbation(self.net, gamma=recipe.awp_gamma, lr=recipe.lr)
+                    if recipe.awp_gamma > 0 else None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")  # a no-op when disabled
         self.ema = ModelEMA(self.net, decay=recipe.ema_decay)
         self.forward_pair: nn.Module = _AdvCleanForward(self.net)
@@ -216,12 +207,9 @@ class IKLATTrainer:
             self.awp.restore(awp_diff)  # type: ignore[union-attr]
         with torch.no_grad():
             count = torch.tensor(float(len(labels)), device=self.device)
-            return {
-                "loss": loss.detach() * count,
-                "clean_correct": (logits_clean.argmax(1) == labels).sum().float(),
-                "adv_correct": (logits_adv.argmax(1) == labels).sum().float(),
-                "images": count,
-            }
+            return {"loss": loss.detach() * count, "images": count,
+                    "clean_correct": (logits_clean.argmax(1) == labels).sum().float(),
+                    "adv_correct": (logits_adv.argmax(1) == labels).sum().float()}
 
     def _batch(self, images: Tensor | Sequence[Tensor], y: Tensor) -> tuple[Tensor, Tensor, int]:
         """The images and labels on the device, two views stacked, and how many belong to the first view."""
@@ -235,11 +223,9 @@ class IKLATTrainer:
 
     def _attack(self, x: Tensor, labels: Tensor, prior: Tensor, epoch: int) -> Tensor:
         recipe, eps = self.recipe, self.recipe.eps_at(epoch)
-        return ikl_pgd_attack(
-            self.net, x, labels, prior, eps=eps, step_size=recipe.attack_step_size * eps,
-            steps=recipe.attack_steps, alpha=recipe.attack_alpha, beta=recipe.attack_beta,
-            amp_dtype=self.amp_dtype,
-        )
+        return ikl_pgd_attack(self.net, x, labels, prior, eps=eps, step_size=recipe.attack_step_size * eps,
+                              steps=recipe.attack_steps, alpha=recipe.attack_alpha, beta=recipe.attack_beta,
+                              amp_dtype=self.amp_dtype)
 
     def _ikl(self, logits_clean: Tensor, logits_adv: Tensor, y: Tensor, prior: Tensor) -> Tensor:
         r = self.recipe
@@ -273,11 +259,9 @@ class IKLATTrainer:
         return loss + self.recipe.aug_weight * ikl(slice(first_view, None)) if two_views else loss
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "ema": self.ema.state_dict(), "class_prior": self.class_prior.state_dict(),
-            "scaler": self.scaler.state_dict(),
-        }
+        return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "ema": self.ema.state_dict(), "class_prior": self.class_prior.state_dict(),
+                "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
