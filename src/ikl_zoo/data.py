@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity
 
@@ -57,8 +58,7 @@ def _folder(root: Path, dataset: str) -> Path:
 
 
 def _split_files(dataset: str, train: bool) -> list[str]:
-    tv = _TORCHVISION_CLASS[dataset]
-    return [name for name, _ in (tv.train_list if train else tv.test_list)]
+    return [name for name, _ in getattr(_TORCHVISION_CLASS[dataset], "train_list" if train else "test_list")]
 
 
 def _all_files(dataset: str) -> list[str]:
@@ -81,9 +81,6 @@ class MarkedCIFAR10(CIFAR10):
 
 class MarkedCIFAR100(MarkedCIFAR10, CIFAR100):
     dataset_name = "cifar100"
-
-
-_MARKED_CLASS = {"cifar10": MarkedCIFAR10, "cifar100": MarkedCIFAR100}
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -163,17 +160,16 @@ def _read_marked_split(dataset: str, root: Path, train: bool) -> tuple[np.ndarra
     return images, [label for _, labels in batches for label in labels], classes
 
 
-def cifar_dataset(
-    dataset: str, *, data_dir: str | os.PathLike[str], train: bool, transform: Callable | None = None,
-    download: bool = True,
-) -> torch.utils.data.Dataset:
+def cifar_dataset(dataset: str, *, data_dir: str | os.PathLike[str], train: bool,
+                  transform: Callable | None = None, download: bool = True) -> torch.utils.data.Dataset:
     """CIFAR-10/100 from ``data_dir`` in torchvision's layout: real CIFAR md5-checked (and downloaded when
     missing, if ``download``), a folder :func:`write_cifar_dir` wrote as is; missing data names the fix."""
     root = Path(data_dir).expanduser()
     marker = _marker(root, dataset)
     if marker is not None:
         _check_marked_split(root, dataset, marker, train=train)
-        return _MARKED_CLASS[dataset](root, train=train, transform=transform)
+        marked = MarkedCIFAR100 if dataset == "cifar100" else MarkedCIFAR10
+        return marked(root, train=train, transform=transform)
     try:
         with _undone_on_failure(root):
             return _TORCHVISION_CLASS[dataset](root, train=train, transform=transform, download=download)
@@ -210,9 +206,8 @@ def _check_marked_split(root: Path, dataset: str, marker: dict, *, train: bool) 
                                fix=f"put the real {DISPLAY_NAMES[dataset]} there or use another --data-dir")
 
 
-def _not_found(
-    root: Path, dataset: str, error: Exception, *, train: bool, download: bool
-) -> DatasetNotFoundError:
+def _not_found(root: Path, dataset: str, error: Exception, *, train: bool,
+               download: bool) -> DatasetNotFoundError:
     tv, folder, name = _TORCHVISION_CLASS[dataset], _folder(root, dataset), DISPLAY_NAMES[dataset]
     if folder.is_dir() and all((folder / n).is_file() for n in _all_files(dataset)):
         batches = tv.train_list + tv.test_list
@@ -240,9 +235,8 @@ def data_source(dataset: str, *, data_dir: str | os.PathLike[str]) -> str:
     return f"{DISPLAY_NAMES[dataset]} folder written by ikl-zoo: {marker.get('source', 'arrays')}"
 
 
-def load_test_examples(
-    dataset: str, *, data_dir: str | os.PathLike[str], n_examples: int | None = None, download: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
+def load_test_examples(dataset: str, *, data_dir: str | os.PathLike[str], n_examples: int | None = None,
+                       download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """RobustBench's protocol: the first ``n_examples`` test images, in order, ``ToTensor()`` only, as float32
     (N, 3, 32, 32) in [0, 1] and int64 labels; more than the folder holds is an error, not fewer images."""
     test_set = cifar_dataset(dataset, data_dir=data_dir, train=False, download=download)
@@ -335,8 +329,6 @@ def _write_pickle(path: Path, obj: Any) -> None:
 def foolbox_sample(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     """The real CIFAR test images foolbox ships (test indices 0-19): uint8 NHWC images and int64 labels."""
     _check_dataset(dataset)
-    from PIL import Image
-
     spec = importlib.util.find_spec("foolbox")
     if spec is None or not spec.submodule_search_locations:
         raise DatasetNotFoundError("foolbox is not installed", fix="`pip install foolbox` (it ships them)")
@@ -352,9 +344,8 @@ def foolbox_sample(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     return images, np.array([label for _, label, _ in found], dtype=np.int64)
 
 
-def write_sample_data_dir(
-    root: str | os.PathLike[str], *, datasets: tuple[str, ...] = ("cifar10", "cifar100")
-) -> Path:
+def write_sample_data_dir(root: str | os.PathLike[str], *,
+                          datasets: tuple[str, ...] = ("cifar10", "cifar100")) -> Path:
     """Write foolbox's real test images as a data dir (test split only) that every ikl-zoo command reads."""
     root = Path(root).expanduser()
     for dataset in datasets:  # refuse before writing anything

@@ -19,6 +19,7 @@ from ikl_zoo.zoo.loading import load
 from ikl_zoo.zoo.spec import ModelSpec
 
 PUSHED_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
+LOGITS_TOLERANCE = 1e-5  # ikl-zoo's network against RobustBench's, on the same weights
 
 
 def convert_checkpoint(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, model_id: str,
@@ -127,9 +128,6 @@ def push_zoo_folder(
         raise PublishError(f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id} "
                            f"({first_line(error)})", fix="check the network or HF_ENDPOINT") from None
     return str(getattr(commit, "commit_url", commit))
-
-
-LOGITS_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)

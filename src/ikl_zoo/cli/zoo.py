@@ -36,8 +36,7 @@ def download(model: str, dataset: str, revision: str | None) -> None:
         click.echo(f"commit: {weights.commit}")
     else:
         weights = fetch_weights(get_model_entry(model, dataset=dataset), revision=revision)
-    click.echo(f"path: {weights.path}")
-    click.echo(f"sha256: {weights.sha256}")
+    click.echo(f"path: {weights.path}\nsha256: {weights.sha256}")
 
 
 @click.command(cls=IklZooCommand)
@@ -102,10 +101,8 @@ def mirror(model: str | None, dataset: str | None, every: bool, org: str, tag: s
 
     if every == bool(model) or (every and checkpoint):
         raise click.UsageError("name one MODEL (optionally with --from FILE), or pass --all")
-    if every:
-        specs = [spec for spec in list_models(dataset=dataset) if spec.gdrive_id]
-    else:
-        specs = [get_model_entry(model, dataset=dataset or "cifar10")]
+    specs = ([spec for spec in list_models(dataset=dataset) if spec.gdrive_id] if every
+             else [get_model_entry(model, dataset=dataset or "cifar10")])
     target = MirrorTarget(org=org, tag=tag, token=token, dry_run=dry_run)
     for spec in specs:
         click.echo("\n".join(mirror_model(spec, target, checkpoint=checkpoint).lines()))

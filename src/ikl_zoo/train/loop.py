@@ -1,9 +1,10 @@
-"""IKL-AT training: processes, data, the epoch loop, resume and the zoo folder at the end.
+"""IKL-AT training: processes, data, the epoch loop, resume, and the run folder: ``checkpoint.pt`` (the
+training state, rewritten atomically every epoch), ``history.json`` and, after the last epoch, ``model/``
+(a zoo folder of the averaged weights with its model card).
 
 Every epoch reseeds the random generators from ``(seed, epoch, rank)`` and shuffles with a sampler seeded the
 same way, so an epoch computes the same thing whether the run was interrupted before it or not: on CPU a
-resumed run is bit-for-bit the uninterrupted one.
-"""
+resumed run is bit-for-bit the uninterrupted one."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import itertools
 import math
 import os
 import random
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,26 +24,32 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from ikl_zoo import __version__
+from ikl_zoo.atomic import atomic_path, write_json_atomic
+from ikl_zoo.cards.model_card import write_model_card
 from ikl_zoo.data import cifar_dataset
 from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate.distributed import Shard, process_group_from_environment
 from ikl_zoo.evaluate.prepare import resolve_device
-from ikl_zoo.train import run_folder
-from ikl_zoo.train.recipes import Recipe, architecture_config, get_recipe
-from ikl_zoo.train.trainer import IKLATTrainer, TrainingError
-from ikl_zoo.zoo.checkpoints import model_from_config, non_finite_tensors
+from ikl_zoo.train.recipes import Recipe, TrainingError, architecture_config, get_recipe
+from ikl_zoo.train.trainer import IKLATTrainer
+from ikl_zoo.zoo.checkpoints import model_from_config, non_finite_tensors, save_zoo_folder, torch_load_reason
 
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_NAME = "history.json"
+MODEL_DIR_NAME = "model"
+CHECKPOINT_FORMAT = "ikl-zoo-train/1"
+_CHECKPOINT_KEYS = ("recipe", "run", "epoch", "history", "model_id", "model", "optimizer", "ema",
+                    "class_prior")
 _STATISTICS = ("loss", "clean_correct", "adv_correct", "images")  # what each step sums, in this order
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How a run is carried out, apart from what it computes (the recipe).
-
-    ``resume`` continues ``out_dir/checkpoint.pt`` if there is one (without it, an existing checkpoint is an
-    error); ``steps_per_epoch`` caps the batches of each epoch (smoke runs); ``stop_after_epochs`` ends this
-    run after that many epochs (e.g. a job time limit), to be continued with ``resume``.
-    """
+    """How a run is carried out, apart from what it computes (the recipe). ``resume`` continues
+    ``out_dir/checkpoint.pt`` if there is one (without it, an existing checkpoint is an error);
+    ``steps_per_epoch`` caps the batches of each epoch (smoke runs); ``stop_after_epochs`` ends this run after
+    that many epochs (e.g. a job time limit), to be continued with ``resume``."""
 
     data_dir: str | os.PathLike[str]
     out_dir: str | os.PathLike[str]
@@ -72,14 +80,6 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _device(name: str | None) -> torch.device:
-    """The device asked for (default: this process's GPU if any, torchrun's ``LOCAL_RANK``, else the CPU)."""
-    try:
-        return resolve_device(name or "auto", nn.Module())
-    except EvaluationError as error:  # the evaluator's devices and messages
-        raise TrainingError(str(error)) from None
-
-
 def _means(totals: torch.Tensor) -> dict[str, Any]:
     """The loss and accuracies over the images that ``totals`` sums (see ``_STATISTICS``)."""
     loss_sum, clean, adv, count = totals.tolist()
@@ -93,19 +93,17 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_recipe(
-    name: str | None, *, overrides: dict[str, Any], out_dir: str | os.PathLike[str], resume: bool
-) -> Recipe:
+def resolve_recipe(name: str | None, *, overrides: dict[str, Any], out_dir: str | os.PathLike[str],
+                   resume: bool) -> Recipe:
     """A preset (default: the dataset's) with overrides, or, resuming with neither, the checkpoint's."""
-    saved = resume and name is None and not overrides and run_folder.load_training_checkpoint(out_dir)
+    saved = resume and name is None and not overrides and load_training_checkpoint(out_dir)
     if saved:
         return Recipe.from_dict(saved["recipe"])
     return get_recipe(name or overrides.get("dataset") or "cifar10", **overrides)
 
 
-def _recipe_to_run(
-    recipe: Recipe | None, saved: dict[str, Any] | None, settings: RunSettings
-) -> tuple[Recipe, str]:
+def _recipe_to_run(recipe: Recipe | None, saved: dict[str, Any] | None,
+                   settings: RunSettings) -> tuple[Recipe, str]:
     """The recipe and model id of this run: the given ones, or the checkpoint's when resuming."""
     out_dir = Path(settings.out_dir)
     if saved is None:
@@ -117,7 +115,7 @@ def _recipe_to_run(
         raise TrainingError(f"{out_dir} already holds a training checkpoint (epoch {epochs})",
                             fix="pass --resume to continue it, or choose another --out")
     saved_recipe = Recipe.from_dict(saved["recipe"])
-    differences = run_folder.recipe_differences(saved_recipe, recipe) if recipe is not None else []
+    differences = recipe_differences(saved_recipe, recipe) if recipe is not None else []
     if differences:
         raise TrainingError(f"the recipe differs from the checkpoint's in {'; '.join(differences)}",
                             fix="resume with the same options (or none), or train into another --out")
@@ -130,9 +128,12 @@ def _recipe_to_run(
 def train_ikl_at(recipe: Recipe | None, settings: RunSettings) -> TrainResult:
     """Train with IKL-AT and write the averaged weights as a zoo folder, ``out_dir/model``. ``recipe`` None
     resumes the checkpoint's; under ``torchrun`` each process trains its share of every (global) batch."""
-    saved = run_folder.load_training_checkpoint(settings.out_dir)
+    saved = load_training_checkpoint(settings.out_dir)
     recipe, model_id = _recipe_to_run(recipe, saved, settings)
-    device = _device(settings.device)
+    try:  # default: this process's GPU if any (torchrun's LOCAL_RANK), else the CPU
+        device = resolve_device(settings.device or "auto", nn.Module())
+    except EvaluationError as error:  # the evaluator's devices and messages
+        raise TrainingError(str(error)) from None
     with process_group_from_environment(device) as shard:
         return _TrainingRun(recipe, settings, shard, device, model_id).train(saved)
 
@@ -152,13 +153,12 @@ class _TrainingRun:
         _seed_everything(recipe.seed)  # the same initial weights in every process and every run
         network, amp = model_from_config(self.architecture), settings.amp
         self.trainer = IKLATTrainer(network, recipe, device=device, amp=amp, distributed=shard.active)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark |= device.type == "cuda"
         self.run = {"steps_per_epoch": settings.steps_per_epoch, "amp": settings.amp,
                     "world_size": shard.world_size, "device": device.type}
         self.train_set = cifar_dataset(recipe.dataset, data_dir=settings.data_dir, train=True,
                                        download=settings.download, transform=recipe.training_transform())
-        run_folder.prepare_out_dir(self.out_dir)
+        prepare_out_dir(self.out_dir)
         self.sampler = DistributedSampler(self.train_set, shard.world_size, shard.rank, seed=recipe.seed)
         batches = math.ceil(len(self.sampler) / self.local_batch)
         self.batches = min(batches, settings.steps_per_epoch or batches)
@@ -177,9 +177,8 @@ class _TrainingRun:
             for epoch in range(done + 1, last + 1):
                 self._save(self._epoch(epoch, bar), bar)
                 done = epoch
-        model_dir = self._write_model() if done == self.recipe.epochs else None
-        checkpoint = self.out_dir / run_folder.CHECKPOINT_NAME
-        return TrainResult(self.recipe, self.out_dir, checkpoint, model_dir, done, self.history)
+        out, model_dir = self.out_dir, self._write_model() if done == self.recipe.epochs else None
+        return TrainResult(self.recipe, out, out / CHECKPOINT_NAME, model_dir, done, self.history)
 
     def _loader(self, epoch: int) -> DataLoader:
         """This epoch's batches, shuffled and augmented the same way whether the run was resumed or not."""
@@ -229,8 +228,8 @@ class _TrainingRun:
     def _save(self, record: dict[str, Any], bar: tqdm) -> None:
         self.history.append(record)
         if self.shard.is_main:
-            run_folder.save_checkpoint(self.out_dir, self.trainer, run=self.run, epoch=record["epoch"],
-                                       history=self.history, model_id=self.model_id)
+            save_checkpoint(self.out_dir, self.trainer, run=self.run, epoch=record["epoch"],
+                            history=self.history, model_id=self.model_id)
             bar.write("epoch {epoch}/{epochs}: loss {loss:.4f}, clean acc {clean_acc:.4f}, adversarial acc "
                       "{adv_acc:.4f}, lr {lr:.4g}, eps {pixels:.2f}/255, {images_per_second:.0f} images/s"
                       .format(**record, epochs=self.recipe.epochs, pixels=record["eps"] * 255))
@@ -239,8 +238,79 @@ class _TrainingRun:
 
     def _write_model(self) -> Path:
         if self.shard.is_main:
-            run_folder.save_model(self.out_dir, self.trainer, run=self.run, architecture=self.architecture,
-                                  model_id=self.model_id, images=len(self.train_set))
+            save_model(self.out_dir, self.trainer, run=self.run, architecture=self.architecture,
+                       model_id=self.model_id, images=len(self.train_set))
         if self.shard.active:
             torch.distributed.barrier()
-        return self.out_dir / run_folder.MODEL_DIR_NAME
+        return self.out_dir / MODEL_DIR_NAME
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Fail before the first epoch, not after it, when the run folder cannot take a checkpoint."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as error:
+        raise TrainingError(f"cannot write the run folder {out_dir} ({error.strerror or error})",
+                            fix="choose another --out") from None
+    if (checkpoint := out_dir / CHECKPOINT_NAME).exists() and not checkpoint.is_file():
+        raise TrainingError(f"{checkpoint} is not a file", fix="remove it or choose another --out")
+
+
+def load_training_checkpoint(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The training state saved in ``out_dir`` (loaded with ``weights_only``), or None."""
+    path = Path(out_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: say which and how to proceed
+        raise TrainingError(f"{path} is not a readable training checkpoint ({torch_load_reason(error)})",
+                            fix="delete it to restart") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not an ikl-zoo training checkpoint", fix="choose another --out")
+    missing = [key for key in _CHECKPOINT_KEYS if key not in state]
+    if missing or not isinstance(state["recipe"], dict) or not isinstance(state["run"], dict):
+        raise TrainingError(f"{path} is damaged (missing or malformed: {', '.join(missing) or 'recipe/run'})",
+                            fix="delete it to restart")
+    return state
+
+
+def recipe_differences(saved: Recipe, given: Recipe) -> list[str]:
+    """The knobs (not the preset name or source) where a resumed run would train differently."""
+    old, new = saved.to_dict(), given.to_dict()
+    return [f"{key} (checkpoint {old[key]!r}, now {new[key]!r})" for key in old
+            if key not in ("name", "source") and old[key] != new[key]]
+
+
+def save_checkpoint(out_dir: Path, trainer: IKLATTrainer, *, run: dict[str, Any], epoch: int,
+                    history: list[dict[str, Any]], model_id: str) -> None:
+    """The training state after ``epoch``, then the history: each file whole or not at all."""
+    state = {"format": CHECKPOINT_FORMAT, "ikl_zoo_version": __version__, "recipe": trainer.recipe.to_dict(),
+             "run": run, "epoch": epoch, "history": history, "model_id": model_id, **trainer.state_dict()}
+    with atomic_path(out_dir / CHECKPOINT_NAME) as tmp:
+        torch.save(state, tmp)
+    write_json_atomic(out_dir / HISTORY_NAME, history)
+
+
+def save_model(out_dir: Path, trainer: IKLATTrainer, *, run: dict[str, Any], architecture: dict[str, Any],
+               model_id: str, images: int) -> Path:
+    """``out_dir/model``: the zoo folder of the averaged weights, its config stating the recipe, its card."""
+    recipe, knobs, model_dir = trainer.recipe, trainer.recipe.to_dict(), out_dir / MODEL_DIR_NAME
+    averaged = (f"exponential moving average (decay {recipe.ema_decay}, every {recipe.ema_every}, from epoch "
+                f"{recipe.ema_start_epoch}) of the weights and BatchNorm statistics")
+    config = {"model_id": model_id, "dataset": recipe.dataset, "threat_model": "Linf", "eps": recipe.eps,
+              "architecture": architecture}
+    extra = {
+        # One flat mapping, so that a model card shows it as a table of settings.
+        "training": {"method": "IKL-AT", "recipe": knobs.pop("name"), **knobs, "final_weights": averaged,
+                     **run, "trained_with": f"ikl-zoo {__version__} (ikl-zoo train)"},
+        "class_prior": [[round(value, 8) for value in row] for row in trainer.class_prior.prior.tolist()],
+        "data": {"dataset": recipe.dataset, "split": "train", "images": images,
+                 "augmentation": recipe.augmentation},
+        "seed": recipe.seed,
+    }
+    save_zoo_folder(trainer.ema.state_dict(), model_dir, entry_or_config=config, extra=extra)
+    # The card states the recipe; `ikl-zoo card --result` adds measured accuracy after evaluation.
+    write_model_card(model_dir, model_dir)
+    return model_dir

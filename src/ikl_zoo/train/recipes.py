@@ -6,8 +6,7 @@ The procedure follows the authors' released training code (github.com/jiequancui
 epoch (``eps * epoch / epochs``) in 5 sign steps of half the current eps (what those scripts' ``--train_budget
 high`` branch runs in every epoch); AWP from epoch 10; SGD with per-epoch cosine decay; and as the final model
 an exponential moving average (decay 0.9) of the end-of-epoch weights, BatchNorm statistics included, which is
-what their ``swa.py workdir 0.9 1 200`` step computes.
-"""
+what their ``swa.py workdir 0.9 1 200`` step computes."""
 
 from __future__ import annotations
 
@@ -48,6 +47,10 @@ class RecipeError(IklZooError):
     """An unknown preset, an unknown knob or a value outside its range."""
 
 
+class TrainingError(IklZooError):
+    """A training run that cannot start or continue as asked."""
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything that decides what IKL-AT training computes (run settings such as the device are apart).
@@ -61,8 +64,7 @@ class Recipe:
     the average folds in every epoch's or step's weights from ``ema_start_epoch``. ``autoaugment`` adds a
     second view whose IKL is weighted ``aug_weight``; AutoAugment fills the area its rotations, shears and
     translations uncover with grey ``autoaugment_fill``, by default the authors' 128 (their ``CIFAR10Policy``,
-    ``DKLv2/Adv-training-dkl/autoaug.py``; torchvision's default is 0).
-    """
+    ``DKLv2/Adv-training-dkl/autoaug.py``; torchvision's default is 0)."""
 
     name: str
     source: str
@@ -177,12 +179,10 @@ def _preset(dataset: str, attack_beta: float, **more: Any) -> Recipe:
     return Recipe(name=name, source=source, dataset=dataset, attack_beta=attack_beta, **more)
 
 
-RECIPES: dict[str, Recipe] = {
-    "cifar10": _preset("cifar10", 0.0),
-    "cifar100": _preset("cifar100", 1.0),
-    "cifar100-autoaug": _preset("cifar100", 1.0, name="cifar100-autoaug", autoaugment=True, aug_weight=0.5),
-}
 # cifar100-autoaug: the authors' train_dkl_cifar100_autoaug.sh (Cui2023Decoupled_WRN-34-10_autoaug).
+RECIPES: dict[str, Recipe] = {"cifar10": _preset("cifar10", 0.0), "cifar100": _preset("cifar100", 1.0),
+                              "cifar100-autoaug": _preset("cifar100", 1.0, name="cifar100-autoaug",
+                                                          autoaugment=True, aug_weight=0.5)}
 
 
 def get_recipe(name: str, **overrides: Any) -> Recipe:

@@ -3,7 +3,6 @@ perturbation, the weight average, and the state the step needs (optimiser, class
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -12,28 +11,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ikl_zoo.errors import IklZooError
 from ikl_zoo.losses import ClassPrior, ikl_loss
-from ikl_zoo.train.recipes import Recipe
+from ikl_zoo.train.recipes import Recipe, TrainingError
 
+AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _FLOAT16_LOSS_SCALE = 1024.0
 
 
-def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Mixed precision in ``dtype``, or nothing when it is None."""
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device_type, dtype=dtype)
-
-
-def ikl_pgd_attack(
-    model: nn.Module, x: Tensor, y: Tensor, class_prior: Tensor, *, eps: float, step_size: float, steps: int,
-    alpha: float = 1.0, beta: float = 0.0, amp_dtype: torch.dtype | None = None,
-) -> Tensor:
+def ikl_pgd_attack(model: nn.Module, x: Tensor, y: Tensor, class_prior: Tensor, *, eps: float,
+                   step_size: float, steps: int, alpha: float = 1.0, beta: float = 0.0,
+                   amp_dtype: torch.dtype | None = None) -> Tensor:
     """Adversarial examples that maximise ``ikl_loss(model(x), model(x_adv), y, class_prior)``, as the
     released code: eval mode, start at ``x + 0.001 * N(0, 1)``, ``steps`` signed steps projected onto the
     eps-ball and [0, 1]. The clean logits are computed once (eval mode: the same at every step)."""
     was_training = model.training
     model.eval()
-    mixed = autocast(x.device.type, amp_dtype)
+    mixed = torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
     try:
         x = x.detach()
         prior = class_prior.detach().to(device=x.device, dtype=torch.float32)
@@ -57,29 +50,23 @@ def ikl_pgd_attack(
 
 
 class AdversarialWeightPerturbation:
-    """One ascent step on a proxy copy of the network gives a per-layer direction scaled to ``gamma``.
-
-    ``compute`` loads the network into the proxy, takes one SGD step (learning rate ``lr``, no momentum) on
-    minus the training loss, and returns for every weight matrix/kernel the difference rescaled to the norm
-    of that weight; ``perturb`` adds ``gamma`` times it, ``restore`` removes it after the optimiser step.
-    The proxy runs in train mode so that only its own BatchNorm statistics move. Under torchrun the proxy
-    gradients are averaged over processes so that every replica gets the same perturbation.
-    """
+    """One ascent step on a proxy copy of the network gives each weight matrix/kernel a direction, rescaled to
+    that weight's norm; ``perturb`` adds ``gamma`` times it, ``restore`` removes it after the optimiser step.
+    The proxy runs in train mode so that only its own BatchNorm statistics move; under torchrun its gradients
+    are averaged over processes so that every replica gets the same perturbation."""
 
     def __init__(self, model: nn.Module, *, gamma: float, lr: float) -> None:
         self.model, self.gamma = model, gamma
         self.proxy = copy.deepcopy(model)
         self.proxy_optimizer = torch.optim.SGD(self.proxy.parameters(), lr=lr)
 
-    def compute(
-        self, x_clean: Tensor, x_adv: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor], *,
-        amp_dtype: torch.dtype | None = None, loss_scale: float = 1.0,
-    ) -> dict[str, Tensor]:
+    def compute(self, x_clean: Tensor, x_adv: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor], *,
+                amp_dtype: torch.dtype | None = None, loss_scale: float = 1.0) -> dict[str, Tensor]:
         """The perturbation for this batch under ``loss_fn(logits_clean, logits_adv)``; ``loss_scale`` keeps
         float16 gradients from underflowing (a non-finite proxy gradient then gives no perturbation)."""
         self.proxy.load_state_dict(self.model.state_dict())
         self.proxy.train()
-        with autocast(x_clean.device.type, amp_dtype):
+        with torch.autocast(x_clean.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits_clean, logits_adv = self.proxy(x_clean), self.proxy(x_adv)
         loss = -loss_fn(logits_clean.float(), logits_adv.float())
         self.proxy_optimizer.zero_grad(set_to_none=True)
@@ -133,18 +120,10 @@ class ModelEMA:
         return {key: value.clone() for key, value in self.state.items()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        missing = set(self.state) ^ set(state)
-        if missing:
+        if missing := set(self.state) ^ set(state):
             raise ValueError(f"EMA state does not match the network: {sorted(missing)[:3]}")
         for key, value in state.items():
             self.state[key].copy_(value)
-
-
-AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class TrainingError(IklZooError):
-    """A training run that cannot start or continue as asked."""
 
 
 class _AdvCleanForward(nn.Module):
@@ -161,8 +140,7 @@ class _AdvCleanForward(nn.Module):
 
 class IKLATTrainer:
     """``step`` crafts the adversarial batch, applies AWP when the recipe says so for ``epoch``, takes one SGD
-    step on ``CE(z_clean, y) + IKL(z_clean, z_adv)`` and folds the clean logits into the class prior.
-    """
+    step on ``CE(z_clean, y) + IKL(z_clean, z_adv)`` and folds the clean logits into the class prior."""
 
     def __init__(self, net: nn.Module, recipe: Recipe, *, device: torch.device | str, amp: str = "off",
                  distributed: bool = False) -> None:
@@ -195,7 +173,7 @@ class IKLATTrainer:
         self.net.train()
         awp_diff = self._perturb_weights(x, x_adv, labels, prior, epoch)
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device.type, self.amp_dtype):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             logits_adv, logits_clean = self.forward_pair(x_adv, x)
         logits_adv, logits_clean = logits_adv.float(), logits_clean.float()
         self.class_prior.update(logits_clean[:first_view], labels[:first_view])
@@ -228,13 +206,11 @@ class IKLATTrainer:
                               amp_dtype=self.amp_dtype)
 
     def _ikl(self, logits_clean: Tensor, logits_adv: Tensor, y: Tensor, prior: Tensor) -> Tensor:
-        r = self.recipe
-        return ikl_loss(logits_clean, logits_adv, y, prior, alpha=r.alpha, beta=r.beta,
-                        prior_power=r.prior_power)
+        return ikl_loss(logits_clean, logits_adv, y, prior, alpha=self.recipe.alpha, beta=self.recipe.beta,
+                        prior_power=self.recipe.prior_power)
 
-    def _perturb_weights(
-        self, x: Tensor, x_adv: Tensor, labels: Tensor, prior: Tensor, epoch: int
-    ) -> dict[str, Tensor]:
+    def _perturb_weights(self, x: Tensor, x_adv: Tensor, labels: Tensor, prior: Tensor,
+                         epoch: int) -> dict[str, Tensor]:
         """AWP from the recipe's epoch on; its objective is CE + IKL over the whole batch, as released."""
         if self.awp is None or not self.recipe.uses_awp(epoch):
             return {}
@@ -247,9 +223,8 @@ class IKLATTrainer:
         self.awp.perturb(diff)
         return diff
 
-    def _loss(
-        self, logits_clean: Tensor, logits_adv: Tensor, labels: Tensor, prior: Tensor, first_view: int
-    ) -> Tensor:
+    def _loss(self, logits_clean: Tensor, logits_adv: Tensor, labels: Tensor, prior: Tensor,
+              first_view: int) -> Tensor:
         """``CE + IKL``; with two views the AutoAugment view's IKL is weighted by ``aug_weight``."""
         def ikl(part: slice) -> Tensor:
             return self._ikl(logits_clean[part], logits_adv[part], labels[part], prior)
