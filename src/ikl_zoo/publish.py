@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ikl_zoo.cards.model_card import write_model_card
 from ikl_zoo.errors import CheckpointError, PublishError, first_line
 from ikl_zoo.zoo import checkpoints
 from ikl_zoo.zoo.checkpoints import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
@@ -39,8 +40,6 @@ def convert_checkpoint(checkpoint: str | os.PathLike[str], out_dir: str | os.Pat
     source = _earlier_source(checkpoint) or {
         "checkpoint": checkpoint.name, **({"sha256": loaded.sha256} if checkpoint.is_file() else {})
     }
-    from ikl_zoo.cards import write_model_card
-
     try:
         folder = checkpoints.save_zoo_folder(loaded.network, out_dir, entry_or_config=loaded.spec,
                                  extra={"source": source})

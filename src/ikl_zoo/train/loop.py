@@ -82,9 +82,8 @@ class TrainResult:
 
 def _means(totals: torch.Tensor) -> dict[str, Any]:
     """The loss and accuracies over the images that ``totals`` sums (see ``_STATISTICS``)."""
-    loss_sum, clean, adv, count = totals.tolist()
-    return {"loss": loss_sum / count, "clean_acc": clean / count, "adv_acc": adv / count,
-            "images": int(count)}
+    loss, clean, adv, count = totals.tolist()
+    return {"loss": loss / count, "clean_acc": clean / count, "adv_acc": adv / count, "images": int(count)}
 
 
 def _seed_everything(seed: int) -> None:
