@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity
 
@@ -57,8 +58,7 @@ def _folder(root: Path, dataset: str) -> Path:
 
 
 def _split_files(dataset: str, train: bool) -> list[str]:
-    tv = _TORCHVISION_CLASS[dataset]
-    return [name for name, _ in (tv.train_list if train else tv.test_list)]
+    return [name for name, _ in getattr(_TORCHVISION_CLASS[dataset], "train_list" if train else "test_list")]
 
 
 def _all_files(dataset: str) -> list[str]:
@@ -81,9 +81,6 @@ class MarkedCIFAR10(CIFAR10):
 
 class MarkedCIFAR100(MarkedCIFAR10, CIFAR100):
     dataset_name = "cifar100"
-
-
-_MARKED_CLASS = {"cifar10": MarkedCIFAR10, "cifar100": MarkedCIFAR100}
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -163,17 +160,16 @@ def _read_marked_split(dataset: str, root: Path, train: bool) -> tuple[np.ndarra
     return images, [label for _, labels in batches for label in labels], classes
 
 
-def cifar_dataset(
-    dataset: str, *, data_dir: str | os.PathLike[str], train: bool, transform: Callable | None = None,
-    download: bool = True,
-) -> torch.utils.data.Dataset:
+def cifar_dataset(dataset: str, *, data_dir: str | os.PathLike[str], train: bool,
+                  transform: Callable | None = None, download: bool = True) -> torch.utils.data.Dataset:
     """CIFAR-10/100 from ``data_dir`` in torchvision's layout: real CIFAR md5-checked (and downloaded when
     missing, if ``download``), a folder :func:`write_cifar_dir` wrote as is; missing data names the fix."""
     root = Path(data_dir).expanduser()
     marker = _marker(root, dataset)
     if marker is not None:
         _check_marked_split(root, dataset, marker, train=train)
-        return _MARKED_CLASS[dataset](root, train=train, transform=transform)
+        marked = MarkedCIFAR100 if dataset == "cifar100" else MarkedCIFAR10
+        return marked(root, train=train, transform=transform)
     try:
         with _undone_on_failure(root):
             return _TORCHVISION_CLASS[dataset](root, train=train, transform=transform, download=download)
@@ -205,24 +201,20 @@ def _check_marked_split(root: Path, dataset: str, marker: dict, *, train: bool) 
     if isinstance(written, dict) and ("train" if train else "test") in written:
         raise DataError(f"{folder} lost its {split} split ({', '.join(missing)} missing or not a file)",
                         fix=_rewrite_hint(root, marker))
-    raise DatasetNotFoundError(
-        f"{folder} was written by ikl-zoo ({marker.get('source', 'arrays')}) without the {split} split "
-        f"({', '.join(missing)} missing)",
-        fix=f"put the real {DISPLAY_NAMES[dataset]} there or use another --data-dir",
-    )
+    raise DatasetNotFoundError(f"{folder} was written by ikl-zoo ({marker.get('source', 'arrays')}) without "
+                               f"the {split} split ({', '.join(missing)} missing)",
+                               fix=f"put the real {DISPLAY_NAMES[dataset]} there or use another --data-dir")
 
 
-def _not_found(
-    root: Path, dataset: str, error: Exception, *, train: bool, download: bool
-) -> DatasetNotFoundError:
+def _not_found(root: Path, dataset: str, error: Exception, *, train: bool,
+               download: bool) -> DatasetNotFoundError:
     tv, folder, name = _TORCHVISION_CLASS[dataset], _folder(root, dataset), DISPLAY_NAMES[dataset]
     if folder.is_dir() and all((folder / n).is_file() for n in _all_files(dataset)):
         batches = tv.train_list + tv.test_list
         corrupted = ", ".join(n for n, md5 in batches if not check_integrity(folder / n, md5)) or "meta"
-        return DatasetNotFoundError(
-            f"{name} in {folder} does not match torchvision's md5 sums ({corrupted})",
-            fix=f"replace those files from {tv.filename}, or delete the folder so it is downloaded again",
-        )
+        return DatasetNotFoundError(f"{name} in {folder} does not match torchvision's md5 sums ({corrupted})",
+                                    fix=f"replace those files from {tv.filename}, or delete the folder so it "
+                                    "is downloaded again")
     reason = f"download failed: {first_line(error)}" if download else "download disabled"
     files = ", ".join(_all_files(dataset))
     fix = f"put the folder {tv.base_folder}/ ({files}, as extracted from {tv.filename}) in {root}"
@@ -243,9 +235,8 @@ def data_source(dataset: str, *, data_dir: str | os.PathLike[str]) -> str:
     return f"{DISPLAY_NAMES[dataset]} folder written by ikl-zoo: {marker.get('source', 'arrays')}"
 
 
-def load_test_examples(
-    dataset: str, *, data_dir: str | os.PathLike[str], n_examples: int | None = None, download: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
+def load_test_examples(dataset: str, *, data_dir: str | os.PathLike[str], n_examples: int | None = None,
+                       download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """RobustBench's protocol: the first ``n_examples`` test images, in order, ``ToTensor()`` only, as float32
     (N, 3, 32, 32) in [0, 1] and int64 labels; more than the folder holds is an error, not fewer images."""
     test_set = cifar_dataset(dataset, data_dir=data_dir, train=False, download=download)
@@ -264,21 +255,17 @@ def load_test_examples(
     return x, torch.as_tensor(test_set.targets[:n_examples], dtype=torch.int64)
 
 
-def write_cifar_dir(
-    root: str | os.PathLike[str], *, dataset: str, test: Split | None = None, train: Split | None = None,
-    source: str = "arrays",
-) -> Path:
+def write_cifar_dir(root: str | os.PathLike[str], *, dataset: str, test: Split | None = None,
+                    train: Split | None = None, source: str = "arrays") -> Path:
     """Write images in torchvision's CIFAR pickle layout under ``root``, with ikl-zoo's marker file; a folder
     holding CIFAR files that ikl-zoo did not write (the real dataset) is refused, not overwritten."""
-    _check_dataset(dataset)
+    root = Path(root).expanduser()
+    _refuse_foreign_cifar(root, dataset)  # an unknown dataset too
     if test is None and train is None:
         raise ValueError("write_cifar_dir needs a test split, a train split, or both")
-    classes = _CLASSES[dataset]
+    classes, folder = _CLASSES[dataset], _folder(root, dataset)
     splits = {name: _validated_split(split, name, len(classes))
               for name, split in (("test", test), ("train", train)) if split is not None}
-    root = Path(root).expanduser()
-    _refuse_foreign_cifar(root, dataset)
-    folder = _folder(root, dataset)
     try:
         written = (_marker(root, dataset) or {}).get("splits")
     except DataError:  # a damaged marker of ikl-zoo's own folder: writing the folder repairs it
@@ -291,10 +278,8 @@ def write_cifar_dir(
             _write_split(folder, dataset, split_name, images, labels)
         meta = _TORCHVISION_CLASS[dataset].meta
         _write_pickle(folder / meta["filename"], {meta["key"]: list(classes)})
-        write_json_atomic(
-            folder / MARKER_FILENAME,
-            {"written_by": "ikl-zoo", "dataset": dataset, "source": source, "splits": counts},
-        )
+        marker = {"written_by": "ikl-zoo", "dataset": dataset, "source": source, "splits": counts}
+        write_json_atomic(folder / MARKER_FILENAME, marker)
     except OSError as error:
         raise DataError(f"cannot write {folder} ({error.strerror or first_line(error)})",
                         fix="choose a writable folder (--out)") from None
@@ -306,25 +291,23 @@ def _write_split(folder: Path, dataset: str, split_name: str, images: np.ndarray
     chunks = np.array_split(np.arange(len(labels)), len(files))
     for number, (name, indices) in enumerate(zip(files, chunks, strict=True), start=1):
         rows = images[indices].transpose(0, 3, 1, 2).reshape(len(indices), -1)
-        _write_pickle(folder / name, {
-            "batch_label": f"{split_name} batch {number} of {len(files)}",
-            _LABEL_KEY[dataset]: [int(label) for label in labels[indices]],
-            "data": np.ascontiguousarray(rows),
-            "filenames": [f"{split_name}_{int(i):05d}.png" for i in indices],
-        })
+        _write_pickle(folder / name, {"batch_label": f"{split_name} batch {number} of {len(files)}",
+                                      _LABEL_KEY[dataset]: [int(label) for label in labels[indices]],
+                                      "data": np.ascontiguousarray(rows),
+                                      "filenames": [f"{split_name}_{int(i):05d}.png" for i in indices]})
 
 
 def _refuse_foreign_cifar(root: Path, dataset: str) -> None:
     """Refuse a folder holding CIFAR files without ikl-zoo's marker: the real dataset, not to overwrite."""
+    _check_dataset(dataset)
     folder = _folder(root, dataset)
     if (folder / MARKER_FILENAME).exists():
         return
     found = [name for name in _all_files(dataset) if (folder / name).exists()]
     if found:
-        raise DataError(
-            f"{folder} holds {DISPLAY_NAMES[dataset]} files that ikl-zoo did not write ({', '.join(found)}): "
-            "writing there would replace them", fix="choose another folder (--out)",
-        )
+        raise DataError(f"{folder} holds {DISPLAY_NAMES[dataset]} files that ikl-zoo did not write "
+                        f"({', '.join(found)}): writing there would replace them",
+                        fix="choose another folder (--out)")
 
 
 def _validated_split(split: Split, name: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -346,8 +329,6 @@ def _write_pickle(path: Path, obj: Any) -> None:
 def foolbox_sample(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     """The real CIFAR test images foolbox ships (test indices 0-19): uint8 NHWC images and int64 labels."""
     _check_dataset(dataset)
-    from PIL import Image
-
     spec = importlib.util.find_spec("foolbox")
     if spec is None or not spec.submodule_search_locations:
         raise DatasetNotFoundError("foolbox is not installed", fix="`pip install foolbox` (it ships them)")
@@ -363,13 +344,11 @@ def foolbox_sample(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     return images, np.array([label for _, label, _ in found], dtype=np.int64)
 
 
-def write_sample_data_dir(
-    root: str | os.PathLike[str], *, datasets: tuple[str, ...] = ("cifar10", "cifar100")
-) -> Path:
+def write_sample_data_dir(root: str | os.PathLike[str], *,
+                          datasets: tuple[str, ...] = ("cifar10", "cifar100")) -> Path:
     """Write foolbox's real test images as a data dir (test split only) that every ikl-zoo command reads."""
     root = Path(root).expanduser()
     for dataset in datasets:  # refuse before writing anything
-        _check_dataset(dataset)
         _refuse_foreign_cifar(root, dataset)
     for dataset in datasets:
         write_cifar_dir(root, dataset=dataset, test=foolbox_sample(dataset), source=SAMPLE_SOURCE)

@@ -7,8 +7,7 @@ the student network); ``s = softmax(z)``; ``D(z)[j, k] = z_j - z_k``. Every loss
 The weighted MSE between logit differences, ``1/4 sum_jk w_j w_k (D(z_m) - D(z_n))[j, k]^2``, is computed in
 O(C) per sample: since ``D(z_m) - D(z_n) = D(z_m - z_n)`` and, with ``W = sum_j w_j`` and ``d = z_m - z_n``,
 ``sum_jk w_j w_k (d_j - d_k)^2 = 2 W sum_j w_j (d_j - mu)^2`` where ``mu = sum_j w_j d_j / W``. Centring on
-``mu`` first (rather than expanding ``sum w d^2 - (sum w d)^2``) avoids cancellation in float32.
-"""
+``mu`` first (rather than expanding ``sum w d^2 - (sum w d)^2``) avoids cancellation in float32."""
 
 from __future__ import annotations
 
@@ -58,8 +57,7 @@ def weighted_logit_mse(z_m: Tensor, z_n: Tensor, weights: Tensor, *, pairwise: b
         delta_n = z_n.unsqueeze(2) - z_n.unsqueeze(1)
         outer = weights.unsqueeze(2) * weights.unsqueeze(1)
         return 0.25 * (outer * (delta_m - delta_n).pow(2)).sum(dim=(1, 2))
-    d = z_m - z_n
-    total = weights.sum(1, keepdim=True)
+    d, total = z_m - z_n, weights.sum(1, keepdim=True)
     mu = (weights * d).sum(1, keepdim=True) / total.clamp_min(torch.finfo(total.dtype).tiny)
     return 0.5 * total.squeeze(1) * (weights * (d - mu).pow(2)).sum(1)
 
@@ -77,10 +75,8 @@ def dkl_loss(z_m: Tensor, z_n: Tensor, *, alpha: float = 1.0, beta: float = 1.0)
     return beta * wmse + alpha * cross_entropy
 
 
-def ikl_loss(
-    z_m: Tensor, z_n: Tensor, y: Tensor, class_prior: Tensor, *, alpha: float = 1.0, beta: float = 1.0,
-    prior_power: float = 1.0,
-) -> Tensor:
+def ikl_loss(z_m: Tensor, z_n: Tensor, y: Tensor, class_prior: Tensor, *, alpha: float = 1.0,
+             beta: float = 1.0, prior_power: float = 1.0) -> Tensor:
     """IKL for adversarial training, as the paper's released code trains IKL-AT.
 
     ``beta * 1/4 sum_jk w[j,k] (D(z_m) - D(z_n))^2 + alpha * (-S(s_m) . log s_n)`` with no stop-gradient on
@@ -90,12 +86,9 @@ def ikl_loss(
 
     ``prior_power`` raises the prior to a power first (the released code's ``gamma``); the wMSE is then
     normalised by ``sum_i (sum_j w_ij)^2`` over the batch, as released, which is the plain batch mean whenever
-    the rows sum to one (``prior_power = 1``).
-    """
+    the rows sum to one (``prior_power = 1``)."""
     _check_logits(z_m, z_n)
-    weights = _class_weights(class_prior, y, z_m)
-    if prior_power != 1.0:
-        weights = weights.pow(prior_power)
+    weights = _class_weights(class_prior, y, z_m).pow(prior_power)  # x ** 1.0 is x exactly
     wmse = weighted_logit_mse(z_m, z_n, weights).sum() / weights.sum(1).pow(2).sum()
     cross_entropy = -(F.softmax(z_m, dim=1).detach() * F.log_softmax(z_n, dim=1)).sum(1).mean()
     return beta * wmse + alpha * cross_entropy
@@ -106,8 +99,7 @@ class KDConfig:
     """The hyper-parameters of IKL for knowledge distillation, as ``ikl_kd_loss`` uses them.
 
     Defaults as the authors' ``IKL_KD`` (``DKLv1/KD-dkl/mdistiller/engine/cfg.py``): ``weight_temperature``
-    (``T2``) 100. ``uses_class_prior`` (``GI``): a class prior built at ``weight_temperature`` is required.
-    """
+    (``T2``) 100. ``uses_class_prior`` (``GI``): a class prior built at ``weight_temperature`` is required."""
 
     alpha: float = 1.0
     beta: float = 1.0
@@ -148,18 +140,15 @@ def kd_preset(name: str) -> KDConfig:
     return KD_PRESETS[name]
 
 
-def ikl_kd_loss(
-    z_m: Tensor, z_n: Tensor, y: Tensor, *, config: KDConfig = KDConfig(), class_prior: Tensor | None = None,
-    epoch: float | None = None,
-) -> Tensor:
+def ikl_kd_loss(z_m: Tensor, z_n: Tensor, y: Tensor, *, config: KDConfig = KDConfig(),
+                class_prior: Tensor | None = None, epoch: float | None = None) -> Tensor:
     """IKL for knowledge distillation: teacher logits ``z_m``, student logits ``z_n``, labels ``y``.
 
     ``ce_weight * CE(z_n, y) + min(epoch / warmup_epochs, 1) * (beta * wMSE + alpha * CE_T)`` where
     ``CE_T = -S(softmax(z_m / T)) . log softmax(z_n / T)``. The wMSE weights come from the class prior (global
     information on: pass ``class_prior``, e.g. a ``ClassPrior`` over teacher logits at ``weight_temperature``;
     required when ``config.uses_class_prior``) or, without it, from ``softmax(z_m / weight_temperature)`` per
-    sample. With a warm-up, ``epoch`` (counted from 1, fractions allowed) is required.
-    """
+    sample. With a warm-up, ``epoch`` (counted from 1, fractions allowed) is required."""
     _check_logits(z_m, z_n)
     if config.uses_class_prior and class_prior is None:
         raise ValueError("ikl_kd_loss: this configuration uses the class prior: pass class_prior= (a "
@@ -184,8 +173,7 @@ class ClassPrior:
     Feed it the clean ("teacher") logits of every training batch with ``update``; at the end of the epoch
     call ``step`` (after ``all_reduce`` under DDP) to turn the sums into the next epoch's normalised rows.
     Before the first ``step`` every row is uniform; a class with no sample in an epoch keeps its previous row.
-    Sums are kept in float64 so that the order of accumulation hardly matters.
-    """
+    Sums are kept in float64 so that the order of accumulation hardly matters."""
 
     def __init__(
         self, num_classes: int, *, temperature: float = 4.0, device: torch.device | str | None = None
@@ -194,8 +182,7 @@ class ClassPrior:
             raise ValueError(f"ClassPrior needs at least 2 classes, got {num_classes}")
         if temperature <= 0:
             raise ValueError(f"ClassPrior temperature must be positive, got {temperature}")
-        self.num_classes = num_classes
-        self.temperature = float(temperature)
+        self.num_classes, self.temperature = num_classes, float(temperature)
         shape = (num_classes, num_classes)
         self.prior = torch.full(shape, 1.0 / num_classes, dtype=torch.float64, device=device)
         self._sums = torch.zeros_like(self.prior)
@@ -229,8 +216,7 @@ class ClassPrior:
     def load_state_dict(self, state: dict[str, object]) -> None:
         prior = torch.as_tensor(state["prior"], dtype=torch.float64)
         if prior.shape != self.prior.shape:
-            raise ValueError(f"class prior of shape {tuple(prior.shape)} does not fit {self.num_classes} "
-                             "classes")
+            raise ValueError(f"class prior {tuple(prior.shape)} does not fit {self.num_classes} classes")
         self.temperature = float(state["temperature"])  # type: ignore[arg-type]
         self.prior.copy_(prior)
         self._sums.copy_(torch.as_tensor(state["sums"], dtype=torch.float64))

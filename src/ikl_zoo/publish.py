@@ -11,35 +11,20 @@ from typing import Any
 
 import torch
 
+from ikl_zoo.cards.model_card import write_model_card
 from ikl_zoo.errors import CheckpointError, PublishError, first_line
-from ikl_zoo.zoo.checkpoints import (
-    CARD_NAME,
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    check_finite,
-    check_fits,
-    load_state_dict_strict,
-    read_folder,
-    read_spec,
-    read_state_dict,
-    read_zoo_config,
-    save_zoo_folder,
-)
+from ikl_zoo.zoo import checkpoints
+from ikl_zoo.zoo.checkpoints import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from ikl_zoo.zoo.hub import download_drive_original, hub_config_sha256, transport_errors
 from ikl_zoo.zoo.loading import load
 from ikl_zoo.zoo.spec import ModelSpec
 
 PUSHED_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
+LOGITS_TOLERANCE = 1e-5  # ikl-zoo's network against RobustBench's, on the same weights
 
 
-def convert_checkpoint(
-    checkpoint: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    *,
-    model_id: str,
-    dataset: str = "cifar10",
-    overwrite: bool = False,
-) -> Path:
+def convert_checkpoint(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, model_id: str,
+                       dataset: str = "cifar10", overwrite: bool = False) -> Path:
     """A checkpoint in any supported format, loaded strictly, as a zoo folder with its model card; a folder
     that holds anything is refused unless ``overwrite`` (then its three files are replaced, the rest kept)."""
     out_dir = Path(out_dir).expanduser()
@@ -48,26 +33,20 @@ def convert_checkpoint(
     present = sorted(path.name for path in out_dir.iterdir()) if out_dir.is_dir() else []
     if present and not overwrite:
         shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
-        raise PublishError(
-            f"{out_dir} is not empty ({shown})",
-            fix=f"pass a new -o/--out folder, or --overwrite to replace its {', '.join(PUSHED_FILES)}",
-        )
+        raise PublishError(f"{out_dir} is not empty ({shown})", fix="pass a new -o/--out folder, or "
+                           f"--overwrite to replace its {', '.join(PUSHED_FILES)}")
     loaded = load(model_id, dataset=dataset, checkpoint=checkpoint)
     checkpoint = Path(checkpoint).expanduser()
     source = _earlier_source(checkpoint) or {
         "checkpoint": checkpoint.name, **({"sha256": loaded.sha256} if checkpoint.is_file() else {})
     }
-    from ikl_zoo.cards import write_model_card
-
     try:
-        folder = save_zoo_folder(loaded.network, out_dir, entry_or_config=loaded.spec,
+        folder = checkpoints.save_zoo_folder(loaded.network, out_dir, entry_or_config=loaded.spec,
                                  extra={"source": source})
-        write_model_card(loaded.spec, folder, config=read_zoo_config(folder))
+        write_model_card(loaded.spec, folder, config=checkpoints.read_zoo_config(folder))
     except OSError as error:
-        raise PublishError(
-            f"cannot write {out_dir} ({error.strerror or type(error).__name__})",
-            fix="pass an -o/--out folder you can write",
-        ) from None
+        raise PublishError(f"cannot write {out_dir} ({error.strerror or type(error).__name__})",
+                           fix="pass an -o/--out folder you can write") from None
     return folder
 
 
@@ -77,7 +56,7 @@ def _earlier_source(checkpoint: Path) -> dict[str, Any] | None:
     if checkpoint.name not in (folder.name, WEIGHTS_NAME) or not (folder / CONFIG_NAME).is_file():
         return None
     try:
-        source = read_spec(folder).source
+        source = checkpoints.read_spec(folder).source
     except CheckpointError:
         return None
     return dict(source) if source else None
@@ -90,11 +69,11 @@ def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise PublishError(f"{folder} is not a folder",
                            fix="make one with `ikl-zoo convert CKPT --model ID -o DIR`")
     try:
-        spec, state, _ = read_folder(folder)
+        spec, state, _ = checkpoints.read_folder(folder)
         if not spec.sha256:
             raise CheckpointError(f"{folder / CONFIG_NAME} has no sha256 of {WEIGHTS_NAME}")
-        check_fits(spec, state, what=str(folder / WEIGHTS_NAME))
-        check_finite(state, source=str(folder / WEIGHTS_NAME), fix="convert another checkpoint")
+        checkpoints.check_fits(spec, state, what=str(folder / WEIGHTS_NAME))
+        checkpoints.check_finite(state, source=str(folder / WEIGHTS_NAME), fix="convert another checkpoint")
     except CheckpointError as error:
         raise PublishError(f"not pushing {folder}: {error.problem}", fix=error.fix) from None
     return spec.to_json()
@@ -113,13 +92,8 @@ def _refusal_fix(error: Exception, repo_id: str) -> str:
 
 
 def push_zoo_folder(
-    folder: str | os.PathLike[str],
-    *,
-    repo_id: str,
-    revision: str | None = None,
-    private: bool = False,
-    token: str | None = None,
-    commit_message: str | None = None,
+    folder: str | os.PathLike[str], *, repo_id: str, revision: str | None = None, private: bool = False,
+    token: str | None = None, commit_message: str | None = None,
 ) -> str:
     """Validate a zoo folder and upload its three files to ``repo_id`` (created if needed); the commit URL."""
     from huggingface_hub import HfApi, constants
@@ -139,29 +113,20 @@ def push_zoo_folder(
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if private and not api.repo_info(repo_id, repo_type="model").private:
             # create_repo(exist_ok=True) leaves an existing repository as it is: public stays public.
-            raise PublishError(
-                f"{repo_id} already exists and is public: not uploading what --private asked to keep private",
-                fix="make the repository private on the Hub first, or leave --private out",
-            )
+            raise PublishError(f"{repo_id} already exists and is public: not uploading what --private asked "
+                               "to keep private",
+                               fix="make the repository private on the Hub first, or leave --private out")
         if revision and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = api.upload_folder(
-            repo_id=repo_id, folder_path=str(folder), revision=revision, commit_message=message,
-            allow_patterns=list(PUSHED_FILES),
-        )
+        commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
+                                   commit_message=message, allow_patterns=list(PUSHED_FILES))
     except (HfHubHTTPError, ValueError) as error:
-        raise PublishError(
-            f"the Hub refused the upload to {repo_id} ({first_line(error)})", fix=_refusal_fix(error, repo_id)
-        ) from None
+        raise PublishError(f"the Hub refused the upload to {repo_id} ({first_line(error)})",
+                           fix=_refusal_fix(error, repo_id)) from None
     except (OSError, *transport_errors()) as error:
-        raise PublishError(
-            f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id} ({first_line(error)})",
-            fix="check the network or HF_ENDPOINT",
-        ) from None
+        raise PublishError(f"could not reach the Hub at {constants.ENDPOINT} to upload to {repo_id} "
+                           f"({first_line(error)})", fix="check the network or HF_ENDPOINT") from None
     return str(getattr(commit, "commit_url", commit))
-
-
-LOGITS_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -200,7 +165,7 @@ def mirror_model(spec: ModelSpec, target: MirrorTarget, *, checkpoint: Path | No
         original = checkpoint or download_drive_original(spec, Path(tmp) / f"{spec.model_id}.pt")
         check_against_robustbench(spec, original)
         folder = convert_checkpoint(original, Path(tmp) / "zoo", model_id=spec.model_id, dataset=spec.dataset)
-        sha256 = read_spec(folder).sha256
+        sha256 = checkpoints.read_spec(folder).sha256
         assert sha256 is not None
         revision = target.tag or "main"
         if hub_config_sha256(repo_id, revision) == sha256:
@@ -228,24 +193,20 @@ def check_against_robustbench(spec: ModelSpec, checkpoint: Path) -> None:
     from ikl_zoo._robustbench import robustbench_model_dicts
     from ikl_zoo.data import foolbox_sample
 
-    state = read_state_dict(checkpoint)
+    state = checkpoints.read_state_dict(checkpoint)
     theirs = robustbench_model_dicts()[spec.dataset][spec.threat_model][spec.model_id]["model"]()
     try:
         theirs.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise PublishError(
-            f"{checkpoint} does not load into RobustBench's {spec.model_id} ({first_line(error)})",
-            fix="pass the authors' checkpoint of this model",
-        ) from None
+        raise PublishError(f"{checkpoint} does not load into RobustBench's {spec.model_id} "
+                           f"({first_line(error)})", fix="pass the authors' checkpoint") from None
     ours = spec.build()
-    load_state_dict_strict(ours, state, source=str(checkpoint), model_name=spec.model_id,
-                           dataset=spec.dataset)
+    checkpoints.load_state_dict_strict(ours, state, source=str(checkpoint), model_name=spec.model_id,
+                                       dataset=spec.dataset)
     images = torch.from_numpy(foolbox_sample(spec.dataset)[0]).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         difference = (ours.eval()(images) - theirs.eval()(images)).abs().max().item()
     if difference > LOGITS_TOLERANCE:
-        raise PublishError(
-            f"ikl-zoo's {spec.model_id} and RobustBench's differ by {difference:.2e} in logits",
-            fix="the architectures disagree: compare the registry entry with RobustBench's",
-        )
+        raise PublishError(f"ikl-zoo's {spec.model_id} and RobustBench's differ by {difference:.2e} in "
+                           "logits", fix="the architectures disagree: compare the entry with RobustBench's")
 

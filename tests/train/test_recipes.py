@@ -9,7 +9,6 @@ from PIL import Image
 from torchvision import transforms
 
 from ikl_zoo.train import RECIPES, RecipeError, architecture_config, get_recipe
-from ikl_zoo.train.data import augmentation_description, training_transform
 
 
 def test_presets_carry_the_ikl_at_settings_and_name_their_source():
@@ -98,10 +97,10 @@ def test_autoaugment_fills_with_the_authors_grey_by_default():
     """The authors' CIFAR10Policy fills with (128, 128, 128); torchvision's AutoAugment with 0 (None)."""
     recipe = get_recipe("cifar100-autoaug")
     assert recipe.autoaugment_fill == 128 and transforms.AutoAugment().fill is None
-    augmented = training_transform(autoaugment=True, fill=recipe.autoaugment_fill).augmented
+    augmented = recipe.training_transform().augmented
     policy = next(step for step in augmented.transforms if isinstance(step, transforms.AutoAugment))
     assert policy.fill == [128, 128, 128]
-    assert "fill 128" in augmentation_description(autoaugment=True, fill=recipe.autoaugment_fill)
+    assert "fill 128" in recipe.augmentation
 
     # Every op that pads, at full strength: what an all-black image gains is exactly the fill.
     for op in ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"):

@@ -224,7 +224,7 @@ def test_unusable_run_folders_and_devices_fail_before_training(colour_cifar_dir:
         assert result.output.count("\n") == 1
     for device in ("tpu", "cuda:x"):
         result = runner.invoke(main, [*common, "--out", str(tmp_path / "dev"), "--device", device])
-        assert result.exit_code == 2 and f"unknown --device '{device}'" in result.output, result.output
+        assert result.exit_code == 2 and f"unknown device '{device}'" in result.output, result.output
     assert not (tmp_path / "dev" / "checkpoint.pt").exists()
 
 

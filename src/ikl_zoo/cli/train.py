@@ -74,8 +74,7 @@ def _radius(ctx: click.Context, param: click.Parameter, value: str | None) -> fl
 def train(recipe_name: str | None, show_recipe: bool, **options: Any) -> None:
     """Train a network with IKL-AT (TRADES-style, IKL loss, AWP, weight averaging); any knob overridable.
 
-    Multi-GPU: torchrun --nproc-per-node N -m ikl_zoo.cli train ...
-    """
+    Multi-GPU: torchrun --nproc-per-node N -m ikl_zoo.cli train ..."""
     from ikl_zoo.train import Recipe, RunSettings, resolve_recipe, train_ikl_at
 
     knobs = {knob.name for knob in dataclasses.fields(Recipe)}

@@ -36,17 +36,15 @@ def download(model: str, dataset: str, revision: str | None) -> None:
         click.echo(f"commit: {weights.commit}")
     else:
         weights = fetch_weights(get_model_entry(model, dataset=dataset), revision=revision)
-    click.echo(f"path: {weights.path}")
-    click.echo(f"sha256: {weights.sha256}")
+    click.echo(f"path: {weights.path}\nsha256: {weights.sha256}")
 
 
 @click.command(cls=IklZooCommand)
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=str))
 @click.option("--model", "model_id", required=True, help="Registered id the checkpoint belongs to.")
 @DATASET_OPTION
-@click.option(
-    "-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Zoo folder to write."
-)
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Zoo folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace the zoo files of a folder that is not empty.")
 def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrite: bool) -> None:
     """Turn CHECKPOINT (.pt/.pth/.safetensors, any wrapping) into a Hub-ready folder with a model card."""
@@ -70,9 +68,6 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, token: 
 
     url = push_zoo_folder(folder, repo_id=repo_id, revision=revision, private=private, token=token)
     click.echo(f"pushed {folder} to {repo_id}: {url}")
-
-
-# --- data: sample-data ---------------------------------------------------------------------------
 
 
 @click.command(cls=IklZooCommand, name="sample-data")
@@ -106,10 +101,8 @@ def mirror(model: str | None, dataset: str | None, every: bool, org: str, tag: s
 
     if every == bool(model) or (every and checkpoint):
         raise click.UsageError("name one MODEL (optionally with --from FILE), or pass --all")
-    if every:
-        specs = [spec for spec in list_models(dataset=dataset) if spec.gdrive_id]
-    else:
-        specs = [get_model_entry(model, dataset=dataset or "cifar10")]
+    specs = ([spec for spec in list_models(dataset=dataset) if spec.gdrive_id] if every
+             else [get_model_entry(model, dataset=dataset or "cifar10")])
     target = MirrorTarget(org=org, tag=tag, token=token, dry_run=dry_run)
     for spec in specs:
         click.echo("\n".join(mirror_model(spec, target, checkpoint=checkpoint).lines()))

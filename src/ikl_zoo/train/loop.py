@@ -1,16 +1,19 @@
-"""IKL-AT training: processes, data, the epoch loop, resume and the zoo folder at the end.
+"""IKL-AT training: processes, data, the epoch loop, resume, and the run folder: ``checkpoint.pt`` (the
+training state, rewritten atomically every epoch), ``history.json`` and, after the last epoch, ``model/``
+(a zoo folder of the averaged weights with its model card).
 
 Every epoch reseeds the random generators from ``(seed, epoch, rank)`` and shuffles with a sampler seeded the
 same way, so an epoch computes the same thing whether the run was interrupted before it or not: on CPU a
-resumed run is bit-for-bit the uninterrupted one.
-"""
+resumed run is bit-for-bit the uninterrupted one."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,37 +21,36 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from ikl_zoo.atomic import write_json_atomic
+from ikl_zoo import __version__
+from ikl_zoo.atomic import atomic_path, write_json_atomic
+from ikl_zoo.cards.model_card import write_model_card
 from ikl_zoo.data import cifar_dataset
-from ikl_zoo.train.data import augmentation_description, training_transform
-from ikl_zoo.train.recipes import Recipe, architecture_config, get_recipe
-from ikl_zoo.train.run_folder import (
-    CHECKPOINT_NAME,
-    HISTORY_NAME,
-    MODEL_DIR_NAME,
-    load_training_checkpoint,
-    prepare_out_dir,
-    recipe_differences,
-    save_checkpoint,
-    save_model,
-)
-from ikl_zoo.train.trainer import IKLATTrainer, TrainingError
-from ikl_zoo.zoo.checkpoints import model_from_config, non_finite_tensors
+from ikl_zoo.errors import EvaluationError
+from ikl_zoo.evaluate.distributed import Shard, process_group_from_environment
+from ikl_zoo.evaluate.prepare import resolve_device
+from ikl_zoo.train.recipes import Recipe, TrainingError, architecture_config, get_recipe
+from ikl_zoo.train.trainer import IKLATTrainer
+from ikl_zoo.zoo.checkpoints import model_from_config, non_finite_tensors, save_zoo_folder, torch_load_reason
 
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_NAME = "history.json"
+MODEL_DIR_NAME = "model"
+CHECKPOINT_FORMAT = "ikl-zoo-train/1"
+_CHECKPOINT_KEYS = ("recipe", "run", "epoch", "history", "model_id", "model", "optimizer", "ema",
+                    "class_prior")
 _STATISTICS = ("loss", "clean_correct", "adv_correct", "images")  # what each step sums, in this order
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How a run is carried out, apart from what it computes (the recipe).
-
-    ``resume`` continues ``out_dir/checkpoint.pt`` if there is one (without it, an existing checkpoint is an
-    error); ``steps_per_epoch`` caps the batches of each epoch (smoke runs); ``stop_after_epochs`` ends this
-    run after that many epochs (e.g. a job time limit), to be continued with ``resume``.
-    """
+    """How a run is carried out, apart from what it computes (the recipe). ``resume`` continues
+    ``out_dir/checkpoint.pt`` if there is one (without it, an existing checkpoint is an error);
+    ``steps_per_epoch`` caps the batches of each epoch (smoke runs); ``stop_after_epochs`` ends this run after
+    that many epochs (e.g. a job time limit), to be continued with ``resume``."""
 
     data_dir: str | os.PathLike[str]
     out_dir: str | os.PathLike[str]
@@ -79,52 +81,10 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Processes:
-    rank: int = 0
-    world_size: int = 1
-    created_group: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            torch.distributed.barrier()
-
-
-def _start_processes(device: str | None) -> tuple[_Processes, torch.device]:
-    """Join torchrun's process group when ``WORLD_SIZE`` > 1; pick the device (GPU ``LOCAL_RANK``)."""
-    try:
-        chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except (RuntimeError, ValueError):
-        chosen = torch.device("meta")  # refused just below
-    if chosen.type not in ("cpu", "cuda"):
-        raise TrainingError(f"unknown --device {device!r}", fix="use cpu, cuda or cuda:N")
-    count = torch.cuda.device_count()
-    if chosen.type == "cuda" and count == 0:
-        raise TrainingError("--device cuda asked for, but torch sees no GPU", fix="pass --device cpu")
-    if chosen.type == "cuda" and (chosen.index or 0) >= count:
-        raise TrainingError(f"--device {device}: torch sees {count} GPU(s)",
-                            fix=f"use cuda:0 to cuda:{count - 1}")
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return _Processes(), chosen
-    created = not torch.distributed.is_initialized()
-    if created:
-        torch.distributed.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
-    processes = _Processes(torch.distributed.get_rank(), torch.distributed.get_world_size(), created)
-    if chosen.type == "cuda":
-        chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(chosen)
-    return processes, chosen
-
-
 def _means(totals: torch.Tensor) -> dict[str, Any]:
     """The loss and accuracies over the images that ``totals`` sums (see ``_STATISTICS``)."""
-    loss_sum, clean, adv, count = totals.tolist()
-    return {"loss": loss_sum / count, "clean_acc": clean / count, "adv_acc": adv / count,
-            "images": int(count)}
+    loss, clean, adv, count = totals.tolist()
+    return {"loss": loss / count, "clean_acc": clean / count, "adv_acc": adv / count, "images": int(count)}
 
 
 def _seed_everything(seed: int) -> None:
@@ -133,19 +93,17 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_recipe(
-    name: str | None, *, overrides: dict[str, Any], out_dir: str | os.PathLike[str], resume: bool
-) -> Recipe:
+def resolve_recipe(name: str | None, *, overrides: dict[str, Any], out_dir: str | os.PathLike[str],
+                   resume: bool) -> Recipe:
     """A preset (default: the dataset's) with overrides, or, resuming with neither, the checkpoint's."""
-    saved = load_training_checkpoint(out_dir) if resume and name is None and not overrides else None
-    if saved is not None:
+    saved = resume and name is None and not overrides and load_training_checkpoint(out_dir)
+    if saved:
         return Recipe.from_dict(saved["recipe"])
     return get_recipe(name or overrides.get("dataset") or "cifar10", **overrides)
 
 
-def _recipe_to_run(
-    recipe: Recipe | None, saved: dict[str, Any] | None, settings: RunSettings
-) -> tuple[Recipe, str]:
+def _recipe_to_run(recipe: Recipe | None, saved: dict[str, Any] | None,
+                   settings: RunSettings) -> tuple[Recipe, str]:
     """The recipe and model id of this run: the given ones, or the checkpoint's when resuming."""
     out_dir = Path(settings.out_dir)
     if saved is None:
@@ -153,23 +111,17 @@ def _recipe_to_run(
             raise TrainingError(f"no recipe given and no checkpoint in {out_dir}", fix="pass a recipe")
         return recipe, settings.model_id or out_dir.resolve().name
     if not settings.resume:
-        raise TrainingError(
-            f"{out_dir} already holds a training checkpoint "
-            f"(epoch {saved['epoch']}/{saved['recipe']['epochs']})",
-            fix="pass --resume to continue it, or choose another --out",
-        )
+        epochs = f"{saved['epoch']}/{saved['recipe']['epochs']}"
+        raise TrainingError(f"{out_dir} already holds a training checkpoint (epoch {epochs})",
+                            fix="pass --resume to continue it, or choose another --out")
     saved_recipe = Recipe.from_dict(saved["recipe"])
     differences = recipe_differences(saved_recipe, recipe) if recipe is not None else []
     if differences:
-        raise TrainingError(
-            f"the recipe differs from the checkpoint's in {'; '.join(differences)}",
-            fix="resume with the same options (or none), or train into another --out",
-        )
+        raise TrainingError(f"the recipe differs from the checkpoint's in {'; '.join(differences)}",
+                            fix="resume with the same options (or none), or train into another --out")
     if saved["run"]["steps_per_epoch"] != settings.steps_per_epoch:
-        raise TrainingError(
-            f"the checkpoint was trained with --steps-per-epoch {saved['run']['steps_per_epoch']}",
-            fix="resume with the same value",
-        )
+        raise TrainingError("the checkpoint was trained with --steps-per-epoch "
+                            f"{saved['run']['steps_per_epoch']}", fix="resume with the same value")
     return saved_recipe, settings.model_id or saved["model_id"]
 
 
@@ -178,51 +130,38 @@ def train_ikl_at(recipe: Recipe | None, settings: RunSettings) -> TrainResult:
     resumes the checkpoint's; under ``torchrun`` each process trains its share of every (global) batch."""
     saved = load_training_checkpoint(settings.out_dir)
     recipe, model_id = _recipe_to_run(recipe, saved, settings)
-    processes, device = _start_processes(settings.device)
-    try:
-        return _TrainingRun(recipe, settings, processes, device, model_id).train(saved)
-    finally:
-        if processes.created_group:
-            torch.distributed.destroy_process_group()
+    try:  # default: this process's GPU if any (torchrun's LOCAL_RANK), else the CPU
+        device = resolve_device(settings.device or "auto", nn.Module())
+    except EvaluationError as error:  # the evaluator's devices and messages
+        raise TrainingError(str(error)) from None
+    with process_group_from_environment(device) as shard:
+        return _TrainingRun(recipe, settings, shard, device, model_id).train(saved)
 
 
 class _TrainingRun:
     """One run of the epoch loop: the trainer, the data and the history, saved after every epoch."""
 
-    def __init__(
-        self, recipe: Recipe, settings: RunSettings, processes: _Processes, device: torch.device,
-        model_id: str,
-    ) -> None:
-        if recipe.batch_size % processes.world_size:
-            raise TrainingError(
-                f"batch size {recipe.batch_size} does not split over {processes.world_size} processes",
-                fix="pass a multiple of the process count",
-            )
-        self.recipe, self.settings, self.processes, self.device = recipe, settings, processes, device
+    def __init__(self, recipe: Recipe, settings: RunSettings, shard: Shard, device: torch.device,
+                 model_id: str) -> None:
+        if recipe.batch_size % shard.world_size:
+            raise TrainingError(f"batch size {recipe.batch_size} does not split over {shard.world_size} "
+                                "processes", fix="pass a multiple of the process count")
+        self.recipe, self.settings, self.shard, self.device = recipe, settings, shard, device
         self.model_id, self.out_dir = model_id, Path(settings.out_dir)
-        self.local_batch = recipe.batch_size // processes.world_size
+        self.local_batch = recipe.batch_size // shard.world_size
         self.architecture = architecture_config(recipe.arch, dataset=recipe.dataset)
         _seed_everything(recipe.seed)  # the same initial weights in every process and every run
-        self.trainer = IKLATTrainer(
-            model_from_config(self.architecture), recipe, device=device, amp=settings.amp,
-            distributed=processes.world_size > 1,
-        )
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        network, amp = model_from_config(self.architecture), settings.amp
+        self.trainer = IKLATTrainer(network, recipe, device=device, amp=amp, distributed=shard.active)
+        torch.backends.cudnn.benchmark |= device.type == "cuda"
         self.run = {"steps_per_epoch": settings.steps_per_epoch, "amp": settings.amp,
-                    "world_size": processes.world_size, "device": device.type}
-        self.train_set = cifar_dataset(
-            recipe.dataset, data_dir=settings.data_dir, train=True, download=settings.download,
-            transform=training_transform(autoaugment=recipe.autoaugment, fill=recipe.autoaugment_fill),
-        )
+                    "world_size": shard.world_size, "device": device.type}
+        self.train_set = cifar_dataset(recipe.dataset, data_dir=settings.data_dir, train=True,
+                                       download=settings.download, transform=recipe.training_transform())
         prepare_out_dir(self.out_dir)
-        self.sampler = DistributedSampler(
-            self.train_set, num_replicas=processes.world_size, rank=processes.rank, shuffle=True,
-            seed=recipe.seed,
-        )
-        self.batches = math.ceil(len(self.sampler) / self.local_batch)
-        if settings.steps_per_epoch is not None:
-            self.batches = min(self.batches, settings.steps_per_epoch)
+        self.sampler = DistributedSampler(self.train_set, shard.world_size, shard.rank, seed=recipe.seed)
+        batches = math.ceil(len(self.sampler) / self.local_batch)
+        self.batches = min(batches, settings.steps_per_epoch or batches)
         self.history: list[dict[str, Any]] = []
 
     def train(self, saved: dict[str, Any] | None) -> TrainResult:
@@ -232,27 +171,24 @@ class _TrainingRun:
             self.history, done = list(saved["history"]), int(saved["epoch"])
         stop = self.settings.stop_after_epochs
         last = self.recipe.epochs if stop is None else min(self.recipe.epochs, done + stop)
-        shown = self.settings.progress and self.processes.is_main and sys.stderr.isatty()  # logs: no redraws
+        shown = self.settings.progress and self.shard.is_main and sys.stderr.isatty()  # logs: no redraws
         with tqdm(total=self.batches * max(last - done, 0), disable=not shown, unit="step",
                   dynamic_ncols=True) as bar:
             for epoch in range(done + 1, last + 1):
                 self._save(self._epoch(epoch, bar), bar)
                 done = epoch
-        model_dir = self._write_model() if done == self.recipe.epochs else None
-        checkpoint = self.out_dir / CHECKPOINT_NAME
-        return TrainResult(self.recipe, self.out_dir, checkpoint, model_dir, done, self.history)
+        out, model_dir = self.out_dir, self._write_model() if done == self.recipe.epochs else None
+        return TrainResult(self.recipe, out, out / CHECKPOINT_NAME, model_dir, done, self.history)
 
     def _loader(self, epoch: int) -> DataLoader:
         """This epoch's batches, shuffled and augmented the same way whether the run was resumed or not."""
-        seeds = np.random.SeedSequence([self.recipe.seed, epoch, self.processes.rank])
+        seeds = np.random.SeedSequence([self.recipe.seed, epoch, self.shard.rank])
         epoch_seed = int(seeds.generate_state(1)[0])
         _seed_everything(epoch_seed)
         self.sampler.set_epoch(epoch)
-        return DataLoader(
-            self.train_set, batch_size=self.local_batch, sampler=self.sampler,
-            num_workers=self.settings.workers, pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(epoch_seed),
-        )
+        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=self.sampler,
+                          num_workers=self.settings.workers, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(epoch_seed))
 
     def _epoch(self, epoch: int, bar: tqdm) -> dict[str, Any]:
         recipe, trainer = self.recipe, self.trainer
@@ -261,9 +197,7 @@ class _TrainingRun:
         bar.set_description(f"epoch {epoch}/{recipe.epochs}")
         totals = torch.zeros(4, dtype=torch.float64, device=self.device)
         started = time.perf_counter()
-        for index, (images, y) in enumerate(self._loader(epoch)):
-            if index >= self.batches:
-                break
+        for index, (images, y) in enumerate(itertools.islice(self._loader(epoch), self.batches)):
             stats = trainer.step(images, y, epoch=epoch)
             totals += torch.stack([stats[key] for key in _STATISTICS]).double()
             if recipe.ema_every == "step":
@@ -281,38 +215,102 @@ class _TrainingRun:
         """Refuse diverged weights, then fold the epoch into the class prior, the average and the totals."""
         non_finite = non_finite_tensors(self.trainer.net.state_dict())
         if non_finite:  # a diverged network is never saved: the last checkpoint stays the last finite state
-            raise TrainingError(
-                f"training diverged in epoch {epoch} ({non_finite[0]} is no longer finite); the "
-                "checkpoint of the previous epoch is kept",
-                fix="train again with a lower --lr (or --amp off)",
-            )
+            raise TrainingError(f"training diverged in epoch {epoch} ({non_finite[0]} is no longer finite); "
+                                "the checkpoint of the previous epoch is kept",
+                                fix="train again with a lower --lr (or --amp off)")
         self.trainer.class_prior.all_reduce()
         self.trainer.class_prior.step()
         if self.recipe.ema_every == "epoch":
             self.trainer.ema.update(self.trainer.net, copy=epoch <= self.recipe.ema_start_epoch)
-        if self.processes.world_size > 1:
+        if self.shard.active:
             torch.distributed.all_reduce(totals)
 
     def _save(self, record: dict[str, Any], bar: tqdm) -> None:
         self.history.append(record)
-        if self.processes.is_main:
-            save_checkpoint(
-                self.out_dir / CHECKPOINT_NAME, self.trainer, run=self.run, epoch=record["epoch"],
-                history=self.history, model_id=self.model_id,
-            )
-            write_json_atomic(self.out_dir / HISTORY_NAME, self.history)
+        if self.shard.is_main:
+            save_checkpoint(self.out_dir, self.trainer, run=self.run, epoch=record["epoch"],
+                            history=self.history, model_id=self.model_id)
             bar.write("epoch {epoch}/{epochs}: loss {loss:.4f}, clean acc {clean_acc:.4f}, adversarial acc "
                       "{adv_acc:.4f}, lr {lr:.4g}, eps {pixels:.2f}/255, {images_per_second:.0f} images/s"
                       .format(**record, epochs=self.recipe.epochs, pixels=record["eps"] * 255))
-        self.processes.barrier()
+        if self.shard.active:
+            torch.distributed.barrier()
 
     def _write_model(self) -> Path:
-        model_dir = self.out_dir / MODEL_DIR_NAME
-        if self.processes.is_main:
-            data = {"dataset": self.recipe.dataset, "split": "train", "images": len(self.train_set),
-                    "augmentation": augmentation_description(
-                        autoaugment=self.recipe.autoaugment, fill=self.recipe.autoaugment_fill)}
-            save_model(model_dir, self.trainer, run=self.run, architecture=self.architecture,
-                       model_id=self.model_id, data=data)
-        self.processes.barrier()
-        return model_dir
+        if self.shard.is_main:
+            save_model(self.out_dir, self.trainer, run=self.run, architecture=self.architecture,
+                       model_id=self.model_id, images=len(self.train_set))
+        if self.shard.active:
+            torch.distributed.barrier()
+        return self.out_dir / MODEL_DIR_NAME
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Fail before the first epoch, not after it, when the run folder cannot take a checkpoint."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as error:
+        raise TrainingError(f"cannot write the run folder {out_dir} ({error.strerror or error})",
+                            fix="choose another --out") from None
+    if (checkpoint := out_dir / CHECKPOINT_NAME).exists() and not checkpoint.is_file():
+        raise TrainingError(f"{checkpoint} is not a file", fix="remove it or choose another --out")
+
+
+def load_training_checkpoint(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The training state saved in ``out_dir`` (loaded with ``weights_only``), or None."""
+    path = Path(out_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: say which and how to proceed
+        raise TrainingError(f"{path} is not a readable training checkpoint ({torch_load_reason(error)})",
+                            fix="delete it to restart") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not an ikl-zoo training checkpoint", fix="choose another --out")
+    missing = [key for key in _CHECKPOINT_KEYS if key not in state]
+    if missing or not isinstance(state["recipe"], dict) or not isinstance(state["run"], dict):
+        raise TrainingError(f"{path} is damaged (missing or malformed: {', '.join(missing) or 'recipe/run'})",
+                            fix="delete it to restart")
+    return state
+
+
+def recipe_differences(saved: Recipe, given: Recipe) -> list[str]:
+    """The knobs (not the preset name or source) where a resumed run would train differently."""
+    old, new = saved.to_dict(), given.to_dict()
+    return [f"{key} (checkpoint {old[key]!r}, now {new[key]!r})" for key in old
+            if key not in ("name", "source") and old[key] != new[key]]
+
+
+def save_checkpoint(out_dir: Path, trainer: IKLATTrainer, *, run: dict[str, Any], epoch: int,
+                    history: list[dict[str, Any]], model_id: str) -> None:
+    """The training state after ``epoch``, then the history: each file whole or not at all."""
+    state = {"format": CHECKPOINT_FORMAT, "ikl_zoo_version": __version__, "recipe": trainer.recipe.to_dict(),
+             "run": run, "epoch": epoch, "history": history, "model_id": model_id, **trainer.state_dict()}
+    with atomic_path(out_dir / CHECKPOINT_NAME) as tmp:
+        torch.save(state, tmp)
+    write_json_atomic(out_dir / HISTORY_NAME, history)
+
+
+def save_model(out_dir: Path, trainer: IKLATTrainer, *, run: dict[str, Any], architecture: dict[str, Any],
+               model_id: str, images: int) -> Path:
+    """``out_dir/model``: the zoo folder of the averaged weights, its config stating the recipe, its card."""
+    recipe, knobs, model_dir = trainer.recipe, trainer.recipe.to_dict(), out_dir / MODEL_DIR_NAME
+    averaged = (f"exponential moving average (decay {recipe.ema_decay}, every {recipe.ema_every}, from epoch "
+                f"{recipe.ema_start_epoch}) of the weights and BatchNorm statistics")
+    config = {"model_id": model_id, "dataset": recipe.dataset, "threat_model": "Linf", "eps": recipe.eps,
+              "architecture": architecture}
+    extra = {
+        # One flat mapping, so that a model card shows it as a table of settings.
+        "training": {"method": "IKL-AT", "recipe": knobs.pop("name"), **knobs, "final_weights": averaged,
+                     **run, "trained_with": f"ikl-zoo {__version__} (ikl-zoo train)"},
+        "class_prior": [[round(value, 8) for value in row] for row in trainer.class_prior.prior.tolist()],
+        "data": {"dataset": recipe.dataset, "split": "train", "images": images,
+                 "augmentation": recipe.augmentation},
+        "seed": recipe.seed,
+    }
+    save_zoo_folder(trainer.ema.state_dict(), model_dir, entry_or_config=config, extra=extra)
+    # The card states the recipe; `ikl-zoo card --result` adds measured accuracy after evaluation.
+    write_model_card(model_dir, model_dir)
+    return model_dir

@@ -6,8 +6,7 @@ The procedure follows the authors' released training code (github.com/jiequancui
 epoch (``eps * epoch / epochs``) in 5 sign steps of half the current eps (what those scripts' ``--train_budget
 high`` branch runs in every epoch); AWP from epoch 10; SGD with per-epoch cosine decay; and as the final model
 an exponential moving average (decay 0.9) of the end-of-epoch weights, BatchNorm statistics included, which is
-what their ``swa.py workdir 0.9 1 200`` step computes.
-"""
+what their ``swa.py workdir 0.9 1 200`` step computes."""
 
 from __future__ import annotations
 
@@ -17,6 +16,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from torchvision import transforms
 
 from ikl_zoo.data import DISPLAY_NAMES
 from ikl_zoo.errors import IklZooError
@@ -46,6 +47,10 @@ class RecipeError(IklZooError):
     """An unknown preset, an unknown knob or a value outside its range."""
 
 
+class TrainingError(IklZooError):
+    """A training run that cannot start or continue as asked."""
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything that decides what IKL-AT training computes (run settings such as the device are apart).
@@ -59,8 +64,7 @@ class Recipe:
     the average folds in every epoch's or step's weights from ``ema_start_epoch``. ``autoaugment`` adds a
     second view whose IKL is weighted ``aug_weight``; AutoAugment fills the area its rotations, shears and
     translations uncover with grey ``autoaugment_fill``, by default the authors' 128 (their ``CIFAR10Policy``,
-    ``DKLv2/Adv-training-dkl/autoaug.py``; torchvision's default is 0).
-    """
+    ``DKLv2/Adv-training-dkl/autoaug.py``; torchvision's default is 0)."""
 
     name: str
     source: str
@@ -137,24 +141,48 @@ class Recipe:
     def uses_awp(self, epoch: int) -> bool:
         return self.awp_gamma > 0 and epoch >= self.awp_warmup_epochs
 
+    def training_transform(self) -> Callable[[Any], Any]:
+        """Crop (zero padding 4), flip, ``ToTensor``; ``autoaugment``: two views, AutoAugment fills grey."""
+        crop_flip = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
+        basic = transforms.Compose([*crop_flip, transforms.ToTensor()])
+        if not self.autoaugment:
+            return basic
+        grey = [self.autoaugment_fill] * 3
+        policy = transforms.AutoAugment(transforms.AutoAugmentPolicy.CIFAR10, fill=grey)
+        return TwoViews(basic, transforms.Compose([*crop_flip, policy, transforms.ToTensor()]))
+
+    @property
+    def augmentation(self) -> str:
+        """The training transform in words, for the zoo folder's config and so its model card."""
+        basic = "random crop 32 (padding 4) + horizontal flip"
+        autoaugment = f"AutoAugment (CIFAR-10 policy, fill {self.autoaugment_fill})"
+        return f"two views: {basic}; the same + {autoaugment}" if self.autoaugment else basic
+
+
+@dataclass(frozen=True)
+class TwoViews:
+    """Returns ``(basic(image), augmented(image))``: the second view is the AutoAugment one."""
+
+    basic: Callable[[Any], Any]
+    augmented: Callable[[Any], Any]
+
+    def __call__(self, image: Any) -> tuple[Any, Any]:
+        return self.basic(image), self.augmented(image)
+
 
 def _preset(dataset: str, attack_beta: float, **more: Any) -> Recipe:
+    source = (f"{_PAPER}: IKL-AT on {DISPLAY_NAMES[dataset]}, alpha 3, beta 20, T 4, attack loss alpha 1 "
+              f"beta {attack_beta:g}; schedule, attack, AWP and weight averaging as in "
+              f"{_RELEASED_CODE.format(dataset)} (whose shell scripts pass alpha 4: use --alpha 4 to match "
+              "them)")
     name = more.pop("name", dataset)
-    source = (
-        f"{_PAPER}: IKL-AT on {DISPLAY_NAMES[dataset]}, alpha 3, beta 20, T 4, attack loss alpha 1 "
-        f"beta {attack_beta:g}; schedule, attack, AWP and weight averaging as in "
-        f"{_RELEASED_CODE.format(dataset)} "
-        f"(whose shell scripts pass alpha 4: use --alpha 4 to match them)"
-    )
     return Recipe(name=name, source=source, dataset=dataset, attack_beta=attack_beta, **more)
 
 
-RECIPES: dict[str, Recipe] = {
-    "cifar10": _preset("cifar10", 0.0),
-    "cifar100": _preset("cifar100", 1.0),
-    "cifar100-autoaug": _preset("cifar100", 1.0, name="cifar100-autoaug", autoaugment=True, aug_weight=0.5),
-}
 # cifar100-autoaug: the authors' train_dkl_cifar100_autoaug.sh (Cui2023Decoupled_WRN-34-10_autoaug).
+RECIPES: dict[str, Recipe] = {"cifar10": _preset("cifar10", 0.0), "cifar100": _preset("cifar100", 1.0),
+                              "cifar100-autoaug": _preset("cifar100", 1.0, name="cifar100-autoaug",
+                                                          autoaugment=True, aug_weight=0.5)}
 
 
 def get_recipe(name: str, **overrides: Any) -> Recipe:

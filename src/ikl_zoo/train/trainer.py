@@ -1,26 +1,129 @@
-"""The IKL-AT optimisation step and the state it needs (optimiser, class prior, AWP, EMA, loss scaler)."""
+"""The IKL-AT optimisation step and its pieces: the PGD attack on the IKL loss, adversarial weight
+perturbation, the weight average, and the state the step needs (optimiser, class prior, loss scaler)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ikl_zoo.errors import IklZooError
 from ikl_zoo.losses import ClassPrior, ikl_loss
-from ikl_zoo.train.attack import autocast, ikl_pgd_attack
-from ikl_zoo.train.awp import AdversarialWeightPerturbation
-from ikl_zoo.train.ema import ModelEMA
-from ikl_zoo.train.recipes import Recipe
+from ikl_zoo.train.recipes import Recipe, TrainingError
 
 AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_FLOAT16_LOSS_SCALE = 1024.0
 
 
-class TrainingError(IklZooError):
-    """A training run that cannot start or continue as asked."""
+def ikl_pgd_attack(model: nn.Module, x: Tensor, y: Tensor, class_prior: Tensor, *, eps: float,
+                   step_size: float, steps: int, alpha: float = 1.0, beta: float = 0.0,
+                   amp_dtype: torch.dtype | None = None) -> Tensor:
+    """Adversarial examples that maximise ``ikl_loss(model(x), model(x_adv), y, class_prior)``, as the
+    released code: eval mode, start at ``x + 0.001 * N(0, 1)``, ``steps`` signed steps projected onto the
+    eps-ball and [0, 1]. The clean logits are computed once (eval mode: the same at every step)."""
+    was_training = model.training
+    model.eval()
+    mixed = torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+    try:
+        x = x.detach()
+        prior = class_prior.detach().to(device=x.device, dtype=torch.float32)
+        with torch.no_grad(), mixed:
+            logits_clean = model(x).float()
+        x_adv = x + 0.001 * torch.randn_like(x)
+        scale = _FLOAT16_LOSS_SCALE if amp_dtype == torch.float16 else 1.0
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            with torch.enable_grad():
+                with mixed:
+                    logits_adv = model(x_adv)
+                loss = ikl_loss(logits_clean, logits_adv.float(), y, prior, alpha=alpha, beta=beta)
+                # Only the gradient's sign is used: scaling keeps float16 gradients from underflowing to 0.
+                (grad,) = torch.autograd.grad(loss * scale, [x_adv])
+            x_adv = x_adv.detach() + step_size * grad.sign()
+            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+        return x_adv.clamp(0.0, 1.0).detach()
+    finally:
+        model.train(was_training)
+
+
+class AdversarialWeightPerturbation:
+    """One ascent step on a proxy copy of the network gives each weight matrix/kernel a direction, rescaled to
+    that weight's norm; ``perturb`` adds ``gamma`` times it, ``restore`` removes it after the optimiser step.
+    The proxy runs in train mode so that only its own BatchNorm statistics move; under torchrun its gradients
+    are averaged over processes so that every replica gets the same perturbation."""
+
+    def __init__(self, model: nn.Module, *, gamma: float, lr: float) -> None:
+        self.model, self.gamma = model, gamma
+        self.proxy = copy.deepcopy(model)
+        self.proxy_optimizer = torch.optim.SGD(self.proxy.parameters(), lr=lr)
+
+    def compute(self, x_clean: Tensor, x_adv: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor], *,
+                amp_dtype: torch.dtype | None = None, loss_scale: float = 1.0) -> dict[str, Tensor]:
+        """The perturbation for this batch under ``loss_fn(logits_clean, logits_adv)``; ``loss_scale`` keeps
+        float16 gradients from underflowing (a non-finite proxy gradient then gives no perturbation)."""
+        self.proxy.load_state_dict(self.model.state_dict())
+        self.proxy.train()
+        with torch.autocast(x_clean.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits_clean, logits_adv = self.proxy(x_clean), self.proxy(x_adv)
+        loss = -loss_fn(logits_clean.float(), logits_adv.float())
+        self.proxy_optimizer.zero_grad(set_to_none=True)
+        (loss * loss_scale).backward()
+        grads = [p.grad for p in self.proxy.parameters() if p.grad is not None]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for grad in grads:
+                torch.distributed.all_reduce(grad)
+                grad.div_(torch.distributed.get_world_size())
+        if loss_scale != 1.0 and not torch.stack([grad.isfinite().all() for grad in grads]).all():
+            return {}
+        self.proxy_optimizer.step()
+        proxy_params = dict(self.proxy.named_parameters())
+        with torch.no_grad():  # biases and BatchNorm affine parameters are not perturbed
+            deltas = {name: proxy_params[name] - weight for name, weight in self.model.named_parameters()
+                      if weight.ndim > 1}
+            return {name: self.model.get_parameter(name).norm() / (delta.norm() + 1e-20) * delta
+                    for name, delta in deltas.items()}
+
+    @torch.no_grad()
+    def perturb(self, diff: dict[str, Tensor], *, sign: float = 1.0) -> None:
+        for name, weight in self.model.named_parameters():
+            if name in diff:
+                weight.add_(diff[name], alpha=sign * self.gamma)
+
+    def restore(self, diff: dict[str, Tensor]) -> None:
+        self.perturb(diff, sign=-1.0)
+
+
+class ModelEMA:
+    """``average = decay * average + (1 - decay) * current`` over every floating-point ``state_dict`` entry:
+    BatchNorm statistics too, so no recalibration pass; integer buffers are copied."""
+
+    def __init__(self, model: nn.Module, *, decay: float) -> None:
+        if not 0 <= decay < 1:
+            raise ValueError(f"EMA decay must lie in [0, 1), got {decay}")
+        self.decay = decay
+        self.state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, *, copy: bool = False) -> None:
+        """Fold the current state in; ``copy=True`` restarts the average from it."""
+        for key, value in model.state_dict().items():
+            average = self.state[key]
+            if copy or not average.is_floating_point():
+                average.copy_(value)
+            else:
+                average.mul_(self.decay).add_(value.detach(), alpha=1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {key: value.clone() for key, value in self.state.items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if missing := set(self.state) ^ set(state):
+            raise ValueError(f"EMA state does not match the network: {sorted(missing)[:3]}")
+        for key, value in state.items():
+            self.state[key].copy_(value)
 
 
 class _AdvCleanForward(nn.Module):
@@ -37,26 +140,20 @@ class _AdvCleanForward(nn.Module):
 
 class IKLATTrainer:
     """``step`` crafts the adversarial batch, applies AWP when the recipe says so for ``epoch``, takes one SGD
-    step on ``CE(z_clean, y) + IKL(z_clean, z_adv)`` and folds the clean logits into the class prior.
-    """
+    step on ``CE(z_clean, y) + IKL(z_clean, z_adv)`` and folds the clean logits into the class prior."""
 
-    def __init__(
-        self, net: nn.Module, recipe: Recipe, *, device: torch.device | str, amp: str = "off",
-        distributed: bool = False,
-    ) -> None:
+    def __init__(self, net: nn.Module, recipe: Recipe, *, device: torch.device | str, amp: str = "off",
+                 distributed: bool = False) -> None:
         if amp not in AMP_DTYPES:
             raise TrainingError(f"unknown --amp {amp!r}", fix=f"choose one of {', '.join(AMP_DTYPES)}")
         self.device, self.recipe, self.amp_dtype = torch.device(device), recipe, AMP_DTYPES[amp]
         self.net = net.to(self.device)
-        self.optimizer = torch.optim.SGD(
-            self.net.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-        )
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                         weight_decay=recipe.weight_decay)
         self.class_prior = ClassPrior(recipe.num_classes, temperature=recipe.temperature, device=self.device)
-        self.awp = (
-            AdversarialWeightPerturbation(self.net, gamma=recipe.awp_gamma, lr=recipe.lr)
-            if recipe.awp_gamma > 0 else None
-        )
-        self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
+        self.awp = (AdversarialWeightPerturbation(self.net, gamma=recipe.awp_gamma, lr=recipe.lr)
+                    if recipe.awp_gamma > 0 else None)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")  # a no-op when disabled
         self.ema = ModelEMA(self.net, decay=recipe.ema_decay)
         self.forward_pair: nn.Module = _AdvCleanForward(self.net)
         if distributed:
@@ -76,22 +173,21 @@ class IKLATTrainer:
         self.net.train()
         awp_diff = self._perturb_weights(x, x_adv, labels, prior, epoch)
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device.type, self.amp_dtype):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             logits_adv, logits_clean = self.forward_pair(x_adv, x)
         logits_adv, logits_clean = logits_adv.float(), logits_clean.float()
         self.class_prior.update(logits_clean[:first_view], labels[:first_view])
         loss = self._loss(logits_clean, logits_adv, labels, prior, first_view)
-        self._optimise(loss)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         if awp_diff:
             self.awp.restore(awp_diff)  # type: ignore[union-attr]
         with torch.no_grad():
             count = torch.tensor(float(len(labels)), device=self.device)
-            return {
-                "loss": loss.detach() * count,
-                "clean_correct": (logits_clean.argmax(1) == labels).sum().float(),
-                "adv_correct": (logits_adv.argmax(1) == labels).sum().float(),
-                "images": count,
-            }
+            return {"loss": loss.detach() * count, "images": count,
+                    "clean_correct": (logits_clean.argmax(1) == labels).sum().float(),
+                    "adv_correct": (logits_adv.argmax(1) == labels).sum().float()}
 
     def _batch(self, images: Tensor | Sequence[Tensor], y: Tensor) -> tuple[Tensor, Tensor, int]:
         """The images and labels on the device, two views stacked, and how many belong to the first view."""
@@ -105,20 +201,16 @@ class IKLATTrainer:
 
     def _attack(self, x: Tensor, labels: Tensor, prior: Tensor, epoch: int) -> Tensor:
         recipe, eps = self.recipe, self.recipe.eps_at(epoch)
-        return ikl_pgd_attack(
-            self.net, x, labels, prior, eps=eps, step_size=recipe.attack_step_size * eps,
-            steps=recipe.attack_steps, alpha=recipe.attack_alpha, beta=recipe.attack_beta,
-            amp_dtype=self.amp_dtype,
-        )
+        return ikl_pgd_attack(self.net, x, labels, prior, eps=eps, step_size=recipe.attack_step_size * eps,
+                              steps=recipe.attack_steps, alpha=recipe.attack_alpha, beta=recipe.attack_beta,
+                              amp_dtype=self.amp_dtype)
 
     def _ikl(self, logits_clean: Tensor, logits_adv: Tensor, y: Tensor, prior: Tensor) -> Tensor:
-        r = self.recipe
-        return ikl_loss(logits_clean, logits_adv, y, prior, alpha=r.alpha, beta=r.beta,
-                        prior_power=r.prior_power)
+        return ikl_loss(logits_clean, logits_adv, y, prior, alpha=self.recipe.alpha, beta=self.recipe.beta,
+                        prior_power=self.recipe.prior_power)
 
-    def _perturb_weights(
-        self, x: Tensor, x_adv: Tensor, labels: Tensor, prior: Tensor, epoch: int
-    ) -> dict[str, Tensor]:
+    def _perturb_weights(self, x: Tensor, x_adv: Tensor, labels: Tensor, prior: Tensor,
+                         epoch: int) -> dict[str, Tensor]:
         """AWP from the recipe's epoch on; its objective is CE + IKL over the whole batch, as released."""
         if self.awp is None or not self.recipe.uses_awp(epoch):
             return {}
@@ -126,43 +218,30 @@ class IKLATTrainer:
         def awp_loss(logits_clean: Tensor, logits_adv: Tensor) -> Tensor:
             return F.cross_entropy(logits_clean, labels) + self._ikl(logits_clean, logits_adv, labels, prior)
 
-        scale = self.scaler.get_scale() if self.scaler is not None else 1.0
+        scale = self.scaler.get_scale()
         diff = self.awp.compute(x, x_adv, awp_loss, amp_dtype=self.amp_dtype, loss_scale=scale)
         self.awp.perturb(diff)
         return diff
 
-    def _loss(
-        self, logits_clean: Tensor, logits_adv: Tensor, labels: Tensor, prior: Tensor, first_view: int
-    ) -> Tensor:
+    def _loss(self, logits_clean: Tensor, logits_adv: Tensor, labels: Tensor, prior: Tensor,
+              first_view: int) -> Tensor:
         """``CE + IKL``; with two views the AutoAugment view's IKL is weighted by ``aug_weight``."""
-        natural = F.cross_entropy(logits_clean, labels)
-        if first_view == len(labels):
-            return natural + self._ikl(logits_clean, logits_adv, labels, prior)
-        head, tail = slice(0, first_view), slice(first_view, None)
-        robust = self._ikl(logits_clean[head], logits_adv[head], labels[head], prior)
-        augmented = self._ikl(logits_clean[tail], logits_adv[tail], labels[tail], prior)
-        return natural + (robust + self.recipe.aug_weight * augmented)
+        def ikl(part: slice) -> Tensor:
+            return self._ikl(logits_clean[part], logits_adv[part], labels[part], prior)
 
-    def _optimise(self, loss: Tensor) -> None:
-        if self.scaler is None:
-            loss.backward()
-            self.optimizer.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        loss = F.cross_entropy(logits_clean, labels) + ikl(slice(0, first_view))
+        two_views = first_view < len(labels)
+        return loss + self.recipe.aug_weight * ikl(slice(first_view, None)) if two_views else loss
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "ema": self.ema.state_dict(), "class_prior": self.class_prior.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-        }
+        return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "ema": self.ema.state_dict(), "class_prior": self.class_prior.state_dict(),
+                "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema.load_state_dict(state["ema"])
         self.class_prior.load_state_dict(state["class_prior"])
-        if self.scaler is not None and state.get("scaler"):
+        if state.get("scaler"):  # None in a checkpoint of an older version
             self.scaler.load_state_dict(state["scaler"])
