@@ -223,7 +223,7 @@ def test_model_zoo_entry_rebuilds_robustbench_model(entry, make_result):
     ("changes", "reason"),
     [
         ({"n_examples": 1000}, "covers 1000 test examples; RobustBench needs all 10,000"),
-        ({"version": "custom"}, "AutoAttack version 'custom' (apgd-ce)"),
+        ({"version": "custom"}, "it ran custom: apgd-ce (apgd-ce)"),
         ({"eps": 4 / 255}, "eps 4/255; RobustBench's Linf board uses 8/255"),
         ({"seed": None}, "records no seed"),
         (
@@ -237,6 +237,15 @@ def test_refusals_name_the_reason(make_result, changes, reason):
     with pytest.raises(SubmissionRefusedError, match="--draft") as error:
         build_submission(make_result("my-wrn", **changes), name="Doe2025Robust", info=NEW_MODEL_INFO)
     assert reason in str(error.value)
+
+
+def test_standard_autoattack_with_changed_settings_is_refused(make_result):
+    result = make_result("my-wrn")
+    settings = dataclasses.replace(result.settings, attack_options={"apgd": {"n_iter": 10}})
+    result = dataclasses.replace(result, settings=settings)
+    with pytest.raises(SubmissionRefusedError, match="--draft") as error:
+        build_submission(result, name="Doe2025Robust", info=NEW_MODEL_INFO)
+    assert "it ran AutoAttack (standard, apgd.n_iter=10)" in str(error.value)
 
 
 def test_flag_gaps_and_names_are_refused(make_result):
