@@ -66,6 +66,7 @@ def check_attack_options(
     if options and version != "custom":
         problem = f"attack options change AutoAttack's settings, which version {version!r} fixes"
         raise EvaluationError(problem, fix="use --version custom")
+    checked: dict[str, dict[str, float]] = {}
     for attack_object, settings in (options or {}).items():
         if (allowed := ATTACK_OPTIONS.get(attack_object)) is None:
             known = f"choose from {', '.join(ATTACK_OPTIONS)}"
@@ -76,19 +77,13 @@ def check_attack_options(
                 raise EvaluationError(f"{attack_object}.{name} is not an attack option: {takes}")
             if name != "p_init" and (int(value) != value or value < 1):
                 raise EvaluationError(f"{attack_object}.{name} must be a positive integer, got {value}")
-    return {
-        attack_object: {name: float(v) if name == "p_init" else int(v) for name, v in settings.items()}
-        for attack_object, settings in (options or {}).items()
-    }
+            checked.setdefault(attack_object, {})[name] = float(value) if name == "p_init" else int(value)
+    return checked
 
 
 def _probe_adversary(*, norm: str, version: str) -> AutoAttack:
-    quiet, level = logging.getLogger(AUTOATTACK_LOGGER), logging.getLogger(AUTOATTACK_LOGGER).level
-    quiet.setLevel(logging.WARNING)  # _set_version logs "setting parameters" at info
-    try:
+    with _each_once(lambda message: None, propagate=False):  # _set_version logs "setting parameters"
         return AutoAttack(torch.nn.Identity(), norm=norm, eps=1.0, version=version, device="cpu", seed=0)
-    finally:
-        quiet.setLevel(level)
 
 
 def build_adversary(
@@ -170,32 +165,23 @@ def attack_chunk(
     step_counter: StepCounter, progress: str = "bars", label: str = "",
 ) -> ChunkAttackResult:
     """The adversary's attacks on ``x_orig`` (CPU), with a ``progress_style``; ``step_counter(callback)``
-    makes every forward pass call ``callback``, so the per-attack bar's ETA moves inside long batches too."""
-    timings: dict[str, float] = {}
-    attack_flags: dict[str, torch.Tensor] = {}
-    max_perturbation = 0.0
+    makes every forward pass call ``callback``, so the per-attack bar's ETA moves inside long batches."""
     with torch.no_grad():
-        start_time = time.perf_counter()
-        robust_flags = _clean_flags(adversary, x_orig, y_orig, batch_size=batch_size)
-        clean_flags = robust_flags.clone()
-        timings["clean"] = time.perf_counter() - start_time
+        started, flags = time.perf_counter(), _clean_flags(adversary, x_orig, y_orig, batch_size=batch_size)
+        found = ChunkAttackResult(flags.clone(), flags, {}, {"clean": time.perf_counter() - started})
         for attack in adversary.attacks_to_run:
-            start_time, before = time.perf_counter(), int(robust_flags.sum())
+            started, before, largest = time.perf_counter(), int(flags.sum()), 0.0
             if before:  # else AutoAttack stops
                 largest = _attack_survivors(
-                    adversary, attack, (x_orig, y_orig), robust_flags, batch_size=batch_size,
+                    adversary, attack, (x_orig, y_orig), flags, batch_size=batch_size,
                     step_counter=step_counter, progress=progress == "bars", label=label,
                 )
-                max_perturbation = max(max_perturbation, largest)
-            timings[attack] = time.perf_counter() - start_time if before else 0.0
+            found.max_perturbation = max(found.max_perturbation, largest)
+            found.timings[attack] = seconds = time.perf_counter() - started if before else 0.0
             if before and progress == "lines":
-                left, seconds = int(robust_flags.sum()), timings[attack]
-                say(f"{label}{attack}: {before} -> {left} robust in {seconds:.1f} s")
-            attack_flags[attack] = robust_flags.clone()
-    return ChunkAttackResult(
-        clean_flags=clean_flags, robust_flags=robust_flags, attack_flags=attack_flags, timings=timings,
-        max_perturbation=max_perturbation,
-    )
+                say(f"{label}{attack}: {before} -> {int(flags.sum())} robust in {seconds:.1f} s")
+            found.attack_flags[attack] = flags.clone()
+    return found
 
 
 def _clean_flags(adversary: AutoAttack, x_orig: torch.Tensor, y_orig: torch.Tensor, *, batch_size: int):

@@ -14,7 +14,6 @@ import os
 import platform
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from functools import reduce
 
 import torch
 from torch import nn
@@ -51,9 +50,6 @@ class CountingModel(nn.Module):
         self.counts[direction] += 1
         self.counts[f"{direction}_images"] += batch.shape[0]
 
-    def set_on_forward(self, callback: Callable[[], None] | None) -> None:
-        self.on_forward = callback
-
 
 class Bf16Autocast(nn.Module):
     """The model's forward under bf16 autocast, its logits back in fp32: the bf16 screen, wrapped as a direct
@@ -66,10 +62,6 @@ class Bf16Autocast(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device_type, dtype=torch.bfloat16):
             return self.model(x).float()
-
-
-def with_precision(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
-    return Bf16Autocast(model, device_type=device.type) if precision == "bf16" else model
 
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
@@ -139,22 +131,13 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
         raise EvaluationError("the labels must be class indices >= 0")
 
 
-_FP32_PRECISION_SETTINGS = (
-    "", "cudnn", "cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn",
-)
-"""torch.backends' ``fp32_precision`` settings (torch >= 2.9), parents first; ``mkldnn`` itself is left out:
-its setter writes the generic one."""
-
-
 def _fp32_precision_settings() -> list[object]:
-    """The settings this torch has; none before torch 2.9."""
-    if not hasattr(torch.backends, "fp32_precision"):
+    """torch.backends' ``fp32_precision`` settings (torch >= 2.9; none before), parents first; ``mkldnn``
+    itself is left out: its setter writes the generic one."""
+    if not hasattr(backends := torch.backends, "fp32_precision"):
         return []
-    found = [
-        reduce(lambda obj, part: getattr(obj, part, None), filter(None, dotted.split(".")), torch.backends)
-        for dotted in _FP32_PRECISION_SETTINGS
-    ]
-    return [setting for setting in found if hasattr(setting, "fp32_precision")]
+    cudnn, dnn = backends.cudnn, backends.mkldnn
+    return [backends, cudnn, backends.cuda.matmul, cudnn.conv, cudnn.rnn, dnn.matmul, dnn.conv, dnn.rnn]
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -83,7 +84,8 @@ def _prepared(model: nn.Module, job: _Job) -> Iterator[nn.Module]:
         model, job.device, channels_last=settings.channels_last, precision=settings.precision
     ), torch.random.fork_rng(devices=rng_devices, device_type="cuda"):
         network = torch.compile(model) if settings.compile else model
-        yield prepare.with_precision(network, settings.precision, job.device)
+        bf16 = settings.precision == "bf16"
+        yield prepare.Bf16Autocast(network, device_type=job.device.type) if bf16 else network
 
 
 def _finish(
@@ -102,17 +104,17 @@ def _finish(
         "started": job.started_at, "resumed_chunks": len(earlier), "world_size": job.shard.world_size,
         "channels_last": job.settings.channels_last, "torch_compile": job.settings.compile,
         "autoattack_settings": runner.autoattack_settings, "precision_in_force": runner.precision_report,
-        "weights_sha256": job.identity["weights_sha256"], "data_sha256": job.identity["data_sha256"],
+        **{key: job.identity[key] for key in ("weights_sha256", "data_sha256")},
     }
-    wall = {"wall": time.perf_counter() - started}
-    wall["earlier_runs"] = sum(sum(done[index].timings.values()) for index in earlier)
+    earlier_seconds = sum(sum(done[index].timings.values()) for index in earlier)
+    wall = {"wall": time.perf_counter() - started, "earlier_runs": earlier_seconds}
     result = merge_chunks(
         [done[index] for index in range(job.n_chunks)], settings=job.settings, facts=job.facts,
         attacks=job.attacks, extra=extra, wall=wall,
-    )
+    ).to_dict()
     if job.run_dir is not None:
-        job.run_dir.save_result(result.to_dict())
-    return result.to_dict()
+        job.run_dir.save_result(result)
+    return result
 
 
 def _settings_and_facts(
@@ -148,17 +150,9 @@ class _Job:
     run_dir: RunDir | None = None
     started_at: str = field(default_factory=now_utc)
 
-    @property
-    def n_chunks(self) -> int:
-        return self.settings.n_chunks
-
-    @property
-    def auto(self) -> bool:
-        return self.settings.batch_size == "auto"
-
-    @property
-    def largest_batch(self) -> int:
-        return min(self.settings.chunk_size, self.settings.n_examples)
+    def __post_init__(self) -> None:
+        self.n_chunks, self.auto = self.settings.n_chunks, self.settings.batch_size == "auto"
+        self.largest_batch = min(self.settings.chunk_size, self.settings.n_examples)
 
     def bounds(self, index: int) -> tuple[int, int]:
         start = index * self.settings.chunk_size
@@ -197,12 +191,9 @@ def _plan(job: _Job, model: nn.Module) -> tuple[dict[int, ChunkOutcome], list[in
 
 def _finished_chunks(job: _Job) -> tuple[dict[int, ChunkOutcome], int | None]:
     """The run directory's finished chunks, and the batch size an auto run had reached."""
-    done = {}
-    for index in range(job.n_chunks):
-        start, stop = job.bounds(index)
-        seed = job.settings.seed + index
-        if outcome := job.run_dir.load_chunk(index, start=start, stop=stop, seed=seed, attacks=job.attacks):
-            done[index] = outcome
+    found = (job.run_dir.load_chunk(i, job.bounds(i), seed=job.settings.seed + i, attacks=job.attacks)
+             for i in range(job.n_chunks))
+    done = {outcome.index: outcome for outcome in found if outcome is not None}
     recorded = job.run_dir.read_batch_size(limit=job.largest_batch) if job.auto else None
     if job.auto and recorded is None and done:  # a run whose batch_size.json was deleted
         recorded = min(outcome.batch_size for outcome in done.values())
@@ -279,11 +270,11 @@ class _ChunkRunner:
 
     def estimate(self, n_examples: int) -> Estimate:
         """The run's wall time for ``n_examples``, from a calibration pass on the first batch."""
-        found = estimate_run(
+        return estimate_run(
             self.network, self.job.x, self.job.y, adversary=self._adversary(self.job.settings.seed),
             batch_size=self.batch_size, device=self.job.device, device_name=self.device_name,
+            n_examples=n_examples,
         )
-        return replace(found, seconds=found.seconds * n_examples / found.n_examples, n_examples=n_examples)
 
     def _adversary(self, seed: int):
         settings = self.job.settings
@@ -317,31 +308,30 @@ class _ChunkRunner:
         back_offs: list[str] = []
         seed = self.job.settings.seed + index
         while True:
-            adversary = self._adversary(seed)
             try:
+                adversary = self._adversary(seed)
                 checks_seconds = self._checks(adversary, x, y)
                 torch.manual_seed(seed)  # AutoAttack seeds before each attack, not before its clean pass
                 found = aa.attack_chunk(
-                    adversary, x, y, batch_size=self.batch_size, step_counter=self.counting.set_on_forward,
-                    progress=self.progress, label=f"chunk {index + 1}/{self.job.n_chunks} ",
+                    adversary, x, y, batch_size=self.batch_size, progress=self.progress,
+                    step_counter=partial(setattr, self.counting, "on_forward"),
+                    label=f"chunk {index + 1}/{self.job.n_chunks} ",
                 )
                 return found, checks_seconds, back_offs
             except RuntimeError as error:
                 if "out of memory" not in str(error).lower():  # torch.cuda.OutOfMemoryError's included
                     raise
-                del adversary
-                prepare.free_memory()
-                if not self.job.auto or self.batch_size == 1:
-                    raise EvaluationError(
-                        f"out of GPU memory at batch size {self.batch_size}: "
-                        "pass a smaller --batch-size (or auto)"
-                    ) from None
-                back_offs.append(
-                    f"out of memory at batch size {self.batch_size} in chunk {index}: "
-                    f"redoing the chunk, and running the later ones, at {self.batch_size // 2}"
-                )
-                tqdm.write(back_offs[-1])
-                self._set_batch_size(self.batch_size // 2)
+            adversary = None  # out of the except block: the traceback's tensors are gone too
+            prepare.free_memory()
+            if not self.job.auto or self.batch_size == 1:
+                problem = f"out of GPU memory at batch size {self.batch_size}"
+                raise EvaluationError(problem, fix="pass a smaller --batch-size (or auto)")
+            back_offs.append(
+                f"out of memory at batch size {self.batch_size} in chunk {index}: "
+                f"redoing the chunk, and running the later ones, at {self.batch_size // 2}"
+            )
+            tqdm.write(back_offs[-1])
+            self._set_batch_size(self.batch_size // 2)
 
     def agree_on_batch_size(self) -> None:
         """The smallest batch size of all ranks, for every rank's later chunks."""

@@ -55,9 +55,8 @@ def load_for_evaluation(
         model, path = load_robustbench_model(name, **board, model_dir=robustbench_dir)
         published = published_figures(name, **board)
         return ModelSource(
-            model=model.to(device).eval(), model_id=model_id,
-            description=f"RobustBench model zoo ({name}, {dataset}, {threat_model})", checkpoint_path=path,
-            published=published,
+            model=model.to(device).eval(), model_id=model_id, checkpoint_path=path, published=published,
+            description=f"RobustBench model zoo ({name}, {dataset}, {threat_model})",
             published_threat=(threat_model, STANDARD_EPS[threat_model]) if published is not None else None,
         )
 
