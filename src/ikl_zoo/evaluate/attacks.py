@@ -45,10 +45,8 @@ def resolve_attacks(*, version: str, norm: str, attacks: Sequence[str] | None) -
     check_choice("AutoAttack version", version, VERSIONS)
     if version != "custom":
         if attacks:
-            raise EvaluationError(
-                f"--attacks picks the attacks of the custom version; version {version!r} fixes them: "
-                "pass --version custom or drop --attacks"
-            )
+            problem = f"--attacks picks the attacks of the custom version; version {version!r} fixes them"
+            raise EvaluationError(problem, fix="pass --version custom or drop --attacks")
         return list(_probe_adversary(norm=norm, version=version).attacks_to_run)
     if not attacks:
         raise EvaluationError(f"version custom needs a list of attacks, e.g. apgd-ce,apgd-t (from {ATTACKS})")

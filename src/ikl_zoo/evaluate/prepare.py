@@ -114,9 +114,7 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
     if x.dim() != 4:
         raise EvaluationError(f"the images must be N x C x H x W, got shape {tuple(x.shape)}")
     if y.dim() != 1 or y.shape[0] != x.shape[0] or y.is_floating_point() or y.dtype == torch.bool:
-        raise EvaluationError(
-            f"the labels must be {x.shape[0]} integers, got {y.dtype} of shape {tuple(y.shape)}"
-        )
+        raise EvaluationError(f"the labels must be {len(x)} integers, got {y.dtype} of shape {list(y.shape)}")
     if x.shape[0] == 0:
         raise EvaluationError("no examples to evaluate")
     if not torch.isfinite(x).all():
@@ -171,28 +169,23 @@ PYTORCH_DEFAULTS = {
 
 def fp32_precision_in_force() -> dict[str, str]:
     """Each backend's fp32 precision now; a setting at "none" follows its parent (the last: ieee)."""
-    backends, in_force = torch.backends, {}
+    backends = torch.backends
     if not hasattr(backends, "fp32_precision"):  # torch < 2.9; the new API's matmul setting covers this one
         tf32 = {"cudnn_conv": backends.cudnn.allow_tf32, "cuda_matmul": backends.cuda.matmul.allow_tf32}
         in_force = {name: "tf32" if on else "ieee" for name, on in tf32.items()}
         return {**in_force, "float32_matmul_precision": torch.get_float32_matmul_precision()}
-    chains = {
-        "cudnn_conv": (backends.cudnn.conv, backends.cudnn), "cuda_matmul": (backends.cuda.matmul,),
-        "mkldnn_conv": (backends.mkldnn.conv,), "mkldnn_matmul": (backends.mkldnn.matmul,),
-    }
-    for name, chain in chains.items():
-        values = [setting.fp32_precision for setting in (*chain, backends)]
-        in_force[name] = next((value for value in values if value != "none"), "ieee")
-    return in_force
+    cudnn, dnn = backends.cudnn, backends.mkldnn
+    chains = {"cudnn_conv": (cudnn.conv, cudnn), "cuda_matmul": (backends.cuda.matmul,),
+              "mkldnn_conv": (dnn.conv,), "mkldnn_matmul": (dnn.matmul,)}
+    values = {name: [part.fp32_precision for part in (*chain, backends)] for name, chain in chains.items()}
+    return {name: next((v for v in found if v != "none"), "ieee") for name, found in values.items()}
 
 
 def precision_warnings(precision: str) -> list[str]:
     """Precision ``pytorch`` in a process that changed PyTorch's defaults: which settings are in force."""
-    changed = ", ".join(
-        f"{name}={value} (default: {PYTORCH_DEFAULTS[name]})"
-        for name, value in fp32_precision_in_force().items() if value != PYTORCH_DEFAULTS[name]
-    )
-    return [f"precision pytorch, with settings changed from PyTorch's defaults: {changed}"] * bool(
+    in_force, default = fp32_precision_in_force().items(), PYTORCH_DEFAULTS
+    changed = [f"{key}={value} (default: {default[key]})" for key, value in in_force if value != default[key]]
+    return [f"precision pytorch, with settings changed from PyTorch's defaults: {', '.join(changed)}"] * bool(
         precision == "pytorch" and changed
     )
 
@@ -267,10 +260,8 @@ def auto_batch_size(
     free_memory()
     torch.cuda.reset_peak_memory_stats(device)
     baseline = torch.cuda.memory_allocated(device)
-    x = sample[:1].expand(probe, *sample.shape[1:]).clone().to(device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    x.requires_grad_(True)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = sample[:1].expand(probe, *sample.shape[1:]).to(device, memory_format=layout).requires_grad_(True)
     with torch.enable_grad():
         loss = model(x).float().sum()
         (grad,) = torch.autograd.grad(loss, x)

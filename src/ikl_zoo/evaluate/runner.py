@@ -22,7 +22,7 @@ from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate import attacks as aa
 from ikl_zoo.evaluate import prepare
 from ikl_zoo.evaluate.distributed import Shard, current_shard
-from ikl_zoo.evaluate.estimate import Estimate, estimate_run, wilson_interval
+from ikl_zoo.evaluate.estimate import Estimate, attack_passes, calibrate, wilson_interval
 from ikl_zoo.evaluate.merge import merge_chunks
 from ikl_zoo.evaluate.prepare import auto_batch_size
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
@@ -232,8 +232,8 @@ def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> dict[in
                 overall.set_postfix_str(_robust_so_far(outcomes))
                 if runner.progress == "lines":
                     aa.say(f"chunk {chunk_round[shard.rank] + 1}/{job.n_chunks}: {_robust_so_far(outcomes)}")
-            if job.auto and shard.active:
-                runner.agree_on_batch_size()
+            if job.auto and shard.active:  # the smallest of all ranks, for every rank's later chunks
+                runner.set_batch_size(min(shard.all_gather(runner.batch_size)))
     gathered = shard.all_gather([asdict(outcome) for outcome in outcomes])  # every rank's, on every rank
     return {data["index"]: ChunkOutcome(**data) for rank_outcomes in gathered for data in rank_outcomes}
 
@@ -250,10 +250,8 @@ def _robust_so_far(outcomes: list[ChunkOutcome]) -> str:
 def _check_seed(seed: Any, n_chunks: int) -> None:
     """Chunk k's seed, ``seed + k``, goes to ``torch.manual_seed`` and AutoAttack, which take int64."""
     if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 - n_chunks + 1):
-        raise EvaluationError(
-            f"seed must be an integer with 0 <= seed and seed + {n_chunks - 1} (the last chunk's seed) "
-            f"< 2**63, got {seed!r}: pass a smaller --seed"
-        )
+        problem = f"seed must be an integer with 0 <= seed and seed + {n_chunks - 1} (the last chunk's seed)"
+        raise EvaluationError(f"{problem} < 2**63, got {seed!r}", fix="pass a smaller --seed")
 
 
 class _ChunkRunner:
@@ -269,12 +267,13 @@ class _ChunkRunner:
         self.precision_warnings = prepare.precision_warnings(job.settings.precision)
 
     def estimate(self, n_examples: int) -> Estimate:
-        """The run's wall time for ``n_examples``, from a calibration pass on the first batch."""
-        return estimate_run(
-            self.network, self.job.x, self.job.y, adversary=self._adversary(self.job.settings.seed),
-            batch_size=self.batch_size, device=self.job.device, device_name=self.device_name,
-            n_examples=n_examples,
-        )
+        """The run's wall time for ``n_examples``: the attacks' pass counts, timed on the first batch."""
+        job, adversary = self.job, self._adversary(self.job.settings.seed)
+        backward, forward, clean = calibrate(self.network, job.x, job.y, batch_size=self.batch_size,
+                                             device=job.device)
+        passes = [attack_passes(adversary, attack) for attack in job.attacks]
+        per_image = sum(fb * backward + f * forward for fb, f in passes)
+        return Estimate((forward + clean * per_image) * n_examples, n_examples, self.device_name)
 
     def _adversary(self, seed: int):
         settings = self.job.settings
@@ -331,17 +330,13 @@ class _ChunkRunner:
                 f"redoing the chunk, and running the later ones, at {self.batch_size // 2}"
             )
             tqdm.write(back_offs[-1])
-            self._set_batch_size(self.batch_size // 2)
+            self.set_batch_size(self.batch_size // 2)
 
-    def agree_on_batch_size(self) -> None:
-        """The smallest batch size of all ranks, for every rank's later chunks."""
-        if (agreed := min(self.job.shard.all_gather(self.batch_size))) < self.batch_size:
-            self._set_batch_size(agreed)
-
-    def _set_batch_size(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        if self.job.run_dir is not None:
+    def set_batch_size(self, batch_size: int) -> None:
+        """A smaller batch size for the later chunks, kept in the run directory for a resumed run."""
+        if batch_size < self.batch_size and self.job.run_dir is not None:
             self.job.run_dir.write_batch_size(batch_size)
+        self.batch_size = min(self.batch_size, batch_size)
 
     def _checks(self, adversary, x: torch.Tensor, y: torch.Tensor) -> float:
         """AutoAttack's checks, once per process: the first chunk it runs is as good a sample as any."""
@@ -351,9 +346,7 @@ class _ChunkRunner:
         with torch.no_grad():
             n_classes = aa.run_checks(adversary, x, y, batch_size=self.batch_size)
         if (label_max := int(self.job.y.max())) >= n_classes:
-            raise EvaluationError(
-                f"the labels go up to {label_max} but the model has {n_classes} outputs: "
-                "wrong --dataset for this model?"
-            )
+            problem = f"the labels go up to {label_max} but the model has {n_classes} outputs"
+            raise EvaluationError(problem, fix="wrong --dataset for this model?")
         self.checked = True
         return time.perf_counter() - started

@@ -84,9 +84,8 @@ class EvalSettings:
         """Settings read back from a run directory or a result; an unknown key names the field."""
         known = {f.name for f in fields(cls)}
         if unknown := sorted(set(data) - known):
-            raise EvaluationError(
-                f"unknown evaluation setting {unknown[0]!r}", fix=f"use one of {', '.join(sorted(known))}"
-            )
+            fix = f"use one of {', '.join(sorted(known))}"
+            raise EvaluationError(f"unknown evaluation setting {unknown[0]!r}", fix=fix)
         return cls(**dict(data))
 
 

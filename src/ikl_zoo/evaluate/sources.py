@@ -123,16 +123,12 @@ def load_robustbench_model(
     except IklZooError:
         raise
     except Exception as error:  # gdown, requests, torch.load: any failure is the same fix for the user
-        reason = first_line(error)
+        reason = f"{type(error).__name__}: {first_line(error)}"
         if path.is_file():
-            raise CheckpointError(
-                f"robustbench could not load {path} ({type(error).__name__}: {reason}): delete it to "
-                "download it again, or put the right checkpoint there"
-            ) from None
-        raise CheckpointError(
-            f"robustbench could not download {name} from Google Drive ({type(error).__name__}: {reason}): "
-            f"put its checkpoint at {path}"
-        ) from None
+            fix = "delete it to download it again, or put the right checkpoint there"
+            raise CheckpointError(f"robustbench could not load {path} ({reason})", fix=fix) from None
+        problem = f"robustbench could not download {name} from Google Drive ({reason})"
+        raise CheckpointError(problem, fix=f"put its checkpoint at {path}") from None
     return model, path
 
 
