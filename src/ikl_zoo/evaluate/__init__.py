@@ -5,12 +5,19 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-_MODULES = {
-    "result": ("EvalResult", "ModelFacts"), "run": ("evaluate_model", "ModelRequest"),
-    "settings": ("EvalSettings", "DEFAULT_CHUNK_SIZE", "DEFAULT_N_EXAMPLES"), "runner": ("evaluate",),
-    "attacks": ("resolve_attacks",), "summary": ("format_summary",), "sources": ("load_robustbench_model",),
+_LAZY = {
+    "EvalResult": "ikl_zoo.evaluate.result",
+    "evaluate": "ikl_zoo.evaluate.runner",
+    "EvalSettings": "ikl_zoo.evaluate.settings",
+    "ModelFacts": "ikl_zoo.evaluate.result",
+    "DEFAULT_CHUNK_SIZE": "ikl_zoo.evaluate.settings",
+    "DEFAULT_N_EXAMPLES": "ikl_zoo.evaluate.settings",
+    "evaluate_model": "ikl_zoo.evaluate.run",
+    "ModelRequest": "ikl_zoo.evaluate.run",
+    "resolve_attacks": "ikl_zoo.evaluate.attacks",
+    "format_summary": "ikl_zoo.evaluate.summary",
+    "load_robustbench_model": "ikl_zoo.evaluate.sources",
 }
-_LAZY = {name: f"ikl_zoo.evaluate.{module}" for module, names in _MODULES.items() for name in names}
 
 __all__ = list(_LAZY)
 

@@ -200,29 +200,28 @@ def _attack_survivors(
     those it fools, returns the largest such perturbation."""
     (x_orig, y_orig), robust_idx = examples, torch.nonzero(flags, as_tuple=False).reshape(-1)
     steps, largest = sum(attack_passes(adversary, attack)) + 2, 0.0  # model calls per batch, at most
-    bar = tqdm(
+    with tqdm(
         total=-(-len(robust_idx) // batch_size) * steps,
         desc=f"{label}{attack}", unit="step", leave=False, disable=not progress, dynamic_ncols=True,
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} (at most)",
-    )
-    step_counter(lambda: bar.update(1) if bar.n < bar.total else None)
-    try:
-        for batch_index, start in enumerate(range(0, len(robust_idx), batch_size)):
-            batch_idx = robust_idx[start:start + batch_size]
-            x = x_orig[batch_idx].clone().to(adversary.device)
-            y = y_orig[batch_idx].clone().to(adversary.device)
-            adv = _perturb(adversary, attack, x, y)
-            fooled = ~y.eq(adversary.get_logits(adv).max(dim=1)[1]).cpu()
-            flags[batch_idx[fooled]] = False
-            if fooled.any():
-                delta = (adv[fooled.to(adv.device)] - x[fooled.to(x.device)]).flatten(1).cpu()
-                norms = torch.linalg.vector_norm(delta, _ORDERS[adversary.norm], dim=1)
-                largest = max(largest, float(norms.max()))
-            bar.n = (batch_index + 1) * steps
-            bar.refresh()
-    finally:
-        step_counter(None)
-        bar.close()
+    ) as bar:
+        step_counter(lambda: bar.update(1) if bar.n < bar.total else None)
+        try:
+            for batch_index, start in enumerate(range(0, len(robust_idx), batch_size)):
+                batch_idx = robust_idx[start:start + batch_size]
+                x = x_orig[batch_idx].clone().to(adversary.device)
+                y = y_orig[batch_idx].clone().to(adversary.device)
+                adv = _perturb(adversary, attack, x, y)
+                fooled = ~y.eq(adversary.get_logits(adv).max(dim=1)[1]).cpu()
+                flags[batch_idx[fooled]] = False
+                if fooled.any():
+                    delta = (adv - x)[fooled.to(x.device)].flatten(1).cpu()
+                    norms = torch.linalg.vector_norm(delta, _ORDERS[adversary.norm], dim=1)
+                    largest = max(largest, float(norms.max()))
+                bar.n = (batch_index + 1) * steps
+                bar.refresh()
+        finally:
+            step_counter(None)
     return largest
 
 

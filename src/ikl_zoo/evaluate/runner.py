@@ -325,10 +325,8 @@ class _ChunkRunner:
             if not self.job.auto or self.batch_size == 1:
                 problem = f"out of GPU memory at batch size {self.batch_size}"
                 raise EvaluationError(problem, fix="pass a smaller --batch-size (or auto)")
-            back_offs.append(
-                f"out of memory at batch size {self.batch_size} in chunk {index}: "
-                f"redoing the chunk, and running the later ones, at {self.batch_size // 2}"
-            )
+            back_offs.append(f"out of memory at batch size {self.batch_size} in chunk {index}: redoing the "
+                             f"chunk, and running the later ones, at {self.batch_size // 2}")
             tqdm.write(back_offs[-1])
             self.set_batch_size(self.batch_size // 2)
 

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -29,11 +29,8 @@ from ikl_zoo.evaluate.distributed import Shard
 from ikl_zoo.evaluate.result import EvalResult
 from ikl_zoo.evaluate.settings import EvalSettings
 
-_T = TypeVar("_T")
-
 MANIFEST_FORMAT = 2
 """2: the identity holds the settings of an EvalSettings."""
-
 
 _NEW_OUT = "choose another --out"
 _START_OVER = "choose another --out, or delete the directory to start over"
@@ -202,7 +199,7 @@ def open_run_dir(
     _raise_first(shard.all_gather(_attempt(write)[1]))  # ranks on another machine keep their own copy
 
 
-def _attempt(action: Callable[[], _T]) -> tuple[_T | None, str | None]:
+def _attempt(action: Callable[[], Any]) -> tuple[Any, str | None]:
     """``action``'s value, or the message of the EvaluationError it raised."""
     try:
         return action(), None
@@ -261,7 +258,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return _is_int(value) or isinstance(value, float)
 
 
 def _not_an_object(value: Any) -> str:
@@ -334,10 +331,8 @@ def _holder(lock: Path) -> tuple[int, str] | None:
         raise EvaluationError(problem, fix=f"delete it if no evaluation runs in {lock.parent}") from None
     held = f"{lock.parent} is in use by pid {pid} on host {host} since {since}"
     if host != socket.gethostname():
-        raise EvaluationError(
-            f"{held} (another machine): wait for it to finish, or use another --out; if that run is gone, "
-            f"delete {lock}"
-        )
+        fix = f"wait for it to finish, or use another --out; if that run is gone, delete {lock}"
+        raise EvaluationError(f"{held} (another machine)", fix=fix)
     if pid == os.getpid():
         return pid, host
     with suppress(PermissionError):  # another user's live process
