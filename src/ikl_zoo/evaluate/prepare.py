@@ -243,8 +243,7 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
-    digest = hashlib.sha256()
-    digest.update(x.detach().to("cpu").contiguous().numpy().tobytes())
+    digest = hashlib.sha256(x.detach().to("cpu").contiguous().numpy().tobytes())
     digest.update(y.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
     return digest.hexdigest()
 
