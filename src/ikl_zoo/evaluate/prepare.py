@@ -259,8 +259,10 @@ def auto_batch_size(
     free_memory()
     torch.cuda.reset_peak_memory_stats(device)
     baseline = torch.cuda.memory_allocated(device)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    x = sample[:1].expand(probe, *sample.shape[1:]).to(device, memory_format=layout).requires_grad_(True)
+    x = sample[:1].expand(probe, *sample.shape[1:]).clone().to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
     with torch.enable_grad():
         loss = model(x).float().sum()
         (grad,) = torch.autograd.grad(loss, x)
