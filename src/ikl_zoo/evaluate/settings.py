@@ -75,9 +75,7 @@ class EvalSettings:
         return {k: v for k, v in self.to_dict().items() if k not in ("device", "compile", "channels_last")}
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["attacks"] = list(self.attacks) if self.attacks is not None else None
-        return data
+        return {**asdict(self), "attacks": list(self.attacks) if self.attacks is not None else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalSettings:

@@ -78,22 +78,18 @@ class RunDir:
     def _damaged(self, what: str, problem: str, fix: str) -> EvaluationError:
         return EvaluationError(f"run directory {self.path}: {what} is damaged ({problem})", fix=fix)
 
-    def read_manifest(self) -> dict[str, Any] | None:
-        data = self._read_json(self.manifest_path, fix=_START_OVER)
-        if data is not None and not (isinstance(data, dict) and isinstance(data.get("identity"), dict)):
-            problem = "no identity object" if isinstance(data, dict) else _not_an_object(data)
-            raise self._damaged("manifest.json", problem, _START_OVER)
-        return data
-
     def check(self, identity: dict[str, Any], *, resume: bool) -> dict[str, Any] | None:
         """Validate the directory for this run without writing; returns the existing manifest if any."""
         if self.path.exists() and not self.path.is_dir():
             raise _cannot_write(self.path, "it is a file, not a directory", _NEW_OUT)
-        if (manifest := self.read_manifest()) is None:
+        if (manifest := self._read_json(self.manifest_path, fix=_START_OVER)) is None:
             if any(self.chunks_dir.glob("chunk_*.json")):
                 problem = f"{self.chunks_dir} holds chunk files but {self.path} has no manifest.json"
                 raise EvaluationError(problem, fix=_NEW_OUT)
             return None
+        if not (isinstance(manifest, dict) and isinstance(manifest.get("identity"), dict)):
+            problem = "no identity object" if isinstance(manifest, dict) else _not_an_object(manifest)
+            raise self._damaged("manifest.json", problem, _START_OVER)
         if (found := manifest.get("format")) != MANIFEST_FORMAT:
             problem = f"{self.manifest_path} has format {_show(found)}, this ikl-zoo writes {MANIFEST_FORMAT}"
             raise EvaluationError(problem, fix=_NEW_OUT)
