@@ -114,7 +114,9 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
     if x.dim() != 4:
         raise EvaluationError(f"the images must be N x C x H x W, got shape {tuple(x.shape)}")
     if y.dim() != 1 or y.shape[0] != x.shape[0] or y.is_floating_point() or y.dtype == torch.bool:
-        raise EvaluationError(f"the labels must be {len(x)} integers, got {y.dtype} of shape {list(y.shape)}")
+        raise EvaluationError(
+            f"the labels must be {len(x)} integers, got {y.dtype} of shape {tuple(y.shape)}"
+        )
     if x.shape[0] == 0:
         raise EvaluationError("no examples to evaluate")
     if not torch.isfinite(x).all():
