@@ -181,23 +181,20 @@ def _start(
 
 def _plan(job: _Job, model: nn.Module) -> tuple[dict[int, ChunkOutcome], list[int], int]:
     """The chunks finished before (on rank 0), those still to run (every rank), and the batch size."""
-    done, recorded = _finished_chunks(job) if job.run_dir is not None and job.shard.is_main else ({}, None)
+    done, recorded = {}, None
+    if job.run_dir is not None and job.shard.is_main:
+        found = (job.run_dir.load_chunk(i, job.bounds(i), seed=job.settings.seed + i, attacks=job.attacks)
+                 for i in range(job.n_chunks))
+        done = {outcome.index: outcome for outcome in found if outcome is not None}
+        if job.auto:  # the size an auto run reached; if batch_size.json was deleted, its finished chunks'
+            recorded = job.run_dir.read_batch_size(limit=job.largest_batch) or min(
+                (outcome.batch_size for outcome in done.values()), default=None
+            )
     pending, recorded = job.shard.broadcast(([i for i in range(job.n_chunks) if i not in done], recorded))
     batch_size = _starting_batch_size(job, model, pending=pending, recorded=recorded)
     if job.auto and job.run_dir is not None and pending:
         job.run_dir.write_batch_size(batch_size)
     return done, pending, batch_size
-
-
-def _finished_chunks(job: _Job) -> tuple[dict[int, ChunkOutcome], int | None]:
-    """The run directory's finished chunks, and the batch size an auto run had reached."""
-    found = (job.run_dir.load_chunk(i, job.bounds(i), seed=job.settings.seed + i, attacks=job.attacks)
-             for i in range(job.n_chunks))
-    done = {outcome.index: outcome for outcome in found if outcome is not None}
-    recorded = job.run_dir.read_batch_size(limit=job.largest_batch) if job.auto else None
-    if job.auto and recorded is None and done:  # a run whose batch_size.json was deleted
-        recorded = min(outcome.batch_size for outcome in done.values())
-    return done, recorded
 
 
 def _starting_batch_size(job: _Job, model: nn.Module, *, pending: list[int], recorded: int | None) -> int:
