@@ -45,10 +45,8 @@ def resolve_attacks(*, version: str, norm: str, attacks: Sequence[str] | None) -
     check_choice("AutoAttack version", version, VERSIONS)
     if version != "custom":
         if attacks:
-            raise EvaluationError(
-                f"--attacks picks the attacks of the custom version; version {version!r} fixes them: "
-                "pass --version custom or drop --attacks"
-            )
+            problem = f"--attacks picks the attacks of the custom version; version {version!r} fixes them"
+            raise EvaluationError(problem, fix="pass --version custom or drop --attacks")
         return list(_probe_adversary(norm=norm, version=version).attacks_to_run)
     if not attacks:
         raise EvaluationError(f"version custom needs a list of attacks, e.g. apgd-ce,apgd-t (from {ATTACKS})")
@@ -66,6 +64,7 @@ def check_attack_options(
     if options and version != "custom":
         problem = f"attack options change AutoAttack's settings, which version {version!r} fixes"
         raise EvaluationError(problem, fix="use --version custom")
+    checked: dict[str, dict[str, float]] = {}
     for attack_object, settings in (options or {}).items():
         if (allowed := ATTACK_OPTIONS.get(attack_object)) is None:
             known = f"choose from {', '.join(ATTACK_OPTIONS)}"
@@ -76,19 +75,13 @@ def check_attack_options(
                 raise EvaluationError(f"{attack_object}.{name} is not an attack option: {takes}")
             if name != "p_init" and (int(value) != value or value < 1):
                 raise EvaluationError(f"{attack_object}.{name} must be a positive integer, got {value}")
-    return {
-        attack_object: {name: float(v) if name == "p_init" else int(v) for name, v in settings.items()}
-        for attack_object, settings in (options or {}).items()
-    }
+            checked.setdefault(attack_object, {})[name] = float(value) if name == "p_init" else int(value)
+    return checked
 
 
 def _probe_adversary(*, norm: str, version: str) -> AutoAttack:
-    quiet, level = logging.getLogger(AUTOATTACK_LOGGER), logging.getLogger(AUTOATTACK_LOGGER).level
-    quiet.setLevel(logging.WARNING)  # _set_version logs "setting parameters" at info
-    try:
+    with _each_once(lambda message: None, propagate=False):  # _set_version logs "setting parameters"
         return AutoAttack(torch.nn.Identity(), norm=norm, eps=1.0, version=version, device="cpu", seed=0)
-    finally:
-        quiet.setLevel(level)
 
 
 def build_adversary(
@@ -170,32 +163,23 @@ def attack_chunk(
     step_counter: StepCounter, progress: str = "bars", label: str = "",
 ) -> ChunkAttackResult:
     """The adversary's attacks on ``x_orig`` (CPU), with a ``progress_style``; ``step_counter(callback)``
-    makes every forward pass call ``callback``, so the per-attack bar's ETA moves inside long batches too."""
-    timings: dict[str, float] = {}
-    attack_flags: dict[str, torch.Tensor] = {}
-    max_perturbation = 0.0
+    makes every forward pass call ``callback``, so the per-attack bar's ETA moves inside long batches."""
     with torch.no_grad():
-        start_time = time.perf_counter()
-        robust_flags = _clean_flags(adversary, x_orig, y_orig, batch_size=batch_size)
-        clean_flags = robust_flags.clone()
-        timings["clean"] = time.perf_counter() - start_time
+        started, flags = time.perf_counter(), _clean_flags(adversary, x_orig, y_orig, batch_size=batch_size)
+        found = ChunkAttackResult(flags.clone(), flags, {}, {"clean": time.perf_counter() - started})
         for attack in adversary.attacks_to_run:
-            start_time, before = time.perf_counter(), int(robust_flags.sum())
+            started, before, largest = time.perf_counter(), int(flags.sum()), 0.0
             if before:  # else AutoAttack stops
                 largest = _attack_survivors(
-                    adversary, attack, (x_orig, y_orig), robust_flags, batch_size=batch_size,
+                    adversary, attack, (x_orig, y_orig), flags, batch_size=batch_size,
                     step_counter=step_counter, progress=progress == "bars", label=label,
                 )
-                max_perturbation = max(max_perturbation, largest)
-            timings[attack] = time.perf_counter() - start_time if before else 0.0
+            found.max_perturbation = max(found.max_perturbation, largest)
+            found.timings[attack] = seconds = time.perf_counter() - started if before else 0.0
             if before and progress == "lines":
-                left, seconds = int(robust_flags.sum()), timings[attack]
-                say(f"{label}{attack}: {before} -> {left} robust in {seconds:.1f} s")
-            attack_flags[attack] = robust_flags.clone()
-    return ChunkAttackResult(
-        clean_flags=clean_flags, robust_flags=robust_flags, attack_flags=attack_flags, timings=timings,
-        max_perturbation=max_perturbation,
-    )
+                say(f"{label}{attack}: {before} -> {int(flags.sum())} robust in {seconds:.1f} s")
+            found.attack_flags[attack] = flags.clone()
+    return found
 
 
 def _clean_flags(adversary: AutoAttack, x_orig: torch.Tensor, y_orig: torch.Tensor, *, batch_size: int):
@@ -216,29 +200,28 @@ def _attack_survivors(
     those it fools, returns the largest such perturbation."""
     (x_orig, y_orig), robust_idx = examples, torch.nonzero(flags, as_tuple=False).reshape(-1)
     steps, largest = sum(attack_passes(adversary, attack)) + 2, 0.0  # model calls per batch, at most
-    bar = tqdm(
+    with tqdm(
         total=-(-len(robust_idx) // batch_size) * steps,
         desc=f"{label}{attack}", unit="step", leave=False, disable=not progress, dynamic_ncols=True,
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} (at most)",
-    )
-    step_counter(lambda: bar.update(1) if bar.n < bar.total else None)
-    try:
-        for batch_index, start in enumerate(range(0, len(robust_idx), batch_size)):
-            batch_idx = robust_idx[start:start + batch_size]
-            x = x_orig[batch_idx].clone().to(adversary.device)
-            y = y_orig[batch_idx].clone().to(adversary.device)
-            adv = _perturb(adversary, attack, x, y)
-            fooled = ~y.eq(adversary.get_logits(adv).max(dim=1)[1]).cpu()
-            flags[batch_idx[fooled]] = False
-            if fooled.any():
-                delta = (adv[fooled.to(adv.device)] - x[fooled.to(x.device)]).flatten(1).cpu()
-                norms = torch.linalg.vector_norm(delta, _ORDERS[adversary.norm], dim=1)
-                largest = max(largest, float(norms.max()))
-            bar.n = (batch_index + 1) * steps
-            bar.refresh()
-    finally:
-        step_counter(None)
-        bar.close()
+    ) as bar:
+        step_counter(lambda: bar.update(1) if bar.n < bar.total else None)
+        try:
+            for batch_index, start in enumerate(range(0, len(robust_idx), batch_size)):
+                batch_idx = robust_idx[start:start + batch_size]
+                x = x_orig[batch_idx].clone().to(adversary.device)
+                y = y_orig[batch_idx].clone().to(adversary.device)
+                adv = _perturb(adversary, attack, x, y)
+                fooled = ~y.eq(adversary.get_logits(adv).max(dim=1)[1]).cpu()
+                flags[batch_idx[fooled]] = False
+                if fooled.any():
+                    delta = (adv - x)[fooled.to(x.device)].flatten(1).cpu()
+                    norms = torch.linalg.vector_norm(delta, _ORDERS[adversary.norm], dim=1)
+                    largest = max(largest, float(norms.max()))
+                bar.n = (batch_index + 1) * steps
+                bar.refresh()
+        finally:
+            step_counter(None)
     return largest
 
 

@@ -81,17 +81,6 @@ def calibrate(
     return timed(forward_backward), forward, (logits.argmax(1) == labels).float().mean().item()
 
 
-def estimate_run(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, adversary: AutoAttack, batch_size: int,
-    device: torch.device, device_name: str,
-) -> Estimate:
-    """The wall time of ``adversary``'s attacks on all of ``x``, calibrated on its first batch."""
-    backward_seconds, forward_seconds, clean = calibrate(model, x, y, batch_size=batch_size, device=device)
-    passes = [attack_passes(adversary, attack) for attack in adversary.attacks_to_run]
-    per_image = sum(fb * backward_seconds + f * forward_seconds for fb, f in passes)
-    return Estimate((forward_seconds + clean * per_image) * len(x), len(x), device_name)
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -79,11 +79,9 @@ def _describe_batch_sizes(batch_sizes: list[int]) -> str:
     for size, run in groupby(enumerate(batch_sizes), key=itemgetter(1)):
         first, *rest = (index for index, _ in run)
         runs.setdefault(size, []).append(f"{first}-{rest[-1]}" if rest else str(first))
-    parts = [
-        f"{size} (chunk{'s' if len(listed) > 1 or '-' in listed[0] else ''} {', '.join(listed)})"
+    parts = ", ".join(
+        f"{size} (chunk{'s' * (len(listed) > 1 or '-' in listed[0])} {', '.join(listed)})"
         for size, listed in runs.items()
-    ]
-    return (
-        f"chunks ran at different batch sizes: {', '.join(parts)} (an out-of-memory back-off); "
-        "a flag depends on its chunk's batch size"
     )
+    mixed = f"chunks ran at different batch sizes: {parts} (an out-of-memory back-off)"
+    return f"{mixed}; a flag depends on its chunk's batch size"

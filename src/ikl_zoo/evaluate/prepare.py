@@ -14,7 +14,6 @@ import os
 import platform
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from functools import reduce
 
 import torch
 from torch import nn
@@ -51,9 +50,6 @@ class CountingModel(nn.Module):
         self.counts[direction] += 1
         self.counts[f"{direction}_images"] += batch.shape[0]
 
-    def set_on_forward(self, callback: Callable[[], None] | None) -> None:
-        self.on_forward = callback
-
 
 class Bf16Autocast(nn.Module):
     """The model's forward under bf16 autocast, its logits back in fp32: the bf16 screen, wrapped as a direct
@@ -66,10 +62,6 @@ class Bf16Autocast(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device_type, dtype=torch.bfloat16):
             return self.model(x).float()
-
-
-def with_precision(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
-    return Bf16Autocast(model, device_type=device.type) if precision == "bf16" else model
 
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
@@ -123,7 +115,7 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
         raise EvaluationError(f"the images must be N x C x H x W, got shape {tuple(x.shape)}")
     if y.dim() != 1 or y.shape[0] != x.shape[0] or y.is_floating_point() or y.dtype == torch.bool:
         raise EvaluationError(
-            f"the labels must be {x.shape[0]} integers, got {y.dtype} of shape {tuple(y.shape)}"
+            f"the labels must be {len(x)} integers, got {y.dtype} of shape {tuple(y.shape)}"
         )
     if x.shape[0] == 0:
         raise EvaluationError("no examples to evaluate")
@@ -139,22 +131,13 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
         raise EvaluationError("the labels must be class indices >= 0")
 
 
-_FP32_PRECISION_SETTINGS = (
-    "", "cudnn", "cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv", "mkldnn.rnn",
-)
-"""torch.backends' ``fp32_precision`` settings (torch >= 2.9), parents first; ``mkldnn`` itself is left out:
-its setter writes the generic one."""
-
-
 def _fp32_precision_settings() -> list[object]:
-    """The settings this torch has; none before torch 2.9."""
-    if not hasattr(torch.backends, "fp32_precision"):
+    """torch.backends' ``fp32_precision`` settings (torch >= 2.9; none before), parents first; ``mkldnn``
+    itself is left out: its setter writes the generic one."""
+    if not hasattr(backends := torch.backends, "fp32_precision"):
         return []
-    found = [
-        reduce(lambda obj, part: getattr(obj, part, None), filter(None, dotted.split(".")), torch.backends)
-        for dotted in _FP32_PRECISION_SETTINGS
-    ]
-    return [setting for setting in found if hasattr(setting, "fp32_precision")]
+    cudnn, dnn = backends.cudnn, backends.mkldnn
+    return [backends, cudnn, backends.cuda.matmul, cudnn.conv, cudnn.rnn, dnn.matmul, dnn.conv, dnn.rnn]
 
 
 @contextmanager
@@ -188,28 +171,23 @@ PYTORCH_DEFAULTS = {
 
 def fp32_precision_in_force() -> dict[str, str]:
     """Each backend's fp32 precision now; a setting at "none" follows its parent (the last: ieee)."""
-    backends, in_force = torch.backends, {}
+    backends = torch.backends
     if not hasattr(backends, "fp32_precision"):  # torch < 2.9; the new API's matmul setting covers this one
         tf32 = {"cudnn_conv": backends.cudnn.allow_tf32, "cuda_matmul": backends.cuda.matmul.allow_tf32}
         in_force = {name: "tf32" if on else "ieee" for name, on in tf32.items()}
         return {**in_force, "float32_matmul_precision": torch.get_float32_matmul_precision()}
-    chains = {
-        "cudnn_conv": (backends.cudnn.conv, backends.cudnn), "cuda_matmul": (backends.cuda.matmul,),
-        "mkldnn_conv": (backends.mkldnn.conv,), "mkldnn_matmul": (backends.mkldnn.matmul,),
-    }
-    for name, chain in chains.items():
-        values = [setting.fp32_precision for setting in (*chain, backends)]
-        in_force[name] = next((value for value in values if value != "none"), "ieee")
-    return in_force
+    cudnn, dnn = backends.cudnn, backends.mkldnn
+    chains = {"cudnn_conv": (cudnn.conv, cudnn), "cuda_matmul": (backends.cuda.matmul,),
+              "mkldnn_conv": (dnn.conv,), "mkldnn_matmul": (dnn.matmul,)}
+    values = {name: [part.fp32_precision for part in (*chain, backends)] for name, chain in chains.items()}
+    return {name: next((v for v in found if v != "none"), "ieee") for name, found in values.items()}
 
 
 def precision_warnings(precision: str) -> list[str]:
     """Precision ``pytorch`` in a process that changed PyTorch's defaults: which settings are in force."""
-    changed = ", ".join(
-        f"{name}={value} (default: {PYTORCH_DEFAULTS[name]})"
-        for name, value in fp32_precision_in_force().items() if value != PYTORCH_DEFAULTS[name]
-    )
-    return [f"precision pytorch, with settings changed from PyTorch's defaults: {changed}"] * bool(
+    in_force, default = fp32_precision_in_force().items(), PYTORCH_DEFAULTS
+    changed = [f"{key}={value} (default: {default[key]})" for key, value in in_force if value != default[key]]
+    return [f"precision pytorch, with settings changed from PyTorch's defaults: {', '.join(changed)}"] * bool(
         precision == "pytorch" and changed
     )
 
@@ -267,8 +245,7 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
-    digest = hashlib.sha256()
-    digest.update(x.detach().to("cpu").contiguous().numpy().tobytes())
+    digest = hashlib.sha256(x.detach().to("cpu").contiguous().numpy().tobytes())
     digest.update(y.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
     return digest.hexdigest()
 

@@ -69,11 +69,8 @@ class EvalResult:
         if data.get("format") != RESULT_FORMAT:
             if "model_id" not in data:
                 raise ValueError(f"no model_id and no format {RESULT_FORMAT}")
-            raise EvaluationError(
-                "a result of an earlier ikl-zoo version",
-                fix="re-run the evaluation (`ikl-zoo eval`), then `ikl-zoo record --overwrite` the new "
-                "result.json",
-            )
+            fix = "re-run the evaluation (`ikl-zoo eval`), then `ikl-zoo record --overwrite` its result.json"
+            raise EvaluationError("a result of an earlier ikl-zoo version", fix=fix)
         values = {key: value for key, value in data.items() if key not in ("format", "settings")}
         return cls(settings=EvalSettings.from_dict(data["settings"]), **values)
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate import attacks as aa
 from ikl_zoo.evaluate import prepare
 from ikl_zoo.evaluate.distributed import Shard, current_shard
-from ikl_zoo.evaluate.estimate import Estimate, estimate_run, wilson_interval
+from ikl_zoo.evaluate.estimate import Estimate, attack_passes, calibrate, wilson_interval
 from ikl_zoo.evaluate.merge import merge_chunks
 from ikl_zoo.evaluate.prepare import auto_batch_size
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
@@ -83,7 +84,8 @@ def _prepared(model: nn.Module, job: _Job) -> Iterator[nn.Module]:
         model, job.device, channels_last=settings.channels_last, precision=settings.precision
     ), torch.random.fork_rng(devices=rng_devices, device_type="cuda"):
         network = torch.compile(model) if settings.compile else model
-        yield prepare.with_precision(network, settings.precision, job.device)
+        bf16 = settings.precision == "bf16"
+        yield prepare.Bf16Autocast(network, device_type=job.device.type) if bf16 else network
 
 
 def _finish(
@@ -102,17 +104,17 @@ def _finish(
         "started": job.started_at, "resumed_chunks": len(earlier), "world_size": job.shard.world_size,
         "channels_last": job.settings.channels_last, "torch_compile": job.settings.compile,
         "autoattack_settings": runner.autoattack_settings, "precision_in_force": runner.precision_report,
-        "weights_sha256": job.identity["weights_sha256"], "data_sha256": job.identity["data_sha256"],
+        **{key: job.identity[key] for key in ("weights_sha256", "data_sha256")},
     }
-    wall = {"wall": time.perf_counter() - started}
-    wall["earlier_runs"] = sum(sum(done[index].timings.values()) for index in earlier)
+    earlier_seconds = sum(sum(done[index].timings.values()) for index in earlier)
+    wall = {"wall": time.perf_counter() - started, "earlier_runs": earlier_seconds}
     result = merge_chunks(
         [done[index] for index in range(job.n_chunks)], settings=job.settings, facts=job.facts,
         attacks=job.attacks, extra=extra, wall=wall,
-    )
+    ).to_dict()
     if job.run_dir is not None:
-        job.run_dir.save_result(result.to_dict())
-    return result.to_dict()
+        job.run_dir.save_result(result)
+    return result
 
 
 def _settings_and_facts(
@@ -148,17 +150,9 @@ class _Job:
     run_dir: RunDir | None = None
     started_at: str = field(default_factory=now_utc)
 
-    @property
-    def n_chunks(self) -> int:
-        return self.settings.n_chunks
-
-    @property
-    def auto(self) -> bool:
-        return self.settings.batch_size == "auto"
-
-    @property
-    def largest_batch(self) -> int:
-        return min(self.settings.chunk_size, self.settings.n_examples)
+    def __post_init__(self) -> None:
+        self.n_chunks, self.auto = self.settings.n_chunks, self.settings.batch_size == "auto"
+        self.largest_batch = min(self.settings.chunk_size, self.settings.n_examples)
 
     def bounds(self, index: int) -> tuple[int, int]:
         start = index * self.settings.chunk_size
@@ -187,26 +181,20 @@ def _start(
 
 def _plan(job: _Job, model: nn.Module) -> tuple[dict[int, ChunkOutcome], list[int], int]:
     """The chunks finished before (on rank 0), those still to run (every rank), and the batch size."""
-    done, recorded = _finished_chunks(job) if job.run_dir is not None and job.shard.is_main else ({}, None)
+    done, recorded = {}, None
+    if job.run_dir is not None and job.shard.is_main:
+        found = (job.run_dir.load_chunk(i, job.bounds(i), seed=job.settings.seed + i, attacks=job.attacks)
+                 for i in range(job.n_chunks))
+        done = {outcome.index: outcome for outcome in found if outcome is not None}
+        if job.auto:  # the size an auto run reached; if batch_size.json was deleted, its finished chunks'
+            recorded = job.run_dir.read_batch_size(limit=job.largest_batch) or min(
+                (outcome.batch_size for outcome in done.values()), default=None
+            )
     pending, recorded = job.shard.broadcast(([i for i in range(job.n_chunks) if i not in done], recorded))
     batch_size = _starting_batch_size(job, model, pending=pending, recorded=recorded)
     if job.auto and job.run_dir is not None and pending:
         job.run_dir.write_batch_size(batch_size)
     return done, pending, batch_size
-
-
-def _finished_chunks(job: _Job) -> tuple[dict[int, ChunkOutcome], int | None]:
-    """The run directory's finished chunks, and the batch size an auto run had reached."""
-    done = {}
-    for index in range(job.n_chunks):
-        start, stop = job.bounds(index)
-        seed = job.settings.seed + index
-        if outcome := job.run_dir.load_chunk(index, start=start, stop=stop, seed=seed, attacks=job.attacks):
-            done[index] = outcome
-    recorded = job.run_dir.read_batch_size(limit=job.largest_batch) if job.auto else None
-    if job.auto and recorded is None and done:  # a run whose batch_size.json was deleted
-        recorded = min(outcome.batch_size for outcome in done.values())
-    return done, recorded
 
 
 def _starting_batch_size(job: _Job, model: nn.Module, *, pending: list[int], recorded: int | None) -> int:
@@ -241,8 +229,8 @@ def _run_pending(job: _Job, runner: _ChunkRunner, pending: list[int]) -> dict[in
                 overall.set_postfix_str(_robust_so_far(outcomes))
                 if runner.progress == "lines":
                     aa.say(f"chunk {chunk_round[shard.rank] + 1}/{job.n_chunks}: {_robust_so_far(outcomes)}")
-            if job.auto and shard.active:
-                runner.agree_on_batch_size()
+            if job.auto and shard.active:  # the smallest of all ranks, for every rank's later chunks
+                runner.set_batch_size(min(shard.all_gather(runner.batch_size)))
     gathered = shard.all_gather([asdict(outcome) for outcome in outcomes])  # every rank's, on every rank
     return {data["index"]: ChunkOutcome(**data) for rank_outcomes in gathered for data in rank_outcomes}
 
@@ -259,10 +247,8 @@ def _robust_so_far(outcomes: list[ChunkOutcome]) -> str:
 def _check_seed(seed: Any, n_chunks: int) -> None:
     """Chunk k's seed, ``seed + k``, goes to ``torch.manual_seed`` and AutoAttack, which take int64."""
     if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 - n_chunks + 1):
-        raise EvaluationError(
-            f"seed must be an integer with 0 <= seed and seed + {n_chunks - 1} (the last chunk's seed) "
-            f"< 2**63, got {seed!r}: pass a smaller --seed"
-        )
+        problem = f"seed must be an integer with 0 <= seed and seed + {n_chunks - 1} (the last chunk's seed)"
+        raise EvaluationError(f"{problem} < 2**63, got {seed!r}", fix="pass a smaller --seed")
 
 
 class _ChunkRunner:
@@ -278,12 +264,13 @@ class _ChunkRunner:
         self.precision_warnings = prepare.precision_warnings(job.settings.precision)
 
     def estimate(self, n_examples: int) -> Estimate:
-        """The run's wall time for ``n_examples``, from a calibration pass on the first batch."""
-        found = estimate_run(
-            self.network, self.job.x, self.job.y, adversary=self._adversary(self.job.settings.seed),
-            batch_size=self.batch_size, device=self.job.device, device_name=self.device_name,
-        )
-        return replace(found, seconds=found.seconds * n_examples / found.n_examples, n_examples=n_examples)
+        """The run's wall time for ``n_examples``: the attacks' pass counts, timed on the first batch."""
+        job, adversary = self.job, self._adversary(self.job.settings.seed)
+        backward, forward, clean = calibrate(self.network, job.x, job.y, batch_size=self.batch_size,
+                                             device=job.device)
+        passes = [attack_passes(adversary, attack) for attack in job.attacks]
+        per_image = sum(fb * backward + f * forward for fb, f in passes)
+        return Estimate((forward + clean * per_image) * n_examples, n_examples, self.device_name)
 
     def _adversary(self, seed: int):
         settings = self.job.settings
@@ -317,41 +304,34 @@ class _ChunkRunner:
         back_offs: list[str] = []
         seed = self.job.settings.seed + index
         while True:
-            adversary = self._adversary(seed)
             try:
+                adversary = self._adversary(seed)
                 checks_seconds = self._checks(adversary, x, y)
                 torch.manual_seed(seed)  # AutoAttack seeds before each attack, not before its clean pass
                 found = aa.attack_chunk(
-                    adversary, x, y, batch_size=self.batch_size, step_counter=self.counting.set_on_forward,
-                    progress=self.progress, label=f"chunk {index + 1}/{self.job.n_chunks} ",
+                    adversary, x, y, batch_size=self.batch_size, progress=self.progress,
+                    step_counter=partial(setattr, self.counting, "on_forward"),
+                    label=f"chunk {index + 1}/{self.job.n_chunks} ",
                 )
                 return found, checks_seconds, back_offs
             except RuntimeError as error:
                 if "out of memory" not in str(error).lower():  # torch.cuda.OutOfMemoryError's included
                     raise
-                del adversary
-                prepare.free_memory()
-                if not self.job.auto or self.batch_size == 1:
-                    raise EvaluationError(
-                        f"out of GPU memory at batch size {self.batch_size}: "
-                        "pass a smaller --batch-size (or auto)"
-                    ) from None
-                back_offs.append(
-                    f"out of memory at batch size {self.batch_size} in chunk {index}: "
-                    f"redoing the chunk, and running the later ones, at {self.batch_size // 2}"
-                )
-                tqdm.write(back_offs[-1])
-                self._set_batch_size(self.batch_size // 2)
+            adversary = None  # out of the except block: the traceback's tensors are gone too
+            prepare.free_memory()
+            if not self.job.auto or self.batch_size == 1:
+                problem = f"out of GPU memory at batch size {self.batch_size}"
+                raise EvaluationError(problem, fix="pass a smaller --batch-size (or auto)")
+            back_offs.append(f"out of memory at batch size {self.batch_size} in chunk {index}: redoing the "
+                             f"chunk, and running the later ones, at {self.batch_size // 2}")
+            tqdm.write(back_offs[-1])
+            self.set_batch_size(self.batch_size // 2)
 
-    def agree_on_batch_size(self) -> None:
-        """The smallest batch size of all ranks, for every rank's later chunks."""
-        if (agreed := min(self.job.shard.all_gather(self.batch_size))) < self.batch_size:
-            self._set_batch_size(agreed)
-
-    def _set_batch_size(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        if self.job.run_dir is not None:
+    def set_batch_size(self, batch_size: int) -> None:
+        """A smaller batch size for the later chunks, kept in the run directory for a resumed run."""
+        if batch_size < self.batch_size and self.job.run_dir is not None:
             self.job.run_dir.write_batch_size(batch_size)
+        self.batch_size = min(self.batch_size, batch_size)
 
     def _checks(self, adversary, x: torch.Tensor, y: torch.Tensor) -> float:
         """AutoAttack's checks, once per process: the first chunk it runs is as good a sample as any."""
@@ -361,9 +341,7 @@ class _ChunkRunner:
         with torch.no_grad():
             n_classes = aa.run_checks(adversary, x, y, batch_size=self.batch_size)
         if (label_max := int(self.job.y.max())) >= n_classes:
-            raise EvaluationError(
-                f"the labels go up to {label_max} but the model has {n_classes} outputs: "
-                "wrong --dataset for this model?"
-            )
+            problem = f"the labels go up to {label_max} but the model has {n_classes} outputs"
+            raise EvaluationError(problem, fix="wrong --dataset for this model?")
         self.checked = True
         return time.perf_counter() - started

@@ -75,18 +75,15 @@ class EvalSettings:
         return {k: v for k, v in self.to_dict().items() if k not in ("device", "compile", "channels_last")}
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["attacks"] = list(self.attacks) if self.attacks is not None else None
-        return data
+        return {**asdict(self), "attacks": list(self.attacks) if self.attacks is not None else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalSettings:
         """Settings read back from a run directory or a result; an unknown key names the field."""
         known = {f.name for f in fields(cls)}
         if unknown := sorted(set(data) - known):
-            raise EvaluationError(
-                f"unknown evaluation setting {unknown[0]!r}", fix=f"use one of {', '.join(sorted(known))}"
-            )
+            fix = f"use one of {', '.join(sorted(known))}"
+            raise EvaluationError(f"unknown evaluation setting {unknown[0]!r}", fix=fix)
         return cls(**dict(data))
 
 

@@ -55,9 +55,8 @@ def load_for_evaluation(
         model, path = load_robustbench_model(name, **board, model_dir=robustbench_dir)
         published = published_figures(name, **board)
         return ModelSource(
-            model=model.to(device).eval(), model_id=model_id,
-            description=f"RobustBench model zoo ({name}, {dataset}, {threat_model})", checkpoint_path=path,
-            published=published,
+            model=model.to(device).eval(), model_id=model_id, checkpoint_path=path, published=published,
+            description=f"RobustBench model zoo ({name}, {dataset}, {threat_model})",
             published_threat=(threat_model, STANDARD_EPS[threat_model]) if published is not None else None,
         )
 
@@ -124,16 +123,12 @@ def load_robustbench_model(
     except IklZooError:
         raise
     except Exception as error:  # gdown, requests, torch.load: any failure is the same fix for the user
-        reason = first_line(error)
+        reason = f"{type(error).__name__}: {first_line(error)}"
         if path.is_file():
-            raise CheckpointError(
-                f"robustbench could not load {path} ({type(error).__name__}: {reason}): delete it to "
-                "download it again, or put the right checkpoint there"
-            ) from None
-        raise CheckpointError(
-            f"robustbench could not download {name} from Google Drive ({type(error).__name__}: {reason}): "
-            f"put its checkpoint at {path}"
-        ) from None
+            fix = "delete it to download it again, or put the right checkpoint there"
+            raise CheckpointError(f"robustbench could not load {path} ({reason})", fix=fix) from None
+        problem = f"robustbench could not download {name} from Google Drive ({reason})"
+        raise CheckpointError(problem, fix=f"put its checkpoint at {path}") from None
     return model, path
 
 

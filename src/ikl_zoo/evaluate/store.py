@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -29,10 +29,17 @@ from ikl_zoo.evaluate.distributed import Shard
 from ikl_zoo.evaluate.result import EvalResult
 from ikl_zoo.evaluate.settings import EvalSettings
 
-_T = TypeVar("_T")
-
 MANIFEST_FORMAT = 2
 """2: the identity holds the settings of an EvalSettings."""
+
+_NEW_OUT = "choose another --out"
+_START_OVER = "choose another --out, or delete the directory to start over"
+_REDO_CHUNK = "delete it and rerun with --resume to redo that chunk"
+_RESUME_AFTER_WRITE = (
+    "the chunks finished before are kept: free space (or fix the folder) and rerun the same command with "
+    "--resume to continue"
+)
+_REDO_BATCH_SIZE = "delete it and rerun with --resume (the size is then taken from the finished chunks)"
 
 
 @dataclass
@@ -62,60 +69,49 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
-        self.manifest_path = self.path / "manifest.json"
-        self.batch_size_path = self.path / "batch_size.json"
-        self.chunks_dir = self.path / "chunks"
-        self.result_path = self.path / "result.json"
+        self.manifest_path, self.batch_size_path = self.path / "manifest.json", self.path / "batch_size.json"
+        self.chunks_dir, self.result_path = self.path / "chunks", self.path / "result.json"
 
     def chunk_path(self, index: int) -> Path:
         return self.chunks_dir / f"chunk_{index:05d}.json"
 
-    def read_manifest(self) -> dict[str, Any] | None:
-        data = self._read_json(self.manifest_path)
-        if data is not None and not (isinstance(data, dict) and isinstance(data.get("identity"), dict)):
-            problem = "no identity object" if isinstance(data, dict) else _not_an_object(data)
-            raise EvaluationError(
-                f"run directory {self.path}: manifest.json is damaged ({problem}): "
-                "choose another --out, or delete the directory to start over"
-            )
-        return data
+    def _damaged(self, what: str, problem: str, fix: str) -> EvaluationError:
+        return EvaluationError(f"run directory {self.path}: {what} is damaged ({problem})", fix=fix)
 
     def check(self, identity: dict[str, Any], *, resume: bool) -> dict[str, Any] | None:
         """Validate the directory for this run without writing; returns the existing manifest if any."""
         if self.path.exists() and not self.path.is_dir():
-            problem = f"cannot write the run directory {self.path}: it is a file, not a directory"
-            raise EvaluationError(f"{problem}; choose another --out")
-        if (manifest := self.read_manifest()) is None:
+            raise _cannot_write(self.path, "it is a file, not a directory", _NEW_OUT)
+        if (manifest := self._read_json(self.manifest_path, fix=_START_OVER)) is None:
             if any(self.chunks_dir.glob("chunk_*.json")):
                 problem = f"{self.chunks_dir} holds chunk files but {self.path} has no manifest.json"
-                raise EvaluationError(problem, fix="choose another --out")
+                raise EvaluationError(problem, fix=_NEW_OUT)
             return None
+        if not (isinstance(manifest, dict) and isinstance(manifest.get("identity"), dict)):
+            problem = "no identity object" if isinstance(manifest, dict) else _not_an_object(manifest)
+            raise self._damaged("manifest.json", problem, _START_OVER)
         if (found := manifest.get("format")) != MANIFEST_FORMAT:
             problem = f"{self.manifest_path} has format {_show(found)}, this ikl-zoo writes {MANIFEST_FORMAT}"
-            raise EvaluationError(problem, fix="choose another --out")
+            raise EvaluationError(problem, fix=_NEW_OUT)
         previous = manifest["identity"]
         differences = "; ".join(
             f"{key} {_show(previous.get(key))} there, {_show(identity.get(key))} now"
             for key in sorted(set(previous) | set(identity)) if previous.get(key) != identity.get(key)
         )
         if differences:
-            fix = "rerun with the same arguments, or choose another --out" if resume else (
-                "choose another --out, or delete the directory to start over"
-            )
             where = f"--resume refused: {self.path} was made" if resume else f"{self.path} holds a run made"
-            raise EvaluationError(f"{where} with other arguments ({differences}): {fix}")
+            fix = "rerun with the same arguments, or choose another --out" if resume else _START_OVER
+            raise EvaluationError(f"{where} with other arguments ({differences})", fix=fix)
         if not resume:
             state = "a finished" if self.result_path.is_file() else "an unfinished"
-            raise EvaluationError(
-                f"{self.path} already holds {state} evaluation with these arguments: pass --resume to "
-                "continue it, or choose another --out"
-            )
+            problem = f"{self.path} already holds {state} evaluation with these arguments"
+            raise EvaluationError(problem, fix="pass --resume to continue it, or choose another --out")
         return manifest
 
     def write_manifest(self, identity: dict[str, Any], *, settings: dict[str, Any]) -> None:
         if not self.manifest_path.is_file():
             manifest = dict(format=MANIFEST_FORMAT, created=now_utc(), identity=identity, settings=settings)
-            self._write_json(self.manifest_path, manifest, fix="choose another --out")
+            self._write_json(self.manifest_path, manifest, fix=_NEW_OUT)
 
     def read_batch_size(self, *, limit: int) -> int | None:
         """The batch size an ``auto`` run settled on (probed, then halved on out-of-memory), if recorded."""
@@ -123,34 +119,25 @@ class RunDir:
             return None
         size = data.get("batch_size") if isinstance(data, dict) else None
         if not (_is_int(size) and 1 <= size <= limit):
-            raise EvaluationError(
-                f"run directory {self.path}: batch_size.json is damaged (expected {{\"batch_size\": N}} with "
-                f"1 <= N <= {limit}): {_REDO_BATCH_SIZE}"
-            )
+            problem = f'expected {{"batch_size": N}} with 1 <= N <= {limit}'
+            raise self._damaged("batch_size.json", problem, _REDO_BATCH_SIZE)
         return size
 
     def write_batch_size(self, batch_size: int) -> None:
         self._write_json(self.batch_size_path, {"batch_size": batch_size}, fix=_RESUME_AFTER_WRITE)
 
     def load_chunk(
-        self, index: int, *, start: int, stop: int, seed: int, attacks: Sequence[str]
+        self, index: int, bounds: tuple[int, int], *, seed: int, attacks: Sequence[str]
     ) -> ChunkOutcome | None:
-        path = self.chunk_path(index)
-        if (data := self._read_json(path, damaged=f"chunk file {path.name}", fix=_REDO_CHUNK)) is None:
+        (start, stop), what = bounds, f"chunk file {self.chunk_path(index).name}"
+        if (data := self._read_json(self.chunk_path(index), damaged=what, fix=_REDO_CHUNK)) is None:
             return None
         if (problem := _chunk_problem(data, size=stop - start, attacks=attacks)) is not None:
-            raise EvaluationError(
-                f"run directory {self.path}: chunk file {path.name} is damaged ({problem}): {_REDO_CHUNK}"
-            )
+            raise self._damaged(what, problem, _REDO_CHUNK)
         expected = {"index": index, "start": start, "stop": stop, "seed": seed}
-        foreign = ", ".join(
-            f"{key} {data[key]} there, {value} now" for key, value in expected.items() if data[key] != value
-        )
-        if foreign:
-            raise EvaluationError(
-                f"run directory {self.path}: chunk file {path.name} does not belong to this run's chunk "
-                f"{index} ({foreign}): {_REDO_CHUNK}"
-            )
+        if foreign := ", ".join(f"{k} {data[k]} there, {v} now" for k, v in expected.items() if data[k] != v):
+            problem = f"{what} does not belong to this run's chunk {index} ({foreign})"
+            raise EvaluationError(f"run directory {self.path}: {problem}", fix=_REDO_CHUNK)
         return ChunkOutcome(**data)
 
     def save_chunk(self, outcome: ChunkOutcome) -> Path:
@@ -166,17 +153,16 @@ class RunDir:
     def save_result(self, data: dict[str, Any]) -> Path:
         return self._write_json(self.result_path, data, fix=_RESUME_AFTER_WRITE)
 
-    def _read_json(self, path: Path, *, damaged: str = "", fix: str = "choose another --out") -> Any | None:
+    def _read_json(self, path: Path, *, damaged: str = "", fix: str = _NEW_OUT) -> Any | None:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (FileNotFoundError, NotADirectoryError):  # the write that follows names the problem
             return None
         except OSError as error:
-            raise EvaluationError(f"cannot read {path}: {error.strerror or error}: {fix}") from None
+            raise EvaluationError(f"cannot read {path}: {error.strerror or error}", fix=fix) from None
         except ValueError as error:  # UnicodeDecodeError or json.JSONDecodeError
             kind = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else "not valid JSON"
-            problem = f"run directory {self.path}: {damaged or path.name} is damaged ({kind}: {error})"
-            raise EvaluationError(f"{problem}: {fix}") from None
+            raise self._damaged(damaged or path.name, f"{kind}: {error}", fix) from None
 
     def _write_json(self, path: Path, data: Any, *, fix: str) -> Path:
         """``fix``: another --out before the run has started, --resume once it has (a full disk late in a long
@@ -184,10 +170,15 @@ class RunDir:
         try:
             return write_json_atomic(path, data)
         except OSError as error:
-            where = f" ({error.filename})" if error.filename not in (None, str(self.path)) else ""
-            raise EvaluationError(
-                f"cannot write the run directory {self.path}: {error.strerror or error}{where}; {fix}"
-            ) from None
+            raise _cannot_write(self.path, error, fix) from None
+
+
+def _cannot_write(directory: Path, error: OSError | str, fix: str) -> EvaluationError:
+    """One line for a run directory that cannot be written: the reason, the file if another, the fix."""
+    reason = error if isinstance(error, str) else error.strerror or str(error)
+    if isinstance(error, OSError) and error.filename not in (None, str(directory)):
+        reason += f" ({error.filename})"
+    return EvaluationError(f"cannot write the run directory {directory}: {reason}; {fix}")
 
 
 def open_run_dir(
@@ -204,7 +195,7 @@ def open_run_dir(
     _raise_first(shard.all_gather(_attempt(write)[1]))  # ranks on another machine keep their own copy
 
 
-def _attempt(action: Callable[[], _T]) -> tuple[_T | None, str | None]:
+def _attempt(action: Callable[[], Any]) -> tuple[Any, str | None]:
     """``action``'s value, or the message of the EvaluationError it raised."""
     try:
         return action(), None
@@ -217,13 +208,6 @@ def _raise_first(problems: list[str | None]) -> None:
         raise EvaluationError(problem)
 
 
-_REDO_CHUNK = "delete it and rerun with --resume to redo that chunk"
-_RESUME_AFTER_WRITE = (
-    "the chunks finished before are kept: free space (or fix the folder) and rerun the same command with "
-    "--resume to continue"
-)
-_REDO_BATCH_SIZE = "delete it and rerun with --resume (the size is then taken from the finished chunks)"
-
 _CHUNK_INTS = ("index", "start", "stop", "seed", "batch_size", "rank")
 _CHUNK_FIELDS = {item.name for item in fields(ChunkOutcome)}
 
@@ -232,18 +216,15 @@ def _chunk_problem(data: Any, *, size: int, attacks: Sequence[str]) -> str | Non
     """What is wrong with a chunk file's JSON for a chunk of ``size`` examples, or None."""
     if not isinstance(data, dict):
         return _not_an_object(data)
-    missing, unexpected = sorted(_CHUNK_FIELDS - set(data)), sorted(set(data) - _CHUNK_FIELDS)
-    if missing or unexpected:
+    if (missing := sorted(_CHUNK_FIELDS - set(data))) or (unexpected := sorted(set(data) - _CHUNK_FIELDS)):
         return f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(unexpected)}"
     for key in _CHUNK_INTS:
         if not _is_int(data[key]) or data[key] < (least := int(key == "batch_size")):
             return f"{key} is {_show(data[key])}, not an integer >= {least}"
-    attack_flags = data["attack_flags"]
-    if not isinstance(attack_flags, dict) or list(attack_flags) != list(attacks):
-        found = ", ".join(attack_flags) or "no attack" if isinstance(attack_flags, dict) else "no object"
+    if not isinstance(after := data["attack_flags"], dict) or list(after) != list(attacks):
+        found = ", ".join(after) or "no attack" if isinstance(after, dict) else "no object"
         return f"attack_flags gives the flags after {found}, not after {', '.join(attacks)}"
-    stages = {"clean_flags": data["clean_flags"]}
-    stages.update({f"attack_flags[{name}]": flags for name, flags in attack_flags.items()})
+    stages = {"clean_flags": data["clean_flags"], **{f"attack_flags[{name}]": after[name] for name in after}}
     for name, flags in {**stages, "robust_flags": data["robust_flags"]}.items():
         if not _all(flags, list, lambda flag: isinstance(flag, bool)):
             return f"{name} is not a list of true/false"
@@ -251,10 +232,7 @@ def _chunk_problem(data: Any, *, size: int, attacks: Sequence[str]) -> str | Non
             return f"{name} has {len(flags)} entries, the chunk has {size} examples"
     # Each attack can only remove survivors; the last attack's survivors are the robust ones.
     flags = list(stages.values())
-    added = any(
-        after and not before
-        for earlier, later in pairwise(flags) for before, after in zip(earlier, later, strict=True)
-    )
+    added = any(a and not b for before, after in pairwise(flags) for b, a in zip(before, after, strict=True))
     checks = {
         "the flags after the attacks contradict each other": not added and flags[-1] == data["robust_flags"],
         "timings are not numbers": _all(data["timings"], dict, _is_number),
@@ -276,7 +254,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return _is_int(value) or isinstance(value, float)
 
 
 def _not_an_object(value: Any) -> str:
@@ -287,9 +265,7 @@ def _not_an_object(value: Any) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, str) and len(value) == 64:
         return value[:12] + "..."  # a sha256
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return json.dumps(value)
+    return f"{value:.6g}" if isinstance(value, float) else json.dumps(value)
 
 
 def format_utc(iso: str) -> str:
@@ -319,7 +295,7 @@ def run_dir_lock(path: str | os.PathLike[str], *, shard: Shard) -> Iterator[None
 
 
 def _take_lock(directory: Path) -> tuple[Path, dict[str, Any], bool] | None:
-    """Create ``lock.json`` atomically (O_CREAT|O_EXCL); None when this process holds it already or
+    """Create ``lock.json`` atomically (mode "x": O_CREAT|O_EXCL); None when this process holds it already or
     ``directory`` is a file (the check names that)."""
     if directory.exists() and not directory.is_dir():
         return None
@@ -328,16 +304,13 @@ def _take_lock(directory: Path) -> tuple[Path, dict[str, Any], bool] | None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # a lock released, or taken over, between the create and the read: once more
-            try:
-                with os.fdopen(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w") as file:
-                    json.dump(me, file)
+            with suppress(FileExistsError), open(lock, "x", encoding="utf-8") as file:
+                json.dump(me, file)
                 return lock, me, created
-            except FileExistsError:
-                if _holder(lock) == (me["pid"], me["host"]):
-                    return None
+            if _holder(lock) == (me["pid"], me["host"]):
+                return None
     except OSError as error:
-        problem = f"cannot write the run directory {directory}: {error.strerror or error}"
-        raise EvaluationError(f"{problem}; choose another --out") from None
+        raise _cannot_write(directory, error, _NEW_OUT) from None
     raise EvaluationError(f"{directory}: other runs keep taking {lock}: wait for them, or use another --out")
 
 
@@ -350,15 +323,12 @@ def _holder(lock: Path) -> tuple[int, str] | None:
     except FileNotFoundError:
         return None
     except (ValueError, TypeError, KeyError):
-        raise EvaluationError(
-            f"{lock} is damaged (not a lock of ikl-zoo): delete it if no evaluation runs in {lock.parent}"
-        ) from None
+        problem = f"{lock} is damaged (not a lock of ikl-zoo)"
+        raise EvaluationError(problem, fix=f"delete it if no evaluation runs in {lock.parent}") from None
     held = f"{lock.parent} is in use by pid {pid} on host {host} since {since}"
     if host != socket.gethostname():
-        raise EvaluationError(
-            f"{held} (another machine): wait for it to finish, or use another --out; if that run is gone, "
-            f"delete {lock}"
-        )
+        fix = f"wait for it to finish, or use another --out; if that run is gone, delete {lock}"
+        raise EvaluationError(f"{held} (another machine)", fix=fix)
     if pid == os.getpid():
         return pid, host
     with suppress(PermissionError):  # another user's live process

@@ -26,13 +26,12 @@ def format_summary(result: EvalResult) -> str:
 
     def row(stage: str, fraction: float, published_key: str | None, seconds: float | None) -> list[str]:
         figure = published.get(published_key) if published_key else None
-        compared = [
-            f"{figure:.2f}%" if figure is not None else "",
-            f"{100 * fraction - figure:+.2f}" if figure is not None and comparable else "",
-        ]
-        time = f"{seconds:.1f} s" if seconds is not None else ""
-        accuracy = [f"{100 * fraction:.2f}%", f"{round(fraction * n)}/{n}"]
-        return [stage, *accuracy, *(compared if published else []), time]
+        cells = [stage, f"{100 * fraction:.2f}%", f"{round(fraction * n)}/{n}"]
+        if published and figure is None:
+            cells += ["", ""]
+        elif published:
+            cells += [f"{figure:.2f}%", f"{100 * fraction - figure:+.2f}" * comparable]
+        return [*cells, f"{seconds:.1f} s" if seconds is not None else ""]
 
     rows = [
         row("clean", result.clean_acc, "clean_acc", result.timings.get("clean")),
@@ -49,12 +48,9 @@ def format_summary(result: EvalResult) -> str:
         f"{result.model_id} on {result.dataset} (first {n} test images), {result.threat_model} "
         f"eps {format_eps(result.eps, result.threat_model)}, AutoAttack {result.version} "
         f"({', '.join(result.attacks)}), seed {result.seed}",
-        f"{devices}; precision {result.settings.precision}; batch {result.batch_size}, "
-        f"chunks of {result.chunk_size}; "
-        f"{passes.get('forward', 0):,} forward and {passes.get('backward', 0):,} backward passes; "
-        f"{_wall_time(result)}",
-        "",
-        table,
+        f"{devices}; precision {result.settings.precision}; batch {result.batch_size}, chunks of "
+        f"{result.chunk_size}; {passes.get('forward', 0):,} forward and {passes.get('backward', 0):,} "
+        f"backward passes; {_wall_time(result)}", "", table,
     ]
     if published:
         source = published.get("source", "registry")
