@@ -1,9 +1,5 @@
-"""The ``ikl-zoo`` command line: thin click commands over the library, one module per command group.
-
-Each command parses its options, calls one library function and prints. Library imports happen inside the
-commands so ``ikl-zoo --help`` stays fast."""
-
-from __future__ import annotations
+"""The ``ikl-zoo`` command line: thin click commands over the library, one module per command group. Each
+parses its options, calls the library and prints; it imports the library inside, so ``--help`` stays fast."""
 
 import click
 

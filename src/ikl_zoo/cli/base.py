@@ -12,13 +12,12 @@ from ikl_zoo.threat import DATASETS, parse_eps
 
 FOLDER, FILE = click.Path(file_okay=False), click.Path(dir_okay=False)  # to write
 RESULT_FILE = click.Path(exists=True, dir_okay=False)
+_RESUME_HINT = ": finished work is saved; rerun the same command with --resume to continue"
 DATASET_OPTION = click.option("--dataset", type=click.Choice(DATASETS), default="cifar10",
                               help="CIFAR-10 or CIFAR-100 (a registered id can name a model of each).")
 RECORDS_OPTION = click.option("--records", "records_root", default="leaderboard",
                               help="Folder of result records (`ikl-zoo eval --record`, `ikl-zoo record`).")
 TOKEN_OPTION = click.option("--token", help="Hub write token (default: HF_TOKEN or `hf auth login`'s).")
-DOWNLOAD_OPTION = click.option("--download/--no-download", default=True,
-                               help="Download CIFAR into --data-dir when it is missing.")
 
 
 def parse_budget(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -59,8 +58,6 @@ class IklZooCommand(click.Command):
 class IklZooGroup(IklZooCommand, click.Group):
     """Also turns library errors into one line on stderr and exit status 2, never a traceback."""
 
-    command_class = IklZooCommand
-
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             with _one_line_usage_errors(ctx):  # unknown commands, UsageErrors the commands raise
@@ -71,6 +68,5 @@ class IklZooGroup(IklZooCommand, click.Group):
         except KeyboardInterrupt:
             command = self.commands.get(ctx.invoked_subcommand or "")
             resumable = command is not None and "resume" in {param.name for param in command.params}
-            click.echo("Interrupted: finished work is saved; rerun the same command with --resume to "
-                       "continue." if resumable else "Interrupted.", err=True)
+            click.echo(f"Interrupted{_RESUME_HINT if resumable else ''}.", err=True)
             sys.exit(130)

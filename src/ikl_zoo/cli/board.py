@@ -27,8 +27,7 @@ from ikl_zoo.cli import base
 @click.option("-o", "--out", "out_file", type=base.FILE, help="Write the table to this file, not stdout.")
 def leaderboard(models: tuple[str, ...], compare: bool, top: int | None, only_ikl: bool, no_extra_data: bool,
                 fmt: str, plot: str | None, out_file: str | None, **sources: Any) -> None:
-    """Show a RobustBench board with ikl-zoo's records: RobustBench's published rows beside ikl-zoo's
-    measurements. With --compare MODEL MODEL ...: those models side by side."""
+    """Show a RobustBench board with ikl-zoo's records. --compare MODEL MODEL ...: models side by side."""
     from ikl_zoo.atomic import write_text_atomic
     from ikl_zoo.leaderboard import records, render, table
     from ikl_zoo.leaderboard.plot import plot_board
@@ -55,8 +54,7 @@ def leaderboard(models: tuple[str, ...], compare: bool, top: int | None, only_ik
 @base.RECORDS_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace a record on more examples or with another attack.")
 def record(result: str, records_root: str, overwrite: bool) -> None:
-    """Add an eval result to the records. RESULT, a result.json of `ikl-zoo eval`, becomes its model's record
-    on its board, or updates it."""
+    """Add an eval result to the records. RESULT is the result.json that `ikl-zoo eval` wrote."""
     from ikl_zoo.leaderboard.records import read_result, write_record
 
     click.echo(f"wrote {write_record(read_result(result), root=records_root, overwrite=overwrite)}")

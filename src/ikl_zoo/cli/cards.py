@@ -20,8 +20,7 @@ from ikl_zoo.cli import base
               help="Folder for README.md (--all: one folder per model [cards]; a zoo folder MODEL: itself).")
 def card(model: str | None, dataset: str, result: str | None, repo_id: str | None, all_models: bool,
          records_root: str, out_dir: str | None) -> None:
-    """Write a Hugging Face model card (README.md). MODEL is a registry id or a zoo folder; --all writes the
-    card of every IKL-AT registry model."""
+    """Write a Hugging Face model card (README.md). MODEL is a registry id or a zoo folder."""
     from ikl_zoo.cards import write_model_card, write_registry_cards
     from ikl_zoo.leaderboard.records import read_result
 
@@ -60,15 +59,13 @@ def card(model: str | None, dataset: str, result: str | None, repo_id: str | Non
 @click.option("--gdrive-id", help="Google Drive file id of the checkpoint, for RobustBench's model zoo.")
 def submit(result: str, name: str | None, out_dir: str, draft: bool, model_dir: str | None, **info: object
            ) -> None:
-    """Write a RobustBench submission for a result: the model_info JSON, the filled [New Model] issue and the
-    model-zoo entry; refused, with every reason, where RobustBench would refuse it (unless --draft)."""
+    """Write a RobustBench submission for a result. Says every reason RobustBench would refuse it."""
     from ikl_zoo.cards import write_submission
     from ikl_zoo.cards.subject import read_config
     from ikl_zoo.leaderboard.records import read_result
 
-    config = read_config(model_dir) if model_dir else None
     submission, paths = write_submission(read_result(result), out_dir, name=name, draft=draft, info=info,
-                                         config=config)
+                                         config=read_config(model_dir) if model_dir else None)
     click.echo("\n".join(f"wrote {path}" for path in paths))
     for line in [*(f"DRAFT: {p}" for p in submission.problems), *(f"Note: {n}" for n in submission.notes)]:
         click.echo(line, err=True)

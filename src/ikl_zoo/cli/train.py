@@ -57,7 +57,7 @@ _AT_LEAST_1, _AT_LEAST_0 = click.IntRange(min=1), click.IntRange(min=0)
 @click.option("--stop-after-epochs", type=_AT_LEAST_1,
               help="End this run after N epochs (e.g. a job time limit); continue with --resume.")
 @click.option("--model-id", help="Id written into model/config.json (default: the --out folder's name).")
-@base.DOWNLOAD_OPTION
+@click.option("--download/--no-download", default=True, help="Download CIFAR into --data-dir if missing.")
 @click.option("--show-recipe", is_flag=True, help="Print the resolved recipe as JSON and exit.")
 def train(recipe_name: str | None, show_recipe: bool, **options: Any) -> None:
     """Train a robust network with IKL-AT. TRADES-style with the IKL loss, AWP and weight averaging, as the
@@ -75,8 +75,7 @@ def train(recipe_name: str | None, show_recipe: bool, **options: Any) -> None:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one process reports
         return None
     if result.model_dir is None:
-        return click.echo(f"stopped after epoch {result.epochs_done}; continue with the same command and "
-                          "--resume")
+        return click.echo(f"stopped after epoch {result.epochs_done}: rerun the same command with --resume")
     evaluate = ["ikl-zoo", "eval", "--model", str(result.model_dir), "--dataset", result.recipe.dataset,
                 "--eps", format_eps(result.recipe.eps), "--data-dir", str(settings.data_dir)]
     click.echo(f"wrote {result.model_dir} (averaged weights); evaluate it with:\n  {shlex.join(evaluate)}")

@@ -44,8 +44,7 @@ def download(model: str, dataset: str, revision: str | None) -> None:
               help="Zoo folder to write: model.safetensors, config.json, README.md.")
 @click.option("--overwrite", is_flag=True, help="Replace the zoo files of a folder that is not empty.")
 def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrite: bool) -> None:
-    """Turn a checkpoint into a Hub-ready zoo folder. CHECKPOINT is a .pt, .pth or .safetensors file in any
-    wrapping (or a zoo folder); the folder gets safetensors weights, their config.json and a model card."""
+    """Turn a checkpoint into a Hub-ready zoo folder. CHECKPOINT: .pt, .pth or .safetensors, any wrapping."""
     from ikl_zoo.publish import convert_checkpoint
     from ikl_zoo.zoo.checkpoints import read_spec
 
@@ -61,8 +60,7 @@ def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrit
 @click.option("--private", is_flag=True, help="Create the repository as private.")
 @base.TOKEN_OPTION
 def push(folder: str, repo_id: str, revision: str | None, private: bool, token: str | None) -> None:
-    """Check a zoo folder and upload it to the Hub. FOLDER holds config.json, model.safetensors matching its
-    sha256, and README.md."""
+    """Check a zoo folder and upload it to the Hub. FOLDER: config.json, model.safetensors, README.md."""
     from ikl_zoo.publish import push_zoo_folder
 
     url = push_zoo_folder(folder, repo_id=repo_id, revision=revision, private=private, token=token)
@@ -75,8 +73,7 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, token: 
 @click.option("--dataset", "datasets", type=click.Choice(DATASETS), multiple=True,
               help="Only these datasets (repeatable; default both).")
 def sample_data(out_dir: str, datasets: tuple[str, ...]) -> None:
-    """Write 20 real CIFAR test images as a data dir. The first 20 CIFAR-10 and CIFAR-100 test images, which
-    foolbox ships: an offline test split for a quick run."""
+    """Write 20 real CIFAR test images as a data dir. Foolbox's copy of test images 0-19: offline, quick."""
     from ikl_zoo.data import write_sample_data_dir
 
     root = write_sample_data_dir(out_dir, datasets=datasets or DATASETS)
