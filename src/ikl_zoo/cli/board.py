@@ -27,7 +27,7 @@ from ikl_zoo.cli import base
 @click.option("-o", "--out", "out_file", type=base.FILE, help="Write the table to this file, not stdout.")
 def leaderboard(models: tuple[str, ...], compare: bool, top: int | None, only_ikl: bool, no_extra_data: bool,
                 fmt: str, plot: str | None, out_file: str | None, **sources: Any) -> None:
-    """Show a RobustBench board with ikl-zoo's records. --compare MODEL MODEL ...: models side by side."""
+    """Show a RobustBench board and ikl-zoo records. --compare MODEL MODEL ...: models side by side."""
     from ikl_zoo.atomic import write_text_atomic
     from ikl_zoo.leaderboard import records, render, table
     from ikl_zoo.leaderboard.plot import plot_board

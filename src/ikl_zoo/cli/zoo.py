@@ -44,7 +44,7 @@ def download(model: str, dataset: str, revision: str | None) -> None:
               help="Zoo folder to write: model.safetensors, config.json, README.md.")
 @click.option("--overwrite", is_flag=True, help="Replace the zoo files of a folder that is not empty.")
 def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrite: bool) -> None:
-    """Turn a checkpoint into a Hub-ready zoo folder. CHECKPOINT: .pt, .pth or .safetensors, any wrapping."""
+    """Turn a checkpoint into a Hub-ready folder. CHECKPOINT: .pt, .pth or .safetensors, any wrapping."""
     from ikl_zoo.publish import convert_checkpoint
     from ikl_zoo.zoo.checkpoints import read_spec
 
@@ -73,7 +73,7 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, token: 
 @click.option("--dataset", "datasets", type=click.Choice(DATASETS), multiple=True,
               help="Only these datasets (repeatable; default both).")
 def sample_data(out_dir: str, datasets: tuple[str, ...]) -> None:
-    """Write 20 real CIFAR test images as a data dir. Foolbox's copy of test images 0-19: offline, quick."""
+    """Write a data dir of 20 real CIFAR images. Foolbox's copy of test images 0-19: offline, quick."""
     from ikl_zoo.data import write_sample_data_dir
 
     root = write_sample_data_dir(out_dir, datasets=datasets or DATASETS)
