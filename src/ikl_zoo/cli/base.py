@@ -1,8 +1,6 @@
 """What every ikl-zoo command shares: one-line errors, the command classes, common options and parsers."""
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import IO, Any
 
 import click
@@ -31,37 +29,34 @@ def parse_budget(ctx: click.Context, param: click.Parameter, value: str | None) 
 class _OneLineUsageError(click.UsageError):
     """A usage error shown as one line naming the command's --help, instead of click's usage block."""
 
+    def __init__(self, error: click.UsageError, command_path: str) -> None:
+        super().__init__(" ".join(error.format_message().split()).removesuffix("."))
+        self.command_path = command_path
+
     def show(self, file: IO[Any] | None = None) -> None:
-        command = self.ctx.command_path if self.ctx is not None else "ikl-zoo"
-        message = " ".join(self.format_message().split()).removesuffix(".")
-        click.echo(f"Error: {message} (see {command} --help)", file=file, err=True)
+        click.echo(f"Error: {self.message} (see {self.command_path} --help)", file=file, err=True)
 
 
-@contextmanager
-def _one_line_usage_errors(ctx: click.Context) -> Iterator[None]:
-    try:
-        yield
-    except (click.exceptions.NoArgsIsHelpError, _OneLineUsageError):
-        raise  # bare `ikl-zoo` prints the help itself
-    except click.UsageError as error:  # click's parser leaves some without a context: name the command
-        raise _OneLineUsageError(error.format_message(), ctx=error.ctx or ctx) from None
+IklZooCommand = click.Command  # every ikl-zoo command; IklZooGroup makes its errors one line
 
 
-class IklZooCommand(click.Command):
-    """Every ikl-zoo command: its usage errors are one line pointing at its --help."""
+class IklZooGroup(click.Group):
+    """Turns bad options and library errors into one line on stderr and exit status 2, never a traceback."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        with _one_line_usage_errors(ctx):
+        try:
             return super().parse_args(ctx, args)
-
-
-class IklZooGroup(IklZooCommand, click.Group):
-    """Also turns library errors into one line on stderr and exit status 2, never a traceback."""
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # bare `ikl-zoo` prints the help itself
+        except click.UsageError as error:  # the group's own options
+            raise _OneLineUsageError(error, ctx.command_path) from None
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
-            with _one_line_usage_errors(ctx):  # unknown commands, UsageErrors the commands raise
-                return super().invoke(ctx)
+            return super().invoke(ctx)
+        except click.UsageError as error:  # click's parser leaves some without a context: name the command
+            where = error.ctx.command_path if error.ctx else f"{ctx.command_path} {ctx.invoked_subcommand}"
+            raise _OneLineUsageError(error, where) from None
         except IklZooError as error:
             click.echo(f"Error: {error}", err=True)
             sys.exit(2)

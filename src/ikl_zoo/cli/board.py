@@ -7,7 +7,7 @@ import click
 from ikl_zoo.cli import base
 
 
-@click.command(cls=base.IklZooCommand)
+@click.command()
 @click.argument("models", nargs=-1)
 @base.DATASET_OPTION
 @click.option("--threat-model", type=click.Choice(["Linf", "L2"]), default="Linf",
@@ -49,7 +49,7 @@ def leaderboard(models: tuple[str, ...], compare: bool, top: int | None, only_ik
         click.echo(f"wrote {plot_board(board, plot)}", err=out_file is None)
 
 
-@click.command(cls=base.IklZooCommand)
+@click.command()
 @click.argument("result", type=base.RESULT_FILE)
 @base.RECORDS_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace a record on more examples or with another attack.")

@@ -8,7 +8,7 @@ from click.core import ParameterSource
 from ikl_zoo.cli import base
 
 
-@click.command(cls=base.IklZooCommand)
+@click.command()
 @click.argument("model", required=False)
 @base.DATASET_OPTION
 @click.option("--result", type=base.RESULT_FILE, help="A result.json of `ikl-zoo eval` of these weights: its "
@@ -40,7 +40,7 @@ def card(model: str | None, dataset: str, result: str | None, repo_id: str | Non
     click.echo("\n".join(f"wrote {path}" for path in paths))
 
 
-@click.command(cls=base.IklZooCommand)
+@click.command()
 @click.option("--result", required=True, type=base.RESULT_FILE, help="result.json of a full `ikl-zoo eval`.")
 @click.option("--name", help="RobustBench name: <Author><Year><FirstWordOfTitle>[_variant].")
 @click.option("-o", "--out", "out_dir", required=True, type=base.FOLDER,

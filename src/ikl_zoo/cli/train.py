@@ -14,7 +14,7 @@ from ikl_zoo.threat import DATASETS, format_eps
 _AT_LEAST_1, _AT_LEAST_0 = click.IntRange(min=1), click.IntRange(min=0)
 
 
-@click.command(cls=base.IklZooCommand)
+@click.command()
 @click.option("--data-dir", required=True, type=base.FOLDER,
               help="Folder with the CIFAR training split in torchvision's layout (downloaded if missing).")
 @click.option("-o", "--out", "out_dir", required=True, type=base.FOLDER,

@@ -9,7 +9,7 @@ from ikl_zoo.cli import base
 from ikl_zoo.threat import DATASETS
 
 
-@click.command(cls=base.IklZooCommand, name="list")
+@click.command(name="list")
 @click.option("--dataset", type=click.Choice(DATASETS), help="Only the models of this dataset.")
 def list_command(dataset: str | None) -> None:
     """List the registered models. Each with its threat model and published clean and AutoAttack accuracy."""
@@ -18,7 +18,7 @@ def list_command(dataset: str | None) -> None:
     click.echo(format_models_table(models_table(dataset=dataset)))
 
 
-@click.command(cls=base.IklZooCommand)
+@click.command()
 @click.argument("model")
 @base.DATASET_OPTION
 @click.option("--revision", help="Hub branch, tag or commit (default: the pinned one).")
@@ -36,7 +36,7 @@ def download(model: str, dataset: str, revision: str | None) -> None:
     click.echo(f"path: {weights.path}\nsha256: {weights.sha256}")
 
 
-@click.command(cls=base.IklZooCommand)
+@click.command()
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.option("--model", "model_id", required=True, help="Registered id whose architecture the weights fit.")
 @base.DATASET_OPTION
@@ -53,7 +53,7 @@ def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrit
     click.echo(f"sha256: {read_spec(folder).sha256}")
 
 
-@click.command(cls=base.IklZooCommand)
+@click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--repo-id", required=True, help="ORG/NAME on the Hugging Face Hub (created if missing).")
 @click.option("--revision", help="Branch to push to (created if missing; default main).")
@@ -67,7 +67,7 @@ def push(folder: str, repo_id: str, revision: str | None, private: bool, token: 
     click.echo(f"pushed {folder} to {repo_id}: {url}")
 
 
-@click.command(cls=base.IklZooCommand, name="sample-data")
+@click.command(name="sample-data")
 @click.option("-o", "--out", "out_dir", required=True, type=base.FOLDER,
               help="Data dir to write; pass it to `ikl-zoo eval --data-dir`.")
 @click.option("--dataset", "datasets", type=click.Choice(DATASETS), multiple=True,
@@ -80,7 +80,7 @@ def sample_data(out_dir: str, datasets: tuple[str, ...]) -> None:
     click.echo(f"wrote {root} (CIFAR test images 0-19 of {', '.join(datasets or DATASETS)})")
 
 
-@click.command(cls=base.IklZooCommand)
+@click.command()
 @click.argument("model", required=False)
 @click.option("--dataset", type=click.Choice(DATASETS),
               help="MODEL's dataset [cifar10]; with --all, only this dataset's models [both].")
