@@ -1,5 +1,4 @@
-"""The ``ikl-zoo`` command line: thin click commands over the library, one module per command group. Each
-parses its options, calls the library and prints; it imports the library inside, so ``--help`` stays fast."""
+"""The ikl-zoo CLI: thin click commands, one module per group, importing the library inside (fast --help)."""
 
 import click
 

@@ -31,7 +31,6 @@ def leaderboard(models: tuple[str, ...], compare: bool, top: int | None, only_ik
     from ikl_zoo.atomic import write_text_atomic
     from ikl_zoo.leaderboard import records, render, table
     from ikl_zoo.leaderboard.plot import plot_board
-
     if models and not compare:
         raise click.UsageError("model ids are only taken with --compare, e.g. --compare MODEL_A MODEL_B")
     if compare and (top or only_ikl or no_extra_data):
@@ -56,5 +55,4 @@ def leaderboard(models: tuple[str, ...], compare: bool, top: int | None, only_ik
 def record(result: str, records_root: str, overwrite: bool) -> None:
     """Add an eval result to the records. RESULT is the result.json that `ikl-zoo eval` wrote."""
     from ikl_zoo.leaderboard.records import read_result, write_record
-
     click.echo(f"wrote {write_record(read_result(result), root=records_root, overwrite=overwrite)}")

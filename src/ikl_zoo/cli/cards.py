@@ -23,7 +23,6 @@ def card(model: str | None, dataset: str, result: str | None, repo_id: str | Non
     """Write a Hugging Face model card (README.md). MODEL is a registry id or a zoo folder."""
     from ikl_zoo.cards import write_model_card, write_registry_cards
     from ikl_zoo.leaderboard.records import read_result
-
     if all_models and (model or result):
         raise click.UsageError("--all writes the registry's cards: give no MODEL or --result with it")
     if all_models:
@@ -42,7 +41,7 @@ def card(model: str | None, dataset: str, result: str | None, repo_id: str | Non
 
 @click.command()
 @click.option("--result", required=True, type=base.RESULT_FILE, help="result.json of a full `ikl-zoo eval`.")
-@click.option("--name", help="RobustBench name: <Author><Year><FirstWordOfTitle>[_variant].")
+@click.option("--name", help="RobustBench model name: <FirstAuthor><Year><FirstWordOfTitle>[_variant].")
 @click.option("-o", "--out", "out_dir", required=True, type=base.FOLDER,
               help="Folder to write model_info/..., new-model-issue.md and model_zoo_entry.py into.")
 @click.option("--draft", is_flag=True, help="Write the files even if RobustBench would refuse them.")
@@ -50,9 +49,9 @@ def card(model: str | None, dataset: str, result: str | None, repo_id: str | Non
               help="The model's zoo folder (config.json) when it is not in the registry.")
 @click.option("--paper-title", help="Title of the paper that introduces the model.")
 @click.option("--paper-url", "link", help="Link to the paper, e.g. https://arxiv.org/abs/2305.13948.")
-@click.option("--authors", help='"First Last, First Last, ..."')
-@click.option("--venue", help='e.g. "NeurIPS 2024" or "arXiv, May 2023".')
-@click.option("--architecture", help='e.g. "WideResNet-28-10".')
+@click.option("--authors", help='The paper\'s authors: "First Last, First Last, ...".')
+@click.option("--venue", help='Where the paper appeared, e.g. "NeurIPS 2024" or "arXiv, May 2023".')
+@click.option("--architecture", help='The network as RobustBench lists it, e.g. "WideResNet-28-10".')
 @click.option("--additional-data/--no-additional-data", default=None, help="Trained with extra real data?")
 @click.option("--footnote", help="RobustBench's footnote for the row, e.g. 'Uses 1M synthetic images'.")
 @click.option("--checkpoint-url", help="Weights link for the issue (default: --gdrive-id's Google Drive).")
@@ -63,7 +62,6 @@ def submit(result: str, name: str | None, out_dir: str, draft: bool, model_dir: 
     from ikl_zoo.cards import write_submission
     from ikl_zoo.cards.subject import read_config
     from ikl_zoo.leaderboard.records import read_result
-
     submission, paths = write_submission(read_result(result), out_dir, name=name, draft=draft, info=info,
                                          config=read_config(model_dir) if model_dir else None)
     click.echo("\n".join(f"wrote {path}" for path in paths))

@@ -1,6 +1,5 @@
 """The train command."""
 
-import dataclasses
 import json
 import os
 import shlex
@@ -63,8 +62,7 @@ def train(recipe_name: str | None, show_recipe: bool, **options: Any) -> None:
     """Train a robust network with IKL-AT. TRADES-style with the IKL loss, AWP and weight averaging, as the
     authors' code; any knob can be overridden. Multi-GPU: torchrun --nproc-per-node N -m ikl_zoo.cli train"""
     from ikl_zoo.train import Recipe, RunSettings, resolve_recipe, train_ikl_at
-
-    knobs = {knob.name for knob in dataclasses.fields(Recipe)}
+    knobs = Recipe.__dataclass_fields__.keys()
     overrides = {key: value for key, value in options.items() if key in knobs and value is not None}
     settings = RunSettings(**{key: value for key, value in options.items() if key not in knobs})
     recipe = resolve_recipe(recipe_name, overrides=overrides, out_dir=settings.out_dir,
