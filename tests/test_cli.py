@@ -90,3 +90,31 @@ def test_sample_data_into_an_unwritable_place_is_one_line(tmp_path):
     line = _error_line(_invoke("sample-data", "--out", str(a_file / "data")))
     assert line.startswith(f"Error: cannot write {a_file / 'data' / 'cifar-10-batches-py'} (")
     assert line.endswith("choose a writable folder (--out)")
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_each_command_summary_is_a_whole_sentence(name):
+    """`ikl-zoo --help` lists each command by the first sentence of its help: short enough to show whole."""
+    summary = main.commands[name].get_short_help_str(limit=45)
+    assert summary.endswith(".") and not summary.endswith("..."), summary
+
+
+def test_interrupt_advises_resume_only_where_the_command_has_it(monkeypatch):
+    import ikl_zoo.train
+    import ikl_zoo.zoo.catalog
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ikl_zoo.zoo.catalog, "models_table", interrupt)
+    monkeypatch.setattr(ikl_zoo.train, "resolve_recipe", interrupt)
+    listed = _invoke("list")
+    assert (listed.exit_code, listed.stderr) == (130, "Interrupted.\n")
+    trained = _invoke("train", "--data-dir", "data", "-o", "run")
+    assert trained.exit_code == 130
+    assert trained.stderr.startswith("Interrupted: finished work is saved; rerun the same command with")
+
+
+def test_sample_data_takes_o_like_every_command_that_writes(tmp_path):
+    assert _invoke("sample-data", "-o", str(tmp_path / "data"), "--dataset", "cifar100").exit_code == 0
+    assert len(load_test_examples("cifar100", data_dir=tmp_path / "data")[1]) == 20

@@ -78,3 +78,38 @@ def test_readme_is_a_front_page() -> None:
     first_block = lines[lines.index("```sh") + 1 :][:2]
     assert first_block[0].startswith("make demo") and first_block[1].startswith("make test")
     assert sum(bool(COMMAND_LINE.search(line)) for line in shell_lines("\n".join(lines))) >= 10
+
+
+SOURCE_FILES = sorted(p for p in (ROOT / "src" / "ikl_zoo").rglob("*") if p.suffix in (".py", ".j2"))
+SNIPPET = re.compile(r"ikl-zoo ([a-z][a-z-]*)((?: +(?:--?[a-z][\w-]*|[^\s`'\"]+))*)")
+
+
+def stale_snippets(text: str) -> list[str]:
+    """`ikl-zoo CMD ... --option` in a message or template where CMD has no such option."""
+    problems = []
+    for name, rest in SNIPPET.findall(text):
+        command = main.commands.get(name)
+        if command is None:  # prose such as "ikl-zoo writes"
+            continue
+        options = re.findall(r"(?<![\w-])--[a-z][\w-]*", rest)
+        problems += [f"{name} has no option {o}: ikl-zoo {name}{rest}" for o in options
+                     if o not in option_names(command)]
+    return problems
+
+
+@pytest.mark.parametrize("source", SOURCE_FILES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_messages_name_options_the_command_has(source: Path) -> None:
+    problems = stale_snippets(source.read_text())
+    assert not problems, "; ".join(problems)
+
+
+def test_the_message_check_catches_an_option_of_another_command() -> None:
+    assert stale_snippets('raise X("run `ikl-zoo card --precision pytorch` again")')
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_option_says_what_it_is_for(name: str) -> None:
+    command = main.commands[name]
+    silent = [p.opts[-1] for p in command.params
+              if isinstance(p, click.Option) and p.name != "help" and not p.help]
+    assert not silent, f"ikl-zoo {name}: options without help: {silent}"

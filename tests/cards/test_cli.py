@@ -58,6 +58,7 @@ def test_card_usage_errors_are_one_line(tmp_path, make_result):
     assert run("card").exit_code == 2
     out = run("card", "Cui2023Decoupled_WRN-34-10")
     assert out.exit_code == 2 and "-o/--out is required" in out.output
+    assert "e.g. -o cards/Cui2023Decoupled_WRN-34-10 (see ikl-zoo card --help)" in out.output
     out = run("card", "Cui2023Decoupled_WRN-99-10", "-o", tmp_path)
     assert (
         out.exit_code == 2 and out.output.startswith("Error: unknown model") and "did you mean" in out.output

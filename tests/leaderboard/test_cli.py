@@ -57,6 +57,9 @@ def test_compare_and_usage_errors(tmp_path):
     assert rows[1]["delta_vs_first_autoattack_acc"] == -4.01
     result = runner.invoke(main, ["leaderboard", "Cui2023Decoupled_WRN-34-10", *records])
     assert result.exit_code == 2 and "--compare" in result.output
+    result = runner.invoke(main, ["leaderboard", "--compare", "--top", "3", "Zhang2019Theoretically",
+                                  *records])
+    assert result.exit_code == 2 and "drop --top, --only-ikl and --no-extra-data" in result.stderr
     result = runner.invoke(
         main, ["leaderboard", "--compare", "Cui2023Decoupled_WRN-34-10", "Nope2020X", *records]
     )

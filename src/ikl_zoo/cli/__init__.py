@@ -1,10 +1,4 @@
-"""The ``ikl-zoo`` command line: thin click commands over the library, one module per command group.
-
-Each command parses its options, calls one library function and prints; the logic lives in the
-library. Library imports happen inside the commands so ``ikl-zoo --help`` stays fast.
-"""
-
-from __future__ import annotations
+"""The ikl-zoo CLI: thin click commands, one module per group, importing the library inside (fast --help)."""
 
 import click
 
@@ -12,15 +6,11 @@ from ikl_zoo import __version__
 from ikl_zoo.cli import board, cards, evaluation, train, zoo
 from ikl_zoo.cli.base import IklZooGroup
 
+_COMMANDS = [zoo.list_command, zoo.download, zoo.convert, zoo.push, zoo.mirror, zoo.sample_data,
+             evaluation.eval_command, board.leaderboard, board.record, cards.card, cards.submit, train.train]
 
-@click.group(name="ikl-zoo", cls=IklZooGroup)
+
+@click.group(name="ikl-zoo", cls=IklZooGroup, commands=_COMMANDS, context_settings={"show_default": True})
 @click.version_option(__version__, prog_name="ikl-zoo")
 def main() -> None:
     """IKL-AT robust models: list, load, evaluate, publish and train."""
-
-
-for _command in (
-    zoo.list_command, zoo.download, zoo.convert, zoo.push, zoo.mirror, zoo.sample_data,
-    evaluation.eval_command, board.leaderboard, board.record, cards.card, cards.submit, train.train,
-):
-    main.add_command(_command)

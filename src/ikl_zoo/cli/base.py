@@ -1,77 +1,67 @@
-"""What every ikl-zoo command shares: one-line errors, the command class, common options and parsers."""
-
-from __future__ import annotations
+"""What every ikl-zoo command shares: one-line errors, the command classes, common options and parsers."""
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import IO, Any
 
 import click
 
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.threat import DATASETS
+from ikl_zoo.threat import DATASETS, parse_eps
 
-DATASET_OPTION = click.option(
-    "--dataset", type=click.Choice(DATASETS), default="cifar10", show_default=True,
-    help="CIFAR-10 or CIFAR-100 (a registered id can name a model of each).",
-)
+FOLDER, FILE = click.Path(file_okay=False), click.Path(dir_okay=False)  # to write
+RESULT_FILE = click.Path(exists=True, dir_okay=False)
+_RESUME_HINT = ": finished work is saved; rerun the same command with --resume to continue"
+DATASET_OPTION = click.option("--dataset", type=click.Choice(DATASETS), default="cifar10",
+                              help="CIFAR-10 or CIFAR-100 (a registered id can name a model of each).")
+RECORDS_OPTION = click.option("--records", "records_root", default="leaderboard",
+                              help="Folder of result records (`ikl-zoo eval --record`, `ikl-zoo record`).")
+TOKEN_OPTION = click.option("--token", help="Hub write token (default: HF_TOKEN or `hf auth login`'s).")
+
+
+def parse_budget(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """An --eps such as 8/255 or 0.5 as a number; a bad one is a usage error naming the option."""
+    try:
+        return None if value is None else parse_eps(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 class _OneLineUsageError(click.UsageError):
     """A usage error shown as one line naming the command's --help, instead of click's usage block."""
 
+    def __init__(self, error: click.UsageError, command_path: str) -> None:
+        super().__init__(" ".join(error.format_message().split()).removesuffix("."))
+        self.command_path = command_path
+
     def show(self, file: IO[Any] | None = None) -> None:
-        command = self.ctx.command_path if self.ctx is not None else "ikl-zoo"
-        message = " ".join(self.format_message().split()).removesuffix(".")
-        click.echo(f"Error: {message} (see {command} --help)", file=file, err=True)
+        click.echo(f"Error: {self.message} (see {self.command_path} --help)", file=file, err=True)
 
 
-@contextmanager
-def _one_line_usage_errors() -> Iterator[None]:
-    try:
-        yield
-    except click.exceptions.NoArgsIsHelpError:
-        raise  # bare `ikl-zoo`: the help itself
-    except _OneLineUsageError:
-        raise
-    except click.UsageError as error:
-        raise _OneLineUsageError(error.format_message(), ctx=error.ctx) from None
-
-
-class IklZooCommand(click.Command):
-    """Every ikl-zoo command: its usage errors name it, so the one-line error points at its --help."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as error:  # click's parser leaves some without a context: name the command
-            error.ctx = error.ctx or ctx
-            raise
+IklZooCommand = click.Command  # every ikl-zoo command; IklZooGroup makes its errors one line
 
 
 class IklZooGroup(click.Group):
     """Turns bad options and library errors into one line on stderr and exit status 2, never a traceback."""
 
-    command_class = IklZooCommand
-
-    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[no-untyped-def]
-        with _one_line_usage_errors():  # the group's own options
-            return super().make_context(info_name, args, parent=parent, **extra)
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # bare `ikl-zoo` prints the help itself
+        except click.UsageError as error:  # the group's own options
+            raise _OneLineUsageError(error, ctx.command_path) from None
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
-            with _one_line_usage_errors():  # unknown commands, their options, UsageErrors they raise
-                return super().invoke(ctx)
+            return super().invoke(ctx)
+        except click.UsageError as error:  # click's parser leaves some without a context: name the command
+            where = error.ctx.command_path if error.ctx else f"{ctx.command_path} {ctx.invoked_subcommand}"
+            raise _OneLineUsageError(error, where) from None
         except IklZooError as error:
             click.echo(f"Error: {error}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("Interrupted: finished work is saved; rerun with --resume to continue.", err=True)
+            command = self.commands.get(ctx.invoked_subcommand or "")
+            resumable = command is not None and "resume" in {param.name for param in command.params}
+            click.echo(f"Interrupted{_RESUME_HINT if resumable else ''}.", err=True)
             sys.exit(130)
-
-
-RECORDS_OPTION = click.option(
-    "--records", "records_root", default="leaderboard", show_default=True,
-    help="Folder of result records (written by `ikl-zoo eval --record` or `ikl-zoo record`).",
-)
