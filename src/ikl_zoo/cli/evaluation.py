@@ -6,7 +6,7 @@ import os
 
 import click
 
-from ikl_zoo.cli.base import DATASET_OPTION, IklZooCommand
+from ikl_zoo.cli.base import DATASET_OPTION, IklZooCommand, parse_budget
 from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate.settings import (
     DEFAULT_CHUNK_SIZE,
@@ -15,14 +15,7 @@ from ikl_zoo.evaluate.settings import (
     VERSIONS,
     EvalSettings,
 )
-from ikl_zoo.threat import NORMS, parse_eps
-
-
-def _parse_eps(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    try:
-        return parse_eps(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+from ikl_zoo.threat import NORMS
 
 
 def _parse_batch_size(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
@@ -51,7 +44,8 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
 
 @click.command(cls=IklZooCommand, name="eval")
 @click.option("--model", "model_id", required=True,
-              help="Registered id (`ikl-zoo list`), zoo folder, or robustbench:<RobustBench id>.")
+              help="Registered id (`ikl-zoo list`), zoo folder, hf-hub:ORG/NAME[@REVISION] or "
+              "robustbench:<RobustBench id>.")
 @DATASET_OPTION
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=True), default=None,
               help="Local weights (.pt/.pth/.safetensors or zoo folder) instead of the published ones.")
@@ -62,9 +56,10 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
               help="Download CIFAR into --data-dir when it is missing.")
 @click.option("--n-examples", type=click.IntRange(min=1), default=DEFAULT_N_EXAMPLES, show_default=True,
               help="The first N test images (RobustBench uses all 10,000).")
-@click.option("--eps", default="8/255", show_default=True, callback=_parse_eps,
+@click.option("--eps", default="8/255", show_default=True, callback=parse_budget,
               help="Budget, e.g. 8/255 or 0.5.")
-@click.option("--norm", type=click.Choice(NORMS), default="Linf", show_default=True)
+@click.option("--norm", type=click.Choice(NORMS), default="Linf", show_default=True,
+              help="The threat model: the ball of radius --eps around each image.")
 @click.option("--version", "aa_version", type=click.Choice(VERSIONS),
               default="standard", show_default=True, help="AutoAttack version.")
 @click.option("--attacks", default=None, help="Custom version: comma-separated, e.g. apgd-ce,apgd-t.")
@@ -80,11 +75,12 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
               "GPUs); ieee: strict fp32, the same flags on any GPU; bf16: autocast, a screen, not a record.")
 @click.option("--estimate-only", is_flag=True, help="Print the run's estimated time and exit; write nothing.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run directory for chunks and result.json "
               "[default: runs/<model>_<dataset>_<norm>_<eps>_<version>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (refused if its arguments differ).")
-@click.option("--channels-last/--no-channels-last", default=None, help="[default: on for GPUs, off for CPUs]")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="Channels-last memory layout [default: on for GPUs, off for CPUs].")
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model (GPU).")
 @click.option("--robustbench-dir", type=click.Path(file_okay=False), default=None,
               help="Checkpoint cache for robustbench: models [default: <ikl-zoo cache>/robustbench].")
@@ -100,9 +96,10 @@ def eval_command(
     out_dir: str | None, resume: bool, channels_last: bool | None, compile_model: bool,
     robustbench_dir: str | None, record: bool, records_root: str, no_progress: bool,
 ) -> None:
-    """Clean and AutoAttack robust accuracy of a model, as RobustBench measures it: resumable, shardable.
+    """Measure clean and AutoAttack accuracy.
 
-    Run it under `torchrun --nproc-per-node N` to deal the chunks to N GPUs (or CPU processes).
+    The same flags as a direct AutoAttack call, as RobustBench measures; resumable and shardable. Run it
+    under `torchrun --nproc-per-node N` to deal the chunks to N GPUs (or CPU processes).
     """
     from ikl_zoo.evaluate.attacks import show_autoattack_warnings
     from ikl_zoo.zoo.registry import is_registered
