@@ -71,7 +71,9 @@ def validate_zoo_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         spec, state, _ = checkpoints.read_folder(folder)
         if not spec.sha256:
-            raise CheckpointError(f"{folder / CONFIG_NAME} has no sha256 of {WEIGHTS_NAME}")
+            raise CheckpointError(f"{folder / CONFIG_NAME} has no sha256 of {WEIGHTS_NAME}",
+                                  fix=f"rewrite it: `ikl-zoo convert {folder / WEIGHTS_NAME} --model ID "
+                                  f"-o {folder} --overwrite`")
         checkpoints.check_fits(spec, state, what=str(folder / WEIGHTS_NAME))
         checkpoints.check_finite(state, source=str(folder / WEIGHTS_NAME), fix="convert another checkpoint")
     except CheckpointError as error:

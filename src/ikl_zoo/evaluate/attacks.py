@@ -53,7 +53,7 @@ def resolve_attacks(*, version: str, norm: str, attacks: Sequence[str] | None) -
     if unknown := [name for name in attacks if name not in ATTACKS]:
         raise EvaluationError(f"unknown attack {unknown[0]!r}: choose from {', '.join(ATTACKS)}")
     if len(set(attacks)) != len(attacks):
-        raise EvaluationError(f"attack listed twice in {','.join(attacks)}")
+        raise EvaluationError(f"attack listed twice in {','.join(attacks)}", fix="name each attack once")
     return list(attacks)
 
 

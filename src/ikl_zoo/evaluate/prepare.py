@@ -118,9 +118,9 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
             f"the labels must be {len(x)} integers, got {y.dtype} of shape {tuple(y.shape)}"
         )
     if x.shape[0] == 0:
-        raise EvaluationError("no examples to evaluate")
+        raise EvaluationError("no examples to evaluate", fix="pass at least one image")
     if not torch.isfinite(x).all():
-        raise EvaluationError("the images contain NaN or infinity")
+        raise EvaluationError("the images contain NaN or infinity", fix="pass images in [0, 1]")
     low, high = float(x.min()), float(x.max())
     if low < 0.0 or high > 1.0:
         raise EvaluationError(

@@ -54,7 +54,7 @@ def read_weights_file(path: Path, *, safetensors_only: bool = False) -> dict[str
     """The tensors of a ``.safetensors`` or PyTorch file (told apart by their bytes, not the suffix),
     unwrapped and without DataParallel prefixes."""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist", fix="check the path")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes)", fix="download or save it again")
     if is_html_file(path):
@@ -195,7 +195,8 @@ def read_folder(folder: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], str]:
     spec = read_spec(folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
-        raise CheckpointError(f"{folder} is not a zoo folder: {WEIGHTS_NAME} is missing")
+        raise CheckpointError(f"{folder} is not a zoo folder: {WEIGHTS_NAME} is missing",
+                              fix="make one with `ikl-zoo convert CHECKPOINT --model ID -o FOLDER`")
     fix = f"{weights} changed after {CONFIG_NAME} was written: convert or fetch it again"
     sha256 = verify_sha256(weights, spec.sha256, fix=fix)
     return spec, read_weights_file(weights, safetensors_only=True), sha256

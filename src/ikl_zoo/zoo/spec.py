@@ -167,4 +167,4 @@ def model_from_config(config: Mapping[str, Any]) -> nn.Module:
     try:
         return BUILDERS[name](**kwargs)
     except (TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"config cannot build {name}: {first_line(error)}") from None
+        raise CheckpointError(f"config cannot build {name}: {first_line(error)}", fix=REWRITE_FIX) from None
