@@ -9,17 +9,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.cards.render import render
 from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subject
 from ikl_zoo.cards.submission import CODE_URL
-from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard import provenance as facts
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, load_records, output_errors, record_path
 from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
 from ikl_zoo.leaderboard.table import DATASET_TITLES, build_board
-from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
+from ikl_zoo.paper import PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
 
 if TYPE_CHECKING:
@@ -148,16 +146,13 @@ def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]
     footnote = (subject.robustbench_row or {}).get("footnote")
     standard_eps = STANDARD_EPS.get(subject.threat_model)
     return {
-        "s": subject, "m": m, "data": DATASET_TITLES[subject.dataset], "footnote": footnote,
+        "s": subject, "m": m, "footnote": footnote,
         "rank": _robustbench_rank(subject) if subject.robustbench_row else None,
         "measured_facts": facts.describe(m.provenance) if m else "",
         "nonstandard_eps": standard_eps is not None and not math.isclose(subject.eps, standard_eps),
-        "synthetic_data": "synthetic" in f"{footnote} {subject.note}".lower(), "full_test_set": FULL_TEST_SET,
-        "not_robust": not subject.robust,
+        "synthetic_data": "synthetic" in f"{footnote} {subject.note}".lower(),
         "measured_eps": None if m is None or math.isclose(m.eps, subject.eps) else m.settings.eps_text,
-        "paper_title": PAPER_TITLE, "paper_url": PAPER_URL, "robustbench_url": ROBUSTBENCH_URL,
-        "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "version": __version__,
-        "config_name": CONFIG_NAME,
+        "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "config_name": CONFIG_NAME,
     }
 
 

@@ -16,7 +16,6 @@ from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.cards.render import render
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.result import EvalResult
-from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard import provenance as facts
 from ikl_zoo.leaderboard.records import (
     Measurement,
@@ -72,15 +71,13 @@ def submission_problems(result: EvalResult | Measurement, *, name: str, metadata
     """Every reason the result cannot go to RobustBench as it stands (empty when it can)."""
     m = Measurement.from_result(result)
     standard_eps = STANDARD_EPS.get(m.threat_model)
-    text = render(
-        "submission_problems.txt.j2", m=m, name=name, name_fix=NAME_FIX, boards=BOARDS,
-        min_examples=FULL_TEST_SET, standard_attacks=STANDARD_ATTACKS, standard_eps=standard_eps,
+    return render(
+        "submission_problems.txt.j2", m=m, name=name, name_fix=NAME_FIX, boards=BOARDS, meta=metadata,
+        standard_attacks=STANDARD_ATTACKS, standard_eps=standard_eps, options=_INFO_OPTIONS,
         is_standard=standard_eps is not None and is_standard_eps(m.eps, m.threat_model),
         missing_facts=facts.missing_facts(m.provenance), flag_gaps=_flag_gaps(result),
         replaced_weights=facts.replaced_weights(m.provenance), valid_name=bool(NAME_PATTERN.match(name)),
-        meta=metadata, options=_INFO_OPTIONS,
-    )
-    return text.splitlines()
+    ).splitlines()
 
 
 def build_submission(

@@ -15,9 +15,9 @@ import pandas as pd
 
 from ikl_zoo import __version__
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
-from ikl_zoo.leaderboard.reference import LeaderboardError
+from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, LeaderboardError
 from ikl_zoo.leaderboard.table import COMPARE_DELTAS, DATASET_TITLES, NOT_COMPARABLE, ROW_COLUMNS, STAR, Board
-from ikl_zoo.paper import PAPER_TITLE
+from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 
 FORMATS = ("md", "csv", "latex", "html", "json")
 
@@ -30,18 +30,20 @@ def board_title(board: Board) -> str:
 
 def board_legend(board: Board) -> list[str]:
     """The lines printed under every table: units, ranking, marks and the source of the published figures."""
-    context = {"data": DATASET_TITLES[board.dataset], "star": STAR, "paper_title": PAPER_TITLE}
-    context |= {"full_test_set": FULL_TEST_SET, "version": __version__}
-    return render("legend.txt.j2", board=board, **context).splitlines()
+    return render("legend.txt.j2", board=board).splitlines()
 
 
 def template_renderer(package: str, **filters: Callable[..., Any]) -> Callable[..., str]:
-    """``render(template, **context)`` for ``package``'s Jinja templates: a missing value fails loudly."""
+    """``render(template, **context)`` for ``package``'s Jinja templates: a missing value fails loudly; the
+    facts every page may state (version, paper, test-set size, dataset names) are always there."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader(package, "templates"), autoescape=jinja2.select_autoescape(["html"]),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
     )
     environment.filters.update(filters)
+    environment.globals.update(version=__version__, paper_title=PAPER_TITLE, paper_url=PAPER_URL, star=STAR,
+                               datasets=DATASET_TITLES, robustbench_url=ROBUSTBENCH_URL,
+                               full_test_set=FULL_TEST_SET)
     return lambda template, /, **context: environment.get_template(template).render(**context)
 
 
