@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.atomic import write_text_atomic
-from ikl_zoo.cards.render import render
-from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subject
+from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subject, render
 from ikl_zoo.cards.submission import CODE_URL
 from ikl_zoo.leaderboard import provenance as facts
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, load_records, output_errors, record_path

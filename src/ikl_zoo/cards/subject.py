@@ -1,4 +1,5 @@
-"""What a card says about a model, gathered from the registry or from a zoo folder's config.json."""
+"""What a card says about a model, gathered from the registry or from a zoo folder's config.json; ``render``
+fills the cards' Jinja templates under ``templates/`` (a missing value fails loudly)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.errors import IklZooError
+from ikl_zoo.evaluate.estimate import wilson_interval
 from ikl_zoo.leaderboard.reference import reference_entry, registry_entry
+from ikl_zoo.leaderboard.render import template_renderer
 from ikl_zoo.reference import published_from_row
 from ikl_zoo.threat import DATASETS, HF_HUB_PREFIX, format_eps
 
@@ -18,6 +21,15 @@ if TYPE_CHECKING:
     from ikl_zoo.zoo.registry import ModelEntry
 
 CONFIG_NAME = "config.json"
+
+
+def wilson_text(fraction: float, n: int) -> str:
+    """The 95% Wilson interval in percent as bounds: skewed (0/4 spans 0-49%), so no ``± half-width``."""
+    low, high = wilson_interval(round(fraction * n), n)
+    return f"[{100 * low:.2f}, {100 * high:.2f}]"
+
+
+render = template_renderer("ikl_zoo.cards", eps=format_eps, json=json.dumps, wilson=wilson_text)
 
 
 class CardError(IklZooError):

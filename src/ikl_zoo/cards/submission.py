@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ikl_zoo.atomic import write_text_atomic
-from ikl_zoo.cards.render import render
+from ikl_zoo.cards.subject import render
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.result import EvalResult
 from ikl_zoo.leaderboard import provenance as facts
