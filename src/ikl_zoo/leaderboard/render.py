@@ -126,9 +126,10 @@ _signed = partial(_figure, spec="+.2f")
 def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
     """Human-readable cells, already escaped for the target format."""
     rows, comparing = board.rows, board.compare_baseline is not None
+    model = rows["model_id"].map(markup.escape)
     table = pd.DataFrame({
         "Rank": rows["rank"].map(lambda rank: "-" if pd.isna(rank) else str(rank)),
-        "Model": [_model_cell(row, markup) for row in rows.itertuples()],
+        "Model": model.mask(rows["ikl_at"].astype(bool), model.map(markup.bold.format) + f" {markup.star}"),
         "Method": [_method_cell(row, markup) for row in rows.itertuples()],
     })  # fmt: skip
     for label, column, delta in _PUBLISHED_CELLS:
@@ -148,11 +149,6 @@ def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
             table["Delta AutoAttack (measured - published)"] = rows["delta_autoattack_acc"].map(_signed)
         table["Evaluated on"] = rows["measured_note"].map(lambda note: markup.escape(note or "-"))
     return table
-
-
-def _model_cell(row: Any, markup: _Markup) -> str:
-    model = markup.escape(row.model_id)
-    return f"{markup.bold.format(model)} {markup.star}" if row.ikl_at else model
 
 
 def _method_cell(row: Any, markup: _Markup) -> str:
