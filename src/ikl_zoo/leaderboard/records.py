@@ -213,11 +213,8 @@ def read_record(path: Folder) -> Record:
 def load_records(root: Folder = DEFAULT_ROOT, *, dataset: str | None = None,
                  threat_model: str | None = None) -> list[Record]:
     """Every record under ``root``, optionally of one board; an unreadable one is named and skipped."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    records = []
-    for path in sorted(root.glob(f"{dataset or '*'}/{threat_model or '*'}/*.json")):
+    records = []  # a missing folder holds none
+    for path in sorted(Path(root).glob(f"{dataset or '*'}/{threat_model or '*'}/*.json")):
         try:
             records.append(read_record(path))
         except LeaderboardError as error:

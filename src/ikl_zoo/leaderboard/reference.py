@@ -78,7 +78,13 @@ def load_reference(dataset: str, threat_model: str, *, robustbench_dir: Folder |
     if robustbench_dir is None:
         table = _shipped_table().query("dataset == @dataset and threat_model == @threat_model")
         return Reference(table.reset_index(drop=True), shipped.REFERENCE_SOURCE)
-    folder = _model_info_folder(Path(robustbench_dir), dataset, threat_model)
+    root = Path(robustbench_dir)
+    if not root.is_dir():
+        raise LeaderboardError(f"--robustbench-dir {root} is not a folder", fix="pass a RobustBench checkout")
+    folder = (root / "model_info" if (root / "model_info").is_dir() else root) / dataset / threat_model
+    if not folder.is_dir():
+        fix = "pass the root of a RobustBench checkout (the folder holding model_info/)"
+        raise LeaderboardError(f"{folder} does not exist", fix=fix)
     rows = []
     for path in sorted(folder.glob("*.json")):
         try:
@@ -107,16 +113,6 @@ def _shipped_table() -> pd.DataFrame:
         for row in shipped.shipped_leaderboard().to_dict(orient="records")
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def _model_info_folder(root: Path, dataset: str, threat_model: str) -> Path:
-    if not root.is_dir():
-        raise LeaderboardError(f"--robustbench-dir {root} is not a folder", fix="pass a RobustBench checkout")
-    folder = (root / "model_info" if (root / "model_info").is_dir() else root) / dataset / threat_model
-    if not folder.is_dir():
-        fix = "pass the root of a RobustBench checkout (the folder holding model_info/)"
-        raise LeaderboardError(f"{folder} does not exist", fix=fix)
-    return folder
 
 
 def _row_from_model_info(model_id: str, info: dict[str, Any], dataset: str, threat_model: str, origin: Any
