@@ -42,8 +42,7 @@ _CLASSES = {"cifar10": "airplane automobile bird cat deer dog frog horse ship tr
 """}
 _CLASSES = {dataset: tuple(names.split()) for dataset, names in _CLASSES.items()}
 
-Split = tuple[np.ndarray, "np.ndarray | list[int]"]
-"""Images as uint8 NHWC (N, 32, 32, 3) and their integer labels."""
+Split = tuple[np.ndarray, "np.ndarray | list[int]"]  # uint8 NHWC images (N, 32, 32, 3), integer labels
 
 
 def _check_dataset(dataset: str) -> None:
@@ -122,11 +121,6 @@ def _marker(data_dir: str | os.PathLike[str], dataset: str) -> dict | None:
     return _read_dict(path, fix, json_marker=True)
 
 
-def _rewrite_hint(root: Path, marker: dict | None) -> str:
-    arrays = "write_cifar_dir, or use " * (marker is not None and marker.get("source") != SAMPLE_SOURCE)
-    return f"write the folder again with {arrays}`ikl-zoo sample-data --out {root}`"
-
-
 def _checked_batch(path: Path, dataset: str, fix: str) -> tuple[np.ndarray, list[int]]:
     entry, label_key, n_classes = _read_dict(path, fix), _LABEL_KEY[dataset], len(_CLASSES[dataset])
     data = entry.get("data")
@@ -145,7 +139,8 @@ def _checked_batch(path: Path, dataset: str, fix: str) -> tuple[np.ndarray, list
 def _read_marked_split(dataset: str, root: Path, train: bool) -> tuple[np.ndarray, list[int], list[str]]:
     """An ikl-zoo folder's split, checked; a missing split was lost since it was written, or never written."""
     folder, marker, split = _folder(root, dataset), _marker(root, dataset) or {}, ("test", "training")[train]
-    fix = _rewrite_hint(root, marker)
+    arrays = "write_cifar_dir, or use " * (marker.get("source") != SAMPLE_SOURCE)
+    fix = f"write the folder again with {arrays}`ikl-zoo sample-data --out {root}`"
     if missing := [f for f in _split_files(dataset, train) if not (folder / f).is_file()]:
         written = marker.get("splits")
         if isinstance(written, dict) and ("train" if train else "test") in written:
