@@ -17,15 +17,9 @@ from ikl_zoo.cards.subject import render
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.result import EvalResult
 from ikl_zoo.leaderboard import provenance as facts
-from ikl_zoo.leaderboard.records import (
-    Measurement,
-    ModelMetadata,
-    model_metadata,
-    output_errors,
-    registry_entry,
-    robustbench_model_info,
-)
-from ikl_zoo.leaderboard.reference import STANDARD_EPS, is_standard_eps, reference_entry
+from ikl_zoo.leaderboard import records
+from ikl_zoo.leaderboard.records import Measurement, ModelMetadata, model_metadata, output_errors
+from ikl_zoo.leaderboard.reference import STANDARD_EPS, is_standard_eps, reference_entry, registry_entry
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
 NAME_PATTERN = re.compile(r"^[A-Z][A-Za-z-]*\d{4}[A-Z][A-Za-z0-9]*(?:_[A-Za-z0-9-]+)*$")
@@ -116,7 +110,7 @@ def build_submission(
     listed = reference_entry(name, dataset=m.dataset, threat_model=m.threat_model) is not None
     return Submission(
         name=name, dataset=m.dataset, threat_model=m.threat_model,
-        model_info=robustbench_model_info(m, metadata),
+        model_info=records.robustbench_model_info(m, metadata),
         issue_text=render("new_model_issue.md.j2", **context),
         model_zoo_entry=render("model_zoo_entry.py.j2", **context),
         problems=tuple(problems),

@@ -27,7 +27,6 @@ from ikl_zoo.leaderboard.reference import (
     check_board,
     is_standard_eps,
     model_metadata,
-    registry_entry,  # noqa: F401 (submissions)
     robustbench_name,
 )
 from ikl_zoo.threat import format_eps
