@@ -94,11 +94,10 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
         return m
     weights = facts.replaced_weights(m.provenance)
     if weights is not None and subject.in_registry:
-        raise CardError(
-            f"the result measures {m.model_id} with weights from {weights}, not the published weights this "
-            "card describes", fix=f"make a zoo folder of that checkpoint (`ikl-zoo convert {weights} --model "
-            f"{m.model_id} --dataset {m.dataset} -o DIR`), evaluate it and card DIR",
-        )
+        convert = f"`ikl-zoo convert {weights} --model {m.model_id} --dataset {m.dataset} -o DIR`"
+        raise CardError(f"the result measures {m.model_id} with weights from {weights}, not the published "
+                        "weights this card describes",
+                        fix=f"make a zoo folder of that checkpoint ({convert}), evaluate it and card DIR")
     known_other = measured_sha256 and subject.weights_sha256 and not subject.published_weights  # they differ
     if m.board_id != subject.model_id or known_other:
         raise CardError(f"the result is for {m.model_id!r} (checkpoint sha256 {measured_sha256}), the card "
@@ -142,14 +141,11 @@ def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
 
 def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]:
     """What the card template needs beyond the subject and the measurement: looked-up facts."""
-    footnote = (subject.robustbench_row or {}).get("footnote")
     standard_eps = STANDARD_EPS.get(subject.threat_model)
     return {
-        "s": subject, "m": m, "footnote": footnote,
-        "rank": _robustbench_rank(subject) if subject.robustbench_row else None,
+        "s": subject, "m": m, "rank": _robustbench_rank(subject) if subject.robustbench_row else None,
         "measured_facts": facts.describe(m.provenance) if m else "",
         "nonstandard_eps": standard_eps is not None and not math.isclose(subject.eps, standard_eps),
-        "synthetic_data": "synthetic" in f"{footnote} {subject.note}".lower(),
         "measured_eps": None if m is None or math.isclose(m.eps, subject.eps) else m.settings.eps_text,
         "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "config_name": CONFIG_NAME,
     }

@@ -122,9 +122,8 @@ def _file_name(m: Measurement, name: str | None) -> str:
     """The submission's name, refused unless it is one file name inside ``model_info/<dataset>/<threat>/``."""
     if FILE_NAME_PATTERN.match(name or m.board_id):
         return name or m.board_id
-    given = name is not None  # else the model id, which for a zoo folder is its path
-    what = f"--name {name!r}" if given else f"the result's model id {m.model_id!r}"
-    fix = "use letters, digits, '_', '-' and '.', e.g. Cui2023Decoupled_WRN-28-10" if given else NAME_FIX
+    what, fix = (f"the result's model id {m.model_id!r}", NAME_FIX) if name is None else (  # a folder's path
+        f"--name {name!r}", "use letters, digits, '_', '-' and '.', e.g. Cui2023Decoupled_WRN-28-10")
     target = f"model_info/{m.dataset}/{m.threat_model}/<name>.json"
     raise SubmissionRefusedError(f"{what} cannot name {target}", fix=fix)
 

@@ -240,14 +240,12 @@ def read_result(path: Folder) -> EvalResult:
 
 
 def _kept_edits(existing: Record, new: Measurement, *, overwrite: bool) -> dict[str, Any]:
-    """The hand edits of a record a measurement may replace (one on fewer examples or another attack: only
-    with ``overwrite``)."""
+    """The hand edits of a record ``new`` may replace (on fewer examples or another attack: ``overwrite``)."""
     old = existing.measurement
     if old.board_id != new.board_id:
-        raise RecordConflictError(
-            f"{existing.path} holds the record of {old.model_id!r}, not of {new.model_id!r} (both ids map to "
-            "this file name)", fix="rename one of the models"
-        )  # fmt: skip
+        raise RecordConflictError(f"{existing.path} holds the record of {old.model_id!r}, not of "
+                                  f"{new.model_id!r} (both ids map to this file name)",
+                                  fix="rename one of the models")
     n_old, n_new = old.n_examples, new.n_examples
     reasons = [f"it holds {old.attack}, this result {new.attack}"] * (old.attack != new.attack)
     reasons += [f"it holds {n_old} examples, this result {n_new}"] * (n_new < n_old)
