@@ -1,6 +1,6 @@
 """The facts a submission trusts are read from the keys the evaluator records them under."""
 
-from ikl_zoo.leaderboard.provenance import checkpoint_sha256, missing_facts, replaced_weights
+from ikl_zoo.leaderboard.records import checkpoint_sha256, missing_facts, replaced_weights
 
 VERSIONS = {"torch": "2.14.1", "pyautoattack": "0.2.0", "ikl_zoo": "0.1.0"}
 

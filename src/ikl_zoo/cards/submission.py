@@ -16,7 +16,6 @@ from ikl_zoo.atomic import write_text_atomic
 from ikl_zoo.cards.subject import render
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.result import EvalResult
-from ikl_zoo.leaderboard import provenance as facts
 from ikl_zoo.leaderboard import records
 from ikl_zoo.leaderboard.records import Measurement, ModelMetadata, model_metadata, output_errors
 from ikl_zoo.leaderboard.reference import STANDARD_EPS, is_standard_eps, reference_entry, registry_entry
@@ -69,8 +68,8 @@ def submission_problems(result: EvalResult | Measurement, *, name: str, metadata
         "submission_problems.txt.j2", m=m, name=name, name_fix=NAME_FIX, boards=BOARDS, meta=metadata,
         standard_attacks=STANDARD_ATTACKS, standard_eps=standard_eps, options=_INFO_OPTIONS,
         is_standard=standard_eps is not None and is_standard_eps(m.eps, m.threat_model),
-        missing_facts=facts.missing_facts(m.provenance), flag_gaps=_flag_gaps(result),
-        replaced_weights=facts.replaced_weights(m.provenance), valid_name=bool(NAME_PATTERN.match(name)),
+        missing_facts=records.missing_facts(m.provenance), flag_gaps=_flag_gaps(result),
+        replaced_weights=records.replaced_weights(m.provenance), valid_name=bool(NAME_PATTERN.match(name)),
     ).splitlines()
 
 
@@ -105,7 +104,7 @@ def build_submission(
         "name": name, "m": m, "meta": metadata, "problems": problems, "architecture": architecture,
         "known": known, "gdrive_id": info.get("gdrive_id") or (entry and entry.pretrained.gdrive_id),
         "checkpoint_url": info.get("checkpoint_url"), "code_url": CODE_URL,
-        "facts": facts.describe(m.provenance), "sha": facts.checkpoint_sha256(m.provenance),
+        "facts": records.describe_provenance(m.provenance), "sha": records.checkpoint_sha256(m.provenance),
     }
     listed = reference_entry(name, dataset=m.dataset, threat_model=m.threat_model) is not None
     return Submission(

@@ -7,7 +7,7 @@ import json
 import numbers
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -19,7 +19,6 @@ from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.summary import on_the_published_images
-from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.reference import (
     Folder,
     LeaderboardError,
@@ -264,3 +263,41 @@ _CHECKS = [
      lambda v: isinstance(v or [], list | tuple) and all(isinstance(a, str) for a in v or [])),
     *((key, "an object", lambda v: v is None or isinstance(v, dict)) for key in _MAPPING_FIELDS),
 ]  # fmt: skip
+
+
+# Provenance facts that records, cards and submissions rely on, by the keys evaluate.merge writes.
+REQUIRED_FACTS = {
+    "torch version": "torch", "AutoAttack version": "pyautoattack", "ikl-zoo version": "ikl_zoo",
+    "device": "devices", "checkpoint sha256": "checkpoint_sha256",
+}  # fmt: skip
+"""What a result must record to be trusted by a submission, and its key. The checkpoint's sha256 is the hash
+of the file a reviewer downloads, never the evaluator's ``weights_sha256`` or ``data_sha256``."""
+
+
+def recorded_fact(provenance: Mapping[str, Any], fact: str) -> Any:
+    """The recorded value of ``fact`` (a key of ``REQUIRED_FACTS``), or None when it is not recorded."""
+    value = provenance.get(REQUIRED_FACTS[fact])
+    return None if value in (None, "", []) else value
+
+
+def missing_facts(provenance: Mapping[str, Any]) -> list[str]:
+    return [fact for fact in REQUIRED_FACTS if recorded_fact(provenance, fact) is None]
+
+
+def checkpoint_sha256(provenance: Mapping[str, Any]) -> str | None:
+    return recorded_fact(provenance, "checkpoint sha256")
+
+
+def describe_provenance(provenance: Mapping[str, Any]) -> str:
+    """``torch 2.14.1, AutoAttack 0.2.0, ikl-zoo 0.1.0 on NVIDIA H100``: each rank's device once."""
+    labels = {"torch": "torch version", "AutoAttack": "AutoAttack version", "ikl-zoo": "ikl-zoo version"}
+    values = {label: recorded_fact(provenance, fact) for label, fact in labels.items()}
+    text = ", ".join(f"{label} {value}" for label, value in values.items() if value is not None)
+    device = ", ".join(dict.fromkeys(map(str, recorded_fact(provenance, "device") or [])))
+    return f"{text} on {device}" if text and device else text or device
+
+
+def replaced_weights(provenance: Mapping[str, Any]) -> str | None:
+    """The local checkpoint a registered model was evaluated with instead of its published weights, if any:
+    such a measurement is of that file, and must never stand for the model's published figures."""
+    return provenance.get("replaced_weights") or None

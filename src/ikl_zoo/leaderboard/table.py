@@ -13,8 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ikl_zoo.evaluate.summary import FULL_TEST_SET, on_the_published_images
-from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Record, load_records, record_path
+from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Record, load_records, record_path, replaced_weights
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
     THREAT_MODELS,
