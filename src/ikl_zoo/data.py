@@ -228,10 +228,9 @@ def load_test_examples(dataset: str, *, data_dir: str | os.PathLike[str], n_exam
     if n_examples < 1:
         raise DatasetNotFoundError(f"n_examples must be at least 1, got {n_examples}")
     if n_examples > available:
-        raise DatasetNotFoundError(
-            f"asked for {n_examples} {DISPLAY_NAMES[dataset]} test images but {data_dir} holds {available}",
-            fix=f"pass --n-examples {available} or point --data-dir at the full test set",
-        )
+        raise DatasetNotFoundError(f"asked for {n_examples} {DISPLAY_NAMES[dataset]} test images but "
+                                   f"{data_dir} holds {available}", fix=f"pass --n-examples {available} or "
+                                   "point --data-dir at the full test set")
     # Exactly torchvision's ToTensor on a uint8 HWC image: CHW float32 divided by 255.
     x = torch.from_numpy(test_set.data[:n_examples]).permute(0, 3, 1, 2).float().div(255).contiguous()
     return x, torch.as_tensor(test_set.targets[:n_examples], dtype=torch.int64)

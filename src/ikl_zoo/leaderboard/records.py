@@ -120,7 +120,7 @@ def attack_label(settings: EvalSettings) -> str:
 
 
 _SETTINGS = ("dataset", "eps", "version", "n_examples", "seed", "chunk_size")
-for _name, _setting in {"threat_model": "norm", **dict(zip(_SETTINGS, _SETTINGS, strict=True))}.items():
+for _name, _setting in {"threat_model": "norm", **{name: name for name in _SETTINGS}}.items():
     setattr(Measurement, _name, property(attrgetter(f"settings.{_setting}")))  # as ``EvalResult`` has them
 
 

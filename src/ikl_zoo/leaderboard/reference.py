@@ -130,8 +130,7 @@ def _row_from_model_info(model_id: str, info: dict[str, Any], dataset: str, thre
     if math.isnan(figures["clean_acc"]) or math.isnan(figures["autoattack_acc"]):
         raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc", fix=FIX_FILE)
     title, passes = str(info.get("name") or ""), info.get("number_forward_passes")
-    external = figures["external"]
-    figures["best_known"] = figures["autoattack_acc"] if math.isnan(external) else external
+    figures["best_known"] = figures["autoattack_acc" if math.isnan(figures["external"]) else "external"]
     return {
         "model_id": model_id, "dataset": dataset, "threat_model": threat_model, **figures,
         "additional_data": _flag(info.get("additional_data")), "unreliable": _flag(info.get("unreliable")),
