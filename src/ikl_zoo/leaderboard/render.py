@@ -28,11 +28,6 @@ def board_title(board: Board) -> str:
     return f"{DATASET_TITLES[board.dataset]}, {board.threat_model}, eps = {board.eps_text}: {what}"
 
 
-def board_legend(board: Board) -> list[str]:
-    """The lines printed under every table: units, ranking, marks and the source of the published figures."""
-    return render("legend.txt.j2", board=board).splitlines()
-
-
 def template_renderer(package: str, **filters: Callable[..., Any]) -> Callable[..., str]:
     """``render(template, **context)`` for ``package``'s Jinja templates: a missing value fails loudly; the
     facts every page may state (version, paper, test-set size, dataset names) are always there."""
@@ -59,7 +54,7 @@ def render_board(board: Board, fmt: str = "md") -> str:
     if fmt == "json":
         return _render_json(board)
     table = _display_frame(board, _MARKUPS[fmt])
-    title, legend = board_title(board), board_legend(board)
+    title, legend = board_title(board), render("legend.txt.j2", board=board).splitlines()
     if fmt == "md":
         align = ["right" if name in _numeric_columns(table) else "left" for name in table.columns]
         body = table.to_markdown(index=False, disable_numparse=True, colalign=align)
@@ -137,8 +132,8 @@ def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
         if comparing:
             table[delta] = rows[f"delta_vs_first_{column}"].map(_signed)
     table["Extra data"] = rows["additional_data"].map(lambda flag: _EXTRA_DATA.get(flag, "unknown"))
-    table["Architecture"] = rows["architecture"].map(markup.escape)
-    table["Venue"] = rows["venue"].map(markup.escape)
+    for column in ("Architecture", "Venue"):
+        table[column] = rows[column.lower()].map(markup.escape)
     if board.has_measurements:
         table["ikl-zoo clean"] = rows["measured_clean_acc"].map(_figure)
         marks = rows["measured_note"].map(lambda note: "".join(f" {m}" for m in NOT_COMPARABLE if m in note))
