@@ -10,7 +10,7 @@ import pickle
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -247,11 +247,10 @@ def write_cifar_dir(root: str | os.PathLike[str], *, dataset: str, test: Split |
     classes, folder = _CLASSES[dataset], _folder(root, dataset)
     splits = {name: _validated_split(split, name, len(classes))
               for name, split in (("test", test), ("train", train)) if split is not None}
-    try:
+    counts = {}
+    with suppress(DataError):  # a damaged marker of ikl-zoo's own folder: writing the folder repairs it
         written = (_marker(root, dataset) or {}).get("splits")
-    except DataError:  # a damaged marker of ikl-zoo's own folder: writing the folder repairs it
-        written = None
-    counts = dict(written) if isinstance(written, dict) else {}
+        counts = dict(written) if isinstance(written, dict) else {}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for split_name, (images, labels) in splits.items():
@@ -282,10 +281,8 @@ def _refuse_foreign_cifar(root: Path, dataset: str) -> None:
     """Refuse a folder holding CIFAR files without ikl-zoo's marker: the real dataset, not to overwrite."""
     _check_dataset(dataset)
     folder = _folder(root, dataset)
-    if (folder / MARKER_FILENAME).exists():
-        return
     found = [name for name in _all_files(dataset) if (folder / name).exists()]
-    if found:
+    if found and not (folder / MARKER_FILENAME).exists():
         raise DataError(f"{folder} holds {DISPLAY_NAMES[dataset]} files that ikl-zoo did not write "
                         f"({', '.join(found)}): writing there would replace them",
                         fix="choose another folder (--out)")

@@ -52,7 +52,14 @@ def render_board(board: Board, fmt: str = "md") -> str:
     if fmt == "csv":
         return _data_frame(board).to_csv(index=False)
     if fmt == "json":
-        return _render_json(board)
+        document = {
+            "dataset": board.dataset, "threat_model": board.threat_model, "eps": board.eps_text,
+            "kind": "comparison" if board.compare_baseline else "leaderboard",
+            "compare_baseline": board.compare_baseline, "source": board.source,
+            "generated_by": f"ikl-zoo {__version__}", "notes": list(board.notes),
+            "rows": json.loads(_data_frame(board).to_json(orient="records")),  # NaN and NA as null
+        }  # fmt: skip
+        return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
     table = _display_frame(board, _MARKUPS[fmt])
     title, legend = board_title(board), render("legend.txt.j2", board=board).splitlines()
     if fmt == "md":
@@ -70,17 +77,6 @@ def render_board(board: Board, fmt: str = "md") -> str:
 
 def _data_frame(board: Board) -> pd.DataFrame:
     return board.rows[ROW_COLUMNS + [c for c in COMPARE_DELTAS if c in board.rows]].round(4)
-
-
-def _render_json(board: Board) -> str:
-    document = {
-        "dataset": board.dataset, "threat_model": board.threat_model, "eps": board.eps_text,
-        "kind": "comparison" if board.compare_baseline else "leaderboard",
-        "compare_baseline": board.compare_baseline, "source": board.source,
-        "generated_by": f"ikl-zoo {__version__}", "notes": list(board.notes),
-        "rows": json.loads(_data_frame(board).to_json(orient="records")),  # NaN and NA as null
-    }  # fmt: skip
-    return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
 @dataclass(frozen=True)
