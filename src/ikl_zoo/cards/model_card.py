@@ -108,8 +108,7 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
 
 def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
     """The model-index as the Hub reads it: metric ``accuracy``, the attack and budget in its name and args;
-    published figures (of the published weights only) on ``test``, measured ones on ``test[:n]`` (what
-    ``load_dataset`` reads), a distinct split that keeps the two groups and their sources apart."""
+    published figures (published weights only) on ``test``, measured on ``test[:n]``, each with its source."""
     from huggingface_hub import EvalResult as HubEvalResult
 
     groups = []

@@ -50,11 +50,9 @@ class Reference:
 
 def check_board(dataset: str, threat_model: str) -> None:
     """Refuse, in one line naming the choices, a board that RobustBench does not have."""
-    if dataset not in DATASETS:
-        raise LeaderboardError(f"unknown dataset {dataset!r}", fix=f"choose one of {', '.join(DATASETS)}")
-    if threat_model not in THREAT_MODELS:
-        fix = f"choose one of {', '.join(THREAT_MODELS)}"
-        raise LeaderboardError(f"unknown threat model {threat_model!r}", fix=fix)
+    for what, value, known in (("dataset", dataset, DATASETS), ("threat model", threat_model, THREAT_MODELS)):
+        if value not in known:
+            raise LeaderboardError(f"unknown {what} {value!r}", fix=f"choose one of {', '.join(known)}")
 
 
 def robustbench_name(model_id: str) -> str:

@@ -88,8 +88,7 @@ def build_board(
         rows = rows[~rows["additional_data"].eq(True)]  # unknown (None) is kept, and shown as unknown
     if top is not None:
         cut = rows.iloc[top:]
-        measured = cut.loc[cut["measured_autoattack_acc"].notna(), "model_id"].tolist()
-        if measured:
+        if measured := cut.loc[cut["measured_autoattack_acc"].notna(), "model_id"].tolist():
             notes.append(f"Not shown: below the top {top}, measured by ikl-zoo: {', '.join(measured)} "
                          "(leave out --top to see them)")
         rows = rows.head(top)
@@ -117,8 +116,7 @@ def compare_models(
         if model_id.startswith(HF_HUB_PREFIX):
             fix = f"measure it first: `ikl-zoo eval --model {model_id} --dataset {dataset} --record`"
         problem = f"{model_id!r} is not on the {dataset} {threat_model} board"
-        elsewhere = _other_board(model_id, (dataset, threat_model), records_root=records_root)
-        if elsewhere:
+        if elsewhere := _other_board(model_id, (dataset, threat_model), records_root=records_root):
             problem, fix = f"{problem}, but it is on the {elsewhere[0]} board", f"pass {elsewhere[1]}"
         raise LeaderboardError(problem, fix=fix)
     rows = rows.loc[ids].reset_index(drop=True)
