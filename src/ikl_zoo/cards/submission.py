@@ -77,8 +77,8 @@ def build_submission(
     result: EvalResult | Measurement, *, name: str | None = None, draft: bool = False,
     info: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
 ) -> Submission:
-    """What a RobustBench submission needs, or ``SubmissionRefusedError`` listing what is wrong (a ``draft``
-    says so). ``info``: the paper's details (``INFO_KEYS``); ``config``: a zoo folder's, for the zoo entry."""
+    """What a RobustBench submission needs, or ``SubmissionRefusedError`` naming every problem (a ``draft``
+    is built anyway, saying so). ``info``: the paper's details (``INFO_KEYS``); ``config``: a zoo folder's."""
     m = Measurement.from_result(result)
     if m.settings.precision == "bf16":  # never a number to submit, not even as a draft
         raise SubmissionRefusedError("a bf16 screen is not submittable to RobustBench, not even as a draft",
