@@ -105,11 +105,9 @@ def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[s
 
 @cache
 def _shipped_table() -> pd.DataFrame:
-    rows = [
-        _row_from_model_info(row["name"], {**row, "name": row["paper_title"]}, row["dataset"],
-                             row["threat_model"], shipped.REFERENCE_FILE)
-        for row in shipped.shipped_leaderboard().to_dict(orient="records")
-    ]  # fmt: skip
+    rows = shipped.shipped_leaderboard().to_dict(orient="records")
+    rows = [_row_from_model_info(row["name"], {**row, "name": row["paper_title"]}, row["dataset"],
+                                 row["threat_model"], shipped.REFERENCE_FILE) for row in rows]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
