@@ -160,8 +160,7 @@ def _merge(reference: pd.DataFrame, records: list[Record], threat_model: str, ep
 
 def _shown_records(records: list[Record], threat_model: str, eps: float) -> tuple[list[Record], list[str]]:
     """The records the board shows, a note naming each one it leaves out and why, and its marks' footnotes."""
-    shown: dict[str, Record] = {}
-    notes = []
+    shown, notes = {}, []  # the record shown of each board id; why each other one is not
     for record in sorted(records, key=_canonical_first):
         m, weights = record.measurement, replaced_weights(record.measurement.provenance)
         if not math.isclose(m.eps, eps, rel_tol=0, abs_tol=1e-7):
