@@ -31,7 +31,7 @@ _TORCHVISION_CLASS = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 DISPLAY_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 _LABEL_KEY = {"cifar10": "labels", "cifar100": "fine_labels"}
 
-_CLASSES = {"cifar10": "airplane automobile bird cat deer dog frog horse ship truck", "cifar100": """
+_CLASS_NAMES = {"cifar10": "airplane automobile bird cat deer dog frog horse ship truck", "cifar100": """
     apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can
     castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin
     elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard
@@ -40,7 +40,7 @@ _CLASSES = {"cifar10": "airplane automobile bird cat deer dog frog horse ship tr
     shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank
     telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm
 """}
-_CLASSES = {dataset: tuple(names.split()) for dataset, names in _CLASSES.items()}
+_CLASSES = {dataset: tuple(names.split()) for dataset, names in _CLASS_NAMES.items()}
 
 Split = tuple[np.ndarray, "np.ndarray | list[int]"]  # uint8 NHWC images (N, 32, 32, 3), integer labels
 
