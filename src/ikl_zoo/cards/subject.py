@@ -1,5 +1,4 @@
-"""What a card says about a model, gathered from the registry or from a zoo folder's config.json; ``render``
-fills the cards' Jinja templates under ``templates/`` (a missing value fails loudly)."""
+"""What a card says about a model (from the registry or a zoo config.json); ``render`` fills its templates."""
 
 from __future__ import annotations
 
