@@ -10,7 +10,7 @@ import pickle
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,7 @@ _TORCHVISION_CLASS = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 DISPLAY_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 _LABEL_KEY = {"cifar10": "labels", "cifar100": "fine_labels"}
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-_CIFAR100_NAMES = """
+_CLASS_NAMES = {"cifar10": "airplane automobile bird cat deer dog frog horse ship truck", "cifar100": """
     apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can
     castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin
     elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard
@@ -40,12 +39,10 @@ _CIFAR100_NAMES = """
     pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal
     shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank
     telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm
-"""
-CIFAR100_CLASSES = tuple(_CIFAR100_NAMES.split())
-_CLASSES = {"cifar10": CIFAR10_CLASSES, "cifar100": CIFAR100_CLASSES}
+"""}
+_CLASSES = {dataset: tuple(names.split()) for dataset, names in _CLASS_NAMES.items()}
 
-Split = tuple[np.ndarray, "np.ndarray | list[int]"]
-"""Images as uint8 NHWC (N, 32, 32, 3) and their integer labels."""
+Split = tuple[np.ndarray, "np.ndarray | list[int]"]  # uint8 NHWC images (N, 32, 32, 3), integer labels
 
 
 def _check_dataset(dataset: str) -> None:
@@ -62,8 +59,8 @@ def _split_files(dataset: str, train: bool) -> list[str]:
 
 
 def _all_files(dataset: str) -> list[str]:
-    meta = _TORCHVISION_CLASS[dataset].meta["filename"]
-    return _split_files(dataset, True) + _split_files(dataset, False) + [meta]
+    tv = _TORCHVISION_CLASS[dataset]
+    return [name for name, _ in tv.train_list + tv.test_list] + [tv.meta["filename"]]
 
 
 class MarkedCIFAR10(CIFAR10):
@@ -124,12 +121,6 @@ def _marker(data_dir: str | os.PathLike[str], dataset: str) -> dict | None:
     return _read_dict(path, fix, json_marker=True)
 
 
-def _rewrite_hint(root: Path, marker: dict | None) -> str:
-    if marker is not None and marker.get("source") != SAMPLE_SOURCE:
-        return f"write the folder again with write_cifar_dir, or use `ikl-zoo sample-data --out {root}`"
-    return f"write the folder again with `ikl-zoo sample-data --out {root}`"
-
-
 def _checked_batch(path: Path, dataset: str, fix: str) -> tuple[np.ndarray, list[int]]:
     entry, label_key, n_classes = _read_dict(path, fix), _LABEL_KEY[dataset], len(_CLASSES[dataset])
     data = entry.get("data")
@@ -139,16 +130,25 @@ def _checked_batch(path: Path, dataset: str, fix: str) -> tuple[np.ndarray, list
         raise DataError(f"{path}: 'data' is {found}, not uint8 rows of {_ROW_BYTES} bytes (N, 3 x 32 x 32)",
                         fix=fix)
     labels = np.asarray(entry.get(label_key, []))
-    in_range = not labels.size or (np.issubdtype(labels.dtype, np.integer) and labels.min() >= 0
-                                   and labels.max() < n_classes)
-    if labels.shape != (len(data),) or not in_range:
+    if not _valid_labels(labels, len(data), n_classes):
         raise DataError(f"{path}: {label_key!r} must be {len(data)} class indices in [0, {n_classes - 1}], "
                         f"found {labels.size} values", fix=fix)
     return data, [int(label) for label in labels]
 
 
 def _read_marked_split(dataset: str, root: Path, train: bool) -> tuple[np.ndarray, list[int], list[str]]:
-    folder, fix = _folder(root, dataset), _rewrite_hint(root, _marker(root, dataset))
+    """An ikl-zoo folder's split, checked; a missing split was lost since it was written, or never written."""
+    folder, marker, split = _folder(root, dataset), _marker(root, dataset) or {}, ("test", "training")[train]
+    arrays = "write_cifar_dir, or use " * (marker.get("source") != SAMPLE_SOURCE)
+    fix = f"write the folder again with {arrays}`ikl-zoo sample-data --out {root}`"
+    if missing := [f for f in _split_files(dataset, train) if not (folder / f).is_file()]:
+        written = marker.get("splits")
+        if isinstance(written, dict) and ("train" if train else "test") in written:
+            raise DataError(f"{folder} lost its {split} split ({', '.join(missing)} missing or not a file)",
+                            fix=fix)
+        raise DatasetNotFoundError(f"{folder} was written by ikl-zoo ({marker.get('source', 'arrays')}) "
+                                   f"without the {split} split ({', '.join(missing)} missing)",
+                                   fix=f"put the real {DISPLAY_NAMES[dataset]} there or another --data-dir")
     batches = [_checked_batch(folder / name, dataset, fix) for name in _split_files(dataset, train)]
     meta, n_classes = _TORCHVISION_CLASS[dataset].meta, len(_CLASSES[dataset])
     path = folder / meta["filename"]
@@ -165,9 +165,7 @@ def cifar_dataset(dataset: str, *, data_dir: str | os.PathLike[str], train: bool
     """CIFAR-10/100 from ``data_dir`` in torchvision's layout: real CIFAR md5-checked (and downloaded when
     missing, if ``download``), a folder :func:`write_cifar_dir` wrote as is; missing data names the fix."""
     root = Path(data_dir).expanduser()
-    marker = _marker(root, dataset)
-    if marker is not None:
-        _check_marked_split(root, dataset, marker, train=train)
+    if _marker(root, dataset) is not None:
         marked = MarkedCIFAR100 if dataset == "cifar100" else MarkedCIFAR10
         return marked(root, train=train, transform=transform)
     try:
@@ -189,21 +187,6 @@ def _undone_on_failure(root: Path) -> Iterator[None]:
         for path in new:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         raise
-
-
-def _check_marked_split(root: Path, dataset: str, marker: dict, *, train: bool) -> None:
-    """A split missing from an ikl-zoo folder: lost since it was written, or never written."""
-    folder, split = _folder(root, dataset), "training" if train else "test"
-    missing = [f for f in _split_files(dataset, train) if not (folder / f).is_file()]
-    if not missing:
-        return
-    written = marker.get("splits")
-    if isinstance(written, dict) and ("train" if train else "test") in written:
-        raise DataError(f"{folder} lost its {split} split ({', '.join(missing)} missing or not a file)",
-                        fix=_rewrite_hint(root, marker))
-    raise DatasetNotFoundError(f"{folder} was written by ikl-zoo ({marker.get('source', 'arrays')}) without "
-                               f"the {split} split ({', '.join(missing)} missing)",
-                               fix=f"put the real {DISPLAY_NAMES[dataset]} there or use another --data-dir")
 
 
 def _not_found(root: Path, dataset: str, error: Exception, *, train: bool,
@@ -245,13 +228,11 @@ def load_test_examples(dataset: str, *, data_dir: str | os.PathLike[str], n_exam
     if n_examples < 1:
         raise DatasetNotFoundError(f"n_examples must be at least 1, got {n_examples}")
     if n_examples > available:
-        raise DatasetNotFoundError(
-            f"asked for {n_examples} {DISPLAY_NAMES[dataset]} test images but {data_dir} holds {available}",
-            fix=f"pass --n-examples {available} or point --data-dir at the full test set",
-        )
-    images = np.ascontiguousarray(test_set.data[:n_examples])
+        raise DatasetNotFoundError(f"asked for {n_examples} {DISPLAY_NAMES[dataset]} test images but "
+                                   f"{data_dir} holds {available}", fix=f"pass --n-examples {available} or "
+                                   "point --data-dir at the full test set")
     # Exactly torchvision's ToTensor on a uint8 HWC image: CHW float32 divided by 255.
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(torch.float32).div(255)
+    x = torch.from_numpy(test_set.data[:n_examples]).permute(0, 3, 1, 2).float().div(255).contiguous()
     return x, torch.as_tensor(test_set.targets[:n_examples], dtype=torch.int64)
 
 
@@ -266,11 +247,10 @@ def write_cifar_dir(root: str | os.PathLike[str], *, dataset: str, test: Split |
     classes, folder = _CLASSES[dataset], _folder(root, dataset)
     splits = {name: _validated_split(split, name, len(classes))
               for name, split in (("test", test), ("train", train)) if split is not None}
-    try:
+    counts = {}
+    with suppress(DataError):  # a damaged marker of ikl-zoo's own folder: writing the folder repairs it
         written = (_marker(root, dataset) or {}).get("splits")
-    except DataError:  # a damaged marker of ikl-zoo's own folder: writing the folder repairs it
-        written = None
-    counts = dict(written) if isinstance(written, dict) else {}
+        counts = dict(written) if isinstance(written, dict) else {}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for split_name, (images, labels) in splits.items():
@@ -301,23 +281,27 @@ def _refuse_foreign_cifar(root: Path, dataset: str) -> None:
     """Refuse a folder holding CIFAR files without ikl-zoo's marker: the real dataset, not to overwrite."""
     _check_dataset(dataset)
     folder = _folder(root, dataset)
-    if (folder / MARKER_FILENAME).exists():
-        return
     found = [name for name in _all_files(dataset) if (folder / name).exists()]
-    if found:
+    if found and not (folder / MARKER_FILENAME).exists():
         raise DataError(f"{folder} holds {DISPLAY_NAMES[dataset]} files that ikl-zoo did not write "
                         f"({', '.join(found)}): writing there would replace them",
                         fix="choose another folder (--out)")
+
+
+def _valid_labels(labels: np.ndarray, n: int, n_classes: int) -> bool:
+    """``n`` integer class indices in [0, n_classes)."""
+    in_range = not labels.size or (np.issubdtype(labels.dtype, np.integer) and labels.min() >= 0
+                                   and labels.max() < n_classes)
+    return labels.shape == (n,) and in_range
 
 
 def _validated_split(split: Split, name: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     images, labels = np.asarray(split[0]), np.asarray(split[1])
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise ValueError(f"{name} images must be uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}")
-    if labels.shape != (len(images),):
-        raise ValueError(f"{name} labels must have shape ({len(images)},), got {labels.shape}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"{name} labels must lie in [0, {n_classes - 1}]")
+    if not _valid_labels(labels, len(images), n_classes):
+        raise ValueError(f"{name} labels must lie in [0, {n_classes - 1}], one integer per image, got "
+                         f"shape {labels.shape}")
     return images, labels.astype(np.int64)
 
 

@@ -9,17 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ikl_zoo import __version__
 from ikl_zoo.atomic import write_text_atomic
-from ikl_zoo.cards.render import render
-from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subject
+from ikl_zoo.cards.subject import CONFIG_NAME, CardError, CardSubject, card_subject, render
 from ikl_zoo.cards.submission import CODE_URL
-from ikl_zoo.evaluate.summary import FULL_TEST_SET
-from ikl_zoo.leaderboard import provenance as facts
+from ikl_zoo.leaderboard import records
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, load_records, output_errors, record_path
 from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
 from ikl_zoo.leaderboard.table import DATASET_TITLES, build_board
-from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
+from ikl_zoo.paper import PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
 
 if TYPE_CHECKING:
@@ -71,10 +68,10 @@ def write_registry_cards(out_dir: Folder = "cards", *, records_root: Folder | No
     """Cards of every IKL-AT registry model, one folder each named like its Hub repository, with records."""
     from ikl_zoo.zoo.registry import list_models
 
-    paths, records = [], {r.path: r for r in load_records(records_root)} if records_root else {}
+    paths, recorded = [], {r.path: r for r in load_records(records_root)} if records_root else {}
     for entry in filter(lambda entry: entry.is_ikl_at, list_models()):
         board = {"dataset": entry.dataset, "threat_model": entry.threat_model}
-        record = records.get(record_path(entry.model_id, **board, root=records_root or DEFAULT_ROOT))
+        record = recorded.get(record_path(entry.model_id, **board, root=records_root or DEFAULT_ROOT))
         folder = Path(out_dir) / (entry.pretrained.hub_repo_name or f"{entry.model_id}-{entry.dataset}")
         paths.append(write_model_card(entry, folder, result=record.measurement if record else None))
     return paths
@@ -92,16 +89,15 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
         raise CardError(f"the result is for {m.threat_model} eps {m.settings.eps_text}, the model for "
                         f"{subject.threat_model}, eps = {subject.eps_text}",
                         fix="evaluate it under the model's threat model")
-    measured_sha256 = facts.checkpoint_sha256(m.provenance)
+    measured_sha256 = records.checkpoint_sha256(m.provenance)
     if subject.weights_sha256 and measured_sha256 == subject.weights_sha256:
         return m
-    weights = facts.replaced_weights(m.provenance)
+    weights = records.replaced_weights(m.provenance)
     if weights is not None and subject.in_registry:
-        raise CardError(
-            f"the result measures {m.model_id} with weights from {weights}, not the published weights this "
-            "card describes", fix=f"make a zoo folder of that checkpoint (`ikl-zoo convert {weights} --model "
-            f"{m.model_id} --dataset {m.dataset} -o DIR`), evaluate it and card DIR",
-        )
+        convert = f"`ikl-zoo convert {weights} --model {m.model_id} --dataset {m.dataset} -o DIR`"
+        raise CardError(f"the result measures {m.model_id} with weights from {weights}, not the published "
+                        "weights this card describes",
+                        fix=f"make a zoo folder of that checkpoint ({convert}), evaluate it and card DIR")
     known_other = measured_sha256 and subject.weights_sha256 and not subject.published_weights  # they differ
     if m.board_id != subject.model_id or known_other:
         raise CardError(f"the result is for {m.model_id!r} (checkpoint sha256 {measured_sha256}), the card "
@@ -112,8 +108,7 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
 
 def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
     """The model-index as the Hub reads it: metric ``accuracy``, the attack and budget in its name and args;
-    published figures (of the published weights only) on ``test``, measured ones on ``test[:n]`` (what
-    ``load_dataset`` reads), a distinct split that keeps the two groups and their sources apart."""
+    published figures (published weights only) on ``test``, measured on ``test[:n]``, each with its source."""
     from huggingface_hub import EvalResult as HubEvalResult
 
     groups = []
@@ -123,7 +118,7 @@ def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
         groups.append(("published", "test", published["source"], url, figures, subject.eps_text, "AutoAttack",
                        {"version": "standard"}))  # fmt: skip
     if m is not None:
-        version = facts.recorded_fact(m.provenance, "ikl-zoo version") or "(version not recorded)"
+        version = records.recorded_fact(m.provenance, "ikl-zoo version") or "(version not recorded)"
         attack = "AutoAttack" if m.standard_attack else m.attack
         source = f"ikl-zoo {version} measurement with {attack} on {m.n_examples} test examples"
         figures = (round(100 * m.clean_acc, 2), round(100 * m.robust_acc, 2))
@@ -144,20 +139,14 @@ def _eval_results(subject: CardSubject, m: Measurement | None) -> list[Any]:
 
 
 def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]:
-    """What the card template needs beyond the subject and the measurement: looked-up facts."""
-    footnote = (subject.robustbench_row or {}).get("footnote")
+    """What the card template needs beyond the subject and the measurement: looked-up records."""
     standard_eps = STANDARD_EPS.get(subject.threat_model)
     return {
-        "s": subject, "m": m, "data": DATASET_TITLES[subject.dataset], "footnote": footnote,
-        "rank": _robustbench_rank(subject) if subject.robustbench_row else None,
-        "measured_facts": facts.describe(m.provenance) if m else "",
+        "s": subject, "m": m, "rank": _robustbench_rank(subject) if subject.robustbench_row else None,
+        "measured_facts": records.describe_provenance(m.provenance) if m else "",
         "nonstandard_eps": standard_eps is not None and not math.isclose(subject.eps, standard_eps),
-        "synthetic_data": "synthetic" in f"{footnote} {subject.note}".lower(), "full_test_set": FULL_TEST_SET,
-        "not_robust": not subject.robust,
         "measured_eps": None if m is None or math.isclose(m.eps, subject.eps) else m.settings.eps_text,
-        "paper_title": PAPER_TITLE, "paper_url": PAPER_URL, "robustbench_url": ROBUSTBENCH_URL,
-        "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "version": __version__,
-        "config_name": CONFIG_NAME,
+        "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "config_name": CONFIG_NAME,
     }
 
 

@@ -1,4 +1,4 @@
-"""What a card says about a model, gathered from the registry or from a zoo folder's config.json."""
+"""What a card says about a model (from the registry or a zoo config.json); ``render`` fills its templates."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.errors import IklZooError
+from ikl_zoo.evaluate.estimate import wilson_interval
 from ikl_zoo.leaderboard.reference import reference_entry, registry_entry
+from ikl_zoo.leaderboard.render import template_renderer
 from ikl_zoo.reference import published_from_row
 from ikl_zoo.threat import DATASETS, HF_HUB_PREFIX, format_eps
 
@@ -18,6 +20,15 @@ if TYPE_CHECKING:
     from ikl_zoo.zoo.registry import ModelEntry
 
 CONFIG_NAME = "config.json"
+
+
+def wilson_text(fraction: float, n: int) -> str:
+    """The 95% Wilson interval in percent as bounds: skewed (0/4 spans 0-49%), so no ``± half-width``."""
+    low, high = wilson_interval(round(fraction * n), n)
+    return f"[{100 * low:.2f}, {100 * high:.2f}]"
+
+
+render = template_renderer("ikl_zoo.cards", eps=format_eps, json=json.dumps, wilson=wilson_text)
 
 
 class CardError(IklZooError):
@@ -56,7 +67,9 @@ class CardSubject:
 
 def card_subject(model: Any, *, dataset: str = "cifar10", config: Mapping[str, Any] | None = None
                  ) -> CardSubject:
-    """A registry entry, a registry id (for ``dataset``), a zoo folder or its config, as a card subject."""
+    """A registry entry, a registry id (for ``dataset``), a zoo folder or its config, as a card subject; an
+    ``hf-hub:`` repository's from its config.json as the Hub served it (weights verified)."""
+    from ikl_zoo.zoo.hub import fetch_hub_model, parse_hub_name
     from ikl_zoo.zoo.registry import ModelEntry, get_model_entry
 
     if isinstance(model, ModelEntry):
@@ -64,7 +77,10 @@ def card_subject(model: Any, *, dataset: str = "cifar10", config: Mapping[str, A
     if isinstance(model, Mapping):
         return _subject_from_config(dict(model))
     if str(model).startswith(HF_HUB_PREFIX):
-        return _subject_from_hub(str(model))
+        repo_id, revision = parse_hub_name(str(model))
+        weights = fetch_hub_model(repo_id, revision)
+        subject = _subject_from_config({**weights.spec.to_json(), "repo_id": repo_id})
+        return replace(subject, hub_repo_id=repo_id, hub_revision=revision, hub_commit=weights.commit)
     if Path(model).exists():
         return _subject_from_config(read_config(model))
     return _subject_from_entry(get_model_entry(str(model), dataset=dataset), config or {})
@@ -98,26 +114,18 @@ def _subject_from_config(config: dict[str, Any]) -> CardSubject:
                         fix=f"ikl-zoo cards cover {', '.join(DATASETS)}")
     entry = registry_entry(str(config["model_id"]), config["dataset"])
     training = config.get("training")
+    get = training.get if isinstance(training, dict) else {}.get  # never IKL-AT by "ikl" elsewhere (ikl-zoo)
+    ikl_at = str(get("method", "")).upper() == "IKL-AT" or str(get("loss", "")).lower() == "ikl"
     if entry is not None and not training and not _known_other_weights(entry, config):
         return _subject_from_entry(entry, config)
     return CardSubject(
         model_id=str(config["model_id"]), dataset=config["dataset"], threat_model=str(config["threat_model"]),
         eps=float(config["eps"]), architecture=config.get("architecture") or "unknown architecture",
-        training=training, is_ikl_at=_trained_with_ikl(training), in_registry=False,
+        training=training, is_ikl_at=ikl_at, in_registry=False,
         note=str(config.get("note") or ""), additional_data=bool(config.get("additional_data", False)),
         hub_repo_id=config.get("repo_id"), weights_sha256=config.get("sha256"),
         license=str(config.get("license") or "unknown"),
     )
-
-
-def _subject_from_hub(name: str) -> CardSubject:
-    """An ``hf-hub:`` repository's card, from its config.json as the Hub served it (weights verified)."""
-    from ikl_zoo.zoo.hub import fetch_hub_model, parse_hub_name
-
-    repo_id, revision = parse_hub_name(name)
-    weights = fetch_hub_model(repo_id, revision)
-    subject = _subject_from_config({**weights.spec.to_json(), "repo_id": repo_id})
-    return replace(subject, hub_repo_id=repo_id, hub_revision=revision, hub_commit=weights.commit)
 
 
 def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
@@ -129,12 +137,6 @@ def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
 
 def _pinned_sha256s(entry: ModelEntry) -> set[str]:
     return {entry.pretrained.sha256, entry.pretrained.package_file_sha256} - {None}
-
-
-def _trained_with_ikl(training: Any) -> bool:
-    """IKL-AT by ``method: IKL-AT`` or ``loss: ikl``, never by "ikl" elsewhere (``trained_with: ikl-zoo``)."""
-    get = training.get if isinstance(training, dict) else {}.get
-    return str(get("method", "")).upper() == "IKL-AT" or str(get("loss", "")).lower() == "ikl"
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -13,20 +13,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ikl_zoo.atomic import write_text_atomic
-from ikl_zoo.cards.render import render
+from ikl_zoo.cards.subject import render
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.result import EvalResult
-from ikl_zoo.evaluate.summary import FULL_TEST_SET
-from ikl_zoo.leaderboard import provenance as facts
-from ikl_zoo.leaderboard.records import (
-    Measurement,
-    ModelMetadata,
-    model_metadata,
-    output_errors,
-    registry_entry,
-    robustbench_model_info,
-)
-from ikl_zoo.leaderboard.reference import STANDARD_EPS, is_standard_eps, reference_entry
+from ikl_zoo.leaderboard import records
+from ikl_zoo.leaderboard.records import Measurement, ModelMetadata, model_metadata, output_errors
+from ikl_zoo.leaderboard.reference import STANDARD_EPS, is_standard_eps, reference_entry, registry_entry
 
 STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")
 NAME_PATTERN = re.compile(r"^[A-Z][A-Za-z-]*\d{4}[A-Z][A-Za-z0-9]*(?:_[A-Za-z0-9-]+)*$")
@@ -72,24 +64,21 @@ def submission_problems(result: EvalResult | Measurement, *, name: str, metadata
     """Every reason the result cannot go to RobustBench as it stands (empty when it can)."""
     m = Measurement.from_result(result)
     standard_eps = STANDARD_EPS.get(m.threat_model)
-    text = render(
-        "submission_problems.txt.j2", m=m, name=name, name_fix=NAME_FIX, boards=BOARDS,
-        min_examples=FULL_TEST_SET, standard_attacks=STANDARD_ATTACKS, standard_eps=standard_eps,
+    return render(
+        "submission_problems.txt.j2", m=m, name=name, name_fix=NAME_FIX, boards=BOARDS, meta=metadata,
+        standard_attacks=STANDARD_ATTACKS, standard_eps=standard_eps, options=_INFO_OPTIONS,
         is_standard=standard_eps is not None and is_standard_eps(m.eps, m.threat_model),
-        missing_facts=facts.missing_facts(m.provenance), flag_gaps=_flag_gaps(result),
-        replaced_weights=facts.replaced_weights(m.provenance), valid_name=bool(NAME_PATTERN.match(name)),
-        meta=metadata, options=_INFO_OPTIONS,
-    )
-    return text.splitlines()
+        missing_facts=records.missing_facts(m.provenance), flag_gaps=_flag_gaps(result),
+        replaced_weights=records.replaced_weights(m.provenance), valid_name=bool(NAME_PATTERN.match(name)),
+    ).splitlines()
 
 
 def build_submission(
     result: EvalResult | Measurement, *, name: str | None = None, draft: bool = False,
     info: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
 ) -> Submission:
-    """Everything a RobustBench submission needs, or ``SubmissionRefusedError`` listing what is wrong (with
-    ``draft=True`` built anyway, saying so). ``info``: the paper's details (``INFO_KEYS``) for a model
-    RobustBench does not list; ``config``: the zoo folder's config.json, for the model-zoo entry."""
+    """What a RobustBench submission needs, or ``SubmissionRefusedError`` naming every problem (a ``draft``
+    is built anyway, saying so). ``info``: the paper's details (``INFO_KEYS``); ``config``: a zoo folder's."""
     m = Measurement.from_result(result)
     if m.settings.precision == "bf16":  # never a number to submit, not even as a draft
         raise SubmissionRefusedError("a bf16 screen is not submittable to RobustBench, not even as a draft",
@@ -114,12 +103,12 @@ def build_submission(
         "name": name, "m": m, "meta": metadata, "problems": problems, "architecture": architecture,
         "known": known, "gdrive_id": info.get("gdrive_id") or (entry and entry.pretrained.gdrive_id),
         "checkpoint_url": info.get("checkpoint_url"), "code_url": CODE_URL,
-        "facts": facts.describe(m.provenance), "sha": facts.checkpoint_sha256(m.provenance),
+        "facts": records.describe_provenance(m.provenance), "sha": records.checkpoint_sha256(m.provenance),
     }
     listed = reference_entry(name, dataset=m.dataset, threat_model=m.threat_model) is not None
     return Submission(
         name=name, dataset=m.dataset, threat_model=m.threat_model,
-        model_info=robustbench_model_info(m, metadata),
+        model_info=records.robustbench_model_info(m, metadata),
         issue_text=render("new_model_issue.md.j2", **context),
         model_zoo_entry=render("model_zoo_entry.py.j2", **context),
         problems=tuple(problems),
@@ -131,9 +120,8 @@ def _file_name(m: Measurement, name: str | None) -> str:
     """The submission's name, refused unless it is one file name inside ``model_info/<dataset>/<threat>/``."""
     if FILE_NAME_PATTERN.match(name or m.board_id):
         return name or m.board_id
-    given = name is not None  # else the model id, which for a zoo folder is its path
-    what = f"--name {name!r}" if given else f"the result's model id {m.model_id!r}"
-    fix = "use letters, digits, '_', '-' and '.', e.g. Cui2023Decoupled_WRN-28-10" if given else NAME_FIX
+    what, fix = (f"the result's model id {m.model_id!r}", NAME_FIX) if name is None else (  # a folder's path
+        f"--name {name!r}", "use letters, digits, '_', '-' and '.', e.g. Cui2023Decoupled_WRN-28-10")
     target = f"model_info/{m.dataset}/{m.threat_model}/<name>.json"
     raise SubmissionRefusedError(f"{what} cannot name {target}", fix=fix)
 

@@ -65,8 +65,13 @@ def board_figure(board: Board) -> Figure:
     ikl = listed[listed["ikl_at"]]
     _scatter(axes, ikl["clean_acc"], ikl["autoattack_acc"], "IKL-AT", marker="*", s=260, color=IKL_RED,
              edgecolors="black", linewidths=0.6, zorder=4)
-    for comparable, (label, style) in _MEASURED.items():
-        _draw_measured(axes, measured[measured["measured_comparable"] == comparable], label, style)
+    for comparable, (label, style) in _MEASURED.items():  # each joined to its published point, if any
+        group = measured[measured["measured_comparable"] == comparable]
+        _scatter(axes, group["measured_clean_acc"], group["measured_autoattack_acc"], label, s=44,
+                 facecolors="none", linewidths=1.2, zorder=5, **style)
+        for row in group[group["on_robustbench"]].itertuples():
+            x, y = (row.clean_acc, row.measured_clean_acc), (row.autoattack_acc, row.measured_autoattack_acc)
+            axes.plot(x, y, color="black", linewidth=0.8, linestyle=":", zorder=3)
     points = f"\n{len(listed)} published and {len(measured)} measured points" if len(measured) else ""
     axes.set(
         xlabel="Clean accuracy (%)",
@@ -97,15 +102,6 @@ def _draw_peers(axes: Axes, others: pd.DataFrame) -> None:
         group = others[kind == index]
         _scatter(axes, group["clean_acc"], group["autoattack_acc"], label, edgecolors="white", linewidths=0.5,
                  alpha=0.9, zorder=2, **style)
-
-
-def _draw_measured(axes: Axes, measured: pd.DataFrame, label: str, style: dict) -> None:
-    """ikl-zoo's measurements, each joined to its published point when RobustBench lists the model."""
-    _scatter(axes, measured["measured_clean_acc"], measured["measured_autoattack_acc"], label, s=44,
-             facecolors="none", linewidths=1.2, zorder=5, **style)
-    for row in measured[measured["on_robustbench"]].itertuples():
-        axes.plot([row.clean_acc, row.measured_clean_acc], [row.autoattack_acc, row.measured_autoattack_acc],
-                  color="black", linewidth=0.8, linestyle=":", zorder=3)
 
 
 def _name_points(axes: Axes, rows: pd.DataFrame) -> None:

@@ -7,7 +7,7 @@ import json
 import numbers
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -19,7 +19,6 @@ from ikl_zoo.atomic import write_json_atomic
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.summary import on_the_published_images
-from ikl_zoo.leaderboard.provenance import replaced_weights
 from ikl_zoo.leaderboard.reference import (
     Folder,
     LeaderboardError,
@@ -27,7 +26,6 @@ from ikl_zoo.leaderboard.reference import (
     check_board,
     is_standard_eps,
     model_metadata,
-    registry_entry,  # noqa: F401 (submissions)
     robustbench_name,
 )
 from ikl_zoo.threat import format_eps
@@ -122,7 +120,7 @@ def attack_label(settings: EvalSettings) -> str:
 
 
 _SETTINGS = ("dataset", "eps", "version", "n_examples", "seed", "chunk_size")
-for _name, _setting in {"threat_model": "norm", **dict(zip(_SETTINGS, _SETTINGS, strict=True))}.items():
+for _name, _setting in {"threat_model": "norm", **{name: name for name in _SETTINGS}}.items():
     setattr(Measurement, _name, property(attrgetter(f"settings.{_setting}")))  # as ``EvalResult`` has them
 
 
@@ -213,11 +211,8 @@ def read_record(path: Folder) -> Record:
 def load_records(root: Folder = DEFAULT_ROOT, *, dataset: str | None = None,
                  threat_model: str | None = None) -> list[Record]:
     """Every record under ``root``, optionally of one board; an unreadable one is named and skipped."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    records = []
-    for path in sorted(root.glob(f"{dataset or '*'}/{threat_model or '*'}/*.json")):
+    records = []  # a missing folder holds none
+    for path in sorted(Path(root).glob(f"{dataset or '*'}/{threat_model or '*'}/*.json")):
         try:
             records.append(read_record(path))
         except LeaderboardError as error:
@@ -244,14 +239,12 @@ def read_result(path: Folder) -> EvalResult:
 
 
 def _kept_edits(existing: Record, new: Measurement, *, overwrite: bool) -> dict[str, Any]:
-    """The hand edits of a record a measurement may replace (one on fewer examples or another attack: only
-    with ``overwrite``)."""
+    """The hand edits of a record ``new`` may replace (on fewer examples or another attack: ``overwrite``)."""
     old = existing.measurement
     if old.board_id != new.board_id:
-        raise RecordConflictError(
-            f"{existing.path} holds the record of {old.model_id!r}, not of {new.model_id!r} (both ids map to "
-            "this file name)", fix="rename one of the models"
-        )  # fmt: skip
+        raise RecordConflictError(f"{existing.path} holds the record of {old.model_id!r}, not of "
+                                  f"{new.model_id!r} (both ids map to this file name)",
+                                  fix="rename one of the models")
     n_old, n_new = old.n_examples, new.n_examples
     reasons = [f"it holds {old.attack}, this result {new.attack}"] * (old.attack != new.attack)
     reasons += [f"it holds {n_old} examples, this result {n_new}"] * (n_new < n_old)
@@ -270,3 +263,41 @@ _CHECKS = [
      lambda v: isinstance(v or [], list | tuple) and all(isinstance(a, str) for a in v or [])),
     *((key, "an object", lambda v: v is None or isinstance(v, dict)) for key in _MAPPING_FIELDS),
 ]  # fmt: skip
+
+
+# Provenance facts that records, cards and submissions rely on, by the keys evaluate.merge writes.
+REQUIRED_FACTS = {
+    "torch version": "torch", "AutoAttack version": "pyautoattack", "ikl-zoo version": "ikl_zoo",
+    "device": "devices", "checkpoint sha256": "checkpoint_sha256",
+}  # fmt: skip
+"""What a result must record to be trusted by a submission, and its key. The checkpoint's sha256 is the hash
+of the file a reviewer downloads, never the evaluator's ``weights_sha256`` or ``data_sha256``."""
+
+
+def recorded_fact(provenance: Mapping[str, Any], fact: str) -> Any:
+    """The recorded value of ``fact`` (a key of ``REQUIRED_FACTS``), or None when it is not recorded."""
+    value = provenance.get(REQUIRED_FACTS[fact])
+    return None if value in (None, "", []) else value
+
+
+def missing_facts(provenance: Mapping[str, Any]) -> list[str]:
+    return [fact for fact in REQUIRED_FACTS if recorded_fact(provenance, fact) is None]
+
+
+def checkpoint_sha256(provenance: Mapping[str, Any]) -> str | None:
+    return recorded_fact(provenance, "checkpoint sha256")
+
+
+def describe_provenance(provenance: Mapping[str, Any]) -> str:
+    """``torch 2.14.1, AutoAttack 0.2.0, ikl-zoo 0.1.0 on NVIDIA H100``: each rank's device once."""
+    labels = {"torch": "torch version", "AutoAttack": "AutoAttack version", "ikl-zoo": "ikl-zoo version"}
+    values = {label: recorded_fact(provenance, fact) for label, fact in labels.items()}
+    text = ", ".join(f"{label} {value}" for label, value in values.items() if value is not None)
+    device = ", ".join(dict.fromkeys(map(str, recorded_fact(provenance, "device") or [])))
+    return f"{text} on {device}" if text and device else text or device
+
+
+def replaced_weights(provenance: Mapping[str, Any]) -> str | None:
+    """The local checkpoint a registered model was evaluated with instead of its published weights, if any:
+    such a measurement is of that file, and must never stand for the model's published figures."""
+    return provenance.get("replaced_weights") or None

@@ -50,11 +50,9 @@ class Reference:
 
 def check_board(dataset: str, threat_model: str) -> None:
     """Refuse, in one line naming the choices, a board that RobustBench does not have."""
-    if dataset not in DATASETS:
-        raise LeaderboardError(f"unknown dataset {dataset!r}", fix=f"choose one of {', '.join(DATASETS)}")
-    if threat_model not in THREAT_MODELS:
-        fix = f"choose one of {', '.join(THREAT_MODELS)}"
-        raise LeaderboardError(f"unknown threat model {threat_model!r}", fix=fix)
+    for what, value, known in (("dataset", dataset, DATASETS), ("threat model", threat_model, THREAT_MODELS)):
+        if value not in known:
+            raise LeaderboardError(f"unknown {what} {value!r}", fix=f"choose one of {', '.join(known)}")
 
 
 def robustbench_name(model_id: str) -> str:
@@ -78,7 +76,13 @@ def load_reference(dataset: str, threat_model: str, *, robustbench_dir: Folder |
     if robustbench_dir is None:
         table = _shipped_table().query("dataset == @dataset and threat_model == @threat_model")
         return Reference(table.reset_index(drop=True), shipped.REFERENCE_SOURCE)
-    folder = _model_info_folder(Path(robustbench_dir), dataset, threat_model)
+    root = Path(robustbench_dir)
+    if not root.is_dir():
+        raise LeaderboardError(f"--robustbench-dir {root} is not a folder", fix="pass a RobustBench checkout")
+    folder = (root / "model_info" if (root / "model_info").is_dir() else root) / dataset / threat_model
+    if not folder.is_dir():
+        fix = "pass the root of a RobustBench checkout (the folder holding model_info/)"
+        raise LeaderboardError(f"{folder} does not exist", fix=fix)
     rows = []
     for path in sorted(folder.glob("*.json")):
         try:
@@ -101,22 +105,10 @@ def reference_entry(model_id: str, *, dataset: str, threat_model: str) -> dict[s
 
 @cache
 def _shipped_table() -> pd.DataFrame:
-    rows = [
-        _row_from_model_info(row["name"], {**row, "name": row["paper_title"]}, row["dataset"],
-                             row["threat_model"], shipped.REFERENCE_FILE)
-        for row in shipped.shipped_leaderboard().to_dict(orient="records")
-    ]  # fmt: skip
+    rows = shipped.shipped_leaderboard().to_dict(orient="records")
+    rows = [_row_from_model_info(row["name"], {**row, "name": row["paper_title"]}, row["dataset"],
+                                 row["threat_model"], shipped.REFERENCE_FILE) for row in rows]
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def _model_info_folder(root: Path, dataset: str, threat_model: str) -> Path:
-    if not root.is_dir():
-        raise LeaderboardError(f"--robustbench-dir {root} is not a folder", fix="pass a RobustBench checkout")
-    folder = (root / "model_info" if (root / "model_info").is_dir() else root) / dataset / threat_model
-    if not folder.is_dir():
-        fix = "pass the root of a RobustBench checkout (the folder holding model_info/)"
-        raise LeaderboardError(f"{folder} does not exist", fix=fix)
-    return folder
 
 
 def _row_from_model_info(model_id: str, info: dict[str, Any], dataset: str, threat_model: str, origin: Any
@@ -134,8 +126,7 @@ def _row_from_model_info(model_id: str, info: dict[str, Any], dataset: str, thre
     if math.isnan(figures["clean_acc"]) or math.isnan(figures["autoattack_acc"]):
         raise LeaderboardError(f"{origin}: {model_id} lacks clean_acc or autoattack_acc", fix=FIX_FILE)
     title, passes = str(info.get("name") or ""), info.get("number_forward_passes")
-    external = figures["external"]
-    figures["best_known"] = figures["autoattack_acc"] if math.isnan(external) else external
+    figures["best_known"] = figures["autoattack_acc" if math.isnan(figures["external"]) else "external"]
     return {
         "model_id": model_id, "dataset": dataset, "threat_model": threat_model, **figures,
         "additional_data": _flag(info.get("additional_data")), "unreliable": _flag(info.get("unreliable")),

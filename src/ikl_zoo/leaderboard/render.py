@@ -15,9 +15,9 @@ import pandas as pd
 
 from ikl_zoo import __version__
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
-from ikl_zoo.leaderboard.reference import LeaderboardError
+from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, LeaderboardError
 from ikl_zoo.leaderboard.table import COMPARE_DELTAS, DATASET_TITLES, NOT_COMPARABLE, ROW_COLUMNS, STAR, Board
-from ikl_zoo.paper import PAPER_TITLE
+from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
 
 FORMATS = ("md", "csv", "latex", "html", "json")
 
@@ -28,20 +28,17 @@ def board_title(board: Board) -> str:
     return f"{DATASET_TITLES[board.dataset]}, {board.threat_model}, eps = {board.eps_text}: {what}"
 
 
-def board_legend(board: Board) -> list[str]:
-    """The lines printed under every table: units, ranking, marks and the source of the published figures."""
-    context = {"data": DATASET_TITLES[board.dataset], "star": STAR, "paper_title": PAPER_TITLE}
-    context |= {"full_test_set": FULL_TEST_SET, "version": __version__}
-    return render("legend.txt.j2", board=board, **context).splitlines()
-
-
 def template_renderer(package: str, **filters: Callable[..., Any]) -> Callable[..., str]:
-    """``render(template, **context)`` for ``package``'s Jinja templates: a missing value fails loudly."""
+    """``render(template, **context)`` for ``package``'s Jinja templates: a missing value fails loudly; the
+    facts every page may state (version, paper, test-set size, dataset names) are always there."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader(package, "templates"), autoescape=jinja2.select_autoescape(["html"]),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
     )
     environment.filters.update(filters)
+    environment.globals.update(version=__version__, paper_title=PAPER_TITLE, paper_url=PAPER_URL, star=STAR,
+                               datasets=DATASET_TITLES, robustbench_url=ROBUSTBENCH_URL,
+                               full_test_set=FULL_TEST_SET)
     return lambda template, /, **context: environment.get_template(template).render(**context)
 
 
@@ -55,9 +52,16 @@ def render_board(board: Board, fmt: str = "md") -> str:
     if fmt == "csv":
         return _data_frame(board).to_csv(index=False)
     if fmt == "json":
-        return _render_json(board)
+        document = {
+            "dataset": board.dataset, "threat_model": board.threat_model, "eps": board.eps_text,
+            "kind": "comparison" if board.compare_baseline else "leaderboard",
+            "compare_baseline": board.compare_baseline, "source": board.source,
+            "generated_by": f"ikl-zoo {__version__}", "notes": list(board.notes),
+            "rows": json.loads(_data_frame(board).to_json(orient="records")),  # NaN and NA as null
+        }  # fmt: skip
+        return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
     table = _display_frame(board, _MARKUPS[fmt])
-    title, legend = board_title(board), board_legend(board)
+    title, legend = board_title(board), render("legend.txt.j2", board=board).splitlines()
     if fmt == "md":
         align = ["right" if name in _numeric_columns(table) else "left" for name in table.columns]
         body = table.to_markdown(index=False, disable_numparse=True, colalign=align)
@@ -73,17 +77,6 @@ def render_board(board: Board, fmt: str = "md") -> str:
 
 def _data_frame(board: Board) -> pd.DataFrame:
     return board.rows[ROW_COLUMNS + [c for c in COMPARE_DELTAS if c in board.rows]].round(4)
-
-
-def _render_json(board: Board) -> str:
-    document = {
-        "dataset": board.dataset, "threat_model": board.threat_model, "eps": board.eps_text,
-        "kind": "comparison" if board.compare_baseline else "leaderboard",
-        "compare_baseline": board.compare_baseline, "source": board.source,
-        "generated_by": f"ikl-zoo {__version__}", "notes": list(board.notes),
-        "rows": json.loads(_data_frame(board).to_json(orient="records")),  # NaN and NA as null
-    }  # fmt: skip
-    return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
 @dataclass(frozen=True)
@@ -124,9 +117,10 @@ _signed = partial(_figure, spec="+.2f")
 def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
     """Human-readable cells, already escaped for the target format."""
     rows, comparing = board.rows, board.compare_baseline is not None
+    model = rows["model_id"].map(markup.escape)
     table = pd.DataFrame({
         "Rank": rows["rank"].map(lambda rank: "-" if pd.isna(rank) else str(rank)),
-        "Model": [_model_cell(row, markup) for row in rows.itertuples()],
+        "Model": model.mask(rows["ikl_at"].astype(bool), model.map(markup.bold.format) + f" {markup.star}"),
         "Method": [_method_cell(row, markup) for row in rows.itertuples()],
     })  # fmt: skip
     for label, column, delta in _PUBLISHED_CELLS:
@@ -134,8 +128,8 @@ def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
         if comparing:
             table[delta] = rows[f"delta_vs_first_{column}"].map(_signed)
     table["Extra data"] = rows["additional_data"].map(lambda flag: _EXTRA_DATA.get(flag, "unknown"))
-    table["Architecture"] = rows["architecture"].map(markup.escape)
-    table["Venue"] = rows["venue"].map(markup.escape)
+    for column in ("Architecture", "Venue"):
+        table[column] = rows[column.lower()].map(markup.escape)
     if board.has_measurements:
         table["ikl-zoo clean"] = rows["measured_clean_acc"].map(_figure)
         marks = rows["measured_note"].map(lambda note: "".join(f" {m}" for m in NOT_COMPARABLE if m in note))
@@ -146,11 +140,6 @@ def _display_frame(board: Board, markup: _Markup) -> pd.DataFrame:
             table["Delta AutoAttack (measured - published)"] = rows["delta_autoattack_acc"].map(_signed)
         table["Evaluated on"] = rows["measured_note"].map(lambda note: markup.escape(note or "-"))
     return table
-
-
-def _model_cell(row: Any, markup: _Markup) -> str:
-    model = markup.escape(row.model_id)
-    return f"{markup.bold.format(model)} {markup.star}" if row.ikl_at else model
 
 
 def _method_cell(row: Any, markup: _Markup) -> str:

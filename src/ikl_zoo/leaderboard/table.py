@@ -13,8 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ikl_zoo.evaluate.summary import FULL_TEST_SET, on_the_published_images
-from ikl_zoo.leaderboard.provenance import replaced_weights
-from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Record, load_records, record_path
+from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Record, load_records, record_path, replaced_weights
 from ikl_zoo.leaderboard.reference import (
     STANDARD_EPS,
     THREAT_MODELS,
@@ -45,6 +44,7 @@ ROW_COLUMNS = [
 """Machine-readable columns (CSV, JSON): accuracies in percent, deltas are measured minus published."""
 COMPARED = ["clean_acc", "autoattack_acc", "best_known", "measured_autoattack_acc"]
 COMPARE_DELTAS = [f"delta_vs_first_{column}" for column in COMPARED]
+_TEXTS = ("link", "architecture", "venue", "footnote")  # an unlisted model's, as its record states them
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,7 @@ def build_board(
         rows = rows[~rows["additional_data"].eq(True)]  # unknown (None) is kept, and shown as unknown
     if top is not None:
         cut = rows.iloc[top:]
-        measured = cut.loc[cut["measured_autoattack_acc"].notna(), "model_id"].tolist()
-        if measured:
+        if measured := cut.loc[cut["measured_autoattack_acc"].notna(), "model_id"].tolist():
             notes.append(f"Not shown: below the top {top}, measured by ikl-zoo: {', '.join(measured)} "
                          "(leave out --top to see them)")
         rows = rows.head(top)
@@ -109,15 +108,15 @@ def compare_models(
     board = build_board(dataset, threat_model, robustbench_dir=robustbench_dir, records_root=records_root,
                         eps=eps)
     rows = board.rows.set_index("model_id", drop=False)
-    ids = [_board_id(model_id, rows.index) for model_id in model_ids]
+    names = map(robustbench_name, model_ids)  # an ``hf-hub:`` name without a revision: its measured ``@main``
+    ids = [f"{n}@main" if n.startswith(HF_HUB_PREFIX) and f"{n}@main" in rows.index else n for n in names]
     for model_id in (model_id for model_id in ids if model_id not in rows.index):
         close = difflib.get_close_matches(model_id, list(rows.index), n=3, cutoff=0.6)
         fix = f"did you mean {', '.join(close)}?" if close else "see `ikl-zoo leaderboard` for the ids"
         if model_id.startswith(HF_HUB_PREFIX):
             fix = f"measure it first: `ikl-zoo eval --model {model_id} --dataset {dataset} --record`"
         problem = f"{model_id!r} is not on the {dataset} {threat_model} board"
-        elsewhere = _other_board(model_id, (dataset, threat_model), records_root=records_root)
-        if elsewhere:
+        if elsewhere := _other_board(model_id, (dataset, threat_model), records_root=records_root):
             problem, fix = f"{problem}, but it is on the {elsewhere[0]} board", f"pass {elsewhere[1]}"
         raise LeaderboardError(problem, fix=fix)
     rows = rows.loc[ids].reset_index(drop=True)
@@ -139,12 +138,6 @@ def _other_board(model_id: str, board: tuple[str, ...], *, records_root: Folder 
     return None
 
 
-def _board_id(model_id: str, on_board: pd.Index) -> str:
-    """A compared model's row: an ``hf-hub:`` name without a revision is its measured ``@main``."""
-    name = robustbench_name(model_id)
-    return f"{name}@main" if name.startswith(HF_HUB_PREFIX) and f"{name}@main" in on_board else name
-
-
 def _merge(reference: pd.DataFrame, records: list[Record], threat_model: str, eps: float
            ) -> tuple[pd.DataFrame, list[str]]:
     """RobustBench's ranked rows with the measurements beside them, and unlisted measured models added."""
@@ -153,7 +146,9 @@ def _merge(reference: pd.DataFrame, records: list[Record], threat_model: str, ep
         [{"model_id": r.measurement.board_id, "record_ikl_at": r.is_ikl_at, **_measured(r)} for r in shown],
         columns=["model_id", "record_ikl_at", *(c for c in ROW_COLUMNS if c.startswith("measured_"))],
     )
-    rows = _ranked(reference).merge(measured, on="model_id", how="left")
+    ranked = reference.sort_values(["best_known", "clean_acc", "model_id"], ascending=[False, False, True])
+    ranked = ranked.assign(rank=range(1, len(ranked) + 1), on_robustbench=True)  # as RobustBench ranks them
+    rows = ranked.merge(measured, on="model_id", how="left")
     rows["ikl_at"] = rows["ikl_at"] | rows["record_ikl_at"].eq(True)
     unlisted = [_unlisted_row(r) for r in shown if r.measurement.board_id not in set(reference["model_id"])]
     if unlisted:
@@ -163,17 +158,10 @@ def _merge(reference: pd.DataFrame, records: list[Record], threat_model: str, ep
     return _ordered(rows.astype({"rank": "Int64", "measured_n_examples": "Int64"})), notes
 
 
-def _ranked(reference: pd.DataFrame) -> pd.DataFrame:
-    """RobustBench's rows in its order (best-known robust accuracy), with their ranks."""
-    rows = reference.sort_values(["best_known", "clean_acc", "model_id"], ascending=[False, False, True])
-    return rows.assign(rank=range(1, len(rows) + 1), on_robustbench=True)
-
-
 def _shown_records(records: list[Record], threat_model: str, eps: float) -> tuple[list[Record], list[str]]:
     """The records the board shows, a note naming each one it leaves out and why, and its marks' footnotes."""
-    shown: dict[str, Record] = {}
-    notes = []
-    for record in _canonical_first(records):
+    shown, notes = {}, []  # the record shown of each board id; why each other one is not
+    for record in sorted(records, key=_canonical_first):
         m, weights = record.measurement, replaced_weights(record.measurement.provenance)
         if not math.isclose(m.eps, eps, rel_tol=0, abs_tol=1e-7):
             why = f"eps {format_eps(m.eps, threat_model)}: shown with --eps {format_eps(m.eps, threat_model)}"
@@ -204,9 +192,8 @@ def _measured(record: Record) -> dict[str, Any]:
 def _unlisted_row(record: Record) -> dict[str, Any]:
     """The row of a model RobustBench does not list: what its record says, published figures blank."""
     info, additional_data = record.model_info, record.model_info.get("additional_data")
-    texts = {"paper_title": "name", "link": "link", "architecture": "architecture", "venue": "venue"}
     return {
-        **{column: info.get(key) or "" for column, key in {**texts, "footnote": "footnote"}.items()},
+        "paper_title": info.get("name") or "", **{key: info.get(key) or "" for key in _TEXTS},
         **dict.fromkeys(["clean_acc", "autoattack_acc", "best_known"], math.nan),
         "model_id": record.measurement.board_id, "ikl_at": record.is_ikl_at, "on_robustbench": False,
         # None: the record does not say (a user's model); shown as unknown, never as "no".
@@ -247,12 +234,9 @@ def _marks(measured: Any) -> dict[str, str]:
     return marks | ({} if measured.standard_attack else {ATTACK_MARK: measured.attack})
 
 
-def _canonical_first(records: list[Record]) -> list[Record]:
+def _canonical_first(record: Record) -> tuple[bool, bool]:
     """Full precision before a bf16 screen; a record at its own path before a stray copy of it."""
-    def order(record: Record) -> tuple[bool, bool]:
-        m, precision = record.measurement, record.measurement.settings.precision
-        own = record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model, precision=precision,
-                          eps=m.eps)
-        return precision == "bf16", record.path.name != own.name
-
-    return sorted(records, key=order)
+    m = record.measurement
+    own = record_path(m.model_id, dataset=m.dataset, threat_model=m.threat_model, eps=m.eps,
+                      precision=m.settings.precision)
+    return m.settings.precision == "bf16", record.path.name != own.name
