@@ -344,6 +344,13 @@ def test_a_board_at_another_budget_shows_only_the_records_measured_at_it(tmp_pat
         "RobustBench has no CIFAR-100 L2 board at eps 0.5")
 
 
+def test_an_empty_board_at_another_budget_says_how_to_fill_it(tmp_path):
+    board = build_board("cifar100", "Linf", records_root=tmp_path, eps=2 / 255)
+    assert board.rows.empty
+    assert board.notes[-1] == ("No record at eps 2/255 yet: `ikl-zoo eval --model MODEL --dataset cifar100 "
+                               "--norm Linf --eps 2/255 --record` measures one.")
+
+
 def test_changed_attack_settings_are_named_marked_and_not_ranked(tmp_path, make_result):
     """Even with version standard: one changed setting makes it another attack than RobustBench's."""
     result = make_result("my-wrn", robust=0.95)

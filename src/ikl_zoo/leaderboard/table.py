@@ -82,6 +82,10 @@ def build_board(
     records = load_records(records_root, dataset=dataset, threat_model=threat_model) if records_root else []
     rows, shown_notes = _merge(published, records, threat_model, eps)
     notes += shown_notes
+    if rows.empty:
+        budget = format_eps(eps, threat_model)
+        notes.append(f"No record at eps {budget} yet: `ikl-zoo eval --model MODEL --dataset {dataset} "
+                     f"--norm {threat_model} --eps {budget} --record` measures one.")
     if only_ikl:
         rows = rows[rows["ikl_at"]]
     if no_extra_data:
