@@ -15,7 +15,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ class TrainResult:
     out_dir: Path
     model_dir: Path | None  # the zoo folder; None while epochs remain (``stop_after_epochs``)
     epochs_done: int
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]]
 
 
 def _means(totals: torch.Tensor) -> dict[str, Any]:
@@ -149,8 +149,8 @@ class _TrainingRun:
         self.local_batch = recipe.batch_size // shard.world_size
         self.architecture = architecture_config(recipe.arch, dataset=recipe.dataset)
         _seed_everything(recipe.seed)  # the same initial weights in every process and every run
-        network, amp = model_from_config(self.architecture), settings.amp
-        self.trainer = IKLATTrainer(network, recipe, device=device, amp=amp, distributed=shard.active)
+        self.trainer = IKLATTrainer(model_from_config(self.architecture), recipe, device=device,
+                                    amp=settings.amp, distributed=shard.active)
         torch.backends.cudnn.benchmark |= device.type == "cuda"
         self.run = {"steps_per_epoch": settings.steps_per_epoch, "amp": settings.amp,
                     "world_size": shard.world_size, "device": device.type}
