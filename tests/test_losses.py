@@ -264,6 +264,7 @@ def test_class_prior_accumulates_normalises_and_keeps_unseen_rows():
     torch.testing.assert_close(stepped[1], probs[1])
     torch.testing.assert_close(stepped[2:], torch.full((2, 4), 0.25, dtype=torch.float64))  # unseen: kept
     torch.testing.assert_close(stepped.sum(1), torch.ones(4, dtype=torch.float64))
+    torch.testing.assert_close(prior.weights(torch.tensor([1, 0])), stepped[[1, 0]])
 
     # The next epoch starts from zero sums: only its own samples count.
     prior.update(torch.tensor([[0.0, 0.0, 0.0, 6.0]]), torch.tensor([1]))

@@ -207,6 +207,9 @@ class ClassPrior:
         self._sums.zero_()
         return self.prior
 
+    def weights(self, y: Tensor) -> Tensor:
+        return self.prior[y.to(self.prior.device)]
+
     def state_dict(self) -> dict[str, object]:
         return {"temperature": self.temperature, "prior": self.prior.clone(), "sums": self._sums.clone()}
 

@@ -71,13 +71,17 @@ class RunSettings:
 
 @dataclass
 class TrainResult:
-    """Where a run left its checkpoint (``out_dir/checkpoint.pt``) and zoo folder, and its history."""
+    """Where a training run left its checkpoint and zoo folder, and its per-epoch history."""
 
     recipe: Recipe
     out_dir: Path
     model_dir: Path | None  # the zoo folder; None while epochs remain (``stop_after_epochs``)
     epochs_done: int
     history: list[dict[str, Any]]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
 
 
 def _means(totals: torch.Tensor) -> dict[str, Any]:
