@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -203,32 +204,27 @@ class IKLATTrainer:
                               step_size=recipe.attack_step_size * eps, steps=recipe.attack_steps,
                               alpha=recipe.attack_alpha, beta=recipe.attack_beta, amp_dtype=self.amp_dtype)
 
-    def _ikl(self, logits_clean: Tensor, logits_adv: Tensor, y: Tensor) -> Tensor:
-        recipe = self.recipe
-        return ikl_loss(logits_clean, logits_adv, y, self.class_prior.prior, alpha=recipe.alpha,
-                        beta=recipe.beta, prior_power=recipe.prior_power)
-
     def _perturb_weights(self, x: Tensor, x_adv: Tensor, labels: Tensor, epoch: int) -> dict[str, Tensor]:
         """AWP from the recipe's epoch on; its objective is CE + IKL over the whole batch, as released."""
         if self.awp is None or not self.recipe.uses_awp(epoch):
             return {}
-
-        def awp_loss(logits_clean: Tensor, logits_adv: Tensor) -> Tensor:
-            return F.cross_entropy(logits_clean, labels) + self._ikl(logits_clean, logits_adv, labels)
-
+        whole_batch = partial(self._loss, labels=labels, first_view=len(labels))
         scale = self.scaler.get_scale()
-        diff = self.awp.compute(x, x_adv, awp_loss, amp_dtype=self.amp_dtype, loss_scale=scale)
+        diff = self.awp.compute(x, x_adv, whole_batch, amp_dtype=self.amp_dtype, loss_scale=scale)
         self.awp.perturb(diff)
         return diff
 
     def _loss(self, logits_clean: Tensor, logits_adv: Tensor, labels: Tensor, first_view: int) -> Tensor:
-        """``CE + IKL``; with two views the AutoAugment view's IKL is weighted by ``aug_weight``."""
+        """``CE + IKL``; the IKL of a second view (from ``first_view`` on) is weighted by ``aug_weight``."""
+        recipe = self.recipe
+
         def ikl(part: slice) -> Tensor:
-            return self._ikl(logits_clean[part], logits_adv[part], labels[part])
+            return ikl_loss(logits_clean[part], logits_adv[part], labels[part], self.class_prior.prior,
+                            alpha=recipe.alpha, beta=recipe.beta, prior_power=recipe.prior_power)
 
         loss = F.cross_entropy(logits_clean, labels) + ikl(slice(0, first_view))
         two_views = first_view < len(labels)
-        return loss + self.recipe.aug_weight * ikl(slice(first_view, None)) if two_views else loss
+        return loss + recipe.aug_weight * ikl(slice(first_view, None)) if two_views else loss
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
