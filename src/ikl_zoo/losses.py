@@ -195,10 +195,10 @@ class ClassPrior:
         probs = F.softmax(logits.detach().float() / self.temperature, dim=1).to(torch.float64)
         self._sums.index_add_(0, y.to(self._sums.device), probs.to(self._sums.device))
 
-    def all_reduce(self, group: object | None = None) -> None:
+    def all_reduce(self) -> None:
         """Sum the accumulated rows over all processes (no-op outside ``torch.distributed``)."""
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(self._sums, group=group)
+            torch.distributed.all_reduce(self._sums)
 
     def step(self) -> Tensor:
         totals = self._sums.sum(1, keepdim=True)

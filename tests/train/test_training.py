@@ -133,6 +133,7 @@ def test_resume_continues_bit_for_bit(colour_cifar_dir: Path, tmp_path: Path):
     first = _train(recipe, colour_cifar_dir, tmp_path / "resumed", stop_after_epochs=1)
     assert first.model_dir is None and first.epochs_done == 1
     assert load_training_checkpoint(tmp_path / "resumed")["epoch"] == 1
+    assert first.checkpoint == tmp_path / "resumed" / "checkpoint.pt" and first.checkpoint.is_file()
     shown = CliRunner().invoke(main, ["train", "--data-dir", str(colour_cifar_dir), "--out",
                                       str(tmp_path / "resumed"), "--resume", "--show-recipe"])
     assert shown.exit_code == 0, shown.output

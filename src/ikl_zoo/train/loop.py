@@ -15,7 +15,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +75,13 @@ class TrainResult:
 
     recipe: Recipe
     out_dir: Path
-    checkpoint: Path
     model_dir: Path | None  # the zoo folder; None while epochs remain (``stop_after_epochs``)
     epochs_done: int
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
 
 
 def _means(totals: torch.Tensor) -> dict[str, Any]:
@@ -115,8 +118,7 @@ def _recipe_to_run(recipe: Recipe | None, saved: dict[str, Any] | None,
         raise TrainingError(f"{out_dir} already holds a training checkpoint (epoch {epochs})",
                             fix="pass --resume to continue it, or choose another --out")
     saved_recipe = Recipe.from_dict(saved["recipe"])
-    differences = recipe_differences(saved_recipe, recipe) if recipe is not None else []
-    if differences:
+    if recipe is not None and (differences := recipe_differences(saved_recipe, recipe)):
         raise TrainingError(f"the recipe differs from the checkpoint's in {'; '.join(differences)}",
                             fix="resume with the same options (or none), or train into another --out")
     if saved["run"]["steps_per_epoch"] != settings.steps_per_epoch:
@@ -151,8 +153,8 @@ class _TrainingRun:
         self.local_batch = recipe.batch_size // shard.world_size
         self.architecture = architecture_config(recipe.arch, dataset=recipe.dataset)
         _seed_everything(recipe.seed)  # the same initial weights in every process and every run
-        network, amp = model_from_config(self.architecture), settings.amp
-        self.trainer = IKLATTrainer(network, recipe, device=device, amp=amp, distributed=shard.active)
+        self.trainer = IKLATTrainer(model_from_config(self.architecture), recipe, device=device,
+                                    amp=settings.amp, distributed=shard.active)
         torch.backends.cudnn.benchmark |= device.type == "cuda"
         self.run = {"steps_per_epoch": settings.steps_per_epoch, "amp": settings.amp,
                     "world_size": shard.world_size, "device": device.type}
@@ -177,8 +179,8 @@ class _TrainingRun:
             for epoch in range(done + 1, last + 1):
                 self._save(self._epoch(epoch, bar), bar)
                 done = epoch
-        out, model_dir = self.out_dir, self._write_model() if done == self.recipe.epochs else None
-        return TrainResult(self.recipe, out, out / CHECKPOINT_NAME, model_dir, done, self.history)
+        model_dir = self._write_model() if done == self.recipe.epochs else None
+        return TrainResult(self.recipe, self.out_dir, model_dir, done, self.history)
 
     def _loader(self, epoch: int) -> DataLoader:
         """This epoch's batches, shuffled and augmented the same way whether the run was resumed or not."""
@@ -208,7 +210,7 @@ class _TrainingRun:
         self._end_epoch(epoch, totals)
         seconds = time.perf_counter() - started
         means = _means(totals)
-        return {"epoch": epoch, "lr": lr, "eps": eps, "awp": bool(trainer.awp and recipe.uses_awp(epoch)),
+        return {"epoch": epoch, "lr": lr, "eps": eps, "awp": recipe.uses_awp(epoch),
                 **means, "seconds": seconds, "images_per_second": means["images"] / seconds}
 
     def _end_epoch(self, epoch: int, totals: torch.Tensor) -> None:
@@ -226,10 +228,15 @@ class _TrainingRun:
             torch.distributed.all_reduce(totals)
 
     def _save(self, record: dict[str, Any], bar: tqdm) -> None:
+        """The training state after the epoch of ``record``, then the history: each file whole or none."""
         self.history.append(record)
         if self.shard.is_main:
-            save_checkpoint(self.out_dir, self.trainer, run=self.run, epoch=record["epoch"],
-                            history=self.history, model_id=self.model_id)
+            state = {"format": CHECKPOINT_FORMAT, "ikl_zoo_version": __version__, "epoch": record["epoch"],
+                     "recipe": self.recipe.to_dict(), "run": self.run, "history": self.history,
+                     "model_id": self.model_id, **self.trainer.state_dict()}
+            with atomic_path(self.out_dir / CHECKPOINT_NAME) as tmp:
+                torch.save(state, tmp)
+            write_json_atomic(self.out_dir / HISTORY_NAME, self.history)
             bar.write("epoch {epoch}/{epochs}: loss {loss:.4f}, clean acc {clean_acc:.4f}, adversarial acc "
                       "{adv_acc:.4f}, lr {lr:.4g}, eps {pixels:.2f}/255, {images_per_second:.0f} images/s"
                       .format(**record, epochs=self.recipe.epochs, pixels=record["eps"] * 255))
@@ -237,12 +244,33 @@ class _TrainingRun:
             torch.distributed.barrier()
 
     def _write_model(self) -> Path:
+        """``out_dir/model``: the zoo folder of the averaged weights, its config stating the recipe."""
+        model_dir = self.out_dir / MODEL_DIR_NAME
         if self.shard.is_main:
-            save_model(self.out_dir, self.trainer, run=self.run, architecture=self.architecture,
-                       model_id=self.model_id, images=len(self.train_set))
+            config = {"model_id": self.model_id, "dataset": self.recipe.dataset, "threat_model": "Linf",
+                      "eps": self.recipe.eps, "architecture": self.architecture}
+            weights = self.trainer.ema.state_dict()
+            save_zoo_folder(weights, model_dir, entry_or_config=config, extra=self._provenance())
+            # The card states the recipe; `ikl-zoo card --result` adds measured accuracy after evaluation.
+            write_model_card(model_dir, model_dir)
         if self.shard.active:
             torch.distributed.barrier()
-        return self.out_dir / MODEL_DIR_NAME
+        return model_dir
+
+    def _provenance(self) -> dict[str, Any]:
+        """How the weights were made, for the zoo folder's config and so its model card."""
+        recipe, knobs = self.recipe, self.recipe.to_dict()
+        averaged = (f"exponential moving average (decay {recipe.ema_decay}, every {recipe.ema_every}, from "
+                    f"epoch {recipe.ema_start_epoch}) of the weights and BatchNorm statistics")
+        return {
+            # One flat mapping, so that a model card shows it as a table of settings.
+            "training": {"method": "IKL-AT", "recipe": knobs.pop("name"), **knobs, "final_weights": averaged,
+                         **self.run, "trained_with": f"ikl-zoo {__version__} (ikl-zoo train)"},
+            "class_prior": [[round(p, 8) for p in row] for row in self.trainer.class_prior.prior.tolist()],
+            "data": {"dataset": recipe.dataset, "split": "train", "images": len(self.train_set),
+                     "augmentation": recipe.augmentation},
+            "seed": recipe.seed,
+        }
 
 
 def prepare_out_dir(out_dir: Path) -> None:
@@ -281,36 +309,3 @@ def recipe_differences(saved: Recipe, given: Recipe) -> list[str]:
     old, new = saved.to_dict(), given.to_dict()
     return [f"{key} (checkpoint {old[key]!r}, now {new[key]!r})" for key in old
             if key not in ("name", "source") and old[key] != new[key]]
-
-
-def save_checkpoint(out_dir: Path, trainer: IKLATTrainer, *, run: dict[str, Any], epoch: int,
-                    history: list[dict[str, Any]], model_id: str) -> None:
-    """The training state after ``epoch``, then the history: each file whole or not at all."""
-    state = {"format": CHECKPOINT_FORMAT, "ikl_zoo_version": __version__, "recipe": trainer.recipe.to_dict(),
-             "run": run, "epoch": epoch, "history": history, "model_id": model_id, **trainer.state_dict()}
-    with atomic_path(out_dir / CHECKPOINT_NAME) as tmp:
-        torch.save(state, tmp)
-    write_json_atomic(out_dir / HISTORY_NAME, history)
-
-
-def save_model(out_dir: Path, trainer: IKLATTrainer, *, run: dict[str, Any], architecture: dict[str, Any],
-               model_id: str, images: int) -> Path:
-    """``out_dir/model``: the zoo folder of the averaged weights, its config stating the recipe, its card."""
-    recipe, knobs, model_dir = trainer.recipe, trainer.recipe.to_dict(), out_dir / MODEL_DIR_NAME
-    averaged = (f"exponential moving average (decay {recipe.ema_decay}, every {recipe.ema_every}, from epoch "
-                f"{recipe.ema_start_epoch}) of the weights and BatchNorm statistics")
-    config = {"model_id": model_id, "dataset": recipe.dataset, "threat_model": "Linf", "eps": recipe.eps,
-              "architecture": architecture}
-    extra = {
-        # One flat mapping, so that a model card shows it as a table of settings.
-        "training": {"method": "IKL-AT", "recipe": knobs.pop("name"), **knobs, "final_weights": averaged,
-                     **run, "trained_with": f"ikl-zoo {__version__} (ikl-zoo train)"},
-        "class_prior": [[round(value, 8) for value in row] for row in trainer.class_prior.prior.tolist()],
-        "data": {"dataset": recipe.dataset, "split": "train", "images": images,
-                 "augmentation": recipe.augmentation},
-        "seed": recipe.seed,
-    }
-    save_zoo_folder(trainer.ema.state_dict(), model_dir, entry_or_config=config, extra=extra)
-    # The card states the recipe; `ikl-zoo card --result` adds measured accuracy after evaluation.
-    write_model_card(model_dir, model_dir)
-    return model_dir

@@ -197,30 +197,25 @@ _WRN_SPEC = re.compile(r"^wrn-(\d+)-(\d+)(-silu)?$", re.IGNORECASE)
 
 def architecture_config(arch: str, *, dataset: str) -> dict[str, Any]:
     """The zoo ``architecture`` object (what ``model_from_config`` builds) for an ``--arch`` value."""
-    num_classes = NUM_CLASSES[dataset]
-    match = _WRN_SPEC.match(arch)
-    if match:
+    if match := _WRN_SPEC.match(arch):
         depth, width = int(match.group(1)), int(match.group(2))
         if (depth - 4) % 6 != 0 or depth < 10 or width < 1:
             raise RecipeError(f"--arch {arch}: a WideResNet needs depth 6n+4 >= 10 and width >= 1",
                               fix="e.g. wrn-34-10")
         if match.group(3):
-            return {"architecture_class": "DMWideResNet", "depth": depth, "width": width,
-                    "activation": "SiLU", "num_classes": num_classes, **_normalisation(dataset)}
-        return {"architecture_class": "WideResNet", "depth": depth, "widen_factor": width,
-                "num_classes": num_classes}
-    entries = [entry for entry in list_models() if entry.model_id == arch]
-    if not entries:
-        raise RecipeError(f"unknown --arch {arch!r}", fix="use wrn-DEPTH-WIDTH (TRADES WideResNet), "
-                          "wrn-DEPTH-WIDTH-silu (DeepMind WideResNet) or a registered model id")
-    entry = next((e for e in entries if e.dataset == dataset), entries[0])
-    config = {**entry.config, "num_classes": num_classes}
-    if entry.architecture_class == "DMWideResNet":
-        config.update(_normalisation(dataset))
+            config = {"architecture_class": "DMWideResNet", "depth": depth, "width": width,
+                      "activation": "SiLU"}
+        else:
+            config = {"architecture_class": "WideResNet", "depth": depth, "widen_factor": width}
+    else:
+        entries = [entry for entry in list_models() if entry.model_id == arch]
+        if not entries:
+            raise RecipeError(f"unknown --arch {arch!r}", fix="use wrn-DEPTH-WIDTH (TRADES WideResNet), "
+                              "wrn-DEPTH-WIDTH-silu (DeepMind WideResNet) or a registered model id")
+        config = next((e for e in entries if e.dataset == dataset), entries[0]).config
+    config = {**config, "num_classes": NUM_CLASSES[dataset]}
+    # The DeepMind WideResNet normalises inside the network with the training set's statistics.
+    if config["architecture_class"] == "DMWideResNet":
+        mean, std = (CIFAR10_MEAN, CIFAR10_STD) if dataset == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
+        config.update(mean=list(mean), std=list(std))
     return config
-
-
-def _normalisation(dataset: str) -> dict[str, list[float]]:
-    """The DeepMind WideResNet normalises inside the network with the training set's statistics."""
-    mean, std = (CIFAR10_MEAN, CIFAR10_STD) if dataset == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
-    return {"mean": list(mean), "std": list(std)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -29,7 +30,6 @@ def ikl_pgd_attack(model: nn.Module, x: Tensor, y: Tensor, class_prior: Tensor, 
     mixed = torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
     try:
         x = x.detach()
-        prior = class_prior.detach().to(device=x.device, dtype=torch.float32)
         with torch.no_grad(), mixed:
             logits_clean = model(x).float()
         x_adv = x + 0.001 * torch.randn_like(x)
@@ -39,7 +39,7 @@ def ikl_pgd_attack(model: nn.Module, x: Tensor, y: Tensor, class_prior: Tensor, 
             with torch.enable_grad():
                 with mixed:
                     logits_adv = model(x_adv)
-                loss = ikl_loss(logits_clean, logits_adv.float(), y, prior, alpha=alpha, beta=beta)
+                loss = ikl_loss(logits_clean, logits_adv.float(), y, class_prior, alpha=alpha, beta=beta)
                 # Only the gradient's sign is used: scaling keeps float16 gradients from underflowing to 0.
                 (grad,) = torch.autograd.grad(loss * scale, [x_adv])
             x_adv = x_adv.detach() + step_size * grad.sign()
@@ -168,16 +168,15 @@ class IKLATTrainer:
         """One step on a batch (or ``(view, autoaugment_view)``); returns detached sums over every view:
         ``loss`` (times the image count), ``clean_correct``, ``adv_correct`` and ``images``."""
         x, labels, first_view = self._batch(images, y)
-        prior = self.class_prior.prior.to(torch.float32)
-        x_adv = self._attack(x, labels, prior, epoch)
+        x_adv = self._attack(x, labels, epoch)
         self.net.train()
-        awp_diff = self._perturb_weights(x, x_adv, labels, prior, epoch)
+        awp_diff = self._perturb_weights(x, x_adv, labels, epoch)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             logits_adv, logits_clean = self.forward_pair(x_adv, x)
         logits_adv, logits_clean = logits_adv.float(), logits_clean.float()
         self.class_prior.update(logits_clean[:first_view], labels[:first_view])
-        loss = self._loss(logits_clean, logits_adv, labels, prior, first_view)
+        loss = self._loss(logits_clean, logits_adv, labels, first_view)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -199,39 +198,33 @@ class IKLATTrainer:
             raise TrainingError("a batch is one tensor of images or a pair (view, autoaugment view)")
         return x.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True), len(y)
 
-    def _attack(self, x: Tensor, labels: Tensor, prior: Tensor, epoch: int) -> Tensor:
+    def _attack(self, x: Tensor, labels: Tensor, epoch: int) -> Tensor:
         recipe, eps = self.recipe, self.recipe.eps_at(epoch)
-        return ikl_pgd_attack(self.net, x, labels, prior, eps=eps, step_size=recipe.attack_step_size * eps,
-                              steps=recipe.attack_steps, alpha=recipe.attack_alpha, beta=recipe.attack_beta,
-                              amp_dtype=self.amp_dtype)
+        return ikl_pgd_attack(self.net, x, labels, self.class_prior.prior, eps=eps,
+                              step_size=recipe.attack_step_size * eps, steps=recipe.attack_steps,
+                              alpha=recipe.attack_alpha, beta=recipe.attack_beta, amp_dtype=self.amp_dtype)
 
-    def _ikl(self, logits_clean: Tensor, logits_adv: Tensor, y: Tensor, prior: Tensor) -> Tensor:
-        return ikl_loss(logits_clean, logits_adv, y, prior, alpha=self.recipe.alpha, beta=self.recipe.beta,
-                        prior_power=self.recipe.prior_power)
-
-    def _perturb_weights(self, x: Tensor, x_adv: Tensor, labels: Tensor, prior: Tensor,
-                         epoch: int) -> dict[str, Tensor]:
+    def _perturb_weights(self, x: Tensor, x_adv: Tensor, labels: Tensor, epoch: int) -> dict[str, Tensor]:
         """AWP from the recipe's epoch on; its objective is CE + IKL over the whole batch, as released."""
         if self.awp is None or not self.recipe.uses_awp(epoch):
             return {}
-
-        def awp_loss(logits_clean: Tensor, logits_adv: Tensor) -> Tensor:
-            return F.cross_entropy(logits_clean, labels) + self._ikl(logits_clean, logits_adv, labels, prior)
-
+        whole_batch = partial(self._loss, labels=labels, first_view=len(labels))
         scale = self.scaler.get_scale()
-        diff = self.awp.compute(x, x_adv, awp_loss, amp_dtype=self.amp_dtype, loss_scale=scale)
+        diff = self.awp.compute(x, x_adv, whole_batch, amp_dtype=self.amp_dtype, loss_scale=scale)
         self.awp.perturb(diff)
         return diff
 
-    def _loss(self, logits_clean: Tensor, logits_adv: Tensor, labels: Tensor, prior: Tensor,
-              first_view: int) -> Tensor:
-        """``CE + IKL``; with two views the AutoAugment view's IKL is weighted by ``aug_weight``."""
+    def _loss(self, logits_clean: Tensor, logits_adv: Tensor, labels: Tensor, first_view: int) -> Tensor:
+        """``CE + IKL``; the IKL of a second view (from ``first_view`` on) is weighted by ``aug_weight``."""
+        recipe = self.recipe
+
         def ikl(part: slice) -> Tensor:
-            return self._ikl(logits_clean[part], logits_adv[part], labels[part], prior)
+            return ikl_loss(logits_clean[part], logits_adv[part], labels[part], self.class_prior.prior,
+                            alpha=recipe.alpha, beta=recipe.beta, prior_power=recipe.prior_power)
 
         loss = F.cross_entropy(logits_clean, labels) + ikl(slice(0, first_view))
         two_views = first_view < len(labels)
-        return loss + self.recipe.aug_weight * ikl(slice(first_view, None)) if two_views else loss
+        return loss + recipe.aug_weight * ikl(slice(first_view, None)) if two_views else loss
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
