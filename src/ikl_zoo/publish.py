@@ -202,9 +202,7 @@ def check_against_robustbench(spec: ModelSpec, checkpoint: Path) -> None:
     except RuntimeError as error:
         raise PublishError(f"{checkpoint} does not load into RobustBench's {spec.model_id} "
                            f"({first_line(error)})", fix="pass the authors' checkpoint") from None
-    ours = spec.build()
-    checkpoints.load_state_dict_strict(ours, state, source=str(checkpoint), model_name=spec.model_id,
-                                       dataset=spec.dataset)
+    ours = checkpoints.build_loaded(spec, state, source=str(checkpoint))
     images = torch.from_numpy(foolbox_sample(spec.dataset)[0]).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         difference = (ours.eval()(images) - theirs.eval()(images)).abs().max().item()

@@ -62,7 +62,7 @@ def pin_tiny_sha256(monkeypatch: pytest.MonkeyPatch, tiny_entry: ModelSpec):
 def tiny_model(tiny_entry: ModelSpec) -> torch.nn.Module:
     """A tiny-wrn with random weights and non-trivial BatchNorm statistics, in eval mode."""
     torch.manual_seed(0)
-    model = tiny_entry.create()
+    model = tiny_entry.build()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

@@ -87,11 +87,6 @@ class ModelSpec:
         """config.json's ``architecture`` object: ``{"architecture_class": ..., **arguments}``."""
         return {"architecture_class": self.architecture_class, **self.arguments}
 
-    @property
-    def pretrained(self) -> ModelSpec:
-        """The weights facts (``hub_repo_name``, ``sha256``, ``gdrive_id``...) live on the spec itself."""
-        return self
-
     def hub_repo_id(self) -> str | None:
         namespace = os.environ.get("IKL_ZOO_HUB_NAMESPACE") or DEFAULT_HUB_NAMESPACE
         return f"{namespace}/{self.hub_repo_name}" if self.hub_repo_name else None
@@ -99,8 +94,6 @@ class ModelSpec:
     def build(self) -> nn.Module:
         """A freshly initialised (untrained) network of this architecture."""
         return model_from_config(self.config)
-
-    create = build
 
     def to_json(self) -> dict[str, Any]:
         """config.json of a zoo folder holding this model's weights."""
