@@ -184,10 +184,6 @@ def read_spec(folder: str | os.PathLike[str]) -> ModelSpec:
     return ModelSpec.from_json(data, where=str(config_path))
 
 
-def read_zoo_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    return read_spec(folder).to_json()
-
-
 def read_folder(folder: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], str]:
     """``(spec, state_dict, sha256)`` of a zoo folder; the weights are hashed once, against config.json."""
     spec = read_spec(folder)
@@ -212,23 +208,21 @@ def save_zoo_folder(
 ) -> Path:
     """Write a zoo folder (both files atomically) from a ``ModelSpec`` or config.json data; ``extra`` adds
     keys such as ``"training"`` or ``"source"``, never replacing the others. Weights must fit exactly."""
-    spec = entry_or_config
-    if not isinstance(spec, ModelSpec):
-        spec = ModelSpec.from_json(spec, where="entry_or_config")
+    config = entry_or_config.to_json() if isinstance(entry_or_config, ModelSpec) else entry_or_config
     extra = dict(extra or {})
     clashing = sorted(set(extra) & set(OWN_KEYS) - {"source", "training"})  # those two may come as extra
     if clashing:
         raise ValueError(f"extra may not replace the config keys {clashing}")
     try:  # before any file is written: a config.json that cannot be written must not leave new weights
-        spec = ModelSpec.from_json({**spec.to_json(), **json.loads(json.dumps(extra)), "sha256": None})
+        extra = json.loads(json.dumps(extra))
     except (TypeError, ValueError) as error:
         raise ValueError(f"extra must be JSON data: {error}") from None
+    spec = ModelSpec.from_json({**config, **extra, "sha256": None}, where="entry_or_config")
     state = model_or_state_dict
     tensors = {key: value.detach().to("cpu").contiguous().clone()
                for key, value in (state.state_dict() if isinstance(state, nn.Module) else state).items()}
     check_fits(spec, tensors, what="weights")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
         # Written into the file atomic_path made, not by save_file: that creates its own file, mode 0600.
         tmp.write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))

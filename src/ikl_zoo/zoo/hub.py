@@ -108,8 +108,6 @@ def _offline() -> bool:
 
 def package_file_weights(spec: ModelSpec) -> Weights:
     """The weights an installed package ships (``"package:relative/path"``), verified and hashed once."""
-    if not spec.package_file or ":" not in spec.package_file:
-        raise CheckpointError(f"{spec.model_id} has no package file to load")
     package, _, relative = spec.package_file.partition(":")
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:

@@ -53,7 +53,7 @@ SPECS = (
               training="plain (non-adversarial) training; the test checkpoint that ships with pyautoattack",
               note="demo only: not robust, not IKL-AT", is_ikl_at=False, robust=False),
 )
-_REGISTRY: dict[tuple[str, str], ModelSpec] = {spec.key: spec for spec in SPECS}
+_REGISTRY: dict[tuple[str, str], ModelSpec] = {(spec.dataset, spec.model_id): spec for spec in SPECS}
 
 
 def list_models(*, dataset: str | None = None) -> list[ModelSpec]:

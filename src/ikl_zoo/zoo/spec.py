@@ -79,10 +79,6 @@ class ModelSpec:
         return NUM_CLASSES[self.dataset]
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.dataset, self.model_id)
-
-    @property
     def config(self) -> dict[str, Any]:
         """config.json's ``architecture`` object: ``{"architecture_class": ..., **arguments}``."""
         return {"architecture_class": self.architecture_class, **self.arguments}
