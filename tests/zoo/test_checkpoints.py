@@ -15,6 +15,7 @@ from ikl_zoo.zoo.loading import (
     file_sha256,
     load_model,
     model_from_config,
+    read_folder,
     read_state_dict,
     save_zoo_folder,
 )
@@ -63,6 +64,9 @@ def test_safetensors_and_zoo_folder_load_the_same_network(tmp_path, tiny_entry, 
     # A zoo folder is also a model id on its own: config.json says what to build.
     from_folder = load_model(str(folder))
     assert torch.equal(logits(from_folder, images), expected)
+    spec, state, sha256 = read_folder(str(folder))  # what a library caller reads: spec, tensors, hash
+    assert spec.model_id == "tiny-wrn" and set(state) == set(tiny_model.state_dict())
+    assert sha256 == spec.sha256 == file_sha256(folder / WEIGHTS_NAME)
 
 
 def test_the_format_is_read_from_the_bytes_not_the_suffix(tmp_path, tiny_model) -> None:

@@ -184,22 +184,16 @@ def read_spec(folder: str | os.PathLike[str]) -> ModelSpec:
     return ModelSpec.from_json(data, where=str(config_path))
 
 
-def read_folder(folder: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], str]:
+def read_folder(folder: str | os.PathLike[str]) -> tuple[ModelSpec, dict[str, torch.Tensor], str]:
     """``(spec, state_dict, sha256)`` of a zoo folder; the weights are hashed once, against config.json."""
     spec = read_spec(folder)
-    weights = folder / WEIGHTS_NAME
+    weights = Path(folder).expanduser() / WEIGHTS_NAME
     if not weights.is_file():
-        raise CheckpointError(f"{folder} is not a zoo folder: {WEIGHTS_NAME} is missing",
+        raise CheckpointError(f"{weights.parent} is not a zoo folder: {WEIGHTS_NAME} is missing",
                               fix="make one with `ikl-zoo convert CHECKPOINT --model ID -o FOLDER`")
     fix = f"{weights} changed after {CONFIG_NAME} was written: convert or fetch it again"
     sha256 = verify_sha256(weights, spec.sha256, fix=fix)
     return spec, read_weights_file(weights, safetensors_only=True), sha256
-
-
-def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``(config, state_dict)`` of a zoo folder; the weights' sha256 is checked against config.json."""
-    spec, state, _ = read_folder(Path(folder).expanduser())
-    return spec.to_json(), state
 
 
 def save_zoo_folder(

@@ -19,15 +19,14 @@ from ikl_zoo.zoo.checkpoints import (
     read_folder,
     read_spec,
     read_state_dict,
-    read_zoo_folder,
     save_zoo_folder,
 )
 from ikl_zoo.zoo.hub import Weights, fetch_hub_model, fetch_weights, parse_hub_name
 from ikl_zoo.zoo.registry import get_model_entry, is_registered
 from ikl_zoo.zoo.spec import CONFIG_NAME, WEIGHTS_NAME, ModelSpec
 
-__all__ = ["LoadedModel", "file_sha256", "load", "load_model", "model_from_config", "read_spec",
-           "read_state_dict", "read_zoo_folder", "save_zoo_folder"]
+__all__ = ["LoadedModel", "file_sha256", "load", "load_model", "model_from_config", "read_folder",
+           "read_spec", "read_state_dict", "save_zoo_folder"]
 
 
 @dataclass(frozen=True)
