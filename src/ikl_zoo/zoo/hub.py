@@ -133,7 +133,7 @@ def parse_hub_name(name: str, *, revision: str | None = None) -> tuple[str, str]
     return repo_id, pinned or revision or "main"
 
 
-def fetch_hub_model(repo_id: str, revision: str = "main") -> Weights:
+def fetch_hub_model(repo_id: str, revision: str) -> Weights:
     """A Hub zoo folder: config checked as a ``ModelSpec``, weights against its sha256; any other repository
     gets one line saying what it holds and the fix."""
     try:

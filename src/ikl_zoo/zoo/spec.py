@@ -22,7 +22,6 @@ from ikl_zoo.errors import CheckpointError, first_line
 from ikl_zoo.threat import DATASETS, NORMS, NUM_CLASSES
 from ikl_zoo.zoo import architectures
 
-DEFAULT_HUB_NAMESPACE = "ikl-zoo"
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 REWRITE_FIX = "rewrite it with `ikl-zoo convert`"
 BUILDERS = {name: getattr(architectures, name) for name in ("WideResNet", "DMWideResNet", "CifarResNet")}
@@ -84,7 +83,7 @@ class ModelSpec:
         return {"architecture_class": self.architecture_class, **self.arguments}
 
     def hub_repo_id(self) -> str | None:
-        namespace = os.environ.get("IKL_ZOO_HUB_NAMESPACE") or DEFAULT_HUB_NAMESPACE
+        namespace = os.environ.get("IKL_ZOO_HUB_NAMESPACE") or "ikl-zoo"
         return f"{namespace}/{self.hub_repo_name}" if self.hub_repo_name else None
 
     def build(self) -> nn.Module:
