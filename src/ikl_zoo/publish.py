@@ -43,7 +43,7 @@ def convert_checkpoint(checkpoint: str | os.PathLike[str], out_dir: str | os.Pat
     try:
         folder = checkpoints.save_zoo_folder(loaded.network, out_dir, entry_or_config=loaded.spec,
                                  extra={"source": source})
-        write_model_card(loaded.spec, folder, config=checkpoints.read_zoo_config(folder))
+        write_model_card(loaded.spec, folder, config=checkpoints.read_spec(folder).to_json())
     except OSError as error:
         raise PublishError(f"cannot write {out_dir} ({error.strerror or type(error).__name__})",
                            fix="pass an -o/--out folder you can write") from None

@@ -218,7 +218,7 @@ def test_folder_converted_from_other_weights_is_not_carded_as_the_registry_model
     """`convert mine.pt --model demo-resnet18`: the pinned sha256 shows these are not the shipped weights."""
     from ikl_zoo import get_model_entry
 
-    pinned = get_model_entry("demo-resnet18").pretrained.package_file_sha256
+    pinned = get_model_entry("demo-resnet18").package_file_sha256
     config = {
         "model_id": "demo-resnet18", "dataset": "cifar10", "threat_model": "Linf", "eps": 8 / 255,
         "architecture": {
@@ -278,7 +278,7 @@ def test_a_folder_converted_from_the_authors_drive_file_is_the_authors_checkpoin
         "model_id": entry.model_id, "dataset": "cifar10", "threat_model": "Linf", "eps": 8 / 255,
         "sha256": "ab" * 32,
         "source": {
-            "host": "Google Drive", "gdrive_id": entry.pretrained.gdrive_id, "original_sha256": "cd" * 32
+            "host": "Google Drive", "gdrive_id": entry.gdrive_id, "original_sha256": "cd" * 32
         },
     }
     text = str(build_model_card(config))

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from ikl_zoo.cli import main
 from ikl_zoo.publish import validate_zoo_folder
 from ikl_zoo.train import RunSettings, TrainingError, get_recipe, load_training_checkpoint, train_ikl_at
-from ikl_zoo.zoo.loading import load_model, read_zoo_config
+from ikl_zoo.zoo.loading import load_model, read_spec
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def test_training_learns_a_learnable_task(cli_run: Path):
 
 
 def test_the_zoo_folder_records_recipe_prior_data_and_seed_and_loads(cli_run: Path):
-    config = read_zoo_config(cli_run / "model")
+    config = read_spec(cli_run / "model").to_json()
     assert config["model_id"] == "wrn10-colours" and config["dataset"] == "cifar10"
     assert config["threat_model"] == "Linf" and config["eps"] == pytest.approx(2 / 255)
     assert config["architecture"] == {
@@ -86,7 +86,7 @@ def test_train_then_evaluate_then_card(cli_run: Path, colour_cifar_dir: Path, tm
     from ikl_zoo.data import load_test_examples
     from ikl_zoo.evaluate.runner import evaluate
 
-    config = read_zoo_config(cli_run / "model")
+    config = read_spec(cli_run / "model").to_json()
     model = load_model(cli_run / "model", checkpoint=cli_run / "model" / "model.safetensors")
     x, y = load_test_examples("cifar10", data_dir=colour_cifar_dir, n_examples=16)
     result = evaluate(
@@ -150,7 +150,7 @@ def test_resume_continues_bit_for_bit(colour_cifar_dir: Path, tmp_path: Path):
     for state_a, state_b in momenta:
         assert torch.equal(state_a["momentum_buffer"], state_b["momentum_buffer"])
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
-    assert read_zoo_config(straight.model_dir)["sha256"] == read_zoo_config(resumed.model_dir)["sha256"]
+    assert read_spec(straight.model_dir).sha256 == read_spec(resumed.model_dir).sha256
 
     # A finished or a differently configured run is never overwritten silently.
     with pytest.raises(TrainingError, match="pass --resume"):

@@ -42,7 +42,7 @@ def tiny_entry(monkeypatch: pytest.MonkeyPatch) -> ModelSpec:
     """A WRN-10-1 registered as ``tiny-wrn`` for CIFAR-10 (and CIFAR-100) for the duration of a test."""
     for dataset in DATASETS:
         entry = tiny_entry_for(dataset)
-        monkeypatch.setitem(registry._REGISTRY, entry.key, entry)
+        monkeypatch.setitem(registry._REGISTRY, (entry.dataset, entry.model_id), entry)
     return registry.get_model_entry(TINY_ID, dataset="cifar10")
 
 
@@ -52,7 +52,7 @@ def pin_tiny_sha256(monkeypatch: pytest.MonkeyPatch, tiny_entry: ModelSpec):
 
     def pin(sha256: str) -> ModelSpec:
         entry = dataclasses.replace(tiny_entry, sha256=sha256)
-        monkeypatch.setitem(registry._REGISTRY, entry.key, entry)
+        monkeypatch.setitem(registry._REGISTRY, (entry.dataset, entry.model_id), entry)
         return entry
 
     return pin
@@ -62,7 +62,7 @@ def pin_tiny_sha256(monkeypatch: pytest.MonkeyPatch, tiny_entry: ModelSpec):
 def tiny_model(tiny_entry: ModelSpec) -> torch.nn.Module:
     """A tiny-wrn with random weights and non-trivial BatchNorm statistics, in eval mode."""
     torch.manual_seed(0)
-    model = tiny_entry.create()
+    model = tiny_entry.build()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

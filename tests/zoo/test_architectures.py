@@ -55,7 +55,7 @@ def assert_same_network(ours: nn.Module, theirs: nn.Module, *, seed: int = 0, ba
 def test_registered_model_matches_robustbench_constructor(dataset: str, model_id: str) -> None:
     torch.manual_seed(0)
     robustbench_model = robustbench_model_dicts()[dataset]["Linf"][model_id]["model"]()
-    ours = next(e for e in list_models(dataset=dataset) if e.model_id == model_id).create()
+    ours = next(e for e in list_models(dataset=dataset) if e.model_id == model_id).build()
     assert_same_network(ours, robustbench_model, seed=len(model_id))
 
 
@@ -125,7 +125,7 @@ def test_wideresnet_rejects_a_depth_that_is_not_6n_plus_4() -> None:
 def test_registry_config_rebuilds_the_same_architecture(entry) -> None:  # noqa: ANN001
     with torch.device("meta"):
         from_config = model_from_config(entry.config)
-        registered = entry.create()
+        registered = entry.build()
     assert type(from_config) is type(registered)
     shapes = {key: tuple(value.shape) for key, value in registered.state_dict().items()}
     assert {key: tuple(value.shape) for key, value in from_config.state_dict().items()} == shapes
@@ -140,4 +140,4 @@ def test_registry_config_rebuilds_the_same_architecture(entry) -> None:  # noqa:
 def test_google_drive_ids_are_robustbenchs(dataset: str, model_id: str) -> None:
     entry = next(e for e in list_models(dataset=dataset) if e.model_id == model_id)
     expected = robustbench_model_dicts()[dataset]["Linf"][model_id]["gdrive_id"]
-    assert entry.pretrained.gdrive_id == expected
+    assert entry.gdrive_id == expected

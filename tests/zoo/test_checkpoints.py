@@ -10,11 +10,12 @@ import torch
 from safetensors.torch import save_file
 
 from ikl_zoo.errors import CheckpointError, ChecksumMismatchError, UnknownModelError
-from ikl_zoo.zoo.checkpoints import CONFIG_NAME, WEIGHTS_NAME
+from ikl_zoo.zoo.checkpoints import CONFIG_NAME, WEIGHTS_NAME, torch_load_reason
 from ikl_zoo.zoo.loading import (
     file_sha256,
     load_model,
     model_from_config,
+    read_folder,
     read_state_dict,
     save_zoo_folder,
 )
@@ -63,6 +64,9 @@ def test_safetensors_and_zoo_folder_load_the_same_network(tmp_path, tiny_entry, 
     # A zoo folder is also a model id on its own: config.json says what to build.
     from_folder = load_model(str(folder))
     assert torch.equal(logits(from_folder, images), expected)
+    spec, state, sha256 = read_folder(str(folder))  # what a library caller reads: spec, tensors, hash
+    assert spec.model_id == "tiny-wrn" and set(state) == set(tiny_model.state_dict())
+    assert sha256 == spec.sha256 == file_sha256(folder / WEIGHTS_NAME)
 
 
 def test_the_format_is_read_from_the_bytes_not_the_suffix(tmp_path, tiny_model) -> None:
@@ -185,7 +189,7 @@ def test_not_a_state_dict(tmp_path) -> None:
 def test_wrong_class_count_names_expected_and_found(tmp_path, tiny_entry) -> None:
     from ikl_zoo.zoo.registry import get_model_entry
 
-    cifar100_weights = get_model_entry("tiny-wrn", dataset="cifar100").create().state_dict()
+    cifar100_weights = get_model_entry("tiny-wrn", dataset="cifar100").build().state_dict()
     path = tmp_path / "cifar100.pt"
     torch.save(cifar100_weights, path)
     with pytest.raises(CheckpointError) as error:
@@ -259,7 +263,7 @@ def test_class_count_hint_names_only_a_dataset_the_model_exists_for(tmp_path, ti
     from ikl_zoo.zoo import registry
 
     path = tmp_path / "cifar10.pt"
-    torch.save(tiny_entry.create().state_dict(), path)
+    torch.save(tiny_entry.build().state_dict(), path)
     monkeypatch.delitem(registry._REGISTRY, ("cifar10", "tiny-wrn"))  # like the autoaug model: cifar100 only
     with pytest.raises(CheckpointError) as error:
         load_model("tiny-wrn", dataset="cifar100", checkpoint=path)
@@ -299,7 +303,7 @@ def test_checkpoint_without_num_batches_tracked_loads_as_pytorch_and_robustbench
     tmp_path, tiny_entry, tiny_model, images
 ) -> None:
     state = {k: v for k, v in tiny_model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    tiny_entry.create().load_state_dict(state, strict=True)  # PyTorch's strict loading accepts it
+    tiny_entry.build().load_state_dict(state, strict=True)  # PyTorch's strict loading accepts it
     path = tmp_path / "old.pt"
     torch.save(state, path)
     assert torch.equal(logits(load_model("tiny-wrn", checkpoint=path), images), logits(tiny_model, images))
@@ -329,6 +333,10 @@ def test_numpy_scalars_beside_the_weights_load_and_other_objects_are_named(
     torch.save({"state_dict": tiny_model.state_dict(), "args": argparse.Namespace(lr=0.1)}, with_args)
     with pytest.raises(CheckpointError, match=r"Python objects besides tensors \(argparse.Namespace\)"):
         read_state_dict(with_args)
+    with pytest.raises(Exception) as refused:  # noqa: PT011  # torch's own error, whatever its class
+        torch.load(with_args, weights_only=True)
+    # What a training run's resume error shows: torch's cause, not the first sentence of its advice.
+    assert torch_load_reason(refused.value) == "Unsupported global: GLOBAL argparse.Namespace"
 
 
 def test_a_spec_is_its_config_json_and_names_the_field_that_is_wrong() -> None:

@@ -159,7 +159,7 @@ def test_convert_wrong_class_count(tmp_path, tiny_entry) -> None:
     from ikl_zoo.zoo.registry import get_model_entry
 
     path = tmp_path / "cifar100.pt"
-    torch.save(get_model_entry("tiny-wrn", dataset="cifar100").create().state_dict(), path)
+    torch.save(get_model_entry("tiny-wrn", dataset="cifar100").build().state_dict(), path)
     assert_one_line_error(
         run("convert", str(path), "--model", "tiny-wrn", "-o", str(tmp_path / "out")),
         "has 100 classes but tiny-wrn for cifar10 expects 10: pass --dataset cifar100",

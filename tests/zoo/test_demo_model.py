@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ikl_zoo.zoo.loading import load_model, package_file_path
+from ikl_zoo.zoo.hub import package_file_weights
+from ikl_zoo.zoo.loading import load_model
 from ikl_zoo.zoo.registry import get_model_entry
 
 
@@ -21,7 +22,7 @@ def test_demo_resnet18_classifies_the_foolbox_cifar10_images(foolbox_cifar10) ->
 
 def test_demo_model_is_the_verified_package_file_and_not_ikl_at() -> None:
     entry = get_model_entry("demo-resnet18")
-    path = package_file_path(entry)
+    path = package_file_weights(entry).path
     assert path.parts[-2:] == ("examples", "model_test.pt")
     assert not entry.is_ikl_at and entry.published is None
     assert "not IKL-AT" in entry.note

@@ -188,7 +188,7 @@ def test_drive_checkpoint_of_the_wrong_model_is_not_cached(
     from ikl_zoo.zoo.registry import get_model_entry
 
     monkeypatch.setenv("IKL_ZOO_CACHE", str(tmp_path / "zoo-cache"))
-    cifar100 = get_model_entry("tiny-wrn", dataset="cifar100").create().state_dict()
+    cifar100 = get_model_entry("tiny-wrn", dataset="cifar100").build().state_dict()
     drive.payload = lambda path: torch.save(cifar100, path)
     with pytest.raises(DownloadError, match="has 100 classes but tiny-wrn for cifar10 expects 10"):
         download_checkpoint("tiny-wrn")

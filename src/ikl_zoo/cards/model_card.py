@@ -72,7 +72,7 @@ def write_registry_cards(out_dir: Folder = "cards", *, records_root: Folder | No
     for entry in filter(lambda entry: entry.is_ikl_at, list_models()):
         board = {"dataset": entry.dataset, "threat_model": entry.threat_model}
         record = recorded.get(record_path(entry.model_id, **board, root=records_root or DEFAULT_ROOT))
-        folder = Path(out_dir) / (entry.pretrained.hub_repo_name or f"{entry.model_id}-{entry.dataset}")
+        folder = Path(out_dir) / (entry.hub_repo_name or f"{entry.model_id}-{entry.dataset}")
         paths.append(write_model_card(entry, folder, result=record.measurement if record else None))
     return paths
 

@@ -91,16 +91,16 @@ def _subject_from_entry(entry: ModelEntry, config: Mapping[str, Any]) -> CardSub
     published = published_from_row(row) if row is not None else entry.published and entry.published.to_dict()
     source = config.get("source")
     unverified = isinstance(source, Mapping) and not _pinned_sha256s(entry) and not (
-        entry.pretrained.gdrive_id and source.get("gdrive_id") == entry.pretrained.gdrive_id
+        entry.gdrive_id and source.get("gdrive_id") == entry.gdrive_id
     )  # with a pin, other weights never reach a registry card; the Drive fallback fetched the authors' file
     return CardSubject(
         model_id=entry.model_id, dataset=entry.dataset, threat_model=entry.threat_model, eps=entry.eps,
         architecture=entry.architecture, training=config.get("training") or entry.training or None,
         is_ikl_at=entry.is_ikl_at, robust=entry.robust, in_registry=True, published=published,
         robustbench_row=row,
-        note=entry.note, additional_data=entry.additional_data, hub_repo_id=entry.pretrained.hub_repo_id(),
+        note=entry.note, additional_data=entry.additional_data, hub_repo_id=entry.hub_repo_id(),
         pinned_revision=entry.revision if entry.hub_repo_name and entry.sha256 else None,
-        weights_sha256=config.get("sha256") or entry.pretrained.sha256,
+        weights_sha256=config.get("sha256") or entry.sha256,
         unverified_source=dict(source) if unverified else None,
     )
 
@@ -136,7 +136,7 @@ def _known_other_weights(entry: ModelEntry, config: Mapping[str, Any]) -> bool:
 
 
 def _pinned_sha256s(entry: ModelEntry) -> set[str]:
-    return {entry.pretrained.sha256, entry.pretrained.package_file_sha256} - {None}
+    return {entry.sha256, entry.package_file_sha256} - {None}
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def build_submission(
     known = architecture.get("architecture_class") in ROBUSTBENCH_ARCHITECTURES
     context = {
         "name": name, "m": m, "meta": metadata, "problems": problems, "architecture": architecture,
-        "known": known, "gdrive_id": info.get("gdrive_id") or (entry and entry.pretrained.gdrive_id),
+        "known": known, "gdrive_id": info.get("gdrive_id") or (entry and entry.gdrive_id),
         "checkpoint_url": info.get("checkpoint_url"), "code_url": CODE_URL,
         "facts": records.describe_provenance(m.provenance), "sha": records.checkpoint_sha256(m.provenance),
     }

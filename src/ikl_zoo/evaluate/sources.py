@@ -60,12 +60,12 @@ def load_for_evaluation(
             published_threat=(threat_model, STANDARD_EPS[threat_model]) if published is not None else None,
         )
 
-    from ikl_zoo.zoo.loading import load, read_zoo_config
+    from ikl_zoo.zoo.loading import load, read_spec
     from ikl_zoo.zoo.registry import is_registered
 
     registered, folder = is_registered(model_id, dataset=dataset), Path(model_id).expanduser()
     if not registered and folder.is_dir():  # before its weights are read
-        _check_dataset(folder, read_zoo_config(folder).get("dataset"), dataset=dataset)
+        _check_dataset(folder, read_spec(folder).dataset, dataset=dataset)
     loaded = load(model_id, dataset=dataset, checkpoint=checkpoint, device=device, revision=revision)
     if not registered:  # an hf-hub: repository says it only once read
         _check_dataset(model_id, loaded.spec.dataset, dataset=dataset)

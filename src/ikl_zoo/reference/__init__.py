@@ -36,8 +36,7 @@ def published_from_row(row: dict[str, Any]) -> dict[str, Any]:
 def published_figures(name: str, *, dataset: str, threat_model: str) -> dict[str, Any] | None:
     """Clean and AutoAttack accuracy (percent) RobustBench publishes for ``name``; None if unlisted."""
     table = shipped_leaderboard()
-    rows = table[(table["name"] == name) & (table["dataset"] == dataset)]
-    match = rows[rows["threat_model"] == threat_model]
+    match = table.query("name == @name and dataset == @dataset and threat_model == @threat_model")
     if match.empty:
         return None
     row = match.iloc[0]

@@ -37,17 +37,15 @@ class TradesBlock(nn.Module):
     def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
-        self.relu1 = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_planes)
-        self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
         self.convShortcut = (None if in_planes == out_planes
                              else nn.Conv2d(in_planes, out_planes, 1, stride, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        activated = self.relu1(self.bn1(x))
-        out = self.conv2(self.relu2(self.bn2(self.conv1(activated))))
+        activated = F.relu(self.bn1(x), inplace=True)
+        out = self.conv2(F.relu(self.bn2(self.conv1(activated)), inplace=True))
         # A width change routes the shortcut through the activated input, as TRADES does.
         return (x if self.convShortcut is None else self.convShortcut(activated)) + out
 
@@ -77,7 +75,6 @@ class WideResNet(nn.Module):
             group = BlockGroup("layer", TradesBlock, num_blocks, channels[i : i + 2], min(i + 1, 2))
             setattr(self, f"block{i + 1}", group)
         self.bn1 = nn.BatchNorm2d(channels[3])
-        self.relu = nn.ReLU(inplace=True)
         self.fc = nn.Linear(channels[3], num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -86,7 +83,7 @@ class WideResNet(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.block3(self.block2(self.block1(self.conv1(x))))))
+        out = F.relu(self.bn1(self.block3(self.block2(self.block1(self.conv1(x))))), inplace=True)
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 

@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,11 +40,10 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: str | os.PathLike[str], expected: str | None, *, fix: str | None = None) -> str:
+def verify_sha256(path: str | os.PathLike[str], expected: str | None, *, fix: str) -> str:
     """The file's sha256, hashed once; ``ChecksumMismatchError`` unless it is ``expected`` (when given)."""
     actual = file_sha256(path)
     if expected is not None and actual != expected.lower():
-        fix = fix or f"the file is corrupt or not the published one: delete {path} and download it again"
         raise ChecksumMismatchError(f"sha256 mismatch for {path}: expected {expected}, got {actual}", fix=fix)
     return actual
 
@@ -95,24 +93,24 @@ def _torch_load(path: Path) -> Any:
         with safe_globals(_numpy_scalar_globals()) if safe_globals else contextlib.nullcontext():
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the unpickler meets arbitrary bytes: KeyError, IndexError, zip errors...
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
-        if isinstance(error, pickle.UnpicklingError) and "Unsupported global" in str(error):
-            what = f" ({found.group(1)})" if found else ""
-            raise CheckpointError(f"{path} holds Python objects besides tensors{what}, which ikl-zoo refuses"
-                                  " to unpickle", fix="save model.state_dict() instead, or convert it once in"
-                                  " a trusted environment") from None
-        raise CheckpointError(f"{path} is truncated or corrupt, or not a PyTorch checkpoint "
-                              f"({torch_load_reason(error)})", fix="download or save it again") from None
+        reason = torch_load_reason(error)
+    if reason.startswith("Unsupported global"):
+        raise CheckpointError(f"{path} holds Python objects besides tensors ({reason.split()[-1]}), which "
+                              "ikl-zoo refuses to unpickle", fix="save model.state_dict() instead, or "
+                              "convert it once in a trusted environment")
+    raise CheckpointError(f"{path} is truncated or corrupt, or not a PyTorch checkpoint ({reason})",
+                          fix="download or save it again")
 
 
 def torch_load_reason(error: BaseException) -> str:
     """Why ``torch.load`` failed, in a few words for a one-line error: the cause without torch's advice."""
+    # Deep in torch's paragraphs: "Unsupported global: GLOBAL argparse.Namespace", "Unsupported operand 103".
+    unsupported = re.search(r"Unsupported \w+:? (?:GLOBAL )?[\w.]+", str(error))
+    if unsupported:
+        return unsupported.group(0)
     reason = first_line(error)
     if isinstance(error, LookupError):  # a bare "101" says nothing without its type
         reason = f"{type(error).__name__}: {reason}"
-    if reason.startswith("Weights only load failed"):  # torch's preamble; the cause comes later
-        causes = [line.strip() for line in str(error).splitlines() if line.strip().startswith("Unsupported")]
-        reason = causes[0] if causes else reason
     return reason.split(". ")[0]  # torch appends paragraphs of advice to its first sentence
 
 
@@ -186,26 +184,16 @@ def read_spec(folder: str | os.PathLike[str]) -> ModelSpec:
     return ModelSpec.from_json(data, where=str(config_path))
 
 
-def read_zoo_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    return read_spec(folder).to_json()
-
-
-def read_folder(folder: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], str]:
+def read_folder(folder: str | os.PathLike[str]) -> tuple[ModelSpec, dict[str, torch.Tensor], str]:
     """``(spec, state_dict, sha256)`` of a zoo folder; the weights are hashed once, against config.json."""
     spec = read_spec(folder)
-    weights = folder / WEIGHTS_NAME
+    weights = Path(folder).expanduser() / WEIGHTS_NAME
     if not weights.is_file():
-        raise CheckpointError(f"{folder} is not a zoo folder: {WEIGHTS_NAME} is missing",
+        raise CheckpointError(f"{weights.parent} is not a zoo folder: {WEIGHTS_NAME} is missing",
                               fix="make one with `ikl-zoo convert CHECKPOINT --model ID -o FOLDER`")
     fix = f"{weights} changed after {CONFIG_NAME} was written: convert or fetch it again"
     sha256 = verify_sha256(weights, spec.sha256, fix=fix)
     return spec, read_weights_file(weights, safetensors_only=True), sha256
-
-
-def read_zoo_folder(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``(config, state_dict)`` of a zoo folder; the weights' sha256 is checked against config.json."""
-    spec, state, _ = read_folder(Path(folder).expanduser())
-    return spec.to_json(), state
 
 
 def save_zoo_folder(
@@ -214,23 +202,21 @@ def save_zoo_folder(
 ) -> Path:
     """Write a zoo folder (both files atomically) from a ``ModelSpec`` or config.json data; ``extra`` adds
     keys such as ``"training"`` or ``"source"``, never replacing the others. Weights must fit exactly."""
-    spec = entry_or_config
-    if not isinstance(spec, ModelSpec):
-        spec = ModelSpec.from_json(spec, where="entry_or_config")
+    config = entry_or_config.to_json() if isinstance(entry_or_config, ModelSpec) else entry_or_config
     extra = dict(extra or {})
     clashing = sorted(set(extra) & set(OWN_KEYS) - {"source", "training"})  # those two may come as extra
     if clashing:
         raise ValueError(f"extra may not replace the config keys {clashing}")
     try:  # before any file is written: a config.json that cannot be written must not leave new weights
-        spec = ModelSpec.from_json({**spec.to_json(), **json.loads(json.dumps(extra)), "sha256": None})
+        extra = json.loads(json.dumps(extra))
     except (TypeError, ValueError) as error:
         raise ValueError(f"extra must be JSON data: {error}") from None
+    spec = ModelSpec.from_json({**config, **extra, "sha256": None}, where="entry_or_config")
     state = model_or_state_dict
     tensors = {key: value.detach().to("cpu").contiguous().clone()
                for key, value in (state.state_dict() if isinstance(state, nn.Module) else state).items()}
     check_fits(spec, tensors, what="weights")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
         # Written into the file atomic_path made, not by save_file: that creates its own file, mode 0600.
         tmp.write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))
@@ -246,33 +232,35 @@ def check_fits(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], *, what: st
     problem = state_dict_mismatch(skeleton, tensors)
     if problem:
         raise CheckpointError(f"{what} do not fit the {spec.architecture_class} of its config: {problem}")
-    outputs = [layer.out_features for layer in skeleton.modules() if isinstance(layer, nn.Linear)]
-    if outputs and outputs[-1] != spec.num_classes:
+    _, outputs = _output_layer(skeleton)
+    if outputs != spec.num_classes:
         raise CheckpointError(f"the config says {spec.dataset} ({spec.num_classes} classes) but the network "
-                              f"has {outputs[-1]} outputs", fix="fix the dataset or convert the right one")
+                              f"has {outputs} outputs", fix="fix the dataset or convert the right one")
 
 
-def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str, model_name: str,
-                           dataset: str | None = None) -> None:
-    """``model.load_state_dict(state, strict=True)`` with one-line errors that name the fix."""
-    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    key = f"{linear[-1]}.weight" if linear else ""
-    expected_classes = model.state_dict()[key].shape[0] if linear else None
-    found = state.get(key)
-    found_classes = found.shape[0] if found is not None and found.dim() == 2 else None
-    if expected_classes is not None and found_classes is not None and expected_classes != found_classes:
-        other = next((ds for ds, count in NUM_CLASSES.items() if count == found_classes), None)
+def build_loaded(spec: ModelSpec, state: Mapping[str, torch.Tensor], *, source: str) -> nn.Module:
+    """The spec's network holding ``state``, loaded strictly, with one-line errors that name the fix."""
+    network = spec.build()
+    layer, expected = _output_layer(network)
+    found = state.get(f"{layer}.weight")
+    if found is not None and found.dim() == 2 and found.shape[0] != expected:
+        other = next((ds for ds, count in NUM_CLASSES.items() if count == found.shape[0]), None)
         hint = ("pass a checkpoint of this model" if other is None
-                else f"pass --dataset {other}" if is_registered(model_name, dataset=other)
-                else f"it is a {other} checkpoint; pass a {dataset or 'matching'} one of {model_name}")
-        where = f" for {dataset}" if dataset else ""
-        raise CheckpointError(f"{source} has {found_classes} classes but {model_name}{where} expects "
-                              f"{expected_classes}", fix=hint)
-    problem = state_dict_mismatch(model, state)
+                else f"pass --dataset {other}" if is_registered(spec.model_id, dataset=other)
+                else f"it is a {other} checkpoint; pass a {spec.dataset} one of {spec.model_id}")
+        raise CheckpointError(f"{source} has {found.shape[0]} classes but {spec.model_id} for {spec.dataset} "
+                              f"expects {expected}", fix=hint)
+    problem = state_dict_mismatch(network, state)
     if problem:
-        raise CheckpointError(f"{source} does not fit {model_name}: {problem}",
+        raise CheckpointError(f"{source} does not fit {spec.model_id}: {problem}",
                               fix="is it a checkpoint of this model?")
     check_finite(state, source=source, fix="use another checkpoint")
     # A plain dict (no _metadata): BatchNorm then fills in a missing num_batches_tracked.
-    model.load_state_dict(dict(state), strict=True)
+    network.load_state_dict(dict(state), strict=True)
+    return network
 
+
+def _output_layer(network: nn.Module) -> tuple[str, int]:
+    """The name and width of the network's last linear layer: the classes it tells apart."""
+    linear = [(name, module) for name, module in network.named_modules() if isinstance(module, nn.Linear)]
+    return linear[-1][0], linear[-1][1].out_features

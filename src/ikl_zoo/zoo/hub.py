@@ -106,15 +106,8 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def package_file_path(spec: ModelSpec) -> Path:
-    """The weights an installed package ships (``"package:relative/path"``), sha256-verified."""
-    return package_file_weights(spec).path
-
-
 def package_file_weights(spec: ModelSpec) -> Weights:
-    """The weights an installed package ships (the demo model's), verified and hashed once."""
-    if not spec.package_file or ":" not in spec.package_file:
-        raise CheckpointError(f"{spec.model_id} has no package file to load")
+    """The weights an installed package ships (``"package:relative/path"``), verified and hashed once."""
     package, _, relative = spec.package_file.partition(":")
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
@@ -140,7 +133,7 @@ def parse_hub_name(name: str, *, revision: str | None = None) -> tuple[str, str]
     return repo_id, pinned or revision or "main"
 
 
-def fetch_hub_model(repo_id: str, revision: str = "main") -> Weights:
+def fetch_hub_model(repo_id: str, revision: str) -> Weights:
     """A Hub zoo folder: config checked as a ``ModelSpec``, weights against its sha256; any other repository
     gets one line saying what it holds and the fix."""
     try:
@@ -257,9 +250,8 @@ def _from_drive(spec: ModelSpec) -> Weights:
         folder.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{spec.model_id}.") as tmp:
             original = download_drive_original(spec, Path(tmp) / f"{spec.model_id}.pt")
-            model, state = spec.build(), checkpoints.read_state_dict(original)
-            checkpoints.load_state_dict_strict(model, state, source=f"Google Drive file {host}",
-                                               model_name=spec.model_id, dataset=spec.dataset)
+            model = checkpoints.build_loaded(spec, checkpoints.read_state_dict(original),
+                                             source=f"Google Drive file {host}")
             source = {"host": "Google Drive", "gdrive_id": host,
                       "original_sha256": checkpoints.file_sha256(original)}
             checkpoints.save_zoo_folder(model, folder, entry_or_config=spec, extra={"source": source})

@@ -13,22 +13,20 @@ from torch import nn
 from ikl_zoo.errors import CheckpointError, UnknownModelError
 from ikl_zoo.threat import HF_HUB_PREFIX
 from ikl_zoo.zoo.checkpoints import (
+    build_loaded,
     file_sha256,
-    load_state_dict_strict,
     model_from_config,
     read_folder,
     read_spec,
     read_state_dict,
-    read_zoo_config,
-    read_zoo_folder,
     save_zoo_folder,
 )
-from ikl_zoo.zoo.hub import Weights, fetch_hub_model, fetch_weights, package_file_path, parse_hub_name
+from ikl_zoo.zoo.hub import Weights, fetch_hub_model, fetch_weights, parse_hub_name
 from ikl_zoo.zoo.registry import get_model_entry, is_registered
 from ikl_zoo.zoo.spec import CONFIG_NAME, WEIGHTS_NAME, ModelSpec
 
-__all__ = ["LoadedModel", "file_sha256", "load", "load_model", "model_from_config", "package_file_path",
-           "read_state_dict", "read_zoo_config", "read_zoo_folder", "save_zoo_folder"]
+__all__ = ["LoadedModel", "file_sha256", "load", "load_model", "model_from_config", "read_folder",
+           "read_spec", "read_state_dict", "save_zoo_folder"]
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,7 @@ def load(
         weights = fetch_weights(spec, revision=revision)
         state, source = read_state_dict(weights.path), str(weights.path)
         description = f"{model_id} ({spec.architecture}), published weights"
-    network = spec.build()
-    load_state_dict_strict(network, state, source=source, model_name=spec.model_id, dataset=spec.dataset)
+    network = build_loaded(spec, state, source=source)
     return LoadedModel(network.to(device).eval(), spec, description, weights.path, weights.sha256,
                        weights.commit, **hub)
 

@@ -53,7 +53,7 @@ SPECS = (
               training="plain (non-adversarial) training; the test checkpoint that ships with pyautoattack",
               note="demo only: not robust, not IKL-AT", is_ikl_at=False, robust=False),
 )
-_REGISTRY: dict[tuple[str, str], ModelSpec] = {spec.key: spec for spec in SPECS}
+_REGISTRY: dict[tuple[str, str], ModelSpec] = {(spec.dataset, spec.model_id): spec for spec in SPECS}
 
 
 def list_models(*, dataset: str | None = None) -> list[ModelSpec]:
@@ -70,10 +70,9 @@ def get_model_entry(model_id: str, *, dataset: str = "cifar10") -> ModelSpec:
     """Look up a model; an unknown id raises with close names and the other dataset where it exists."""
     if dataset not in DATASETS:
         raise UnknownModelError(f"unknown dataset {dataset!r}", fix=f"choose one of {', '.join(DATASETS)}")
-    spec = _REGISTRY.get((dataset, model_id))
-    if spec is not None:
-        return spec
-    elsewhere = [ds for ds in DATASETS if (ds, model_id) in _REGISTRY]
+    if is_registered(model_id, dataset=dataset):
+        return _REGISTRY[(dataset, model_id)]
+    elsewhere = [ds for ds in DATASETS if is_registered(model_id, dataset=ds)]
     if elsewhere:
         raise UnknownModelError(f"model {model_id!r} is not registered for {dataset}; it exists for "
                                 f"{', '.join(elsewhere)}", fix=f"pass --dataset {elsewhere[0]}")

@@ -22,7 +22,6 @@ from ikl_zoo.errors import CheckpointError, first_line
 from ikl_zoo.threat import DATASETS, NORMS, NUM_CLASSES
 from ikl_zoo.zoo import architectures
 
-DEFAULT_HUB_NAMESPACE = "ikl-zoo"
 WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 REWRITE_FIX = "rewrite it with `ikl-zoo convert`"
 BUILDERS = {name: getattr(architectures, name) for name in ("WideResNet", "DMWideResNet", "CifarResNet")}
@@ -79,28 +78,17 @@ class ModelSpec:
         return NUM_CLASSES[self.dataset]
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.dataset, self.model_id)
-
-    @property
     def config(self) -> dict[str, Any]:
         """config.json's ``architecture`` object: ``{"architecture_class": ..., **arguments}``."""
         return {"architecture_class": self.architecture_class, **self.arguments}
 
-    @property
-    def pretrained(self) -> ModelSpec:
-        """The weights facts (``hub_repo_name``, ``sha256``, ``gdrive_id``...) live on the spec itself."""
-        return self
-
     def hub_repo_id(self) -> str | None:
-        namespace = os.environ.get("IKL_ZOO_HUB_NAMESPACE") or DEFAULT_HUB_NAMESPACE
+        namespace = os.environ.get("IKL_ZOO_HUB_NAMESPACE") or "ikl-zoo"
         return f"{namespace}/{self.hub_repo_name}" if self.hub_repo_name else None
 
     def build(self) -> nn.Module:
         """A freshly initialised (untrained) network of this architecture."""
         return model_from_config(self.config)
-
-    create = build
 
     def to_json(self) -> dict[str, Any]:
         """config.json of a zoo folder holding this model's weights."""
