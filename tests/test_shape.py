@@ -16,7 +16,7 @@ MODULES = sorted(SRC.joinpath("ikl_zoo").rglob("*.py"))
 MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 10
 MAX_MODULE_LINES = 400
-MAX_SRC_LINES = 7_900
+MAX_SRC_LINES = 7_000
 """A ratchet at today's size on the way to 7,000 lines: lower it as code goes, never raise it for growth."""
 
 
