@@ -17,7 +17,7 @@ MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 10
 MAX_MODULE_LINES = 400
 MAX_SRC_LINES = 7_000
-"""A ratchet at today's size on the way to 7,000 lines: lower it as code goes, never raise it for growth."""
+"""The whole of src/: a feature makes room by simplifying; lower it as code goes, never raise it for growth."""
 
 
 def _functions(tree: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
