@@ -20,7 +20,7 @@ from ikl_zoo.cli import base
               help="Folder for README.md (--all: one folder per model [cards]; a zoo folder MODEL: itself).")
 def card(model: str | None, dataset: str, result: str | None, repo_id: str | None, all_models: bool,
          records_root: str, out_dir: str | None) -> None:
-    """Write a Hugging Face model card (README.md). MODEL is a registry id or a zoo folder."""
+    """Write a Hugging Face model card (README.md). MODEL: a registry id, a zoo folder or hf-hub:ORG/NAME."""
     from ikl_zoo.cards import write_model_card, write_registry_cards
     from ikl_zoo.leaderboard.records import read_result
     if all_models and (model or result):
@@ -28,7 +28,7 @@ def card(model: str | None, dataset: str, result: str | None, repo_id: str | Non
     if all_models:
         paths = write_registry_cards(out_dir or "cards", records_root=records_root)
     elif not model:
-        raise click.UsageError("give a MODEL (registry id or zoo folder), or --all")
+        raise click.UsageError("give a MODEL (registry id, zoo folder or hf-hub:ORG/NAME), or --all")
     elif click.get_current_context().get_parameter_source("records_root") == ParameterSource.COMMANDLINE:
         raise click.UsageError("--records is read with --all only: give one measurement with --result")
     elif out_dir is None and not Path(model).is_dir():
