@@ -334,5 +334,5 @@ def test_without_a_terminal_progress_is_one_line_per_chunk_and_attack(tiny_folde
     assert progress[1].startswith(f"chunk 1/2: robust {robust[0]}/10 = {10 * robust[0]:.1f}% (95% CI ")
     assert progress[3].startswith(f"chunk 2/2: robust {sum(robust)}/20 = ") and "(95% CI " in progress[3]
     printed = outcome.stdout.splitlines()
-    assert printed[0].startswith("estimated at most ")
+    assert printed[0].startswith("estimated ") and "for 20 images on cpu (" in printed[0]
     assert printed[1:] == [*format_summary(result).splitlines(), f"result: {out / 'result.json'}"]

@@ -5,7 +5,7 @@ APGD-CE and APGD-DLR R * (n_iter + 1) forward+backward passes; APGD-T T * R * (n
 FAB R * (n_iter + 1) forward+backward and as many forward passes, FAB-T T * (n_iter + 1) of each;
 Square R * (n_queries + 1) forward passes; and one forward pass for the clean flags. Every image the
 calibration batch classifies correctly is counted at every attack: an upper bound, since an image one attack
-fools skips the next.
+fools skips the next. The lower bound counts the first attack's first run only.
 """
 
 from __future__ import annotations
@@ -19,30 +19,37 @@ from pyautoattack import AutoAttack
 from torch import nn
 
 
-def attack_passes(adversary: AutoAttack, attack: str) -> tuple[int, int]:
-    """(forward+backward, forward-only) passes ``attack`` spends on one image at most."""
+def attack_passes(adversary: AutoAttack, attack: str, *, first_run: bool = False) -> tuple[int, int]:
+    """(forward+backward, forward-only) passes ``attack`` spends on one image at most; with ``first_run``, at
+    least: every image it meets goes through its first restart (or target class) in full, and Square stops at
+    the first query that fools it."""
     apgd, apgd_t, fab, square = adversary.apgd, adversary.apgd_targeted, adversary.fab, adversary.square
     if attack in ("apgd-ce", "apgd-dlr"):
-        return apgd.n_restarts * (apgd.n_iter + 1) * apgd.eot_iter, 1
+        return (1 if first_run else apgd.n_restarts) * (apgd.n_iter + 1) * apgd.eot_iter, 1
     if attack == "apgd-t":
-        return apgd_t.n_target_classes * apgd_t.n_restarts * (apgd_t.n_iter + 1) * apgd_t.eot_iter, 1
+        runs = 1 if first_run else apgd_t.n_target_classes * apgd_t.n_restarts
+        return runs * (apgd_t.n_iter + 1) * apgd_t.eot_iter, 1
     if attack in ("fab", "fab-t"):
-        runs = fab.n_target_classes if attack == "fab-t" else fab.n_restarts
+        runs = 1 if first_run else fab.n_target_classes if attack == "fab-t" else fab.n_restarts
         return runs * (fab.n_iter + 1), runs * (fab.n_iter + 1) + 1
-    return 0, square.n_restarts * (square.n_queries + 1)
+    return 0, 1 if first_run else square.n_restarts * (square.n_queries + 1)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """An upper bound: every correctly classified image meets every attack (non-robust models stop early)."""
+    """A range: at least, the first attack fools every correctly classified image on its first run; at most,
+    every correctly classified image meets every attack (what a robust model costs)."""
 
+    least_seconds: float
     seconds: float
     n_examples: int
     device: str
 
     def __str__(self) -> str:
-        duration = format_duration(self.seconds)
-        return f"estimated at most {duration} for {self.n_examples:,} images on {self.device}"
+        least, most = format_duration(self.least_seconds), format_duration(self.seconds)
+        span = most if least == most else (f"{least} (if the first attack fools every image) to {most} "
+                                           "(if every image meets every attack)")
+        return f"estimated {span} for {self.n_examples:,} images on {self.device}"
 
 
 def format_duration(seconds: float) -> str:

@@ -268,9 +268,12 @@ class _ChunkRunner:
         job, adversary = self.job, self._adversary(self.job.settings.seed)
         backward, forward, clean = calibrate(self.network, job.x, job.y, batch_size=self.batch_size,
                                              device=job.device)
-        passes = [attack_passes(adversary, attack) for attack in job.attacks]
-        per_image = sum(fb * backward + f * forward for fb, f in passes)
-        return Estimate((forward + clean * per_image) * n_examples, n_examples, self.device_name)
+        def seconds(passes: list[tuple[int, int]]) -> float:
+            return (forward + clean * sum(fb * backward + f * forward for fb, f in passes)) * n_examples
+
+        least = seconds([attack_passes(adversary, job.attacks[0], first_run=True)])
+        most = seconds([attack_passes(adversary, attack) for attack in job.attacks])
+        return Estimate(least_seconds=least, seconds=most, n_examples=n_examples, device=self.device_name)
 
     def _adversary(self, seed: int):
         settings = self.job.settings
