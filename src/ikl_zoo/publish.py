@@ -202,7 +202,7 @@ def check_against_robustbench(spec: ModelSpec, checkpoint: Path) -> None:
     except RuntimeError as error:
         raise PublishError(f"{checkpoint} does not load into RobustBench's {spec.model_id} "
                            f"({first_line(error)})", fix="pass the authors' checkpoint") from None
-    ours = load(spec.model_id, dataset=spec.dataset, checkpoint=checkpoint).network  # strictly, in eval mode
+    ours = checkpoints.build_loaded(spec, state, source=str(checkpoint)).eval()  # the tensors read above
     images = torch.from_numpy(foolbox_sample(spec.dataset)[0]).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         difference = (ours(images) - theirs.eval()(images)).abs().max().item()
