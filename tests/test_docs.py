@@ -40,6 +40,12 @@ def option_names(command: click.Command) -> set[str]:
     return names
 
 
+def unknown_options(name: str, options: list[str], where: str) -> list[str]:
+    """A problem for each of ``options`` that command ``name`` does not have."""
+    known = option_names(main.commands[name])
+    return [f"{name} has no option {option}: {where}" for option in options if option not in known]
+
+
 def stale_references(text: str) -> list[str]:
     """Each command line naming a command or an option the CLI does not have."""
     problems = []
@@ -52,12 +58,8 @@ def stale_references(text: str) -> list[str]:
             problems.append(f"no command {match.group(1)!r}: {line.strip()}")
             continue
         words = shlex.split(re.sub(r"\[|\]|\.\.\.", " ", match.group(2)), posix=True)
-        unknown = [w.split("=")[0] for w in words if w.startswith("--")]
-        problems += [
-            f"{match.group(1)} has no option {o}: {line.strip()}"
-            for o in unknown
-            if o not in option_names(command)
-        ]
+        options = [w.split("=")[0] for w in words if w.startswith("--")]
+        problems += unknown_options(match.group(1), options, line.strip())
     return problems
 
 
@@ -88,12 +90,9 @@ def stale_snippets(text: str) -> list[str]:
     """`ikl-zoo CMD ... --option` in a message or template where CMD has no such option."""
     problems = []
     for name, rest in SNIPPET.findall(text):
-        command = main.commands.get(name)
-        if command is None:  # prose such as "ikl-zoo writes"
-            continue
-        options = re.findall(r"(?<![\w-])--[a-z][\w-]*", rest)
-        problems += [f"{name} has no option {o}: ikl-zoo {name}{rest}" for o in options
-                     if o not in option_names(command)]
+        if name in main.commands:  # else prose such as "ikl-zoo writes"
+            options = re.findall(r"(?<![\w-])--[a-z][\w-]*", rest)
+            problems += unknown_options(name, options, f"ikl-zoo {name}{rest}")
     return problems
 
 
