@@ -22,13 +22,12 @@ from torchvision.datasets.utils import check_integrity
 
 from ikl_zoo.atomic import atomic_path, write_json_atomic
 from ikl_zoo.errors import DataError, DatasetNotFoundError, first_line
-from ikl_zoo.threat import DATASETS
+from ikl_zoo.threat import DATASET_TITLES, DATASETS
 
 MARKER_FILENAME = "ikl-zoo-data.json"  # inside cifar-10-batches-py/ or cifar-100-python/
 SAMPLE_SOURCE = "foolbox sample (test 0-19)"  # the marker's source for `ikl-zoo sample-data`
 _ROW_BYTES = 3 * 32 * 32
 _TORCHVISION_CLASS = {"cifar10": CIFAR10, "cifar100": CIFAR100}
-DISPLAY_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 _LABEL_KEY = {"cifar10": "labels", "cifar100": "fine_labels"}
 
 _CLASS_NAMES = {"cifar10": "airplane automobile bird cat deer dog frog horse ship truck", "cifar100": """
@@ -117,7 +116,7 @@ def _marker(data_dir: str | os.PathLike[str], dataset: str) -> dict | None:
     if not path.is_file():
         return None
     fix = (f"write the folder again with `ikl-zoo sample-data --out {root}`, or delete {path.name} if the "
-           f"folder holds the real {DISPLAY_NAMES[dataset]}")
+           f"folder holds the real {DATASET_TITLES[dataset]}")
     return _read_dict(path, fix, json_marker=True)
 
 
@@ -148,7 +147,7 @@ def _read_marked_split(dataset: str, root: Path, train: bool) -> tuple[np.ndarra
                             fix=fix)
         raise DatasetNotFoundError(f"{folder} was written by ikl-zoo ({marker.get('source', 'arrays')}) "
                                    f"without the {split} split ({', '.join(missing)} missing)",
-                                   fix=f"put the real {DISPLAY_NAMES[dataset]} there or another --data-dir")
+                                   fix=f"put the real {DATASET_TITLES[dataset]} there or another --data-dir")
     batches = [_checked_batch(folder / name, dataset, fix) for name in _split_files(dataset, train)]
     meta, n_classes = _TORCHVISION_CLASS[dataset].meta, len(_CLASSES[dataset])
     path = folder / meta["filename"]
@@ -191,7 +190,7 @@ def _undone_on_failure(root: Path) -> Iterator[None]:
 
 def _not_found(root: Path, dataset: str, error: Exception, *, train: bool,
                download: bool) -> DatasetNotFoundError:
-    tv, folder, name = _TORCHVISION_CLASS[dataset], _folder(root, dataset), DISPLAY_NAMES[dataset]
+    tv, folder, name = _TORCHVISION_CLASS[dataset], _folder(root, dataset), DATASET_TITLES[dataset]
     if folder.is_dir() and all((folder / n).is_file() for n in _all_files(dataset)):
         batches = tv.train_list + tv.test_list
         corrupted = ", ".join(n for n, md5 in batches if not check_integrity(folder / n, md5)) or "meta"
@@ -214,8 +213,8 @@ def is_official_cifar(dataset: str, *, data_dir: str | os.PathLike[str]) -> bool
 def data_source(dataset: str, *, data_dir: str | os.PathLike[str]) -> str:
     marker = _marker(data_dir, dataset)
     if marker is None:
-        return f"{DISPLAY_NAMES[dataset]} (torchvision, md5-checked)"
-    return f"{DISPLAY_NAMES[dataset]} folder written by ikl-zoo: {marker.get('source', 'arrays')}"
+        return f"{DATASET_TITLES[dataset]} (torchvision, md5-checked)"
+    return f"{DATASET_TITLES[dataset]} folder written by ikl-zoo: {marker.get('source', 'arrays')}"
 
 
 def load_test_examples(dataset: str, *, data_dir: str | os.PathLike[str], n_examples: int | None = None,
@@ -228,7 +227,7 @@ def load_test_examples(dataset: str, *, data_dir: str | os.PathLike[str], n_exam
     if n_examples < 1:
         raise DatasetNotFoundError(f"n_examples must be at least 1, got {n_examples}")
     if n_examples > available:
-        raise DatasetNotFoundError(f"asked for {n_examples} {DISPLAY_NAMES[dataset]} test images but "
+        raise DatasetNotFoundError(f"asked for {n_examples} {DATASET_TITLES[dataset]} test images but "
                                    f"{data_dir} holds {available}", fix=f"pass --n-examples {available} or "
                                    "point --data-dir at the full test set")
     # Exactly torchvision's ToTensor on a uint8 HWC image: CHW float32 divided by 255.
@@ -283,7 +282,7 @@ def _refuse_foreign_cifar(root: Path, dataset: str) -> None:
     folder = _folder(root, dataset)
     found = [name for name in _all_files(dataset) if (folder / name).exists()]
     if found and not (folder / MARKER_FILENAME).exists():
-        raise DataError(f"{folder} holds {DISPLAY_NAMES[dataset]} files that ikl-zoo did not write "
+        raise DataError(f"{folder} holds {DATASET_TITLES[dataset]} files that ikl-zoo did not write "
                         f"({', '.join(found)}): writing there would replace them",
                         fix="choose another folder (--out)")
 

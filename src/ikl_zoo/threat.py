@@ -6,6 +6,7 @@ import math
 
 DATASETS = ("cifar10", "cifar100")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 NORMS = ("Linf", "L2", "L1")
 HF_HUB_PREFIX = "hf-hub:"
 """``hf-hub:ORG/NAME[@REVISION]`` names a zoo folder on the Hub wherever ikl-zoo takes a model."""

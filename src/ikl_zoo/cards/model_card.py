@@ -15,9 +15,10 @@ from ikl_zoo.cards.submission import CODE_URL
 from ikl_zoo.leaderboard import records
 from ikl_zoo.leaderboard.records import DEFAULT_ROOT, Measurement, load_records, output_errors, record_path
 from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
-from ikl_zoo.leaderboard.table import DATASET_TITLES, build_board
+from ikl_zoo.leaderboard.table import build_board
 from ikl_zoo.paper import PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
+from ikl_zoo.threat import DATASET_TITLES
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard

@@ -16,8 +16,9 @@ import pandas as pd
 from ikl_zoo import __version__
 from ikl_zoo.evaluate.summary import FULL_TEST_SET
 from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, LeaderboardError
-from ikl_zoo.leaderboard.table import COMPARE_DELTAS, DATASET_TITLES, NOT_COMPARABLE, ROW_COLUMNS, STAR, Board
+from ikl_zoo.leaderboard.table import COMPARE_DELTAS, NOT_COMPARABLE, ROW_COLUMNS, STAR, Board
 from ikl_zoo.paper import PAPER_TITLE, PAPER_URL
+from ikl_zoo.threat import DATASET_TITLES
 
 FORMATS = ("md", "csv", "latex", "html", "json")
 

@@ -24,9 +24,8 @@ from ikl_zoo.leaderboard.reference import (
     reference_entry,
     robustbench_name,
 )
-from ikl_zoo.threat import HF_HUB_PREFIX, format_eps
+from ikl_zoo.threat import DATASET_TITLES, HF_HUB_PREFIX, format_eps
 
-DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 STAR = "\u2605"  # marks IKL-AT rows in every rendered table
 BF16_MARK, ATTACK_MARK = "\u2020", "\u2021"
 NOT_COMPARABLE = {  # the mark of a measured figure RobustBench would not take, and its footnote

@@ -19,9 +19,8 @@ from typing import Any
 
 from torchvision import transforms
 
-from ikl_zoo.data import DISPLAY_NAMES
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.threat import DATASETS, NUM_CLASSES
+from ikl_zoo.threat import DATASET_TITLES, DATASETS, NUM_CLASSES
 from ikl_zoo.zoo.architectures import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
 from ikl_zoo.zoo.registry import list_models
 
@@ -171,7 +170,7 @@ class TwoViews:
 
 
 def _preset(dataset: str, attack_beta: float, **more: Any) -> Recipe:
-    source = (f"{_PAPER}: IKL-AT on {DISPLAY_NAMES[dataset]}, alpha 3, beta 20, T 4, attack loss alpha 1 "
+    source = (f"{_PAPER}: IKL-AT on {DATASET_TITLES[dataset]}, alpha 3, beta 20, T 4, attack loss alpha 1 "
               f"beta {attack_beta:g}; schedule, attack, AWP and weight averaging as in "
               f"{_RELEASED_CODE.format(dataset)} (whose shell scripts pass alpha 4: use --alpha 4 to match "
               "them)")
