@@ -135,7 +135,7 @@ def train_ikl_at(recipe: Recipe | None, settings: RunSettings) -> TrainResult:
     try:  # default: this process's GPU if any (torchrun's LOCAL_RANK), else the CPU
         device = resolve_device(settings.device or "auto", nn.Module())
     except EvaluationError as error:  # the evaluator's devices and messages
-        raise TrainingError(str(error)) from None
+        raise TrainingError(error.problem, fix=error.fix) from None
     with process_group_from_environment(device) as shard:
         return _TrainingRun(recipe, settings, shard, device, model_id).train(saved)
 
