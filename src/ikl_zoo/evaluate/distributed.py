@@ -12,6 +12,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+# torch.distributed.nn binds the world group as its functions' default argument when first imported, and
+# torch._dynamo (which torchvision imports) imports it. Imported inside a group, it keeps the group alive past
+# destroy_process_group, and gloo's threads, still running as the interpreter exits, now and then abort it.
+import torch.distributed.nn  # noqa: F401  (so it is imported before any group exists)
+
 PROCESS_GROUP_TIMEOUT = timedelta(hours=24)
 """Ranks wait for each other only at the end; a slow shard of a long run must not time the others out."""
 
