@@ -3,6 +3,7 @@ Heavy pieces are imported on first use so that ``import ikl_zoo`` stays quick an
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from importlib import import_module
 from typing import Any
 
@@ -15,7 +16,16 @@ _LAZY = {"load_model": "ikl_zoo.zoo.loading", "list_models": "ikl_zoo.zoo.regist
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ikl_zoo' has no attribute {name!r}")
+def lazy_getattr(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__`` (PEP 562) that imports each name of ``exports`` (name -> module) on first
+    use, so that importing the package stays light."""
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            return getattr(import_module(exports[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+__getattr__ = lazy_getattr(__name__, _LAZY)
