@@ -326,6 +326,7 @@ def test_unwritable_out_is_a_one_line_error(linear_model, cifar10_sample, tmp_pa
     message = str(error.value)
     assert message.startswith(f"cannot write the run directory {out}: ") and "\n" not in message
     assert message.endswith("choose another --out")
+    assert error.value.fix == "choose another --out"  # a field for library callers, not only text
 
 
 @pytest.mark.parametrize("failing", ["chunks/chunk_00001.json", "result.json"])

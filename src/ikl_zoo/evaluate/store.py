@@ -178,7 +178,7 @@ def _cannot_write(directory: Path, error: OSError | str, fix: str) -> Evaluation
     reason = error if isinstance(error, str) else error.strerror or str(error)
     if isinstance(error, OSError) and error.filename not in (None, str(directory)):
         reason += f" ({error.filename})"
-    return EvaluationError(f"cannot write the run directory {directory}: {reason}; {fix}")
+    return EvaluationError(f"cannot write the run directory {directory}: {reason}", fix=fix)
 
 
 def open_run_dir(
@@ -195,17 +195,18 @@ def open_run_dir(
     _raise_first(shard.all_gather(_attempt(write)[1]))  # ranks on another machine keep their own copy
 
 
-def _attempt(action: Callable[[], Any]) -> tuple[Any, str | None]:
-    """``action``'s value, or the message of the EvaluationError it raised."""
+def _attempt(action: Callable[[], Any]) -> tuple[Any, EvaluationError | None]:
+    """``action``'s value, or the EvaluationError it raised (it pickles with its fix, to pass to other
+    ranks)."""
     try:
         return action(), None
     except EvaluationError as error:
-        return None, str(error)
+        return None, error
 
 
-def _raise_first(problems: list[str | None]) -> None:
+def _raise_first(problems: list[EvaluationError | None]) -> None:
     if (problem := next(filter(None, problems), None)) is not None:
-        raise EvaluationError(problem)
+        raise problem
 
 
 _CHUNK_INTS = ("index", "start", "stop", "seed", "batch_size", "rank")
