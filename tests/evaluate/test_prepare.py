@@ -14,8 +14,10 @@ from ikl_zoo.evaluate.prepare import resolve_device, strict_fp32
 
 @pytest.mark.parametrize("device", ["mps", "meta", "xla", "tpu", "cuda:x", "cuda:-1", torch.device("meta")])
 def test_only_cpu_and_cuda_are_accepted(device):
-    with pytest.raises(EvaluationError, match=r"^(unknown device|device) .*: use auto, cpu, cuda or cuda:N$"):
+    choices = r"^(unknown device|device) .*: use auto, cpu, cuda or cuda:N$"
+    with pytest.raises(EvaluationError, match=choices) as error:
         resolve_device(device, torch.nn.Identity())
+    assert error.value.fix == "use auto, cpu, cuda or cuda:N"  # a field, so train passes it on as it is
 
 
 def test_cpu_in_any_spelling_is_the_cpu():

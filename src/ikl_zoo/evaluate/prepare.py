@@ -68,29 +68,31 @@ DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 """The devices an evaluation runs on: AutoAttack and the exactness checks are only validated on these."""
 
 
-def resolve_device(device: str | torch.device | None, model: nn.Module) -> torch.device:
+def resolve_device(device: str | torch.device | None, model: nn.Module | None = None) -> torch.device:
     """``None``: where the model's weights are; ``"auto"``: this process's GPU if any (torchrun's LOCAL_RANK),
     else the CPU. Anything but the CPU or a visible CUDA GPU is refused with the choices."""
     if device is None:
-        return next((parameter.device for parameter in model.parameters()), torch.device("cpu"))
+        parameters = model.parameters() if model is not None else ()
+        return next((parameter.device for parameter in parameters), torch.device("cpu"))
     if str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
-        raise EvaluationError(f"unknown device {str(device)!r}: use {DEVICE_CHOICES}") from None
+        raise EvaluationError(f"unknown device {str(device)!r}", fix=f"use {DEVICE_CHOICES}") from None
     if resolved.type == "cpu":
         return torch.device("cpu")
     if resolved.type != "cuda":
-        raise EvaluationError(f"device {str(device)!r} is not supported: use {DEVICE_CHOICES}")
+        raise EvaluationError(f"device {str(device)!r} is not supported", fix=f"use {DEVICE_CHOICES}")
     if not torch.cuda.is_available():
-        raise EvaluationError(f"device {device} requested but no CUDA GPU is visible: use --device cpu")
+        raise EvaluationError(f"device {device} requested but no CUDA GPU is visible", fix="use --device cpu")
     count = torch.cuda.device_count()
     if resolved.index is None:  # under torchrun, each rank its own GPU
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % count)
     if resolved.index >= count:
         visible = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
-        raise EvaluationError(f"device {device} requested but {count} CUDA GPU(s) are visible: use {visible}")
+        problem = f"device {device} requested but {count} CUDA GPU(s) are visible"
+        raise EvaluationError(problem, fix=f"use {visible}")
     return resolved
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ikl_zoo.evaluate.distributed import process_group_from_environment
 from ikl_zoo.evaluate.estimate import Estimate
@@ -52,7 +51,7 @@ def evaluate_model(
     """Evaluate a model on the first ``settings.n_examples`` test images of ``settings.dataset``."""
     request = ModelRequest(request) if isinstance(request, str) else request
     settings = settings or EvalSettings()
-    device = resolve_device(settings.device, nn.Identity())
+    device = resolve_device(settings.device)
     with process_group_from_environment(device) as shard, (
         run_dir_lock(out, shard=shard) if out is not None else nullcontext()
     ):
@@ -69,7 +68,7 @@ def evaluate_model(
 
 def estimate_model(request: ModelRequest, *, settings: EvalSettings) -> Estimate:
     """How long ``evaluate_model`` would take on this process's device, from a calibration pass."""
-    source, x, y = _load(request, settings, resolve_device(settings.device, nn.Identity()))
+    source, x, y = _load(request, settings, resolve_device(settings.device))
     return estimate(source.model, x, y, settings=settings)
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
@@ -133,7 +132,7 @@ def train_ikl_at(recipe: Recipe | None, settings: RunSettings) -> TrainResult:
     saved = load_training_checkpoint(settings.out_dir)
     recipe, model_id = _recipe_to_run(recipe, saved, settings)
     try:  # default: this process's GPU if any (torchrun's LOCAL_RANK), else the CPU
-        device = resolve_device(settings.device or "auto", nn.Module())
+        device = resolve_device(settings.device or "auto")
     except EvaluationError as error:  # the evaluator's devices and messages
         raise TrainingError(error.problem, fix=error.fix) from None
     with process_group_from_environment(device) as shard:
