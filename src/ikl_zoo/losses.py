@@ -36,7 +36,8 @@ def _class_weights(class_prior: Tensor, y: Tensor, like: Tensor) -> Tensor:
                          f"got {tuple(class_prior.shape)}")
     if y.shape != like.shape[:1]:
         raise ValueError(f"labels must have shape ({like.shape[0]},), got {tuple(y.shape)}")
-    return class_prior.detach().to(device=like.device, dtype=like.dtype)[y]
+    rows = class_prior.detach()[y.to(class_prior.device)]  # then cast: the batch's rows, not the matrix
+    return rows.to(device=like.device, dtype=like.dtype)
 
 
 def kl_loss(z_m: Tensor, z_n: Tensor) -> Tensor:

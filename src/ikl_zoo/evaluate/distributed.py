@@ -51,16 +51,21 @@ class Shard:
         dist.all_gather_object(gathered, obj)
         return gathered
 
+    def barrier(self) -> None:
+        """Wait until every rank gets here."""
+        if self.active:
+            dist.barrier()
+
     @contextmanager
     def main_first(self) -> Iterator[None]:
         """Rank 0 runs the block first (downloads, caches), the others after it."""
-        if self.active and not self.is_main:
-            dist.barrier()
+        if not self.is_main:
+            self.barrier()
         try:
             yield
         finally:
-            if self.active and self.is_main:
-                dist.barrier()
+            if self.is_main:
+                self.barrier()
 
 
 def current_shard() -> Shard:

@@ -239,8 +239,7 @@ class _TrainingRun:
             bar.write("epoch {epoch}/{epochs}: loss {loss:.4f}, clean acc {clean_acc:.4f}, adversarial acc "
                       "{adv_acc:.4f}, lr {lr:.4g}, eps {pixels:.2f}/255, {images_per_second:.0f} images/s"
                       .format(**record, epochs=self.recipe.epochs, pixels=record["eps"] * 255))
-        if self.shard.active:
-            torch.distributed.barrier()
+        self.shard.barrier()
 
     def _write_model(self) -> Path:
         """``out_dir/model``: the zoo folder of the averaged weights, its config stating the recipe."""
@@ -252,8 +251,7 @@ class _TrainingRun:
             save_zoo_folder(weights, model_dir, entry_or_config=config, extra=self._provenance())
             # The card states the recipe; `ikl-zoo card --result` adds measured accuracy after evaluation.
             write_model_card(model_dir, model_dir)
-        if self.shard.active:
-            torch.distributed.barrier()
+        self.shard.barrier()
         return model_dir
 
     def _provenance(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from torchvision import transforms
 
 from ikl_zoo.errors import IklZooError
 from ikl_zoo.threat import DATASET_TITLES, DATASETS, NUM_CLASSES
-from ikl_zoo.zoo.architectures import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
+from ikl_zoo.zoo.architectures import CIFAR_NORMALISATION
 from ikl_zoo.zoo.registry import list_models
 
 _RELEASED_CODE = "github.com/jiequancui/DKL, DKLv2/Adv-training-dkl/train_dkl_{}.py"
@@ -215,6 +215,6 @@ def architecture_config(arch: str, *, dataset: str) -> dict[str, Any]:
     config = {**config, "num_classes": NUM_CLASSES[dataset]}
     # The DeepMind WideResNet normalises inside the network with the training set's statistics.
     if config["architecture_class"] == "DMWideResNet":
-        mean, std = (CIFAR10_MEAN, CIFAR10_STD) if dataset == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
+        mean, std = CIFAR_NORMALISATION[dataset]
         config.update(mean=list(mean), std=list(std))
     return config

@@ -15,6 +15,8 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+CIFAR_NORMALISATION = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
+"""Each training set's channel (mean, std), which the DeepMind WideResNet normalises with inside."""
 
 
 def _blocks(make_block: Callable[..., nn.Module], num_blocks: int, planes: tuple[int, int], stride: int
