@@ -58,8 +58,8 @@ def _split_files(dataset: str, train: bool) -> list[str]:
 
 
 def _all_files(dataset: str) -> list[str]:
-    tv = _TORCHVISION_CLASS[dataset]
-    return [name for name, _ in tv.train_list + tv.test_list] + [tv.meta["filename"]]
+    meta = _TORCHVISION_CLASS[dataset].meta["filename"]
+    return [*_split_files(dataset, train=True), *_split_files(dataset, train=False), meta]
 
 
 class MarkedCIFAR10(CIFAR10):
@@ -137,18 +137,20 @@ def _checked_batch(path: Path, dataset: str, fix: str) -> tuple[np.ndarray, list
 
 def _read_marked_split(dataset: str, root: Path, train: bool) -> tuple[np.ndarray, list[int], list[str]]:
     """An ikl-zoo folder's split, checked; a missing split was lost since it was written, or never written."""
-    folder, marker, split = _folder(root, dataset), _marker(root, dataset) or {}, ("test", "training")[train]
-    arrays = "write_cifar_dir, or use " * (marker.get("source") != SAMPLE_SOURCE)
+    folder, marker = _folder(root, dataset), _marker(root, dataset) or {}
+    key, split = ("train", "training") if train else ("test", "test")
+    arrays = "" if marker.get("source") == SAMPLE_SOURCE else "write_cifar_dir, or use "
     fix = f"write the folder again with {arrays}`ikl-zoo sample-data --out {root}`"
-    if missing := [f for f in _split_files(dataset, train) if not (folder / f).is_file()]:
+    files = _split_files(dataset, train)
+    if missing := [name for name in files if not (folder / name).is_file()]:
         written = marker.get("splits")
-        if isinstance(written, dict) and ("train" if train else "test") in written:
+        if isinstance(written, dict) and key in written:
             raise DataError(f"{folder} lost its {split} split ({', '.join(missing)} missing or not a file)",
                             fix=fix)
         raise DatasetNotFoundError(f"{folder} was written by ikl-zoo ({marker.get('source', 'arrays')}) "
                                    f"without the {split} split ({', '.join(missing)} missing)",
                                    fix=f"put the real {DATASET_TITLES[dataset]} there or another --data-dir")
-    batches = [_checked_batch(folder / name, dataset, fix) for name in _split_files(dataset, train)]
+    batches = [_checked_batch(folder / name, dataset, fix) for name in files]
     meta, n_classes = _TORCHVISION_CLASS[dataset].meta, len(_CLASSES[dataset])
     path = folder / meta["filename"]
     classes = _read_dict(path, fix).get(meta["key"])
