@@ -37,8 +37,6 @@ class _OneLineUsageError(click.UsageError):
         click.echo(f"Error: {self.message} (see {self.command_path} --help)", file=file, err=True)
 
 
-IklZooCommand = click.Command  # every ikl-zoo command; IklZooGroup makes its errors one line
-
 
 class IklZooGroup(click.Group):
     """Turns bad options and library errors into one line on stderr and exit status 2, never a traceback."""

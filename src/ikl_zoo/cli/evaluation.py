@@ -6,7 +6,7 @@ import os
 
 import click
 
-from ikl_zoo.cli.base import DATASET_OPTION, IklZooCommand, parse_budget
+from ikl_zoo.cli.base import DATASET_OPTION, parse_budget
 from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate.settings import (
     DEFAULT_CHUNK_SIZE,
@@ -42,7 +42,7 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
     return options
 
 
-@click.command(cls=IklZooCommand, name="eval")
+@click.command(name="eval")
 @click.option("--model", "model_id", required=True,
               help="Registered id (`ikl-zoo list`), zoo folder, hf-hub:ORG/NAME[@REVISION] or "
               "robustbench:<RobustBench id>.")
@@ -50,31 +50,31 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=True), default=None,
               help="Local weights (.pt/.pth/.safetensors or zoo folder) instead of the published ones.")
 @click.option("--revision", default=None, help="Hub branch, tag or commit (default: the pinned one).")
-@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False),
+@click.option("--data-dir", default="data", type=click.Path(file_okay=False),
               help="CIFAR in torchvision's layout (downloaded there if missing), or `ikl-zoo sample-data`'s.")
-@click.option("--download/--no-download", default=True, show_default=True,
+@click.option("--download/--no-download", default=True,
               help="Download CIFAR into --data-dir when it is missing.")
-@click.option("--n-examples", type=click.IntRange(min=1), default=DEFAULT_N_EXAMPLES, show_default=True,
+@click.option("--n-examples", type=click.IntRange(min=1), default=DEFAULT_N_EXAMPLES,
               help="The first N test images (RobustBench uses all 10,000).")
-@click.option("--eps", default="8/255", show_default=True, callback=parse_budget,
+@click.option("--eps", default="8/255", callback=parse_budget,
               help="Budget, e.g. 8/255 or 0.5.")
-@click.option("--norm", type=click.Choice(NORMS), default="Linf", show_default=True,
+@click.option("--norm", type=click.Choice(NORMS), default="Linf",
               help="The threat model: the ball of radius --eps around each image.")
 @click.option("--version", "aa_version", type=click.Choice(VERSIONS),
-              default="standard", show_default=True, help="AutoAttack version.")
+              default="standard", help="AutoAttack version.")
 @click.option("--attacks", default=None, help="Custom version: comma-separated, e.g. apgd-ce,apgd-t.")
 @click.option("--attack-option", "attack_options", multiple=True, callback=_parse_attack_options,
               help="Custom version: OBJECT.SETTING=N on AutoAttack's attack objects, e.g. apgd.n_restarts=1.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Chunk k is attacked with seed + k.")
-@click.option("--batch-size", default="auto", show_default=True, callback=_parse_batch_size,
+@click.option("--seed", type=int, default=0, help="Chunk k is attacked with seed + k.")
+@click.option("--batch-size", default="auto", callback=_parse_batch_size,
               help="Attack batch size, or auto: the largest that fits, halved on out-of-memory.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE, show_default=True,
+@click.option("--chunk-size", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE,
               help="Examples per chunk: the unit of resumption and of sharding over ranks.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="pytorch", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="pytorch",
               help="pytorch: torch's settings, as a direct AutoAttack call (TF32 convolutions on recent "
               "GPUs); ieee: strict fp32, the same flags on any GPU; bf16: autocast, a screen, not a record.")
 @click.option("--estimate-only", is_flag=True, help="Print the run's estimated time and exit; write nothing.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Run directory for chunks and result.json "
               "[default: runs/<model>_<dataset>_<norm>_<eps>_<version>].")
@@ -85,7 +85,7 @@ def _parse_attack_options(ctx: click.Context, param: click.Parameter, values: tu
 @click.option("--robustbench-dir", type=click.Path(file_okay=False), default=None,
               help="Checkpoint cache for robustbench: models [default: <ikl-zoo cache>/robustbench].")
 @click.option("--record", is_flag=True, help="Also add the result to the leaderboard records.")
-@click.option("--records", "records_root", default="leaderboard", show_default=True,
+@click.option("--records", "records_root", default="leaderboard",
               help="Records folder for --record.")
 @click.option("--no-progress", is_flag=True,
               help="No progress: neither bars (on a terminal) nor a line per chunk and attack (in a log).")
