@@ -7,7 +7,7 @@ import torch
 from pyautoattack import AutoAttack
 
 from ikl_zoo.evaluate import EvalSettings
-from ikl_zoo.evaluate.estimate import Estimate, attack_passes, format_duration, wilson_interval
+from ikl_zoo.evaluate.estimate import Estimate, attack_passes, format_duration
 from ikl_zoo.evaluate.runner import estimate
 
 
@@ -35,12 +35,6 @@ def test_an_estimate_reads_as_a_range_unless_both_ends_agree():
 @pytest.mark.parametrize(("seconds", "text"), [(30, "30 s"), (420, "7 min"), (4320, "1 h 12 min")])
 def test_durations_read_as_a_person_says_them(seconds, text):
     assert format_duration(seconds) == text
-
-
-def test_wilson_interval_is_honest_at_the_edges():
-    assert wilson_interval(7, 20) == pytest.approx((0.1812, 0.5671), abs=1e-4)
-    low, high = wilson_interval(0, 20)
-    assert low == 0.0 and high == pytest.approx(0.1611, abs=1e-4)
 
 
 def test_estimate_scales_the_calibration_to_every_image(tiny_model, cifar10_sample):

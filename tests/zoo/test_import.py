@@ -24,3 +24,14 @@ def test_import_and_demo_load_are_quiet_and_do_not_import_robustbench() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["[]", "[]"]
     assert result.stderr == ""
+
+
+def test_boards_and_cards_need_neither_torch_nor_autoattack() -> None:
+    """Rendering a board, a card or a submission reads records: it must not wait seconds for torch."""
+    script = (
+        "import sys, ikl_zoo.cards.submission, ikl_zoo.cards.model_card, ikl_zoo.leaderboard.render\n"
+        "print(sorted(m for m in ('torch', 'pyautoattack', 'robustbench') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

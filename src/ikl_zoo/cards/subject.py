@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ikl_zoo.errors import IklZooError
-from ikl_zoo.evaluate.estimate import wilson_interval
+from ikl_zoo.evaluate.summary import wilson_interval
 from ikl_zoo.leaderboard.reference import reference_entry, registry_entry
 from ikl_zoo.leaderboard.render import template_renderer
 from ikl_zoo.reference import published_from_row

@@ -91,11 +91,3 @@ def calibrate(
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The 95% Wilson score interval of ``successes / n``: honest for small n and for 0% or 100%."""
-    fraction, spread = successes / n, z * z / n
-    centre = (fraction + spread / 2) / (1 + spread)
-    half = z * math.sqrt(fraction * (1 - fraction) / n + spread / (4 * n)) / (1 + spread)
-    return max(0.0, centre - half), min(1.0, centre + half)

@@ -22,12 +22,13 @@ from ikl_zoo.errors import EvaluationError
 from ikl_zoo.evaluate import attacks as aa
 from ikl_zoo.evaluate import prepare
 from ikl_zoo.evaluate.distributed import Shard, current_shard
-from ikl_zoo.evaluate.estimate import Estimate, attack_passes, calibrate, wilson_interval
+from ikl_zoo.evaluate.estimate import Estimate, attack_passes, calibrate
 from ikl_zoo.evaluate.merge import merge_chunks
 from ikl_zoo.evaluate.prepare import auto_batch_size
 from ikl_zoo.evaluate.result import EvalResult, ModelFacts
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.store import ChunkOutcome, RunDir, format_utc, now_utc, open_run_dir, run_dir_lock
+from ikl_zoo.evaluate.summary import wilson_interval
 
 _FACTS = {item.name for item in fields(ModelFacts)}
 

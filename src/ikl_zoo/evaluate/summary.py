@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,14 @@ def on_the_published_images(n_examples: int, provenance: Mapping[str, Any]) -> b
     """A difference to a published figure means something only on the images it was measured on: all of
     the real test set (not a subset, not a folder ikl-zoo wrote)."""
     return n_examples == FULL_TEST_SET and bool(provenance.get("official_test_set"))
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95% Wilson score interval of ``successes / n``: honest for small n and for 0% or 100%."""
+    fraction, spread = successes / n, z * z / n
+    centre = (fraction + spread / 2) / (1 + spread)
+    half = z * math.sqrt(fraction * (1 - fraction) / n + spread / (4 * n)) / (1 + spread)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def format_summary(result: EvalResult) -> str:
