@@ -101,8 +101,10 @@ def _checked_measurement(subject: CardSubject, result: EvalResult | Measurement 
                         fix=f"make a zoo folder of that checkpoint ({convert}), evaluate it and card DIR")
     known_other = measured_sha256 and subject.weights_sha256 and not subject.published_weights  # they differ
     if m.board_id != subject.model_id or known_other:
-        raise CardError(f"the result is for {m.model_id!r} (checkpoint sha256 {measured_sha256}), the card "
-                        f"for {subject.model_id!r} (sha256 {subject.weights_sha256}): not the same weights",
+        hashes = (measured_sha256, subject.weights_sha256)
+        result_sha, card_sha = (f" (sha256 {digest})" if digest else "" for digest in hashes)
+        raise CardError(f"the result is for {m.model_id!r}{result_sha}, the card for {subject.model_id!r}"
+                        f"{card_sha}: not the same {'weights' if known_other else 'model'}",
                         fix="evaluate these weights and pass that result")
     return m
 
