@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from operator import attrgetter
 from pathlib import Path
@@ -79,7 +79,10 @@ class Measurement:
     @classmethod
     def from_result(cls, result: EvalResult | Measurement) -> Measurement:
         """The measurement of an ``EvalResult`` (its settings are checked by ``EvalSettings``)."""
-        return result if isinstance(result, Measurement) else cls.from_dict(result.to_dict())
+        if isinstance(result, Measurement):
+            return result
+        kept = {item.name: getattr(result, item.name) for item in fields(cls) if item.name != "settings"}
+        return cls.from_dict({**kept, "settings": result.settings.to_dict()})  # not the flags, 20,000 entries
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
