@@ -20,6 +20,11 @@ def format_eps(eps: float, norm: str = "Linf") -> str:
     return f"{eps:g}"
 
 
+def same_eps(a: float, b: float) -> bool:
+    """One budget, however it was written (8/255 typed, 0.0313725... read back from JSON)."""
+    return math.isclose(a, b, rel_tol=0, abs_tol=1e-7)
+
+
 def parse_eps(text: str) -> float:
     """``"8/255"`` or ``"0.5"`` as a number; ``ValueError`` naming the expected form otherwise."""
     numerator, _, denominator = text.partition("/")

@@ -3,7 +3,6 @@ written by huggingface_hub's ``ModelCardData``/``EvalResult``; the prose is ``te
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from ikl_zoo.leaderboard.reference import ROBUSTBENCH_URL, STANDARD_EPS, Folder
 from ikl_zoo.leaderboard.table import build_board
 from ikl_zoo.paper import PAPER_URL
 from ikl_zoo.reference import REFERENCE_COMMIT
-from ikl_zoo.threat import DATASET_TITLES
+from ikl_zoo.threat import DATASET_TITLES, same_eps
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -147,8 +146,8 @@ def _card_context(subject: CardSubject, m: Measurement | None) -> dict[str, Any]
     return {
         "s": subject, "m": m, "rank": _robustbench_rank(subject) if subject.robustbench_row else None,
         "measured_facts": records.describe_provenance(m.provenance) if m else "",
-        "nonstandard_eps": standard_eps is not None and not math.isclose(subject.eps, standard_eps),
-        "measured_eps": None if m is None or math.isclose(m.eps, subject.eps) else m.settings.eps_text,
+        "nonstandard_eps": standard_eps is not None and not same_eps(subject.eps, standard_eps),
+        "measured_eps": None if m is None or same_eps(m.eps, subject.eps) else m.settings.eps_text,
         "commit": REFERENCE_COMMIT, "code_url": CODE_URL, "bibtex": BIBTEX, "config_name": CONFIG_NAME,
     }
 

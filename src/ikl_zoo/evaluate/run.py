@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from contextlib import nullcontext
@@ -20,6 +19,7 @@ from ikl_zoo.evaluate.runner import estimate, evaluate
 from ikl_zoo.evaluate.settings import EvalSettings
 from ikl_zoo.evaluate.sources import ModelSource, load_for_evaluation
 from ikl_zoo.evaluate.store import run_dir_lock
+from ikl_zoo.threat import same_eps
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _comparable_published(source: ModelSource, settings: EvalSettings) -> dict[s
     if source.published is None or source.published_threat is None:
         return None
     norm, eps = source.published_threat
-    same = settings.norm == norm and math.isclose(settings.eps, eps, abs_tol=1e-9)
+    same = settings.norm == norm and same_eps(settings.eps, eps)
     return source.published if same and settings.version == "standard" else None
 
 

@@ -17,7 +17,7 @@ from ikl_zoo import reference as shipped
 from ikl_zoo._robustbench import ROBUSTBENCH_PREFIX
 from ikl_zoo.errors import IklZooError, UnknownModelError
 from ikl_zoo.paper import PAPER_AUTHORS, PAPER_TITLE, PAPER_URL, PAPER_VENUE
-from ikl_zoo.threat import DATASETS
+from ikl_zoo.threat import DATASETS, same_eps
 
 if TYPE_CHECKING:
     from ikl_zoo.zoo.registry import ModelEntry
@@ -67,7 +67,7 @@ def is_ikl_at(model_id: str, paper_title: str = "") -> bool:
 
 def is_standard_eps(eps: float, threat_model: str) -> bool:
     """Whether ``eps`` is the board's budget (8/255 Linf, 0.5 L2): only then are its figures comparable."""
-    return math.isclose(eps, STANDARD_EPS[threat_model], rel_tol=0, abs_tol=1e-7)
+    return same_eps(eps, STANDARD_EPS[threat_model])
 
 
 def load_reference(dataset: str, threat_model: str, *, robustbench_dir: Folder | None = None) -> Reference:

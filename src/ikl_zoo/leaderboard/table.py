@@ -24,7 +24,7 @@ from ikl_zoo.leaderboard.reference import (
     reference_entry,
     robustbench_name,
 )
-from ikl_zoo.threat import DATASET_TITLES, HF_HUB_PREFIX, format_eps
+from ikl_zoo.threat import DATASET_TITLES, HF_HUB_PREFIX, format_eps, same_eps
 
 STAR = "\u2605"  # marks IKL-AT rows in every rendered table
 BF16_MARK, ATTACK_MARK = "\u2020", "\u2021"
@@ -166,8 +166,8 @@ def _shown_records(records: list[Record], threat_model: str, eps: float) -> tupl
     shown, notes = {}, []  # the record shown of each board id; why each other one is not
     for record in sorted(records, key=_canonical_first):
         m, weights = record.measurement, replaced_weights(record.measurement.provenance)
-        if not math.isclose(m.eps, eps, rel_tol=0, abs_tol=1e-7):
-            why = f"eps {format_eps(m.eps, threat_model)}: shown with --eps {format_eps(m.eps, threat_model)}"
+        if not same_eps(m.eps, eps):
+            why = f"eps {m.settings.eps_text}: shown with --eps {m.settings.eps_text}"
         elif weights is not None:
             why = f"it measures {m.model_id} with weights from {weights}, not its published weights"
         elif m.board_id in shown and m.settings.precision == "bf16":
