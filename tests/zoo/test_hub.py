@@ -190,8 +190,9 @@ def test_drive_checkpoint_of_the_wrong_model_is_not_cached(
     monkeypatch.setenv("IKL_ZOO_CACHE", str(tmp_path / "zoo-cache"))
     cifar100 = get_model_entry("tiny-wrn", dataset="cifar100").build().state_dict()
     drive.payload = lambda path: torch.save(cifar100, path)
-    with pytest.raises(DownloadError, match="has 100 classes but tiny-wrn for cifar10 expects 10"):
+    with pytest.raises(DownloadError, match="has 100 classes but tiny-wrn for cifar10 expects 10") as error:
         download_checkpoint("tiny-wrn")
+    assert "--dataset" not in str(error.value)  # the pinned file is wrong, not the user's flag
     assert not drive_cache_folder(tiny_entry).exists()
 
 
@@ -293,6 +294,7 @@ def test_an_unwritable_zoo_cache_is_one_line(fake_hub, tiny_entry, tiny_model, d
     assert "Hugging Face Hub ikl-zoo/tiny-wrn-cifar10@main: repository not found" in message
     assert "Google Drive 1-tinyDriveIdForTests: cannot write the ikl-zoo cache" in message
     assert "set IKL_ZOO_CACHE to a folder you can write" in message and "\n" not in message
+    assert error.value.fix.startswith("set IKL_ZOO_CACHE")  # the fix, not part of the problem
 
 
 def test_a_damaged_drive_cache_names_the_folder_to_delete(

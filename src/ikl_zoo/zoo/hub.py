@@ -82,13 +82,15 @@ def fetch_weights(spec: ModelSpec, *, revision: str | None = None) -> Weights:
                                 "--revision out to use the pinned one (Google Drive original included)")
     if (cached := _from_drive_cache(spec)) is not None:
         return cached
+    drive_fix = None
     if spec.gdrive_id:
         try:
             return _from_drive(spec)
         except DownloadError as miss:
             attempts.append(miss.problem)
+            drive_fix = miss.fix
     raise DownloadError(f"could not get the weights of {name}: {'; '.join(attempts) or 'no host is known'}",
-                        fix=_download_fix(spec))
+                        fix="; or ".join(filter(None, [drive_fix, _download_fix(spec)])))
 
 
 def _download_fix(spec: ModelSpec | None) -> str:
@@ -255,11 +257,13 @@ def _from_drive(spec: ModelSpec) -> Weights:
             source = {"host": "Google Drive", "gdrive_id": host,
                       "original_sha256": checkpoints.file_sha256(original)}
             checkpoints.save_zoo_folder(model, folder, entry_or_config=spec, extra={"source": source})
-    except CheckpointError as error:
-        raise DownloadError(f"Google Drive {spec.gdrive_id}: {error}") from None
+    except DownloadError as error:  # its fix is the mirror command's; the caller gives this one's
+        raise DownloadError(error.problem) from None
+    except CheckpointError as error:  # the pinned file is at fault, not the user's flags: no fix of theirs
+        raise DownloadError(f"Google Drive {host}: {error.problem}") from None
     except OSError as error:
-        raise DownloadError(f"Google Drive {spec.gdrive_id}: cannot write the ikl-zoo cache {folder} "
-                            f"({first_line(error)}): set IKL_ZOO_CACHE to a folder you can write") from None
+        problem = f"Google Drive {host}: cannot write the ikl-zoo cache {folder} ({first_line(error)})"
+        raise DownloadError(problem, fix="set IKL_ZOO_CACHE to a folder you can write") from None
     return _from_drive_cache(spec)  # type: ignore[return-value]  # written just now
 
 
