@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from ikl_zoo.cards.model_card import write_model_card
+from ikl_zoo.cards.model_card import CARD_NAME, write_model_card
 from ikl_zoo.errors import CheckpointError, PublishError, first_line
 from ikl_zoo.zoo import checkpoints
-from ikl_zoo.zoo.checkpoints import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from ikl_zoo.zoo.checkpoints import CONFIG_NAME, WEIGHTS_NAME
 from ikl_zoo.zoo.hub import download_drive_original, hub_config_sha256, transport_errors
 from ikl_zoo.zoo.loading import load
 from ikl_zoo.zoo.spec import ModelSpec

@@ -1,4 +1,5 @@
-"""The vocabulary every layer shares: datasets, norms, how a budget is written, Hub model names."""
+"""The vocabulary every layer shares: datasets, norms, how a budget is written, Hub model names, a zoo
+folder's files."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 NORMS = ("Linf", "L2", "L1")
 HF_HUB_PREFIX = "hf-hub:"
 """``hf-hub:ORG/NAME[@REVISION]`` names a zoo folder on the Hub wherever ikl-zoo takes a model."""
+WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
+"""A zoo folder's weights and its ``ModelSpec``, as timm's Hub repositories name them."""
 
 
 def format_eps(eps: float, norm: str = "Linf") -> str:

@@ -11,8 +11,8 @@ from torch import nn
 
 from ikl_zoo._robustbench import import_robustbench, robustbench_model_dicts
 from ikl_zoo.zoo import architectures
-from ikl_zoo.zoo.checkpoints import model_from_config
 from ikl_zoo.zoo.registry import list_models
+from ikl_zoo.zoo.spec import model_from_config
 
 CUI_ENTRIES = [(entry.dataset, entry.model_id) for entry in list_models() if entry.is_ikl_at]
 TOLERANCE = 1e-5

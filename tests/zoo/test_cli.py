@@ -10,8 +10,9 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
+from ikl_zoo.cards.model_card import CARD_NAME
 from ikl_zoo.cli import main
-from ikl_zoo.zoo.checkpoints import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, file_sha256
+from ikl_zoo.zoo.checkpoints import CONFIG_NAME, WEIGHTS_NAME, file_sha256
 from ikl_zoo.zoo.loading import load_model, save_zoo_folder
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from ikl_zoo.cards.model_card import CARD_NAME
 from ikl_zoo.cli import main
-from ikl_zoo.zoo.checkpoints import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from ikl_zoo.zoo.checkpoints import CONFIG_NAME, WEIGHTS_NAME
 from ikl_zoo.zoo.loading import load
 from ikl_zoo.zoo.registry import get_model_entry
 

@@ -14,12 +14,11 @@ from ikl_zoo.evaluate.summary import wilson_interval
 from ikl_zoo.leaderboard.reference import reference_entry, registry_entry
 from ikl_zoo.leaderboard.render import template_renderer
 from ikl_zoo.reference import published_from_row
-from ikl_zoo.threat import DATASETS, HF_HUB_PREFIX, format_eps
+from ikl_zoo.threat import CONFIG_NAME, DATASETS, HF_HUB_PREFIX, format_eps
 
 if TYPE_CHECKING:
     from ikl_zoo.zoo.registry import ModelEntry
 
-CONFIG_NAME = "config.json"
 
 
 def wilson_text(fraction: float, n: int) -> str:

@@ -41,10 +41,10 @@ def download(model: str, dataset: str, revision: str | None) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace the zoo files of a folder that is not empty.")
 def convert(checkpoint: str, model_id: str, dataset: str, out_dir: str, overwrite: bool) -> None:
     """Turn a checkpoint into a Hub-ready folder. CHECKPOINT: .pt, .pth or .safetensors, any wrapping."""
-    from ikl_zoo.publish import convert_checkpoint
+    from ikl_zoo.publish import PUSHED_FILES, convert_checkpoint
     from ikl_zoo.zoo.checkpoints import read_spec
     folder = convert_checkpoint(checkpoint, out_dir, model_id=model_id, dataset=dataset, overwrite=overwrite)
-    click.echo(f"wrote {folder} (model.safetensors, config.json, README.md)")
+    click.echo(f"wrote {folder} ({', '.join(PUSHED_FILES)})")
     click.echo(f"sha256: {read_spec(folder).sha256}")
 
 

@@ -33,7 +33,8 @@ from ikl_zoo.evaluate.distributed import Shard, process_group_from_environment
 from ikl_zoo.evaluate.prepare import resolve_device
 from ikl_zoo.train.recipes import Recipe, TrainingError, architecture_config, get_recipe
 from ikl_zoo.train.trainer import IKLATTrainer
-from ikl_zoo.zoo.checkpoints import model_from_config, non_finite_tensors, save_zoo_folder, torch_load_reason
+from ikl_zoo.zoo.checkpoints import non_finite_tensors, save_zoo_folder, torch_load_reason
+from ikl_zoo.zoo.spec import model_from_config
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.json"

@@ -21,12 +21,10 @@ from torch import nn
 
 from ikl_zoo.atomic import atomic_path, write_json_atomic
 from ikl_zoo.errors import CheckpointError, ChecksumMismatchError, first_line
-from ikl_zoo.threat import NUM_CLASSES
+from ikl_zoo.threat import CONFIG_NAME, NUM_CLASSES, WEIGHTS_NAME
 from ikl_zoo.zoo.registry import is_registered
-from ikl_zoo.zoo.spec import CONFIG_NAME, OWN_KEYS, REWRITE_FIX, WEIGHTS_NAME, ModelSpec
-from ikl_zoo.zoo.spec import model_from_config as model_from_config  # where callers have found it
+from ikl_zoo.zoo.spec import OWN_KEYS, REWRITE_FIX, ModelSpec
 
-CARD_NAME = "README.md"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 _KEY_PREFIXES = ("module.0.", "module.", "model.")
 

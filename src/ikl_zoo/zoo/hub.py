@@ -18,10 +18,9 @@ from typing import Any
 
 from ikl_zoo import __version__
 from ikl_zoo.errors import CheckpointError, DownloadError, first_line
-from ikl_zoo.threat import HF_HUB_PREFIX
+from ikl_zoo.threat import CONFIG_NAME, HF_HUB_PREFIX, WEIGHTS_NAME
 from ikl_zoo.zoo import checkpoints
 from ikl_zoo.zoo.registry import ModelSpec, get_model_entry
-from ikl_zoo.zoo.spec import CONFIG_NAME, WEIGHTS_NAME
 
 ZOO_FOLDER_FIX = ("make a zoo folder with `ikl-zoo convert CHECKPOINT --model ID -o DIR`, then "
                   "`ikl-zoo push DIR --repo-id ORG/NAME`")

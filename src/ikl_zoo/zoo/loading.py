@@ -11,11 +11,10 @@ import torch
 from torch import nn
 
 from ikl_zoo.errors import CheckpointError, UnknownModelError
-from ikl_zoo.threat import HF_HUB_PREFIX
+from ikl_zoo.threat import CONFIG_NAME, HF_HUB_PREFIX, WEIGHTS_NAME
 from ikl_zoo.zoo.checkpoints import (
     build_loaded,
     file_sha256,
-    model_from_config,
     read_folder,
     read_spec,
     read_state_dict,
@@ -23,7 +22,7 @@ from ikl_zoo.zoo.checkpoints import (
 )
 from ikl_zoo.zoo.hub import Weights, fetch_hub_model, fetch_weights, parse_hub_name
 from ikl_zoo.zoo.registry import get_model_entry, is_registered
-from ikl_zoo.zoo.spec import CONFIG_NAME, WEIGHTS_NAME, ModelSpec
+from ikl_zoo.zoo.spec import ModelSpec, model_from_config
 
 __all__ = ["LoadedModel", "file_sha256", "load", "load_model", "model_from_config", "read_folder",
            "read_spec", "read_state_dict", "save_zoo_folder"]

@@ -22,7 +22,6 @@ from ikl_zoo.errors import CheckpointError, first_line
 from ikl_zoo.threat import DATASETS, NORMS, NUM_CLASSES
 from ikl_zoo.zoo import architectures
 
-WEIGHTS_NAME, CONFIG_NAME = "model.safetensors", "config.json"
 REWRITE_FIX = "rewrite it with `ikl-zoo convert`"
 BUILDERS = {name: getattr(architectures, name) for name in ("WideResNet", "DMWideResNet", "CifarResNet")}
 OWN_KEYS = ("ikl_zoo_version", "model_id", "dataset", "threat_model", "eps", "architecture", "sha256",
