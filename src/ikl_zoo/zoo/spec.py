@@ -91,9 +91,10 @@ class ModelSpec:
 
     def to_json(self) -> dict[str, Any]:
         """config.json of a zoo folder holding this model's weights."""
-        values = (self.ikl_zoo_version, self.model_id, self.dataset, self.threat_model, self.eps, self.config,
-                  self.sha256, self.source, self.training_facts)
-        data = {key: value for key, value in zip(OWN_KEYS, values, strict=True) if value is not None}
+        own = {"ikl_zoo_version": self.ikl_zoo_version, "model_id": self.model_id, "dataset": self.dataset,
+               "threat_model": self.threat_model, "eps": self.eps, "architecture": self.config,
+               "sha256": self.sha256, "source": self.source, "training": self.training_facts}
+        data = {key: own[key] for key in OWN_KEYS if own[key] is not None}
         return json.loads(json.dumps({**data, **self.extra}))
 
     @classmethod
@@ -102,9 +103,11 @@ class ModelSpec:
         if not isinstance(data, Mapping):
             raise CheckpointError(f"{where} is not a JSON object", fix=REWRITE_FIX)
         for name, valid, expected in _FIELD_CHECKS:
-            if name not in data and name not in _OPTIONAL_KEYS:
+            if name in _OPTIONAL_KEYS and data.get(name) is None:
+                continue
+            if name not in data:
                 raise CheckpointError(f"{where}: field '{name}' is missing", fix=REWRITE_FIX)
-            if (data.get(name) is not None or name not in _OPTIONAL_KEYS) and not valid(data[name]):
+            if not valid(data[name]):
                 raise CheckpointError(f"{where}: field '{name}' must be {expected}, not {data[name]!r}",
                                       fix=REWRITE_FIX)
         architecture = dict(data["architecture"])
